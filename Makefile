@@ -1,0 +1,30 @@
+# Two commands for a newcomer: `make repro` (set up .venv, run the pipeline on the embedded
+# default) and `make test` (lint, type-check, tests). Everything else is optional.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro test lint params clean-outputs
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,sweep]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+lint: setup
+	ruff check src tests pipelines benchmarks
+	ruff format --check src tests pipelines benchmarks
+	mypy
+
+test: lint
+	pytest -n 2 -q
+
+# Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does this by itself).
+params: setup
+	python -m cnnscope.compose

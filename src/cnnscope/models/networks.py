@@ -1,0 +1,216 @@
+"""The networks of the seed studies, as flat sequences of named layers.
+
+Every network is a :class:`LayeredCNN`: an ``nn.Sequential`` whose children carry the names that
+later stages address (``conv1``, ``relu1``, ``pool1``, …, ``fc2``). A flat sequence keeps those
+names identical in ``named_children()``, in torchvision's ``create_feature_extractor`` and in
+checkpoints, and lets a consumer stop the forward pass after any layer by slicing.
+
+Convolutions and their ReLUs are separate layers (``conv3`` is pre-activation, ``relu3`` the map a
+Keras ``Conv2D(activation='relu')`` would output), and no ReLU is in-place, so hooked outputs are
+never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+#: The fixed kernels of the tutorial seeds: a Laplacian-like high-pass, vertical and horizontal
+#: edge detectors, and the two Sobel operators.
+EDGE_KERNELS: dict[str, list[list[float]]] = {
+    "high_pass": [[0, -1, 0], [-1, 4, -1], [0, -1, 0]],
+    "vertical_edge": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
+    "horizontal_edge": [[-1, -1, -1], [0, 0, 0], [1, 1, 1]],
+    "sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
+    "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
+}
+
+
+class LayeredCNN(nn.Sequential):
+    """A CNN whose layers are named children, carrying the input statistics it was trained on.
+
+    ``mean``/``std`` are buffers (saved in the checkpoint) because every consumer of a trained
+    network — extraction, OIPs — must feed inputs standardised exactly as in training.
+    ``forward`` takes *standardised* images; :meth:`standardize` maps [0, 1] images there.
+    """
+
+    def __init__(
+        self,
+        layers: OrderedDict[str, nn.Module],
+        in_channels: int,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        super().__init__(layers)
+        #: Architecture arguments (set by :func:`cnnscope.models.build_model`), saved in checkpoints.
+        self.arch: dict[str, Any] = {}
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of all layers in forward order."""
+        return [name for name, _ in self.named_children()]
+
+    @property
+    def conv_layers(self) -> list[str]:
+        """Post-activation outputs of every spatial (k > 1) convolution: the 'feature maps'.
+
+        The activation is the first ReLU after the convolution (a batch norm may sit between).
+        1×1 convolutions (``cifar_cnn``'s per-position dense layer) are not feature maps.
+        """
+        names, layers = self.layer_names, list(self.children())
+        maps = []
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.Conv2d) and layer.kernel_size != (1, 1):
+                j = next(k for k in range(i + 1, len(layers)) if isinstance(layers[k], nn.ReLU))
+                maps.append(names[j])
+        return maps
+
+    def standardize(self, images01: torch.Tensor) -> torch.Tensor:
+        """Map images in [0, 1] to the standardised space the network was trained in."""
+        return (images01 - self.mean) / self.std
+
+    def truncated(self, last_layer: str) -> nn.Sequential:
+        """The network up to and including ``last_layer``: the forward pass stops there."""
+        names = self.layer_names
+        if last_layer not in names:
+            raise KeyError(f"layer {last_layer!r} not in model; layers are: {', '.join(names)}")
+        return self[: names.index(last_layer) + 1]
+
+
+def _conv_block(
+    layers: OrderedDict[str, nn.Module],
+    index: int,
+    in_ch: int,
+    out_ch: int,
+    padding: int,
+    batch_norm: bool,
+) -> None:
+    layers[f"conv{index}"] = nn.Conv2d(in_ch, out_ch, 3, padding=padding, bias=not batch_norm)
+    if batch_norm:
+        layers[f"bn{index}"] = nn.BatchNorm2d(out_ch)
+    layers[f"relu{index}"] = nn.ReLU(inplace=False)
+
+
+def _spatial_after(size: int, layers: OrderedDict[str, nn.Module]) -> int:
+    """Spatial size after the convolutions and poolings built so far."""
+    for layer in layers.values():
+        if isinstance(layer, nn.Conv2d):
+            size = size + 2 * int(layer.padding[0]) - 2  # type: ignore[index]
+        elif isinstance(layer, nn.MaxPool2d):
+            size //= 2
+    return size
+
+
+def mnist_cnn(
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: float = 1.0,
+    hidden: int = 64,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+) -> LayeredCNN:
+    """The MNIST network of the seed articles: 3×3 valid convolutions (32, 64, 128 maps), 2×2
+    max-pooling after the first two (28→26→13→11→5→3), a dense head."""
+    channels = [max(1, round(c * width)) for c in (32, 64, 128)]
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    in_ch = in_channels
+    for i, out_ch in enumerate(channels, start=1):
+        _conv_block(layers, i, in_ch, out_ch, padding=0, batch_norm=batch_norm)
+        if i < 3:
+            layers[f"pool{i}"] = nn.MaxPool2d(2)
+        in_ch = out_ch
+    side = _spatial_after(image_size, layers)
+    if side < 1:
+        raise ValueError(f"mnist_cnn needs images of at least 22 pixels, got {image_size}")
+    layers["flatten"] = nn.Flatten()
+    layers["fc1"] = nn.Linear(in_ch * side * side, hidden)
+    layers["relu_fc1"] = nn.ReLU(inplace=False)
+    if dropout > 0:
+        layers["dropout"] = nn.Dropout(dropout)
+    layers["fc2"] = nn.Linear(hidden, num_classes)
+    return LayeredCNN(layers, in_channels, image_size, mean, std)
+
+
+def cifar_cnn(
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: float = 1.0,
+    hidden: int = 64,
+    batch_norm: bool = False,
+    dropout: float = 0.5,
+) -> LayeredCNN:
+    """The CIFAR-10 network of the frog article: six 3×3 'same' convolutions of 16 maps, 2×2
+    pooling after the 2nd and 4th, a 64-unit ReLU layer applied at every position of the last map
+    (a 1×1 convolution, which is what Keras' ``Dense`` does on a 4-D tensor), dropout, flatten."""
+    maps = max(1, round(16 * width))
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    in_ch = in_channels
+    for i in range(1, 7):
+        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=batch_norm)
+        if i in (2, 4):
+            layers[f"pool{i // 2}"] = nn.MaxPool2d(2)
+        in_ch = maps
+    side = _spatial_after(image_size, layers)
+    if side < 1:
+        raise ValueError(f"cifar_cnn needs images of at least 4 pixels, got {image_size}")
+    layers["dense1"] = nn.Conv2d(maps, hidden, kernel_size=1)
+    layers["relu_dense1"] = nn.ReLU(inplace=False)
+    if dropout > 0:
+        layers["dropout"] = nn.Dropout(dropout)
+    layers["flatten"] = nn.Flatten()
+    layers["fc2"] = nn.Linear(hidden * side * side, num_classes)
+    return LayeredCNN(layers, in_channels, image_size, mean, std)
+
+
+def edge_filters(
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: float = 1.0,
+    hidden: int = 64,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+) -> LayeredCNN:
+    """Fixed hand-made kernels (:data:`EDGE_KERNELS`) → ReLU → max-pool, then a trainable head.
+
+    The first convolution is frozen (``requires_grad=False``, and it stays a plain buffer-like
+    parameter so checkpoints still hold it): the tutorial seeds' filters, made measurable. A colour
+    input is filtered on its channel mean, as the tutorials convert to grey first.
+    """
+    kernels = torch.tensor(list(EDGE_KERNELS.values()), dtype=torch.float32)  # (K, 3, 3)
+    conv = nn.Conv2d(in_channels, len(kernels), 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(kernels.unsqueeze(1).expand(-1, in_channels, -1, -1) / in_channels)
+    conv.weight.requires_grad_(False)
+    maps = max(1, round(32 * width))
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    layers["conv1"] = conv
+    layers["relu1"] = nn.ReLU(inplace=False)
+    layers["pool1"] = nn.MaxPool2d(2)
+    _conv_block(layers, 2, len(kernels), maps, padding=1, batch_norm=batch_norm)
+    layers["pool2"] = nn.MaxPool2d(2)
+    side = _spatial_after(image_size, layers)
+    layers["flatten"] = nn.Flatten()
+    layers["fc1"] = nn.Linear(maps * side * side, hidden)
+    layers["relu_fc1"] = nn.ReLU(inplace=False)
+    if dropout > 0:
+        layers["dropout"] = nn.Dropout(dropout)
+    layers["fc2"] = nn.Linear(hidden, num_classes)
+    return LayeredCNN(layers, in_channels, image_size, mean, std)

@@ -1,0 +1,81 @@
+"""Shared fixtures: a small prepared dataset and checkpoints in the pipeline's own formats.
+
+Tests build their inputs with the same code paths the stages use (``PreparedData.save``,
+``models.save_checkpoint``), so a change to a format breaks the tests that depend on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnscope.data.prepared import PreparedData
+from cnnscope.models import LayeredCNN, build_model, save_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def synthetic_prepared(n_per_class: int = 20, channels: int = 1, size: int = 28, seed: int = 0) -> PreparedData:
+    """Ten classes of noisy bars (class k: a bright bar at row 2k+4), split 60/20/20 plus 5 probes."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 10 * n_per_class
+    labels = torch.arange(10).repeat_interleave(n_per_class)
+    images = (torch.rand(n, channels, size, size, generator=gen) * 60).to(torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        row = (2 * k + 4) % size
+        images[i, :, row : row + 2, 3:-3] = 230
+    order = torch.randperm(n, generator=gen)
+    n_train, n_val = int(0.6 * n), int(0.2 * n)
+    train, val, test = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+    probe, test = test[:5], test[5:]
+    scaled = images[train].float() / 255
+    return PreparedData(
+        images=images,
+        labels=labels,
+        classes=[str(k) for k in range(10)],
+        mean=scaled.mean(dim=(0, 2, 3)).tolist(),
+        std=scaled.std(dim=(0, 2, 3)).tolist(),
+        splits={"train": train, "val": val, "test": test, "probe": probe},
+        subsets={"0.2": train[: n_train // 5]},
+        probe_names=[f"probe{i}" for i in range(5)],
+    )
+
+
+@pytest.fixture
+def prepared() -> PreparedData:
+    return synthetic_prepared()
+
+
+@pytest.fixture
+def prepared_dir(tmp_path: Path, prepared: PreparedData) -> Path:
+    out = tmp_path / "prepared"
+    prepared.save(out)
+    return out
+
+
+def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0) -> LayeredCNN:
+    torch.manual_seed(seed)
+    return build_model(
+        name,
+        in_channels=prepared.channels,
+        num_classes=prepared.num_classes,
+        image_size=prepared.image_size,
+        mean=prepared.mean,
+        std=prepared.std,
+    )
+
+
+@pytest.fixture
+def mnist_checkpoint(tmp_path: Path, prepared: PreparedData) -> Path:
+    """An (untrained) ``mnist_cnn`` checkpoint in the layout the train stage writes."""
+    return save_checkpoint(random_model(prepared), tmp_path / "model.ckpt")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not present")
+    return SHARED_DATA
