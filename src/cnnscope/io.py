@@ -78,3 +78,17 @@ def git_commit(cwd: str | Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
+
+
+def provenance(params: dict[str, Any], data_manifest: str | Path | None = None) -> dict[str, Any]:
+    """What produced a result: the params it used, the git commit, and the prepared data's checksum.
+
+    Stages store this beside every result (metrics JSON, manifests) so a number can always be
+    traced back to its configuration and data.
+    """
+    record: dict[str, Any] = {"params": params, "git_commit": git_commit()}
+    if data_manifest is not None:
+        manifest = json.loads(Path(data_manifest).read_text())
+        record["data_sha256"] = manifest.get("dataset_sha256")
+        record["data_source"] = manifest.get("source")
+    return record
