@@ -17,10 +17,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from cnnscope.errors import CnnscopeError
+
 PARAMS_FILE = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(CnnscopeError, ValueError):
     """A configuration value is wrong; the message says which key and what is allowed."""
 
 
@@ -30,6 +32,11 @@ class DataSource(str, Enum):
     fashion_mnist = "fashion_mnist"
     cifar10 = "cifar10"
     imagefolder = "imagefolder"
+
+
+class ValSource(str, Enum):
+    train = "train"
+    test = "test"
 
 
 class ModelName(str, Enum):
@@ -71,8 +78,11 @@ class DataConfig:
     channels: int | None = None
     #: Let torchvision download a missing dataset (needs network).
     download: bool = False
-    #: Fraction of the training pool held out for validation (early stopping, checkpoint choice).
+    #: Fraction held out for validation (early stopping, checkpoint choice)…
     val_fraction: float = 0.1
+    #: …taken from the training pool (``train``) or from the source's test split (``test``, which
+    #: keeps every training image for training, as the frog study's 50k-vs-10k comparison does).
+    val_from: ValSource = ValSource.train
     #: Fraction held out as a test split for sources that have none (embedded, flat ImageFolder).
     test_fraction: float = 0.2
     #: Cap on the training split (null: everything left after val); the seed study's 50k.
@@ -133,8 +143,8 @@ class VariantSpec:
 class StudyConfig:
     name: str = "default"
     #: The variants trained, in report order; each must be a key of ``variant_specs``.
-    variants: list[str] = field(default_factory=lambda: ["benchmark", "dummy", "untrained"])
-    variant_specs: dict[str, VariantSpec] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=lambda: ["benchmark"])
+    variant_specs: dict[str, VariantSpec] = field(default_factory=lambda: {"benchmark": VariantSpec()})
     seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -157,20 +167,60 @@ class CompareConfig:
     out_dir: str = "compare"
 
 
+class OIPNoise(str, Enum):
+    """How the starting noise of an OIP is drawn at a spatial wavelength."""
+
+    #: Gaussian noise on a coarse grid (spacing ≈ wavelength), bilinearly upsampled.
+    grid = "grid"
+    #: Gaussian noise band-limited in Fourier space to frequencies ≤ 1/wavelength.
+    fourier = "fourier"
+
+
+class OIPSuppression(str, Enum):
+    """How high frequencies are suppressed after each ascent step."""
+
+    blur = "blur"
+    fourier = "fourier"
+    none = "none"
+
+
 @dataclass
 class OIPConfig:
-    #: Target layer; null means the deepest convolution's activation.
+    """OIP generation (``oip`` stage). The defaults keep the default study at ~1 minute on 2 CPU
+    cores; the article's figures use e.g. ``seeds: 8``, ``wavelengths: [1, 2, 4, 7, 14]``,
+    ``steps: 400``, ``snapshots: [0, 25, 100, 400]``."""
+
+    #: Target layer; null means the deepest convolution's activation (``model.conv_layers[-1]``).
     layer: str | None = None
     #: Maps to optimise; empty means all.
     maps: list[int] = field(default_factory=list)
+    #: Noise seeds per map and wavelength (≥ 2: robustness compares them).
     seeds: int = 3
-    #: Noise wavelengths in pixels (1 = pixel noise).
+    #: First noise seed; the same noises are used for every variant, so variants differ only by
+    #: their network.
+    noise_seed: int = 0
+    #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
     wavelengths: list[int] = field(default_factory=lambda: [1, 4, 8])
+    noise: OIPNoise = OIPNoise.grid
     steps: int = 100
+    #: Ascent step on the standardised input, in units of the normalised (unit-RMS) gradient.
     step_size: float = 0.05
+    suppression: OIPSuppression = OIPSuppression.blur
+    #: Gaussian blur applied after every step (``suppression: blur``), in pixels.
     blur_sigma: float = 0.5
+    #: Per-step damping of the Nyquist frequency (``suppression: fourier``), in [0, 1).
+    fourier_damping: float = 0.1
+    #: Random shift of the input by up to this many pixels at every step (0: none).
     jitter: int = 0
+    #: Steps at which the image is recorded (the evolution series); each in [0, steps].
     snapshots: list[int] = field(default_factory=lambda: [0, 10, 30, 100])
+    #: A map has converged when its objective moved by less than this fraction over the last
+    #: tenth of the steps.
+    convergence_tol: float = 0.01
+    #: Maps shown in the evolution figure; empty means the most active ones.
+    evolution_maps: list[int] = field(default_factory=list)
+    #: Map of the wavelength comparison and per-node grid; null means the most active map.
+    focus_map: int | None = None
     out_dir: str = "oip"
 
 

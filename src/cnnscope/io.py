@@ -25,6 +25,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             yield fh
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get normal permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -47,6 +48,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             os.replace(path, old)
@@ -57,6 +59,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _rmtree(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _rmtree(path: Path) -> None:

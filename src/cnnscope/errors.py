@@ -1,0 +1,24 @@
+"""Errors a user can fix, and the way stage scripts report them.
+
+Anything raised as :class:`CnnscopeError` (or a missing file) is the user's to fix: stage scripts
+print its message — which names the key or file and says how to fix it — and exit non-zero,
+instead of a traceback. Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class CnnscopeError(Exception):
+    """A problem with the user's input or configuration; the message says how to fix it."""
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run a stage's ``main``; turn user errors into one line on stderr and exit status 2."""
+    try:
+        main()
+    except (CnnscopeError, FileNotFoundError) as err:
+        print(f"cnnscope: error: {err}", file=sys.stderr)
+        sys.exit(2)

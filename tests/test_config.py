@@ -1,0 +1,61 @@
+"""params.yaml stays what conf/ composes to, and bad configuration fails early and clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnscope.compose import compose_params
+from cnnscope.config import ConfigError, load_params, validate, variant_model_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_is_what_conf_composes_to() -> None:
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert committed == compose_params(), "params.yaml is stale: run `make params` and commit it"
+
+
+@pytest.mark.parametrize("source", ["embedded", "mnist", "fashion_mnist", "cifar10"])
+def test_every_data_option_composes(source: str) -> None:
+    assert compose_params([f"data={source}"])["data"]["name"] == source
+
+
+def test_overrides_compose_like_dvc_exp_run() -> None:
+    params = compose_params(["data=mnist", "trainer.max_epochs=5", "model.lr=0.01"])
+    assert params["trainer"]["max_epochs"] == 5 and params["model"]["lr"] == 0.01
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"trainer\.max_epoch"):
+        validate({"trainer": {"max_epoch": 3}})
+
+
+def test_bad_choice_lists_allowed_values() -> None:
+    with pytest.raises(ConfigError, match=r"data\.name.*embedded.*mnist.*cifar10"):
+        validate({"data": {"name": "svhn"}})
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"trainer\.batch_size"):
+        validate({"trainer": {"batch_size": "large"}})
+
+
+def test_variant_must_be_defined() -> None:
+    raw = {"study": {"variants": ["benchmark", "wide"], "variant_specs": {"benchmark": {}}}}
+    with pytest.raises(ConfigError, match=r"\['wide'\].*defines only \['benchmark'\]"):
+        validate(raw)
+
+
+def test_variant_subset_must_be_prepared() -> None:
+    raw = {"study": {"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}}}
+    with pytest.raises(ConfigError, match=r"train_subset=0.3 is not one of data.subsets"):
+        validate(raw)
+
+
+def test_variant_overrides_model() -> None:
+    params = load_params(REPO / "params.yaml")
+    sgd = variant_model_config(params, "sgd")
+    assert sgd.optimizer.value == "sgd" and sgd.name == params.model.name
