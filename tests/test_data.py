@@ -172,7 +172,7 @@ def test_imagefolder_unreadable_image(tmp_path: Path) -> None:
 
 def test_imagefolder_mixed_sizes_need_image_size(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "tree")
-    with pytest.raises(DataError, match="data.image_size"):
+    with pytest.raises(DataError, match=r"data\.image_size"):
         load_source(DataConfig(name=DataSource.imagefolder, root=str(tmp_path / "tree")), tmp_path)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from cnnscope.errors import CnnscopeError
 
 # IDX type byte → numpy big-endian dtype
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -255,9 +255,10 @@ def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tenso
 
 def _decode(path: Path, cfg: DataConfig) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0) or ("L" if img.mode in ("L", "1", "I;16") else "RGB")
-            img = img.convert(mode)
+        with Image.open(path) as file:
+            grey = file.mode in ("L", "1", "I;16")
+            mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0) or ("L" if grey else "RGB")
+            img = file.convert(mode)
             if cfg.image_size is not None and img.size != (cfg.image_size, cfg.image_size):
                 img = img.resize((cfg.image_size, cfg.image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)

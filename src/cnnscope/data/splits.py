@@ -38,9 +38,7 @@ def split_off(
     return order[n_held:], order[:n_held]
 
 
-def resolve_probes(
-    specs: list[ProbeSpec], labels: torch.Tensor, classes: list[str]
-) -> tuple[torch.Tensor, list[str]]:
+def resolve_probes(specs: list[ProbeSpec], labels: torch.Tensor, classes: list[str]) -> tuple[torch.Tensor, list[str]]:
     """Positions (into ``labels``, the source's test split) and names of the configured probes."""
     positions: list[int] = []
     names: list[str] = []

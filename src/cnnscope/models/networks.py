@@ -51,6 +51,8 @@ class LayeredCNN(nn.Sequential):
         self.arch: dict[str, Any] = {}
         self.in_channels = in_channels
         self.image_size = image_size
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -106,7 +108,7 @@ def _spatial_after(size: int, layers: OrderedDict[str, nn.Module]) -> int:
     """Spatial size after the convolutions and poolings built so far."""
     for layer in layers.values():
         if isinstance(layer, nn.Conv2d):
-            size = size + 2 * int(layer.padding[0]) - 2  # type: ignore[index]
+            size = size + 2 * int(layer.padding[0]) - 2
         elif isinstance(layer, nn.MaxPool2d):
             size //= 2
     return size
