@@ -100,3 +100,19 @@ def provenance(params: dict[str, Any], data_manifest: str | Path | None = None) 
         record["data_sha256"] = manifest.get("dataset_sha256")
         record["data_source"] = manifest.get("source")
     return record
+
+
+def repo_root() -> Path:
+    """The repository the pipeline belongs to.
+
+    ``dvc exp run --queue`` runs stages in a temporary copy under ``.dvc/tmp/exps``; DVC then sets
+    ``DVC_ROOT`` to the real repository, where shared things (the MLflow store, ``../shared``)
+    live. Outside DVC it is the working directory.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def resolve_user_path(path: str | Path) -> Path:
+    """A user-given path: absolute as is, relative to :func:`repo_root` otherwise."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path

@@ -21,7 +21,7 @@ from cnnscope.config import DataConfig, ValSource, to_container
 from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256, subset_key
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.data.splits import resolve_probes, split_off, stratified_order, subset_counts
-from cnnscope.io import atomic_dir, write_json
+from cnnscope.io import atomic_dir, resolve_user_path, write_json
 
 
 def build_prepared(source: RawSource, cfg: DataConfig) -> PreparedData:
@@ -74,7 +74,7 @@ def build_prepared(source: RawSource, cfg: DataConfig) -> PreparedData:
 
 def manifest(prepared: PreparedData, source: RawSource, cfg: DataConfig, dataset_path: Path) -> dict[str, Any]:
     """What was prepared from what: the record every later result points back to."""
-    root = Path(cfg.root).expanduser().resolve() if cfg.root else None
+    root = resolve_user_path(cfg.root).resolve() if cfg.root else None
     files = {_display_path(p, root): _checksum(p) for p in source.files}
     return {
         "source": cfg.name.value,

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from cnnscope.config import DataConfig, DataSource
 from cnnscope.data.idx import read_idx
 from cnnscope.errors import CnnscopeError
+from cnnscope.io import resolve_user_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -59,7 +60,7 @@ def load_source(cfg: DataConfig, cache_dir: Path) -> RawSource:
 def _require_root(cfg: DataConfig) -> Path:
     if cfg.root is None:
         raise DataError(f"data.root is not set: point it at the folder or tarball holding {cfg.name.value} data")
-    return Path(cfg.root).expanduser()
+    return resolve_user_path(cfg.root)
 
 
 def _embedded() -> RawSource:
