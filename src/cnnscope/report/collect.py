@@ -1,0 +1,71 @@
+"""Read the stage outputs the report is built from into tidy pandas tables.
+
+Every reader takes paths, not params: the report shows what the stages actually wrote, and a
+missing output is an error that names the stage to run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cnnscope.errors import CnnscopeError
+
+_RUN = re.compile(r"^(?P<variant>.+)_seed(?P<seed>\d+)$")
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CnnscopeError(f"{path} is missing: run the stage that writes it (dvc repro)")
+    return json.loads(path.read_text())
+
+
+def per_run_json(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
+    """One row per (variant, seed) from ``<folder>/<variant>_seed<k>.json`` (numeric top-level keys)."""
+    rows = []
+    for variant in variants:
+        for seed in seeds:
+            record = read_json(folder / f"{variant}_seed{seed}.json")
+            numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            rows.append({"variant": variant, "seed": seed, **numbers})
+    return pd.DataFrame(rows)
+
+
+def histories(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
+    """Per-epoch training history of every run, tidy: variant, seed, epoch, columns of the CSV."""
+    frames = []
+    for variant in variants:
+        for seed in seeds:
+            path = folder / f"{variant}_seed{seed}.csv"
+            if not path.is_file():
+                raise CnnscopeError(f"{path} is missing: run dvc repro train")
+            frames.append(pd.read_csv(path).assign(variant=variant, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_std(table: pd.DataFrame, columns: list[str], order: list[str]) -> pd.DataFrame:
+    """``mean ± std`` over seeds per variant, in study order (std is 0 with one seed)."""
+    grouped = table.groupby("variant", sort=False)[columns]
+    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    out = pd.DataFrame(index=[v for v in order if v in mean.index])
+    for col in columns:
+        out[col] = [_pm(mean.loc[v, col], std.loc[v, col]) for v in out.index]
+    out.index.name = "variant"
+    return out.reset_index()
+
+
+def _pm(mean: float, std: float) -> str:
+    if abs(mean) >= 100:
+        return f"{mean:.0f} ± {std:.0f}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def figure_index(path: Path) -> list[dict[str, str]]:
+    """Figures listed by a stage's ``index.json`` (a list, or a dict with a ``figures`` list)."""
+    data = read_json(path)
+    entries = data.get("figures", []) if isinstance(data, dict) else data
+    return [{"file": str(e["file"]), "caption": str(e.get("caption", ""))} for e in entries]

@@ -1,0 +1,26 @@
+"""Training curves of all variants of a study in one figure (mean over seeds, band = min..max)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[str, ...]) -> Figure:
+    """One panel per metric; one line per variant over epochs."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for variant in variants:
+            runs = history[history["variant"] == variant]
+            if runs.empty or runs[metric].isna().all():
+                continue
+            stats = runs.groupby("epoch")[metric].agg(["mean", "min", "max"])
+            (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=variant)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
