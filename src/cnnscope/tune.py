@@ -1,0 +1,55 @@
+"""Hydra multirun entry point for exploring hyperparameters outside DVC (Optuna, SLURM).
+
+``python -m cnnscope.tune -m +hparams_search=optuna`` composes ``conf/`` per trial, prepares the
+data in memory, trains the study's first variant with its first seed through the same Lightning
+recipe as the ``train`` stage, logs the trial to MLflow and returns the best validation accuracy
+for the sweeper to maximise. DVC sweeps (``dvc exp run --queue -S ...``) remain the way to
+produce versioned results; this is for finding where to look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cnnscope import tracking
+from cnnscope.config import to_container, validate
+from cnnscope.data.prepare import build_prepared
+from cnnscope.data.sources import load_source
+from cnnscope.io import repo_root
+from cnnscope.training import CNNModule, PreparedDataModule, fit_and_test, resolve_variant
+
+
+@hydra.main(config_path="../../conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> float:
+    params = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    variant, seed = params.study.variants[0], params.study.seeds[0]
+    prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
+    job = resolve_variant(params, variant, seed, prepared)
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = CNNModule(job.arch, job.optim)
+    data = PreparedDataModule(prepared, job.train_split, params.trainer.batch_size, seed)
+    trial = HydraConfig.get().job.num
+    logger = tracking.mlflow_logger(
+        f"{params.tracking.experiment}-tune",
+        run_name=f"trial-{trial}",
+        tags={**tracking.run_tags(variant, seed, params.study.name, None), "cnnscope.trial": str(trial)},
+        uri=params.tracking.uri,
+    )
+    tracking.log_params(logger, to_container(params))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        result = fit_and_test(module, data, params.trainer, out_dir, logger, None, progress=False)
+    except BaseException:
+        tracking.end_run(logger.run_id, "FAILED", params.tracking.uri)
+        raise
+    tracking.end_run(logger.run_id, "FINISHED", params.tracking.uri)
+    return float(result.best_val_acc or 0.0)
+
+
+if __name__ == "__main__":
+    main()
