@@ -1,0 +1,143 @@
+"""Benchmark: all maps of a layer as one OIP batch vs a Python loop over the maps one at a time.
+
+Both sides run the same ascent (:func:`cnnscope.oip.ascent.ascend`) with the same settings and
+starting noise, at the network's native input size; only the batching differs. The loop may run
+fewer steps (``--loop-steps``) — rates are compared per step. Also measured in the same run: the
+batch's FLOP/s (counted by ``torch.utils.flop_counter``) against a large matmul's FLOP/s, so the
+ratio can be read as "how close to the machine's arithmetic limit the batch runs".
+
+    python benchmarks/oip_batching.py --threads 2            # CPU, 2 cores
+    python benchmarks/oip_batching.py --device cuda          # GPU when one is available
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnscope.models import LayeredCNN, build_model
+from cnnscope.oip.ascent import ascend, frozen
+from cnnscope.oip.generate import default_layer, layer_shape
+from cnnscope.oip.objectives import MapMean
+from cnnscope.oip.param import initial_noise
+from cnnscope.oip.transforms import suppression
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--wavelengths", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--steps", type=int, default=10, help="ascent steps of the batched run")
+    parser.add_argument("--loop-steps", type=int, default=5, help="ascent steps per map of the loop")
+    parser.add_argument("--matmul", type=int, default=2048, help="side of the reference matmul")
+    return parser.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def matmul_flops(side: int, device: torch.device, repeats: int = 10) -> float:
+    a = torch.randn(side, side, device=device)
+    b = torch.randn(side, side, device=device)
+    a @ b  # warm-up
+    seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
+    return 2 * side**3 * repeats / seconds
+
+
+def step_flops(net: torch.nn.Module, start: torch.Tensor, objective: MapMean) -> int:
+    """FLOPs of one ascent step: forward plus the input gradient."""
+    x = start.clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        objective(net(x)).sum().backward()  # autograd.grad is not supported under the counter
+    return int(counter.get_total_flops())
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model: LayeredCNN = build_model(
+        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.1307], std=[0.3081]
+    ).to(device)
+    layer = default_layer(model)
+    n_maps = layer_shape(model, layer)[0]
+    seeds = list(range(args.seeds))
+    per_map = initial_noise(seeds, args.wavelengths, 1, 28).flatten(0, 1).to(device)  # (K·W, 1, 28, 28)
+    blur = suppression("blur", 0.5)
+    net = model.truncated(layer)
+
+    def run(maps: list[int], steps: int) -> torch.Tensor:
+        start = per_map.repeat(len(maps), 1, 1, 1)
+        channels = torch.tensor(maps, device=device).repeat_interleave(len(per_map))
+        return ascend(net, start, MapMean(channels), steps, 0.1, blur).images
+
+    with frozen(net):
+        run([0], 1), run(list(range(n_maps)), 1)  # warm-up (allocator, kernels, thread pool)
+        batch_s = timed(lambda: run(list(range(n_maps)), args.steps), device)
+        loop_s = timed(lambda: [run([m], args.loop_steps) for m in range(n_maps)], device)
+        check = run(list(range(n_maps)), args.loop_steps)
+        singles = torch.cat([run([m], args.loop_steps) for m in (0, n_maps // 2, n_maps - 1)])
+        picked = torch.cat([check[m * len(per_map) : (m + 1) * len(per_map)] for m in (0, n_maps // 2, n_maps - 1)])
+        channels = torch.arange(n_maps, device=device).repeat_interleave(len(per_map))
+        flops = step_flops(net, per_map.repeat(n_maps, 1, 1, 1), MapMean(channels))
+    # Per-step costs: the batch steps all maps at once, the loop one map at a time.
+    batch_step = batch_s / (args.steps + 1)  # ascend(steps) does steps + 1 forwards
+    loop_step = loop_s / (args.loop_steps + 1)
+    reference = matmul_flops(args.matmul, device)
+    print(
+        json.dumps(
+            {
+                "benchmark": "oip_batching",
+                "device": torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor() or "cpu",
+                "threads": torch.get_num_threads(),
+                "layer": layer,
+                "maps": n_maps,
+                "candidates_per_map": len(per_map),
+                "batch_size": n_maps * len(per_map),
+                "steps_batch": args.steps,
+                "steps_loop": args.loop_steps,
+                "batch_seconds": round(batch_s, 4),
+                "loop_seconds": round(loop_s, 4),
+                "batch_seconds_per_step": batch_step,
+                "loop_seconds_per_step_all_maps": loop_step,
+                "speedup_batch_vs_loop": loop_step / batch_step,
+                "batch_steps_per_s": 1 / batch_step,
+                "batch_map_steps_per_s": n_maps / batch_step,
+                "loop_map_steps_per_s": n_maps / loop_step,
+                "batch_maps_per_s_at_steps": n_maps / (batch_step * args.steps),
+                "step_gflop": flops / 1e9,
+                "batch_gflop_per_s": flops / batch_step / 1e9,
+                "matmul_gflop_per_s": reference / 1e9,
+                "batch_fraction_of_matmul": flops / batch_step / reference,
+                "max_abs_diff_batch_vs_loop": float((picked - singles).abs().max()),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

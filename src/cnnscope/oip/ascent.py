@@ -1,0 +1,109 @@
+"""The gradient-ascent loop on the input: the network's weights never change.
+
+Each step: forward the (optionally jittered) batch through the truncated, frozen network,
+differentiate the summed per-element objective with respect to the input, normalise every
+element's gradient to unit RMS (so a map with tiny gradients moves as fast as one with huge ones,
+and the step size means the same for all), step, suppress high frequencies, and re-standardise
+each image — the network only knows standardised inputs, and a fixed norm keeps the objective
+bounded so that "converged" means something.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnscope.oip.param import standardize
+from cnnscope.oip.transforms import Transform
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AscentTrace:
+    """What one ascent run produced, per batch element ``b``."""
+
+    #: Final images ``(B, C, H, W)``, standardised input space, on the CPU.
+    images: torch.Tensor
+    #: Objective before every step and after the last: ``(steps + 1, B)``.
+    history: torch.Tensor
+    #: Images at the requested steps: step → ``(B, C, H, W)``.
+    snapshots: dict[int, torch.Tensor]
+    #: Whether element ``b`` ever had a non-zero gradient (False at every step: a dead start).
+    grad_seen: torch.Tensor
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad_(False)`` on every parameter; restored afterwards.
+
+    Eval mode makes batch elements independent (no batch-norm statistics, no dropout); frozen
+    parameters make autograd compute only the input gradient.
+    """
+    flags = [p.requires_grad for p in module.parameters()]
+    training = module.training
+    module.eval().requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+        module.train(training)
+
+
+def ascend(
+    net: nn.Module,
+    start: torch.Tensor,
+    objective: Objective,
+    steps: int,
+    step_size: float,
+    suppress: Transform,
+    jitter: Transform | None = None,
+    snapshots: Sequence[int] = (),
+) -> AscentTrace:
+    """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
+    network's device). ``net`` must already be frozen (see :func:`frozen`)."""
+    wanted = set(snapshots)
+    x = standardize(start)
+    batch = x.shape[0]
+    history = torch.empty(steps + 1, batch, device=x.device)
+    grad_seen = torch.zeros(batch, dtype=torch.bool, device=x.device)
+    recorded: dict[int, torch.Tensor] = {}
+    for step in range(steps + 1):
+        if step in wanted:
+            recorded[step] = x.detach().to("cpu", copy=True)
+        if step == steps:
+            with torch.no_grad():
+                history[step] = objective(net(x))
+            break
+        x.requires_grad_(True)
+        value = objective(net(jitter(x) if jitter is not None else x))
+        history[step] = value.detach()
+        (grad,) = torch.autograd.grad(value.sum(), x)
+        direction, alive = _unit_rms(grad)
+        grad_seen |= alive
+        with torch.no_grad():
+            x = standardize(suppress(x + step_size * direction))
+    return AscentTrace(
+        images=x.detach().cpu(),
+        history=history.cpu(),
+        snapshots=recorded,
+        grad_seen=grad_seen.cpu(),
+    )
+
+
+def _unit_rms(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each element's gradient scaled to unit RMS, and whether it was non-zero at all.
+
+    Dividing by the max first keeps tiny gradients (whose squares underflow in float32) from
+    being mistaken for zero; an all-zero gradient stays zero instead of becoming NaN.
+    """
+    peak = grad.abs().flatten(1).amax(dim=1)
+    alive = peak > 0
+    scaled = grad / torch.where(alive, peak, 1.0).view(-1, 1, 1, 1)
+    rms = scaled.pow(2).flatten(1).mean(dim=1).sqrt()
+    return scaled / torch.where(alive, rms, 1.0).view(-1, 1, 1, 1), alive

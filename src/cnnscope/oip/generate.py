@@ -1,0 +1,245 @@
+"""OIPs for every map of a layer, or every node of one map, optimised as one batch.
+
+The batch dimension is ``map × seed × wavelength`` (or ``node × seed × wavelength``): one forward
+and one backward pass per step serve all candidates, and the pass stops at the target layer
+(``model.truncated``). On a CPU that turns a per-step-overhead-bound loop into arithmetic-bound
+work; on a GPU it is what fills the device at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnscope.models import LayeredCNN
+from cnnscope.oip.ascent import AscentTrace, ascend, frozen
+from cnnscope.oip.errors import OIPError
+from cnnscope.oip.objectives import MapMean, Node
+from cnnscope.oip.param import initial_noise, standardize
+from cnnscope.oip.transforms import Jitter, suppression
+
+
+@dataclass
+class OIPResult:
+    """OIPs of ``maps`` of ``layer``; tensors are indexed ``[map, seed, wavelength, …]``."""
+
+    layer: str
+    maps: list[int]
+    seeds: list[int]
+    wavelengths: list[int]
+    #: Starting noise ``(K, W, C, H, W)``, shared by all maps.
+    start: torch.Tensor
+    #: Final images ``(M, K, W, C, H, W)`` in the standardised input space.
+    images: torch.Tensor
+    #: Objective at every step ``(steps + 1, M, K, W)``.
+    history: torch.Tensor
+    #: Step → images ``(M, K, W, C, H, W)``; ``snapshots[0]`` is the starting noise.
+    snapshots: dict[int, torch.Tensor]
+    #: ``(M, K, W)``: whether the candidate ever had a non-zero gradient.
+    grad_seen: torch.Tensor
+    #: ``(M,)``: objective of the (re-standardised) mean of the K seeds' OIPs at the map's best
+    #: wavelength — high when the seeds found the same pattern, low when they cancel.
+    mean_image_activation: torch.Tensor
+    #: ``(M,)``: objective of the all-zero standardised image, i.e. the training mean image.
+    baseline_activation: torch.Tensor
+
+    @property
+    def final(self) -> torch.Tensor:
+        """Objective after the last step ``(M, K, W)``."""
+        return self.history[-1]
+
+
+@dataclass
+class NodeOIPResult:
+    """One OIP per node ``(y, x)`` of map ``map`` of ``layer``: the best over seeds and wavelengths."""
+
+    layer: str
+    map: int
+    #: ``(Hn, Wn, C, H, W)`` standardised images.
+    images: torch.Tensor
+    #: ``(Hn, Wn)`` objective of each node's image.
+    activation: torch.Tensor
+    #: ``(Hn, Wn)`` wavelength of each node's best candidate.
+    wavelength: torch.Tensor
+    #: ``(Hn, Wn)``: no candidate of the node ever had a non-zero gradient.
+    dead: torch.Tensor
+
+
+def default_layer(model: LayeredCNN) -> str:
+    """The deepest post-ReLU feature map: what the article's OIPs are shown for."""
+    if not model.conv_layers:
+        raise OIPError(f"the model has no convolutional feature maps; name a layer from: {model.layer_names}")
+    return model.conv_layers[-1]
+
+
+def layer_shape(model: LayeredCNN, layer: str) -> tuple[int, ...]:
+    """Output shape (without batch) of ``layer`` at the model's native input size."""
+    if layer not in model.layer_names:
+        raise OIPError(f"unknown layer {layer!r}; valid layers are: {', '.join(model.layer_names)}")
+    net = model.truncated(layer)
+    device = next(model.buffers()).device
+    with torch.no_grad():
+        out = net(torch.zeros(1, model.in_channels, model.image_size, model.image_size, device=device))
+    return tuple(out.shape[1:])
+
+
+def check_request(
+    model: LayeredCNN,
+    layer: str,
+    maps: Sequence[int],
+    seeds: Sequence[int],
+    wavelengths: Sequence[int],
+    steps: int,
+    snapshots: Sequence[int],
+    min_seeds: int = 1,
+) -> tuple[int, ...]:
+    """Validate an OIP request; each failure names what is valid. Returns the layer's shape."""
+    shape = layer_shape(model, layer)
+    bad_maps = [m for m in maps if not 0 <= m < shape[0]]
+    if bad_maps:
+        raise OIPError(f"map index {bad_maps} out of range for layer {layer!r}: valid maps are 0..{shape[0] - 1}")
+    if not maps:
+        raise OIPError("no maps requested; give map indices or leave the list empty in the config for all")
+    size = model.image_size
+    bad_wl = [w for w in wavelengths if not 1 <= w <= size]
+    if bad_wl or not wavelengths:
+        raise OIPError(f"wavelengths {list(wavelengths)} invalid: each must be 1..{size} pixels (the image side)")
+    if steps < 1:
+        raise OIPError(f"steps={steps}: the ascent needs at least 1 step")
+    if len(seeds) < min_seeds:
+        raise OIPError(f"{len(seeds)} seed(s) given; at least {min_seeds} are needed (robustness compares seeds)")
+    bad_snap = [s for s in snapshots if not 0 <= s <= steps]
+    if bad_snap:
+        raise OIPError(f"snapshot steps {bad_snap} are outside the run: valid steps are 0..{steps}")
+    return shape
+
+
+def generate_oips(
+    model: LayeredCNN,
+    layer: str | None = None,
+    maps: Sequence[int] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    wavelengths: Sequence[int] = (1, 4, 8),
+    steps: int = 100,
+    step_size: float = 0.05,
+    noise: str = "grid",
+    suppress: str = "blur",
+    blur_sigma: float = 0.5,
+    fourier_damping: float = 0.1,
+    jitter: int = 0,
+    snapshots: Sequence[int] = (),
+) -> OIPResult:
+    """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all seeds and
+    wavelengths in one batch, on the model's device. The model is left unchanged."""
+    layer = layer if layer is not None else default_layer(model)
+    shape = layer_shape(model, layer)
+    maps = list(range(shape[0])) if maps is None else [int(m) for m in maps]
+    seeds, wavelengths = [int(s) for s in seeds], [int(w) for w in wavelengths]
+    check_request(model, layer, maps, seeds, wavelengths, steps, snapshots, min_seeds=2)
+    n_maps, n_seeds, n_wl = len(maps), len(seeds), len(wavelengths)
+    device = next(model.buffers()).device
+
+    noise_images = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, noise)
+    start = noise_images.flatten(0, 1).repeat(n_maps, 1, 1, 1).to(device)
+    channels = torch.tensor(maps, device=device).repeat_interleave(n_seeds * n_wl)
+    net = model.truncated(layer)
+    with frozen(net):
+        trace = ascend(
+            net,
+            start,
+            MapMean(channels),
+            steps,
+            step_size,
+            suppression(suppress, blur_sigma, fourier_damping),
+            Jitter(jitter, seed=seeds[0]),
+            snapshots,
+        )
+        grid = (n_maps, n_seeds, n_wl)
+        images = trace.images.view(*grid, *start.shape[1:])
+        final = trace.history[-1].view(grid)
+        mean_act, base_act = _reference_activations(net, images, final, maps, device)
+    return OIPResult(
+        layer=layer,
+        maps=maps,
+        seeds=seeds,
+        wavelengths=wavelengths,
+        start=noise_images,
+        images=images,
+        history=trace.history.view(-1, *grid),
+        snapshots={s: v.view(*grid, *start.shape[1:]) for s, v in trace.snapshots.items()},
+        grad_seen=trace.grad_seen.view(grid),
+        mean_image_activation=mean_act,
+        baseline_activation=base_act,
+    )
+
+
+def _reference_activations(
+    net: nn.Module, images: torch.Tensor, final: torch.Tensor, maps: list[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image."""
+    best_wl = final.max(dim=1).values.argmax(dim=1)  # (M,)
+    rows = torch.arange(len(maps))
+    mean_images = standardize(images[rows, :, best_wl].mean(dim=1))
+    channels = torch.tensor(maps, device=device)
+    with torch.no_grad():
+        mean_act = MapMean(channels)(net(mean_images.to(device))).cpu()
+        zero = torch.zeros(len(maps), *images.shape[-3:], device=device)
+        base_act = MapMean(channels)(net(zero)).cpu()
+    return mean_act, base_act
+
+
+def generate_node_oips(
+    model: LayeredCNN,
+    map_index: int,
+    layer: str | None = None,
+    seeds: Sequence[int] = (0,),
+    wavelengths: Sequence[int] = (4,),
+    steps: int = 100,
+    step_size: float = 0.05,
+    noise: str = "grid",
+    suppress: str = "blur",
+    blur_sigma: float = 0.5,
+    fourier_damping: float = 0.1,
+    jitter: int = 0,
+) -> NodeOIPResult:
+    """One OIP per node of map ``map_index``: batch = node × seed × wavelength, one run."""
+    layer = layer if layer is not None else default_layer(model)
+    seeds, wavelengths = [int(s) for s in seeds], [int(w) for w in wavelengths]
+    shape = check_request(model, layer, [map_index], seeds, wavelengths, steps, ())
+    if len(shape) != 3:
+        raise OIPError(f"layer {layer!r} has no spatial nodes (shape {shape}); use a convolutional layer")
+    _, height, width = shape
+    n_nodes, per_node = height * width, len(seeds) * len(wavelengths)
+    device = next(model.buffers()).device
+
+    start = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, noise)
+    start = start.flatten(0, 1).repeat(n_nodes, 1, 1, 1).to(device)
+    nodes = torch.arange(n_nodes, device=device).repeat_interleave(per_node)
+    objective = Node(torch.full_like(nodes, map_index), nodes // width, nodes % width)
+    net = model.truncated(layer)
+    with frozen(net):
+        trace: AscentTrace = ascend(
+            net,
+            start,
+            objective,
+            steps,
+            step_size,
+            suppression(suppress, blur_sigma, fourier_damping),
+            Jitter(jitter, seed=seeds[0]),
+        )
+    final = trace.history[-1].view(n_nodes, per_node)
+    best = final.argmax(dim=1)
+    rows = torch.arange(n_nodes)
+    images = trace.images.view(n_nodes, per_node, *start.shape[1:])[rows, best]
+    wl = torch.tensor(wavelengths).repeat(len(seeds))[best]
+    return NodeOIPResult(
+        layer=layer,
+        map=map_index,
+        images=images.view(height, width, *start.shape[1:]),
+        activation=final[rows, best].view(height, width),
+        wavelength=wl.view(height, width),
+        dead=~trace.grad_seen.view(n_nodes, per_node).any(dim=1).view(height, width),
+    )

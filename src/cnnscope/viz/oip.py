@@ -1,0 +1,166 @@
+"""OIP figures: the per-layer grid (each OIP twice, plain and contrast-enhanced, as in the MNIST
+article), evolution series, a wavelength comparison and a per-node grid.
+
+Functions take numpy arrays of standardised images ``(..., C, H, W)`` and numbers already
+computed; display scaling (min–max, histogram equalisation) is the only processing here.
+Dead maps are drawn with a red frame and the word "dead", never as a silent blank tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+PLAIN_CMAP = "viridis"
+ENHANCED_CMAP = "gray"
+
+
+def plain(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` → ``(H, W)`` or ``(H, W, 3)`` scaled linearly to [0, 1] (flat images → 0.5)."""
+    img = np.moveaxis(np.asarray(image, dtype=np.float64), 0, -1)
+    if img.shape[-1] == 1:
+        img = img[..., 0]
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.full_like(img, 0.5)
+
+
+def enhanced(image: np.ndarray) -> np.ndarray:
+    """Histogram-equalised display: every grey level equally often, so faint structure shows."""
+    img = plain(image)
+    ranks = np.argsort(np.argsort(img.ravel(), kind="stable"), kind="stable")
+    return (ranks / max(1, ranks.size - 1)).reshape(img.shape)
+
+
+def _mosaic(tiles: list[np.ndarray], cols: int, pad: int = 1) -> np.ndarray:
+    """Tiles of equal shape laid out row-major on a NaN-padded canvas (one imshow, fast; the
+    padding is drawn white)."""
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // cols)
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *tiles[0].shape[2:]), np.nan)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
+    return canvas
+
+
+def _show(ax: plt.Axes, image: np.ndarray, cmap: str) -> None:
+    if image.ndim == 3:
+        image = np.nan_to_num(image, nan=1.0)
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")
+    ax.imshow(image, cmap=None if image.ndim == 3 else colours, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def oip_grid(
+    images: np.ndarray,
+    labels: Sequence[str],
+    dead: Sequence[bool],
+    title: str,
+    cols: int = 16,
+) -> Figure:
+    """All maps of a layer: the plain OIPs above, the same OIPs contrast-enhanced below."""
+    n, _, h, w = images.shape
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, cols * 0.75), 2 * rows * 0.85 + 1.2))
+    for ax, (kind, scale, cmap) in zip(
+        axes, [("plain", plain, PLAIN_CMAP), ("contrast-enhanced", enhanced, ENHANCED_CMAP)], strict=True
+    ):
+        _show(ax, _mosaic([scale(img) for img in images], cols), cmap)
+        ax.set_title(f"{title} — {kind}", fontsize=9)
+        for i, (label, is_dead) in enumerate(zip(labels, dead, strict=True)):
+            r, c = divmod(i, cols)
+            x0, y0 = 1 + c * (w + 1) - 0.5, 1 + r * (h + 1) - 0.5
+            if kind == "plain":
+                ax.text(x0 + 1, y0 + 3, label, fontsize=5, color="red" if is_dead else "white", va="top")
+            if is_dead:
+                ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor="red", linewidth=1.2))
+                ax.text(x0 + w / 2, y0 + h / 2, "dead", fontsize=6, color="red", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def evolution(
+    snapshots: np.ndarray,
+    steps: Sequence[int],
+    values: np.ndarray,
+    histories: np.ndarray,
+    labels: Sequence[str],
+) -> Figure:
+    """Rows = maps; columns = the image at each snapshot step (objective in the title), then the
+    objective over all steps. ``snapshots`` is ``(R, S, C, H, W)``, ``values`` ``(R, S)``,
+    ``histories`` ``(R, T)``."""
+    n_rows, n_snaps = snapshots.shape[:2]
+    fig, axes = plt.subplots(
+        n_rows,
+        n_snaps + 1,
+        figsize=(1.6 * (n_snaps + 1.6), 1.7 * n_rows),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] * n_snaps + [1.6]},
+    )
+    for r in range(n_rows):
+        for s in range(n_snaps):
+            _show(axes[r, s], plain(snapshots[r, s]), PLAIN_CMAP)
+            axes[r, s].set_title(f"step {steps[s]}: {values[r, s]:.3g}", fontsize=7)
+        axes[r, 0].set_ylabel(labels[r], fontsize=8)
+        curve = axes[r, -1]
+        curve.plot(np.arange(histories.shape[1]), histories[r], color="C0")
+        curve.set_xlabel("step", fontsize=7)
+        curve.set_ylabel("objective", fontsize=7)
+        curve.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def wavelength_comparison(
+    starts: np.ndarray,
+    finals: np.ndarray,
+    activations: np.ndarray,
+    wavelengths: Sequence[int],
+    seeds: Sequence[int],
+    title: str,
+) -> Figure:
+    """Rows = wavelengths; per seed the starting noise and the OIP it became (activation above).
+    ``starts``/``finals`` are ``(W, K, C, H, W)``, ``activations`` ``(W, K)``."""
+    n_wl, n_seeds = finals.shape[:2]
+    fig, axes = plt.subplots(n_wl, 2 * n_seeds, figsize=(1.5 * 2 * n_seeds, 1.6 * n_wl + 0.5), squeeze=False)
+    for i in range(n_wl):
+        for k in range(n_seeds):
+            _show(axes[i, 2 * k], plain(starts[i, k]), PLAIN_CMAP)
+            axes[i, 2 * k].set_title(f"noise s{seeds[k]}", fontsize=7)
+            _show(axes[i, 2 * k + 1], plain(finals[i, k]), PLAIN_CMAP)
+            axes[i, 2 * k + 1].set_title(f"OIP {activations[i, k]:.3g}", fontsize=7)
+        axes[i, 0].set_ylabel(f"λ = {wavelengths[i]} px", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def node_grid(images: np.ndarray, activations: np.ndarray, dead: np.ndarray, title: str) -> Figure:
+    """One OIP per node, laid out like the map itself; plain (left) and enhanced (right).
+    ``images`` is ``(Hn, Wn, C, H, W)``."""
+    hn, wn = images.shape[:2]
+    tiles = [images[y, x] for y in range(hn) for x in range(wn)]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, wn * 1.1), max(3.0, hn * 1.1) + 0.6))
+    h, w = images.shape[-2:]
+    for ax, (kind, scale, cmap) in zip(
+        axes, [("plain", plain, PLAIN_CMAP), ("contrast-enhanced", enhanced, ENHANCED_CMAP)], strict=True
+    ):
+        _show(ax, _mosaic([scale(t) for t in tiles], wn), cmap)
+        ax.set_title(kind, fontsize=8)
+        if kind != "plain":
+            continue
+        for y in range(hn):
+            for x in range(wn):
+                x0, y0 = 1 + x * (w + 1) - 0.5, 1 + y * (h + 1) - 0.5
+                color = "red" if dead[y, x] else "white"
+                label = "dead" if dead[y, x] else f"{activations[y, x]:.2g}"
+                ax.text(x0 + 1, y0 + 3, label, fontsize=5, color=color, va="top")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,246 @@
+"""OIP generation: the method finds known patterns, flags dead maps, batches exactly, and the
+stage writes complete, deterministic outputs (or one clear error)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from cnnscope.models import LayeredCNN, save_checkpoint
+from cnnscope.oip import OIPError, generate_node_oips, generate_oips, map_table, robustness, summary
+from cnnscope.oip.param import initial_noise, wavelength_noise
+from cnnscope.oip.transforms import fourier_damping, gaussian_blur
+from conftest import random_model, synthetic_prepared
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"steps": 8, "step_size": 0.1, "seeds": [0, 1], "wavelengths": [1, 4]}
+
+
+def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
+    """A one-layer network: map 0 is the planted ``kernel`` (+ ``bias``), map 1 can never activate
+    (zero weights, negative bias), map 2 is random.
+
+    A bias larger than any ``<kernel, image>`` of a standardised image keeps map 0's ReLU open from
+    every start, so each seed sees the kernel's gradient (with zero bias, starts whose response is
+    negative are dead — which the multi-seed design exists for)."""
+    conv = nn.Conv2d(1, 3, kernel.shape[-1], bias=True)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.bias[0] = bias
+        conv.weight[0, 0] = kernel
+        conv.bias[1] = -1.0
+        conv.weight[2].normal_(generator=torch.Generator().manual_seed(0))
+    layers: OrderedDict[str, nn.Module] = OrderedDict(conv1=conv, relu1=nn.ReLU())
+    return LayeredCNN(layers, in_channels=1, image_size=12, mean=[0.5], std=[0.25])
+
+
+def diagonal_kernel(size: int = 12) -> torch.Tensor:
+    """A bright diagonal bar on a dark background (zero mean), as big as the image."""
+    kernel = -torch.ones(size, size)
+    for i in range(size):
+        kernel[i, max(0, i - 1) : i + 2] = 2.0
+    return kernel - kernel.mean()
+
+
+def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
+    kernel = diagonal_kernel()
+    bias = float(kernel.norm()) * 12 + 1  # ‖x‖ = 12 for a standardised 12×12 image
+    result = generate_oips(
+        planted_net(kernel, bias),
+        "relu1",
+        [0],
+        seeds=[0, 1, 2],
+        wavelengths=[1, 3],
+        steps=60,
+        step_size=0.1,
+        blur_sigma=0.0,
+    )
+    flat = result.images[0].flatten(2)  # (K, W, H*W)
+    corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
+    assert corr.min() > 0.9, corr
+    table = map_table(result)
+    assert table.loc[0, "robustness"] > 0.8
+    assert not table.loc[0, "dead"]
+    assert table.loc[0, "best_activation"] > table.loc[0, "start_activation"]
+
+
+def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
+    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], **FAST)
+    table = map_table(result)
+    assert table["dead"].tolist() == [False, True, False]
+    assert not bool(result.grad_seen[1].any())
+    numbers = table.select_dtypes("number")
+    assert torch.isfinite(torch.tensor(numbers.to_numpy(dtype=float))).all()
+    assert torch.isfinite(result.images).all() and torch.isfinite(result.history).all()
+    assert not table.loc[1, "converged"]
+    stats = summary(table)
+    assert stats["dead_fraction"] == pytest.approx(1 / 3)
+    assert all(v == v for v in stats.values())  # no NaN
+
+
+def test_all_dead_layer_gives_finite_summary() -> None:
+    net = planted_net(diagonal_kernel())
+    stats = summary(map_table(generate_oips(net, "relu1", [1], **FAST)))
+    assert stats["dead_fraction"] == 1.0 and stats["median_robustness"] == 0.0
+
+
+def test_batched_equals_one_map_at_a_time() -> None:
+    model = random_model(synthetic_prepared(n_per_class=2))
+    batch = generate_oips(model, "relu3", [3, 17, 40], snapshots=[0, 8], **FAST)
+    for i, m in enumerate(batch.maps):
+        single = generate_oips(model, "relu3", [m], snapshots=[0, 8], **FAST)
+        torch.testing.assert_close(single.images[0], batch.images[i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(single.history[:, 0], batch.history[:, i], atol=1e-4, rtol=1e-4)
+
+
+def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
+    model = random_model(synthetic_prepared(n_per_class=2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    result = generate_oips(model, maps=[0, 1, 2, 3], snapshots=[0, 4, 8], **FAST)
+    assert result.layer == "relu3"  # default: the deepest conv map
+    live = result.grad_seen.any(dim=(1, 2))
+    assert (result.final.amax(dim=(1, 2)) >= result.history[0].amax(dim=(1, 2)))[live].all()
+    assert sorted(result.snapshots) == [0, 4, 8]
+    torch.testing.assert_close(result.snapshots[8], result.images)
+    std = result.images.flatten(-2).std(dim=-1)
+    torch.testing.assert_close(std, torch.ones_like(std), atol=1e-4, rtol=0)  # re-standardised
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_same_seed_same_numbers() -> None:
+    model = random_model(synthetic_prepared(n_per_class=2))
+    a = generate_oips(model, maps=[5, 6], jitter=2, **FAST)
+    b = generate_oips(model, maps=[5, 6], jitter=2, **FAST)
+    assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
+
+
+def test_per_node_mode_covers_every_node_and_prefers_its_location() -> None:
+    kernel = torch.zeros(3, 3)
+    kernel[1, 1] = 1.0  # map 0 copies the pixel under each node
+    net = planted_net(kernel, bias=13.0)  # |pixel| ≤ 12 after standardisation: always active
+    nodes = generate_node_oips(net, 0, "relu1", seeds=[0], wavelengths=[1], steps=30, step_size=0.2, blur_sigma=0)
+    assert nodes.images.shape[:2] == (10, 10) and not nodes.dead.any()
+    peaks = nodes.images[..., 0, :, :].flatten(2).argmax(dim=-1)  # brightest pixel of each node's OIP
+    ys, xs = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
+    assert torch.equal(peaks, (ys + 1) * 12 + xs + 1)
+
+
+def test_noise_wavelength_controls_smoothness() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for kind in ("grid", "fourier"):
+        rough = wavelength_noise(16, 1, 28, 1, gen, kind)
+        smooth = wavelength_noise(16, 1, 28, 8, gen, kind)
+        for img in (rough, smooth):
+            torch.testing.assert_close(img.mean(dim=(-2, -1)), torch.zeros(16, 1), atol=1e-5, rtol=0)
+
+        def neighbour_corr(x: torch.Tensor) -> float:
+            return float(torch.corrcoef(torch.stack([x[..., :-1].flatten(), x[..., 1:].flatten()]))[0, 1])
+
+        assert neighbour_corr(smooth) > 0.8 > 0.3 > neighbour_corr(rough)
+    a = initial_noise([0, 1], [1, 4], 1, 28)
+    b = initial_noise([1], [4], 1, 28)
+    assert torch.equal(a[1, 1], b[0, 0])  # an image depends only on its (seed, wavelength)
+
+
+def test_suppression_damps_high_frequencies() -> None:
+    checker = (torch.arange(16).view(1, -1) + torch.arange(16).view(-1, 1)) % 2 * 2.0 - 1.0
+    images = checker.expand(2, 1, 16, 16)
+    for transform in (gaussian_blur(1.0), fourier_damping(0.5)):
+        assert transform(images).abs().max() < 0.6
+
+
+def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
+    img = torch.randn(1, 4, 4)
+    assert robustness(torch.stack([img, img, img])).item() == pytest.approx(1.0)
+    assert robustness(torch.stack([img, -img])).item() == pytest.approx(-1.0)
+    assert robustness(torch.zeros(2, 1, 4, 4)).item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"layer": "conv9"}, "valid layers are: conv1, relu1"),
+        ({"maps": [128]}, "valid maps are 0..127"),
+        ({"wavelengths": [29]}, "1..28 pixels"),
+        ({"steps": 0}, "at least 1 step"),
+        ({"seeds": [0]}, "at least 2"),
+        ({"snapshots": [50]}, "valid steps are 0..8"),
+    ],
+)
+def test_bad_requests_name_what_is_valid(kwargs: dict[str, object], needle: str) -> None:
+    model = random_model(synthetic_prepared(n_per_class=2))
+    with pytest.raises(OIPError, match=needle.replace("(", r"\(")):
+        generate_oips(model, **{**FAST, **kwargs})  # type: ignore[arg-type]
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["oip"].update(oip)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    model = random_model(synthetic_prepared(n_per_class=2))
+    save_checkpoint(model, tmp_path / "models" / "benchmark" / "seed0" / "best.ckpt")
+    return tmp_path
+
+
+def _run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "oip.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -> None:
+    repo = _stage_repo(tmp_path, {"maps": [0, 1, 2, 3, 4, 5], "steps": 6, "snapshots": [0, 3, 6]})
+    done = _run_stage(repo, "--variant", "benchmark", "--seed", "0")
+    assert done.returncode == 0, done.stderr
+    out = repo / "oip" / "benchmark" / "seed0"
+    index = json.loads((out / "index.json").read_text())
+    for entry in index["figures"]:
+        assert (out / entry["file"]).stat().st_size > 0 and entry["caption"]
+    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
+    metrics = json.loads((repo / "metrics" / "oip" / "benchmark_seed0.json").read_text())
+    assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
+    assert set(metrics["per_map"]) == {"0", "1", "2", "3", "4", "5"}
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0").returncode == 0
+    second = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert first.keys() == second.keys()
+    for name in first:
+        if name != "oips.pt":  # torch.save embeds a per-file record id; compare tensors instead
+            assert first[name] == second[name], name
+
+
+@pytest.mark.parametrize(
+    ("oip", "needle"),
+    [
+        ({"layer": "nope"}, "valid layers are"),
+        ({"maps": [0, 999]}, "valid maps are 0..127"),
+        ({"wavelengths": [64]}, "1..28 pixels"),
+        ({"steps": 0}, "at least 1 step"),
+    ],
+)
+def test_stage_bad_input_one_message_no_output(tmp_path: Path, oip: dict[str, object], needle: str) -> None:
+    repo = _stage_repo(tmp_path, oip)
+    done = _run_stage(repo, "--variant", "benchmark", "--seed", "0")
+    assert done.returncode != 0
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (repo / "oip").exists() and not (repo / "metrics").exists()
