@@ -3,17 +3,18 @@ stage writes complete, deterministic outputs (or one clear error)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from cnnscope.errors import run_stage
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, generate_node_oips, generate_oips, map_table, robustness, summary
 from cnnscope.oip.param import initial_noise, wavelength_noise
@@ -197,20 +198,30 @@ def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
     return tmp_path
 
 
-def _run_stage(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "oip.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _load_stage() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("oip_stage", REPO / "pipelines" / "oip.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -> None:
+STAGE = _load_stage()
+
+
+def _run_stage(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run the stage in-process exactly as its ``__main__`` does (``run_stage``); the exit code."""
+    monkeypatch.chdir(cwd)
+    try:
+        run_stage(lambda: STAGE.main(list(args)))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = _stage_repo(tmp_path, {"maps": [0, 1, 2, 3, 4, 5], "steps": 6, "snapshots": [0, 3, 6]})
-    done = _run_stage(repo, "--variant", "benchmark", "--seed", "0")
-    assert done.returncode == 0, done.stderr
+    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
     out = repo / "oip" / "benchmark" / "seed0"
     index = json.loads((out / "index.json").read_text())
     for entry in index["figures"]:
@@ -220,7 +231,7 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -
     assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
     assert set(metrics["per_map"]) == {"0", "1", "2", "3", "4", "5"}
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0").returncode == 0
+    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
     second = {p.name: p.read_bytes() for p in out.iterdir()}
     assert first.keys() == second.keys()
     for name in first:
@@ -237,10 +248,15 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -
         ({"steps": 0}, "at least 1 step"),
     ],
 )
-def test_stage_bad_input_one_message_no_output(tmp_path: Path, oip: dict[str, object], needle: str) -> None:
+def test_stage_bad_input_one_message_no_output(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    oip: dict[str, object],
+    needle: str,
+) -> None:
     repo = _stage_repo(tmp_path, oip)
-    done = _run_stage(repo, "--variant", "benchmark", "--seed", "0")
-    assert done.returncode != 0
-    assert needle in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") != 0
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
     assert not (repo / "oip").exists() and not (repo / "metrics").exists()

@@ -42,14 +42,17 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and ``requires_grad_(False)`` on every parameter; restored afterwards.
 
     Eval mode makes batch elements independent (no batch-norm statistics, no dropout); frozen
-    parameters make autograd compute only the input gradient.
+    parameters make autograd compute only the input gradient. Weights go channels-last for the
+    duration (with channels-last inputs in :func:`ascend`): oneDNN's convolutions, forward and
+    input-gradient, ran ~1.5× faster that way on a 2-core CPU for ``mnist_cnn``'s batch.
     """
     flags = [p.requires_grad for p in module.parameters()]
     training = module.training
-    module.eval().requires_grad_(False)
+    module.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     try:
         yield module
     finally:
+        module.to(memory_format=torch.contiguous_format)
         for p, flag in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(flag)
         module.train(training)
@@ -68,7 +71,7 @@ def ascend(
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
     network's device). ``net`` must already be frozen (see :func:`frozen`)."""
     wanted = set(snapshots)
-    x = standardize(start)
+    x = standardize(start).contiguous(memory_format=torch.channels_last)
     batch = x.shape[0]
     history = torch.empty(steps + 1, batch, device=x.device)
     grad_seen = torch.zeros(batch, dtype=torch.bool, device=x.device)
@@ -87,7 +90,7 @@ def ascend(
         direction, alive = _unit_rms(grad)
         grad_seen |= alive
         with torch.no_grad():
-            x = standardize(suppress(x + step_size * direction))
+            x = standardize(suppress(x + step_size * direction)).contiguous(memory_format=torch.channels_last)
     return AscentTrace(
         images=x.detach().cpu(),
         history=history.cpu(),
