@@ -1,0 +1,28 @@
+"""Training: the in-memory data module, the LightningModule, the fit/test recipe, resumable runs.
+
+Downstream stages never import this package: they load checkpoints with
+:func:`cnnscope.models.load_model`.
+"""
+
+from cnnscope.training.datamodule import PreparedDataModule, TensorBatches
+from cnnscope.training.module import CNNModule, NonFiniteLossError
+from cnnscope.training.recipe import HISTORY_COLUMNS, TrainResult, fit_and_test, make_trainer, test_only
+from cnnscope.training.rundir import mark_complete, resume_point, start_or_resume
+from cnnscope.training.variant import VariantJob, resolve_variant
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "CNNModule",
+    "NonFiniteLossError",
+    "PreparedDataModule",
+    "TensorBatches",
+    "TrainResult",
+    "VariantJob",
+    "fit_and_test",
+    "make_trainer",
+    "mark_complete",
+    "resolve_variant",
+    "resume_point",
+    "start_or_resume",
+    "test_only",
+]

@@ -1,0 +1,165 @@
+"""How a network is trained and evaluated: the Trainer, its callbacks, fit, test on the best model.
+
+One function per use: :func:`fit_and_test` trains (resuming from a checkpoint when given one) and
+tests the best checkpoint; :func:`test_only` evaluates the untrained null model through the same
+test loop, so its numbers are comparable. Precision and determinism follow the device: bf16-mixed
+on a GPU and 32-bit deterministic on a CPU unless the config says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
+from lightning.pytorch.loggers import Logger
+
+from cnnscope.config import TrainerConfig
+from cnnscope.training.datamodule import PreparedDataModule
+from cnnscope.training.module import CNNModule
+
+BEST, LAST = "best", "last"
+#: Columns of the per-epoch history (the stage's ``plots/train/*.csv``).
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr"]
+
+
+class EpochHistory(Callback):
+    """Records one row per finished epoch; its rows travel inside checkpoints, so a resumed run
+    still reports the epochs trained before the interruption."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": float(trainer.current_epoch)}
+        for key in ("train_loss", "val_loss", "val_acc"):
+            row[key] = float(metrics[key]) if key in metrics else float("nan")
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict["rows"]]
+
+
+@dataclass
+class TrainResult:
+    test_acc: float
+    test_loss: float
+    #: Test confusion matrix, rows = true class.
+    confusion: torch.Tensor
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs: int = 0
+    best_val_loss: float | None = None
+    best_val_acc: float | None = None
+    resumed_from: Path | None = None
+
+
+def _on_gpu(cfg: TrainerConfig) -> bool:
+    return cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def make_trainer(
+    cfg: TrainerConfig,
+    out_dir: Path,
+    logger: Logger | bool = False,
+    train: bool = True,
+    progress: bool = True,
+) -> L.Trainer:
+    """A Trainer writing ``best.ckpt``/``last.ckpt`` to ``out_dir``, early-stopping on ``val_loss``."""
+    gpu = _on_gpu(cfg)
+    precision = cfg.precision or ("bf16-mixed" if gpu else "32-true")
+    # CUDA max-pool backward has no deterministic kernel: on a GPU determinism can only warn.
+    deterministic: bool | str = ("warn" if cfg.deterministic else False) if gpu else cfg.deterministic
+    callbacks: list[Callback] = [RichProgressBar()] if progress else []
+    if train:
+        callbacks += [
+            ModelCheckpoint(
+                dirpath=out_dir,
+                filename=BEST,
+                monitor="val_loss",
+                mode="min",
+                save_top_k=1,
+                save_last=True,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            ),
+            EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, check_finite=True),
+            EpochHistory(),
+        ]
+        if logger:
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    return L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=precision,  # type: ignore[arg-type]
+        deterministic=deterministic,  # type: ignore[arg-type]
+        max_epochs=cfg.max_epochs,
+        log_every_n_steps=cfg.log_every_n_steps,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=out_dir,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+
+
+def _test(trainer: L.Trainer, module: CNNModule, data: PreparedDataModule, ckpt: str | None) -> TrainResult:
+    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
+    assert module.confusion is not None  # set by CNNModule.on_test_epoch_end
+    return TrainResult(
+        test_acc=float(metrics["test_acc"]), test_loss=float(metrics["test_loss"]), confusion=module.confusion
+    )
+
+
+def fit_and_test(
+    module: CNNModule,
+    data: PreparedDataModule,
+    cfg: TrainerConfig,
+    out_dir: Path,
+    logger: Logger | bool = False,
+    resume_from: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (continuing from ``resume_from`` if given), then test the best checkpoint."""
+    trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    result = _test(trainer, module, data, ckpt="best")
+    history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory)).rows  # type: ignore[attr-defined]
+    result.history, result.epochs, result.resumed_from = history, len(history), resume_from
+    finite = [r for r in history if r["val_loss"] == r["val_loss"]]
+    if finite:
+        best = min(finite, key=lambda r: r["val_loss"])
+        result.best_val_loss, result.best_val_acc = best["val_loss"], best["val_acc"]
+    return result
+
+
+def test_only(
+    module: CNNModule,
+    data: PreparedDataModule,
+    cfg: TrainerConfig,
+    out_dir: Path,
+    logger: Logger | bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Evaluate ``module`` as it is (the untrained null model) through the same test loop."""
+    trainer = make_trainer(cfg, out_dir, logger, train=False, progress=progress)
+    return _test(trainer, module, data, ckpt=None)

@@ -1,0 +1,86 @@
+"""From ``params.yaml`` and the prepared data to one concrete training job (variant × seed).
+
+Everything that can be wrong about a request — an unknown variant, a model override that is not a
+model, a subset that was not prepared — fails here, before a Trainer or an MLflow run exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf.errors import OmegaConfBaseException
+
+from cnnscope.config import ConfigError, Params, to_container, variant_model_config
+from cnnscope.data.prepared import PreparedData, subset_key
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    variant: str
+    seed: int
+    #: False: the untrained null model (evaluated, never optimised).
+    train: bool
+    #: ``"train"`` or the key of a nested subset of it.
+    train_split: str
+    #: Architecture arguments for :func:`cnnscope.models.build_model`, with ``name``.
+    arch: dict[str, Any]
+    #: Optimiser settings for :class:`cnnscope.training.module.CNNModule`.
+    optim: dict[str, Any]
+    #: Hash of everything that determines the trained weights; a checkpoint is resumed only into
+    #: a job with the same fingerprint.
+    fingerprint: str
+
+
+def resolve_variant(
+    params: Params, variant: str, seed: int, prepared: PreparedData, data_sha256: str | None = None
+) -> VariantJob:
+    study = params.study
+    if variant not in study.variants:
+        raise ConfigError(f"unknown variant {variant!r}; study '{study.name}' trains: {', '.join(study.variants)}")
+    try:
+        model_cfg = variant_model_config(params, variant)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"study.variant_specs.{variant}.model is invalid: {err.msg}") from None
+    spec = study.variant_specs[variant]
+    train_split = "train" if spec.train_subset is None else subset_key(spec.train_subset)
+    if train_split not in prepared.splits and train_split not in prepared.subsets:
+        raise ConfigError(
+            f"variant {variant!r} trains on subset {train_split!r}, but the prepared data has only "
+            f"{sorted(prepared.subsets)}: re-run the prepare stage with data.subsets including it"
+        )
+    arch = {
+        "name": model_cfg.name.value,
+        "in_channels": prepared.channels,
+        "num_classes": prepared.num_classes,
+        "image_size": prepared.image_size,
+        "mean": [float(m) for m in prepared.mean],
+        "std": [float(s) for s in prepared.std],
+        "width": float(model_cfg.width),
+        "hidden": int(model_cfg.hidden),
+        "batch_norm": bool(model_cfg.batch_norm),
+        "dropout": float(model_cfg.dropout),
+    }
+    optim = {
+        "optimizer": model_cfg.optimizer.value,
+        "lr": float(model_cfg.lr),
+        "momentum": float(model_cfg.momentum),
+        "weight_decay": float(model_cfg.weight_decay),
+        "lr_schedule": model_cfg.lr_schedule.value,
+        "lr_step_size": int(model_cfg.lr_step_size),
+        "lr_gamma": float(model_cfg.lr_gamma),
+        "max_epochs": int(params.trainer.max_epochs),
+    }
+    identity = {
+        "arch": arch,
+        "optim": optim,
+        "trainer": to_container(params)["trainer"],
+        "train": spec.train,
+        "train_split": train_split,
+        "seed": seed,
+        "data": data_sha256,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return VariantJob(variant, seed, spec.train, train_split, arch, optim, digest)

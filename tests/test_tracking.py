@@ -1,0 +1,86 @@
+"""MLflow tracking: where the store is, run ids beside checkpoints, attaching results to a run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnscope import tracking
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module: creating the tables takes seconds."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    tracking.client(uri).create_experiment("tests")
+    return uri
+
+
+def test_default_store_is_under_dvc_root_when_dvc_runs_the_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)  # a queued experiment runs in a temporary copy elsewhere
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert tracking._artifact_location(tracking.tracking_uri()) == (tmp_path.resolve() / "mlartifacts").as_uri()
+
+
+def test_default_store_is_at_the_git_root_without_dvc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo / "tests")
+    assert tracking.tracking_uri() == f"sqlite:///{repo / 'mlflow.db'}"
+
+
+def test_config_then_environment_override_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking.tracking_uri() == "http://mlflow.example:5000"
+    assert tracking.tracking_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert tracking._artifact_location("http://mlflow.example:5000") is None  # the server decides
+
+
+def test_tags_name_variant_seed_code_data_and_dvc_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "lucky-hare")
+    tags = tracking.run_tags("dummy", 2, "default", "abc123")
+    assert tags["variant"] == "dummy" and tags["seed"] == "2" and tags["data_sha256"] == "abc123"
+    assert tags["dvc_exp_name"] == "lucky-hare" and tags["git_commit"]
+
+
+def test_run_id_file_round_trip(tmp_path: Path) -> None:
+    assert tracking.read_run_id(tmp_path) is None
+    tracking.write_run_id(tmp_path, "0123abc")
+    assert tracking.read_run_id(tmp_path) == "0123abc"
+
+
+def test_later_stages_attach_metrics_and_artifacts_to_an_existing_run(store: str, tmp_path: Path) -> None:
+    logger = tracking.mlflow_logger("tests", "unit", {"variant": "v"}, uri=store)
+    run_id = logger.run_id
+    assert run_id is not None
+    tracking.log_params(logger, {"trainer": {"max_epochs": 3}, "model": {"name": "mnist_cnn"}})
+    figure = tmp_path / "fig.png"
+    figure.write_bytes(b"\x89PNG")
+    tracking.log_metrics(run_id, {"kl_divergence": 0.25}, uri=store)
+    tracking.log_artifact(run_id, figure, uri=store, artifact_path="compare")
+    tracking.end_run(run_id, "FINISHED", uri=store)
+    client = tracking.client(store)
+    run = client.get_run(run_id)
+    assert run.data.params == {"trainer/max_epochs": "3", "model/name": "mnist_cnn"}
+    assert run.data.metrics["kl_divergence"] == 0.25 and run.data.tags["variant"] == "v"
+    assert [a.path for a in client.list_artifacts(run_id, "compare")] == ["compare/fig.png"]
+    assert run.info.status == "FINISHED"
+    # a resumed run continues the same MLflow run instead of opening a second one
+    assert tracking.mlflow_logger("tests", "unit", {}, uri=store, run_id=run_id).run_id == run_id
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_core_library_imports_without_mlflow() -> None:
+    code = (
+        "import sys, cnnscope.training, cnnscope.models, cnnscope.tracking;"
+        "assert 'mlflow' not in sys.modules, 'mlflow imported eagerly'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

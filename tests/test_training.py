@@ -1,0 +1,299 @@
+"""Training: in-memory batches, fit/test, checkpoints, determinism, resume, the stage script, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cnnscope.config import TrainerConfig, load_params, to_container
+from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.models import load_model
+from cnnscope.training import (
+    CNNModule,
+    PreparedDataModule,
+    TensorBatches,
+    fit_and_test,
+    resolve_variant,
+    start_or_resume,
+)
+from cnnscope.training.rundir import mark_complete
+from conftest import REPO_ROOT, synthetic_prepared
+
+TRAIN_SCRIPT = REPO_ROOT / "pipelines" / "train.py"
+
+
+def _cpu(max_epochs: int = 2, **kw: object) -> TrainerConfig:
+    return TrainerConfig(max_epochs=max_epochs, batch_size=32, accelerator="cpu", devices="1", **kw)  # type: ignore[arg-type]
+
+
+def _job_module(prepared: PreparedData, variant: str = "benchmark", seed: int = 0) -> tuple[CNNModule, object]:
+    params = load_params(REPO_ROOT / "params.yaml")
+    job = resolve_variant(params, variant, seed, prepared)
+    torch.manual_seed(seed)
+    return CNNModule(job.arch, job.optim), job
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_tensor_batches_cover_every_sample_once_in_a_seeded_order() -> None:
+    images, labels = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
+    epoch = [0]
+    batches = TensorBatches(images, labels, 4, shuffle=True, seed=3, epoch=lambda: epoch[0])
+    first = torch.cat([y for _, y in batches])
+    again = torch.cat([y for _, y in batches])
+    epoch[0] = 1
+    second = torch.cat([y for _, y in batches])
+    assert len(batches) == 3 and sorted(first.tolist()) == list(range(10))
+    assert torch.equal(first, again)  # same epoch → same order (resumed runs see the same batches)
+    assert not torch.equal(first, second)
+
+
+def test_tensor_batches_shard_disjointly_across_ranks() -> None:
+    images, labels = torch.zeros(11, 1, 2, 2, dtype=torch.uint8), torch.arange(11)
+    train = [torch.cat([y for _, y in TensorBatches(images, labels, 2, True, 0, rank=r, world_size=2)]) for r in (0, 1)]
+    assert len(train[0]) == len(train[1]) == 5  # equal step counts for the gradient all-reduce
+    assert not set(train[0].tolist()) & set(train[1].tolist())
+    evals = [torch.cat([y for _, y in TensorBatches(images, labels, 2, False, rank=r, world_size=2)]) for r in (0, 1)]
+    assert sorted(torch.cat(evals).tolist()) == list(range(11))  # evaluation sees every sample once
+
+
+def test_datamodule_rejects_unknown_split(prepared: PreparedData) -> None:
+    with pytest.raises(KeyError, match="subsets"):
+        PreparedDataModule(prepared, "0.5", 32, 0)
+
+
+# ---------------------------------------------------------------- fit / test / checkpoints
+
+
+def test_fit_writes_checkpoints_that_load_model_reads_and_reproduce_test_accuracy(
+    tmp_path: Path, prepared: PreparedData
+) -> None:
+    module, _ = _job_module(prepared)
+    data = PreparedDataModule(prepared, "train", 32, 0)
+    result = fit_and_test(module, data, _cpu(), tmp_path, progress=False)
+    assert (tmp_path / "best.ckpt").is_file() and (tmp_path / "last.ckpt").is_file()
+    assert result.epochs == 2 and [r["epoch"] for r in result.history] == [0.0, 1.0]
+    assert result.best_val_loss == min(r["val_loss"] for r in result.history)
+    torch.load(tmp_path / "last.ckpt", weights_only=True)  # the whole Lightning checkpoint is safe to load
+    model = load_model(tmp_path / "best.ckpt")
+    images, labels = prepared.split("test")
+    with torch.no_grad():
+        pred = model(model.standardize(images.float() / 255)).argmax(1)
+    assert (pred == labels).float().mean().item() == pytest.approx(result.test_acc, abs=1e-6)
+    assert result.test_acc > 0.5  # the bars are learnable: training did something
+    assert int(result.confusion.sum()) == len(labels)
+
+
+def test_same_seed_gives_identical_weights(tmp_path: Path, prepared: PreparedData) -> None:
+    weights = []
+    for run in ("a", "b"):
+        module, _ = _job_module(prepared, seed=1)
+        fit_and_test(module, PreparedDataModule(prepared, "train", 32, 1), _cpu(1), tmp_path / run, progress=False)
+        weights.append(module.model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_interrupted_fit_resumes_from_last_checkpoint_to_the_uninterrupted_result(
+    tmp_path: Path, prepared: PreparedData
+) -> None:
+    from lightning.pytorch.callbacks import Callback
+
+    import cnnscope.training.recipe as recipe
+
+    data = lambda: PreparedDataModule(prepared, "train", 32, 0)  # noqa: E731
+    straight, _ = _job_module(prepared)
+    full = fit_and_test(straight, data(), _cpu(3), tmp_path / "straight", progress=False)
+
+    class CrashInSecondEpoch(Callback):
+        def on_train_batch_start(self, trainer: object, pl_module: object, batch: object, idx: int) -> None:
+            if trainer.current_epoch == 1 and idx == 2:  # type: ignore[attr-defined]
+                raise _Crash
+
+    original = recipe.make_trainer
+
+    def crashing_trainer(*args: object, **kwargs: object) -> object:
+        trainer = original(*args, **kwargs)  # type: ignore[arg-type]
+        trainer.callbacks.append(CrashInSecondEpoch())
+        return trainer
+
+    out = tmp_path / "resumed"
+    module, _ = _job_module(prepared)
+    recipe.make_trainer = crashing_trainer  # type: ignore[assignment]
+    try:
+        with pytest.raises(_Crash):
+            fit_and_test(module, data(), _cpu(3), out, progress=False)
+    finally:
+        recipe.make_trainer = original
+    assert (out / "last.ckpt").is_file()
+    module, _ = _job_module(prepared, seed=5)  # fresh weights: everything must come from the checkpoint
+    resumed = fit_and_test(module, data(), _cpu(3), out, resume_from=out / "last.ckpt", progress=False)
+    assert resumed.epochs == 3 and [r["epoch"] for r in resumed.history] == [0.0, 1.0, 2.0]
+    assert resumed.test_acc == full.test_acc
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history])
+
+
+def test_run_dir_resumes_only_an_unfinished_run_of_the_same_fingerprint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert start_or_resume(out, "abc") is None
+    (out / "last.ckpt").write_bytes(b"x")
+    assert start_or_resume(out, "abc") == out / "last.ckpt"
+    assert start_or_resume(out, "other") is None and not (out / "last.ckpt").exists()  # stale: cleared
+    (out / "last.ckpt").write_bytes(b"x")
+    mark_complete(out, "other")
+    assert start_or_resume(out, "other") is None  # finished runs are retrained, never continued
+
+
+# ---------------------------------------------------------------- edge filters stay frozen
+
+
+def test_edge_filter_kernels_do_not_change_in_training(tmp_path: Path, prepared: PreparedData) -> None:
+    module, job = _job_module(prepared)
+    arch = {**job.arch, "name": "edge_filters"}  # type: ignore[attr-defined]
+    module = CNNModule(arch, job.optim)  # type: ignore[attr-defined]
+    kernels = module.model.conv1.weight.detach().clone()
+    head = module.model.conv2.weight.detach().clone()
+    fit_and_test(module, PreparedDataModule(prepared, "train", 32, 0), _cpu(1), tmp_path, progress=False)
+    assert torch.equal(module.model.conv1.weight, kernels)
+    assert not torch.equal(module.model.conv2.weight, head)
+    assert torch.equal(load_model(tmp_path / "best.ckpt").conv1.weight, kernels)
+
+
+# ---------------------------------------------------------------- the stage script
+
+
+@pytest.fixture
+def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder with prepared synthetic data and a params.yaml for a 1-epoch study."""
+    dataset = synthetic_prepared().save(tmp_path / "data" / "prepared")
+    manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic"}
+    (dataset.parent / MANIFEST_FILE).write_text(json.dumps(manifest))
+    raw = to_container(load_params(REPO_ROOT / "params.yaml"))
+    raw["trainer"].update(max_epochs=1, batch_size=32, accelerator="cpu", devices="1")
+    raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _run_stage(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["train.py", "--no-progress", *args])
+    runpy.run_path(str(TRAIN_SCRIPT), run_name="__main__")
+
+
+def _run(stage_dir: Path, run_id: str) -> object:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{stage_dir / 'mlflow.db'}").get_run(run_id)
+
+
+def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_stage(monkeypatch, "--variant", "dummy", "--seed", "0")
+    out = stage_dir / "models" / "dummy" / "seed0"
+    assert {"best.ckpt", "last.ckpt", "mlflow_run_id.txt", "confusion.png"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
+    assert {"test_acc", "test_loss", "best_val_loss", "epochs"} <= set(metrics) and metrics["epochs"] == 1
+    assert metrics["train_size"] == len(synthetic_prepared().subsets["0.2"])
+    sha = file_sha256(stage_dir / "data" / "prepared" / "dataset.pt")
+    assert metrics["provenance"]["data_sha256"] == sha and metrics["provenance"]["git_commit"]
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["params"]["variant"] == {"name": "dummy", "seed": 0, "train": True, "split": "0.2"}
+    history = pd.read_csv(stage_dir / "plots" / "train" / "dummy_seed0.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr"] and len(history) == 1
+    run = _run(stage_dir, (out / "mlflow_run_id.txt").read_text().strip())
+    assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
+    data = run.data  # type: ignore[attr-defined]
+    assert data.tags["variant"] == "dummy" and data.tags["seed"] == "0" and data.tags["data_sha256"] == sha
+    assert data.tags["mlflow.runName"] == "dummy-seed0" and "git_commit" in data.tags
+    assert data.params["trainer/max_epochs"] == "1" and data.params["variant/split"] == "0.2"
+    assert data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert "val_loss" in data.metrics and "lr-Adam" in data.metrics
+
+
+def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_stage(monkeypatch, "--variant", "untrained", "--seed", "3")
+    out = stage_dir / "models" / "untrained" / "seed3"
+    metrics = json.loads((stage_dir / "metrics" / "train" / "untrained_seed3.json").read_text())
+    assert metrics["epochs"] == 0 and metrics["train_size"] == 0
+    assert metrics["test_acc"] < 0.5  # chance level on ten classes, give or take
+    stored = load_model(out / "best.ckpt")
+    torch.manual_seed(3)
+    reference = CNNModule(stored.arch, {}).model  # the seeded random initialisation
+    pairs = zip(stored.state_dict().values(), reference.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert _run(stage_dir, (out / "mlflow_run_id.txt").read_text().strip()).info.status == "FINISHED"  # type: ignore[attr-defined]
+
+
+def test_unknown_variant_fails_before_anything_is_written(
+    stage_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _run_stage(monkeypatch, "--variant", "nosuch")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "benchmark, dummy" in err
+    assert not (stage_dir / "models").exists() and not (stage_dir / "mlflow.db").exists()
+
+
+def test_unknown_model_name_is_rejected_listing_valid_ones(stage_dir: Path) -> None:
+    raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    raw["model"]["name"] = "resnet"
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--variant", "benchmark"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "model.name" in proc.stderr and "mnist_cnn" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_nan_loss_stops_with_a_clear_message_and_a_failed_run(
+    stage_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    raw["study"]["variant_specs"]["sgd"]["model"].update(lr=1e12, momentum=0.0)
+    raw["trainer"]["log_every_n_steps"] = 1
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exit_info:
+        _run_stage(monkeypatch, "--variant", "sgd")
+    assert exit_info.value.code == 2
+    assert "NaN" in capsys.readouterr().err
+    run_id = (stage_dir / "models" / "sgd" / "seed0" / "mlflow_run_id.txt").read_text().strip()
+    assert _run(stage_dir, run_id).info.status == "FAILED"  # type: ignore[attr-defined]
+    assert not (stage_dir / "metrics").exists()
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(stage_dir: Path) -> None:
+    """strategy=ddp with gloo: Lightning re-launches the script, so it runs in a subprocess."""
+    raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    raw["trainer"].update(strategy="ddp", devices="2")
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--variant", "benchmark", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world_size=2" in proc.stdout + proc.stderr or "distributed_backend=gloo" in proc.stdout + proc.stderr
+    metrics = json.loads((stage_dir / "metrics" / "train" / "benchmark_seed0.json").read_text())
+    assert metrics["epochs"] == 1
+    confusion = pd.read_csv(stage_dir / "models" / "benchmark" / "seed0" / "confusion.csv", index_col=0)
+    assert int(confusion.to_numpy().sum()) == len(synthetic_prepared().splits["test"])  # all ranks gathered
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(f"sqlite:///{stage_dir / 'mlflow.db'}").search_runs(["1"])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
