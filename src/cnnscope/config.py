@@ -152,8 +152,10 @@ class StudyConfig:
 class ExtractConfig:
     #: Layers to capture; empty means every named layer (plus ``softmax``).
     layers: list[str] = field(default_factory=list)
-    #: Size of the class-stratified evaluation sample drawn from the test split.
+    #: Size of the class-stratified evaluation sample drawn from the test split (the same images
+    #: for every variant and seed).
     eval_samples: int = 1000
+    #: Store activations as float16 (half the disk; ~3 significant digits) instead of float32.
     float16: bool = True
     batch_size: int = 256
     out_dir: str = "activations"
@@ -161,9 +163,15 @@ class ExtractConfig:
 
 @dataclass
 class CompareConfig:
+    #: Equal-width histogram bins per layer, on edges shared by all variants and seeds.
     bins: int = 64
+    #: Bootstrap resamples for the confidence intervals of variant differences.
     bootstrap: int = 1000
     confidence: float = 0.95
+    #: Feature maps drawn per row in the feature-map grids.
+    max_maps: int = 16
+    #: Share of the evaluation sample held out to score the linear probes.
+    probe_test_fraction: float = 0.5
     out_dir: str = "compare"
 
 

@@ -1,0 +1,89 @@
+"""DVC stage `extract@<variant>-<seed>`: capture every requested layer of one trained variant.
+
+Reads ``models/<variant>/seed<k>/best.ckpt`` and the prepared data; writes
+``activations/<variant>/seed<k>/`` — one ``.npy`` per image group (``probe``, ``eval``) and layer,
+the learned first-layer kernels and a ``manifest.json`` with shapes, sample ids, labels, probe
+names and provenance. The evaluation sample is a class-stratified choice of
+``extract.eval_samples`` test images that is the same for every variant and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from cnnscope.activations import (
+    ImageGroup,
+    check_compatible,
+    extract_activations,
+    resolve_layers,
+    stratified_sample,
+)
+from cnnscope.config import load_params, to_container, variant_model_config
+from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.errors import CnnscopeError, run_stage
+from cnnscope.io import atomic_dir, provenance
+from cnnscope.models import load_model
+
+CHECKPOINT = "best.ckpt"
+
+
+def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
+    """The variant's checkpoint, or an error listing the checkpoints that do exist."""
+    path = models_dir / variant / f"seed{seed}" / CHECKPOINT
+    if not path.is_file():
+        found = sorted(str(p.parent.relative_to(models_dir)) for p in models_dir.glob(f"*/seed*/{CHECKPOINT}"))
+        raise CnnscopeError(
+            f"no checkpoint for variant {variant!r} seed {seed} at {path}; checkpoints found: "
+            f"{', '.join(found) or 'none'}. Run the train stage first (dvc repro train@{variant}-{seed})."
+        )
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    cfg = params.extract
+    expected = variant_model_config(params, args.variant).name.value
+    data_dir = Path(params.data.out_dir)
+    data = PreparedData.load(data_dir)
+    ckpt = _checkpoint(Path(params.trainer.models_dir), args.variant, args.seed)
+    try:
+        model = load_model(ckpt)
+    except ValueError as err:  # weights of another architecture
+        raise CnnscopeError(
+            f"{err}. Re-run train for this variant (dvc repro train@{args.variant}-{args.seed})."
+        ) from None
+    check_compatible(model, data, expected)
+    layers = resolve_layers(model, cfg.layers)
+
+    test_ids = data.splits["test"]
+    eval_ids = stratified_sample(test_ids, data.labels[test_ids], cfg.eval_samples)
+    probe_ids = data.splits.get("probe", torch.zeros(0, dtype=torch.long))
+    groups = {
+        "probe": ImageGroup(data.images[probe_ids], probe_ids, data.labels[probe_ids], list(data.probe_names)),
+        "eval": ImageGroup(data.images[eval_ids], eval_ids, data.labels[eval_ids]),
+    }
+    manifest_path = data_dir / MANIFEST_FILE
+    record = provenance(to_container(params)["extract"], manifest_path if manifest_path.is_file() else None)
+    record.update(variant=args.variant, seed=args.seed, checkpoint=str(ckpt), checkpoint_sha256=file_sha256(ckpt))
+    out = Path(cfg.out_dir) / args.variant / f"seed{args.seed}"
+    with atomic_dir(out) as tmp:
+        extract_activations(
+            model, groups, layers, tmp, cfg.batch_size, cfg.float16, data.classes, {"provenance": record}
+        )
+    print(
+        f"extract: {args.variant} seed {args.seed}: {len(layers)} layers × {len(eval_ids)} eval + "
+        f"{len(probe_ids)} probe images → {out}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

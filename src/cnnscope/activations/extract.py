@@ -1,0 +1,109 @@
+"""Run a network over image groups and stream every requested layer's output to disk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnscope.activations.capture import capture, first_conv_weight, layer_kinds, output_shapes
+from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, GroupWriter
+from cnnscope.data.prepared import PreparedData
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import write_json
+from cnnscope.models import LayeredCNN
+
+
+class ArchitectureMismatch(CnnscopeError, ValueError):
+    """The network does not fit the data (channels, image size or number of classes)."""
+
+
+@dataclass
+class ImageGroup:
+    """Images to run (uint8 ``(N, C, H, W)``) with their ids in the prepared data, labels, names."""
+
+    images: torch.Tensor
+    sample_ids: torch.Tensor
+    labels: torch.Tensor
+    names: list[str] = field(default_factory=list)
+
+
+def check_compatible(model: LayeredCNN, data: PreparedData, expected_name: str | None = None) -> None:
+    """Fail with one message when the checkpoint's network cannot have been trained on ``data``."""
+    arch = dict(model.arch)
+    problems = []
+    if expected_name is not None and arch.get("name") != expected_name:
+        problems.append(f"model {arch.get('name')!r}, but the study configures {expected_name!r}")
+    if model.in_channels != data.channels:
+        problems.append(f"{model.in_channels} input channels, data has {data.channels}")
+    if model.image_size != data.image_size:
+        problems.append(f"image size {model.image_size}, data has {data.image_size}")
+    if arch.get("num_classes") is not None and arch["num_classes"] != data.num_classes:
+        problems.append(f"{arch['num_classes']} classes, data has {data.num_classes}")
+    if problems:
+        raise ArchitectureMismatch(
+            "checkpoint does not match this configuration: "
+            + "; ".join(problems)
+            + f" (checkpoint architecture: {arch}). Re-run train for this variant (dvc repro train)."
+        )
+
+
+def extract_activations(
+    model: LayeredCNN,
+    groups: dict[str, ImageGroup],
+    layers: Sequence[str],
+    out_dir: str | Path,
+    batch_size: int = 256,
+    float16: bool = True,
+    classes: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Capture ``layers`` for every image of every group and write them under ``out_dir``.
+
+    Inputs are ``model.standardize(images / 255)``, exactly as in training. Batches are processed in
+    order and appended to one ``.npy`` per group and layer, so memory does not grow with the number
+    of images. Returns the manifest it wrote (``extra`` is merged into it, e.g. provenance).
+    """
+    out = Path(out_dir)
+    model.eval()
+    dtype = torch.float16 if float16 else torch.float32
+    shapes = output_shapes(model, layers)
+    device = model.mean.device
+    manifest_groups: dict[str, Any] = {}
+    for group_name, group in groups.items():
+        n = len(group.images)
+        writer = GroupWriter(out / group_name, n, shapes, dtype)
+        try:
+            for start in range(0, n, batch_size):
+                batch = group.images[start : start + batch_size].to(device)
+                writer.append(capture(model, model.standardize(batch.float() / 255), layers))
+        finally:
+            writer.close()
+        manifest_groups[group_name] = {
+            "n": n,
+            "sample_ids": [int(i) for i in group.sample_ids],
+            "labels": [int(y) for y in group.labels],
+            "names": list(group.names),
+        }
+    first = first_conv_weight(model)
+    if first is not None:
+        np.save(out / FIRST_CONV_FILE, first[1].float().numpy())
+    manifest = {
+        "format": FORMAT,
+        "model": dict(model.arch),
+        "layers": list(layers),
+        "shapes": {name: list(shape) for name, shape in shapes.items()},
+        "kinds": layer_kinds(model, layers),
+        "feature_maps": [name for name in model.conv_layers if name in set(layers)],
+        "first_conv": first[0] if first is not None else None,
+        "dtype": str(dtype).removeprefix("torch."),
+        "classes": list(classes),
+        "groups": manifest_groups,
+        **(extra or {}),
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,151 @@
+"""Draw every figure of the ``compare`` stage from :class:`~cnnscope.analysis.StudyResults`.
+
+Returns an index entry (path relative to the output folder, one-line caption, kind) per figure so
+the report can embed them without guessing file names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnscope.analysis.study import EVAL, INPUT, StudyResults
+from cnnscope.viz.activations import (
+    class_mean_grid,
+    edge_filter_figure,
+    fcp_grid,
+    feature_map_grid,
+    histogram_overlay,
+    kernel_grid,
+    layer_profile,
+    pixel_values_figure,
+    softmax_bars,
+)
+from cnnscope.viz.common import save_figure
+
+
+def render_study(res: StudyResults, out_dir: str | Path, max_maps: int = 16) -> list[dict[str, Any]]:
+    """Write all figures under ``out_dir/figures`` and return their index entries."""
+    out = Path(out_dir)
+    entries: list[dict[str, Any]] = []
+
+    def save(fig: Figure, name: str, kind: str, caption: str) -> None:
+        rel = f"figures/{name}.png"
+        save_figure(fig, out / rel)
+        entries.append({"path": rel, "kind": kind, "caption": caption})
+
+    first = res.seeds[0]
+    for i, probe in enumerate(res.probe_names):
+        for layer, by_variant in res.probe_maps.items():
+            save(
+                feature_map_grid({v: m[i] for v, m in by_variant.items()}, f"{layer} of probe {probe}", max_maps),
+                f"feature_maps_{probe}_{layer}",
+                "feature_maps",
+                f"Feature maps of {layer} for probe '{probe}' (first {max_maps} maps, seed {first}); "
+                "one colour scale across variants.",
+            )
+    for group in [EVAL, *res.probe_names]:
+        panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
+            "input pixels ([0, 1])": (res.edges[INPUT], {"input": _prob(res.histograms[INPUT, group, INPUT])})
+        }
+        for layer in res.layers:
+            panels[layer] = (
+                res.edges[layer],
+                {
+                    v: _prob(res.histograms[v, group, layer])
+                    for v in res.variants
+                    if (v, group, layer) in res.histograms
+                },
+            )
+        what = "the evaluation sample" if group == EVAL else f"probe '{group}'"
+        save(
+            histogram_overlay(panels, f"Activation distributions over {what} (shared bins, seeds pooled)"),
+            f"histograms_{group}",
+            "histograms",
+            f"Activation histograms per layer on shared bin edges for {what}, input pixels first; "
+            "log scale, seeds pooled.",
+        )
+    for i, probe in enumerate(res.probe_names):
+        if res.probe_softmax:
+            true = res.probe_labels[i]
+            save(
+                softmax_bars(
+                    {v: (m[i], s[i]) for v, (m, s) in res.probe_softmax.items()},
+                    res.classes,
+                    true,
+                    f"Softmax of probe '{probe}' (true class {res.classes[true]}, green)",
+                ),
+                f"softmax_{probe}",
+                "softmax",
+                f"Class probabilities for probe '{probe}' per variant (mean ± std over seeds).",
+            )
+    for v, weights in res.kernels.items():
+        save(
+            kernel_grid(weights, f"First-layer kernels of {v} (seed {first})"),
+            f"kernels_{v}",
+            "kernels",
+            f"Learned first-layer kernels of {v} (seed {first}), input channels averaged.",
+        )
+    for fcp in res.fcp_groups:
+        cls = res.classes[fcp["class"]]
+        for v, maps in fcp["maps"].items():
+            save(
+                fcp_grid(
+                    dict(zip(fcp["names"], maps, strict=True)),
+                    fcp["mask"][v],
+                    f"{v}: {res.feature_maps[-1]} maps of class {cls}",
+                ),
+                f"fcp_{v}_class{cls}",
+                "fcp",
+                f"Class patterns (FCPs) of {v} on {res.feature_maps[-1]} for probes {', '.join(fcp['names'])} "
+                f"(class {cls}); red dots: nodes active in all of them.",
+            )
+    for v, means in res.class_mean_maps.items():
+        save(
+            class_mean_grid(means, res.classes, f"{v}: class-mean {res.feature_maps[-1]} patterns"),
+            f"class_means_{v}",
+            "fcp",
+            f"Class-mean activation patterns of {v} on {res.feature_maps[-1]} over the evaluation sample.",
+        )
+    if res.probe_images is not None and len(res.probe_images) and res.edge_stages:
+        grey = res.probe_images[0].mean(axis=0).round().astype(np.uint8)
+        probe = res.probe_names[0]
+        save(
+            edge_filter_figure(grey, res.edge_stages, f"Hand-made filters on probe '{probe}'"),
+            "edge_filters",
+            "edge_filters",
+            f"Probe '{probe}' → each fixed edge kernel → ReLU → 2×2 max-pool.",
+        )
+        save(
+            pixel_values_figure(grey, f"Probe '{probe}': pixel values"),
+            "pixel_values",
+            "edge_filters",
+            f"Probe '{probe}' with each pixel's grey value (0–255) written in its cell.",
+        )
+    save(
+        layer_profile(_profiles(res), res.layers, "Per-layer summary (mean ± std over seeds, evaluation sample)"),
+        "layer_profile",
+        "summary",
+        "Entropy, sparsity and linear-probe accuracy per layer and variant (mean ± std over seeds).",
+    )
+    return entries
+
+
+def _prob(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else counts.astype(np.float64)
+
+
+def _profiles(res: StudyResults) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    summ = res.tables["seed_summary"]
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for quantity in ("entropy_bits", "sparsity", "probe_accuracy"):
+        out[quantity] = {}
+        for v in res.variants:
+            rows = summ[(summ["variant"] == v) & (summ["quantity"] == quantity)].set_index("layer")
+            rows = rows.reindex(res.layers)
+            out[quantity][v] = (rows["mean"].to_numpy(float), rows["std"].fillna(0).to_numpy(float))
+    return out

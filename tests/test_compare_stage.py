@@ -1,0 +1,138 @@
+"""The extract and compare stage scripts end to end on a tiny study, and their bad-input messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cnnscope.data.prepared import PreparedData
+from cnnscope.models import save_checkpoint
+from conftest import REPO_ROOT, random_model
+
+VARIANTS = ["benchmark", "dummy", "untrained"]
+
+
+def _stage(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "pipelines" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_params(root: Path, **sections: dict[str, Any]) -> None:
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["study"]["variants"] = VARIANTS
+    params["study"]["seeds"] = [0]
+    params["extract"].update(eval_samples=30, batch_size=16)
+    params["compare"].update(bootstrap=50, max_maps=4)
+    for key, values in sections.items():
+        params[key].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository-like folder: prepared data, one checkpoint per variant, a tiny params.yaml."""
+    monkeypatch.chdir(tmp_path)
+    prepared.save(tmp_path / "data" / "prepared")
+    for i, variant in enumerate(VARIANTS):
+        save_checkpoint(random_model(prepared, seed=i), tmp_path / "models" / variant / "seed0" / "best.ckpt")
+    _write_params(tmp_path)
+    return tmp_path
+
+
+def _fails(stage: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        _run(stage, argv)
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one clear line, no traceback
+    return err
+
+
+def _run(stage: str, argv: list[str]) -> None:
+    from cnnscope.errors import run_stage
+
+    module = _stage(stage)
+    run_stage(lambda: module.main(argv))
+
+
+def test_extract_and_compare_end_to_end(workspace: Path) -> None:
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
+    assert len(manifest["groups"]["eval"]["sample_ids"]) == 30
+    assert manifest["groups"]["probe"]["names"] == [f"probe{i}" for i in range(5)]
+    assert manifest["provenance"]["checkpoint_sha256"]
+    first = (workspace / "activations/dummy/seed0/eval/relu3.npy").read_bytes()
+    _run("extract", ["--variant", "dummy", "--seed", "0"])
+    assert (workspace / "activations/dummy/seed0/eval/relu3.npy").read_bytes() == first  # deterministic
+
+    _run("compare", [])
+    index = json.loads((workspace / "compare/index.json").read_text())
+    kinds = {f["kind"] for f in index["figures"]}
+    assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters"} <= kinds
+    for entry in index["figures"] + index["tables"]:
+        assert (workspace / "compare" / entry["path"]).is_file(), entry
+    assert all(f["caption"] for f in index["figures"])
+
+    stats = pd.read_csv(workspace / "compare/tables/layer_stats.csv")
+    assert set(stats["variant"]) == set(VARIANTS)
+    relu = stats[stats["layer"] == "relu1"]
+    assert ((relu["sparsity"] > 0) & (relu["sparsity"] < 1)).all()
+    assert (stats["entropy_bits"] <= np.log2(64) + 1e-9).all()
+    hist = pd.read_csv(workspace / "compare/tables/histograms.csv")
+    edges = hist[(hist["group"] == "eval") & (hist["layer"] == "relu2")].groupby("variant")["left"].apply(tuple)
+    assert edges.nunique() == 1  # shared bin edges across variants
+
+    metrics = json.loads((workspace / "metrics/compare.json").read_text())
+    assert set(metrics["variants"]) == set(VARIANTS)
+    assert "relu3" in metrics["benchmark_minus_dummy"]
+    ci = metrics["benchmark_minus_dummy"]["relu3"]["entropy_bits"]
+    assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"]
+    diffs = pd.read_csv(workspace / "compare/tables/differences.csv")
+    assert {("benchmark", "dummy"), ("benchmark", "untrained"), ("dummy", "untrained")} <= set(
+        zip(diffs["variant"], diffs["reference"], strict=True)
+    )
+
+
+def test_unknown_layer(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_params(workspace, extract={"layers": ["relu1", "conv7"]})
+    err = _fails("extract", ["--variant", "benchmark", "--seed", "0"], capsys)
+    assert "conv7" in err and "relu_fc1" in err
+    assert not (workspace / "activations/benchmark/seed0").exists()  # no partial output
+
+
+def test_empty_eval_sample(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_params(workspace, extract={"eval_samples": 0})
+    assert "eval_samples" in _fails("extract", ["--variant", "benchmark", "--seed", "0"], capsys)
+    assert not (workspace / "activations").exists()
+
+
+def test_missing_checkpoint_lists_existing(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _fails("extract", ["--variant", "dummy", "--seed", "3"], capsys)
+    assert "seed 3" in err and "benchmark/seed0" in err and "untrained/seed0" in err
+
+
+def test_checkpoint_of_another_architecture(
+    workspace: Path, prepared: PreparedData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_checkpoint(random_model(prepared, "edge_filters"), workspace / "models/benchmark/seed0/best.ckpt")
+    err = _fails("extract", ["--variant", "benchmark", "--seed", "0"], capsys)
+    assert "edge_filters" in err and "mnist_cnn" in err
+
+
+def test_compare_without_activations_lists_what_exists(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run("extract", ["--variant", "benchmark", "--seed", "0"])
+    err = _fails("compare", [], capsys)
+    assert "dummy/seed0" in err and "found: benchmark/seed0" in err
+    assert not (workspace / "compare").exists()
