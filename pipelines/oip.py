@@ -226,12 +226,8 @@ def _tensors(result: OIPResult, nodes: NodeOIPResult) -> dict[str, Any]:
 
 
 def _metrics(table: pd.DataFrame, layer: str, focus: int) -> dict[str, Any]:
-    """Summary at top level (for ``dvc metrics show`` and the report) plus the per-map table."""
-    per_map = {
-        str(row["map"]): {k: (bool(v) if isinstance(v, bool) else float(v)) for k, v in row.items() if k != "map"}
-        for row in table.to_dict(orient="records")
-    }
-    return {**summary(table), "layer": layer, "focus_map": focus, "per_map": per_map}
+    """The per-variant summary (for ``dvc metrics show`` and the report); per-map numbers are in ``maps.csv``."""
+    return {**summary(table), "layer": layer, "focus_map": focus}
 
 
 def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params) -> None:
