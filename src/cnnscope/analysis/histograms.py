@@ -43,10 +43,10 @@ def image_moments(array: np.ndarray) -> ImageMoments:
     """:class:`ImageMoments` of ``array`` (``(N, ...)``), computed chunk by chunk."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("sparsity", "mean", "std", "low", "high")}
     for x in _chunks(array):
-        x64 = x.double()
-        parts["sparsity"].append((x == 0).double().mean(dim=1).numpy())
-        parts["mean"].append(x64.mean(dim=1).numpy())
-        parts["std"].append(x64.std(dim=1, unbiased=False).numpy())
+        std, mean = torch.std_mean(x, dim=1, correction=0)
+        parts["sparsity"].append((x == 0).sum(dim=1).double().numpy() / x.shape[1])
+        parts["mean"].append(mean.double().numpy())
+        parts["std"].append(std.double().numpy())
         low, high = torch.aminmax(x, dim=1)
         parts["low"].append(low.double().numpy())
         parts["high"].append(high.double().numpy())

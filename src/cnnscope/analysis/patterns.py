@@ -49,20 +49,20 @@ def class_similarity(array: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     over the data instead of an ``N × N`` matrix. All-zero activation vectors (no direction) are
     left out.
     """
-    x = torch.from_numpy(np.asarray(array, dtype=np.float32).reshape(len(array), -1)).double()
+    x = torch.from_numpy(np.asarray(array, dtype=np.float32).reshape(len(array), -1))
     norms = x.norm(dim=1)
     keep = norms > 0
     u = x[keep] / norms[keep].unsqueeze(1)
     y = torch.as_tensor(np.asarray(labels))[keep]
     n = len(u)
+    # class sums of unit vectors; their squared norms in float64 (the ``− |S|`` cancels most of them)
+    classes = torch.unique(y)
+    sums = torch.stack([u[y == k].sum(dim=0) for k in classes]).double()
+    sizes = torch.stack([(y == k).sum() for k in classes]).double()
     total_pairs = n * (n - 1)
-    total_sum = float(u.sum(dim=0).square().sum()) - n
-    within_sum, within_pairs = 0.0, 0
-    for k in torch.unique(y).tolist():
-        members = u[y == k]
-        m = len(members)
-        within_sum += float(members.sum(dim=0).square().sum()) - m
-        within_pairs += m * (m - 1)
+    total_sum = float(sums.sum(dim=0).square().sum()) - n
+    within_sum = float((sums.square().sum(dim=1) - sizes).sum())
+    within_pairs = int((sizes * (sizes - 1)).sum())
     between_pairs = total_pairs - within_pairs
     within = within_sum / within_pairs if within_pairs else float("nan")
     between = (total_sum - within_sum) / between_pairs if between_pairs else float("nan")

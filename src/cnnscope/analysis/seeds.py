@@ -33,12 +33,8 @@ def bootstrap_difference(
         raise ValueError(f"paired bootstrap needs the same images: {a.shape[1]} vs {b.shape[1]}")
     rng = np.random.default_rng(seed)
     n_images = a.shape[1]
-    diffs = np.empty(resamples)
-    for r in range(resamples):
-        images = rng.integers(0, n_images, n_images)
-        seeds_a = rng.integers(0, len(a), len(a))
-        seeds_b = rng.integers(0, len(b), len(b))
-        diffs[r] = a[seeds_a][:, images].mean() - b[seeds_b][:, images].mean()
+    images = rng.integers(0, n_images, size=(resamples, n_images))  # one draw per replicate, shared
+    diffs = _resampled_means(a, images, rng) - _resampled_means(b, images, rng)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return {
@@ -47,3 +43,14 @@ def bootstrap_difference(
         "ci_high": float(high),
         "holds": bool(low > 0 or high < 0),
     }
+
+
+def _resampled_means(x: np.ndarray, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per replicate: resample the seeds (rows) with replacement, then average over ``images``.
+
+    The mean over a seed multiset is a count-weighted mean of per-seed means, so the work is one
+    ``(seeds, replicates)`` table of image-resampled means.
+    """
+    per_seed = x[:, images].mean(axis=2)  # (seeds, replicates)
+    counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=images.shape[0])  # (replicates, seeds)
+    return (counts * per_seed.T).sum(axis=1) / len(x)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
 
@@ -68,7 +69,11 @@ def histogram_overlay(
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
+    handles: dict[str, Artist] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, ncol=min(len(handles), 6))
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.88, wspace=0.3, hspace=0.5)
     return fig
@@ -90,7 +95,7 @@ def softmax_bars(
         ax.set_ylim(0, 1)
     axes[0, 0].set_ylabel("probability")
     fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.88, wspace=0.3, hspace=0.5)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.78, wspace=0.3)
     return fig
 
 
@@ -196,5 +201,5 @@ def layer_profile(
         ax.set_title(quantity, fontsize=8)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.88, wspace=0.3, hspace=0.5)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.25, top=0.85, wspace=0.3)
     return fig

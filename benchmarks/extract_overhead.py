@@ -1,0 +1,131 @@
+"""Benchmark: extracting every layer of ``mnist_cnn`` vs a plain forward pass over the same images.
+
+Runs, in one process, a plain batched forward pass (standardise + ``model(x)``, no grad) and the
+full extraction (all 12 named layers + softmax, streamed to ``.npy`` files) over the 10,000 real
+MNIST test images, alternating the two ``--repeats`` times and keeping each one's fastest run (the
+machine may be shared). Then measures peak resident memory of the extraction alone in fresh
+subprocesses for two image counts, to show it does not grow with N. Prints one JSON object.
+
+    python benchmarks/extract_overhead.py [--repeats 3] [--batch-size 256] [--float32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnscope.activations import ImageGroup, extract_activations, resolve_layers
+from cnnscope.models import LayeredCNN, build_model
+
+MNIST_TEST = Path(__file__).resolve().parents[2] / "shared/data/MNIST/raw/t10k-images-idx3-ubyte.gz"
+
+
+def load_images(n: int) -> torch.Tensor:
+    """The first ``n`` MNIST test images as uint8 ``(n, 1, 28, 28)`` (IDX: 16-byte header)."""
+    with gzip.open(MNIST_TEST, "rb") as fh:
+        raw = np.frombuffer(fh.read(), dtype=np.uint8, offset=16)
+    return torch.from_numpy(raw.reshape(-1, 1, 28, 28)[:n].copy())
+
+
+def make_model(images: torch.Tensor) -> LayeredCNN:
+    torch.manual_seed(0)
+    x = images.float() / 255
+    return build_model(
+        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[x.mean().item()], std=[x.std().item()]
+    ).eval()
+
+
+@torch.no_grad()
+def plain_forward(model: LayeredCNN, images: torch.Tensor, batch_size: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        model(model.standardize(images[i : i + batch_size].float() / 255))
+    return time.perf_counter() - start
+
+
+def extraction(model: LayeredCNN, images: torch.Tensor, batch_size: int, float16: bool) -> tuple[float, int]:
+    ids = torch.arange(len(images))
+    group = ImageGroup(images, ids, torch.zeros(len(images), dtype=torch.long))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        extract_activations(model, {"eval": group}, resolve_layers(model, []), tmp, batch_size, float16)
+        elapsed = time.perf_counter() - start
+        size = sum(p.stat().st_size for p in Path(tmp).rglob("*.npy"))
+    return elapsed, size
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
+def child(n: int, batch_size: int, float16: bool) -> None:
+    """Extraction only, in a fresh process: peak RSS growth over the state just before it."""
+    images = load_images(n)
+    model = make_model(images)
+    extraction(model, images[:64], batch_size, float16)  # warm-up: allocator, thread pool
+    before = rss_mb()
+    extraction(model, images, batch_size, float16)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "peak_rss_mb": round(peak, 1), "rss_before_mb": round(before, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--float32", action="store_true", help="store float32 instead of float16")
+    parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    float16 = not args.float32
+    if args.child:
+        child(args.child, args.batch_size, float16)
+        return
+    images = load_images(10_000)
+    model = make_model(images)
+    plain_forward(model, images[:512], args.batch_size)  # warm-up
+    forward, extract, size = [], [], 0
+    for _ in range(args.repeats):
+        forward.append(plain_forward(model, images, args.batch_size))
+        seconds, size = extraction(model, images, args.batch_size, float16)
+        extract.append(seconds)
+    memory = []
+    for n in args.memory_n:
+        cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(
+            [*cmd, *(["--float32"] if args.float32 else [])], capture_output=True, text=True, check=True
+        )
+        memory.append(json.loads(out.stdout))
+    result = {
+        "benchmark": "extract_overhead",
+        "images": len(images),
+        "layers": len(resolve_layers(model, [])),
+        "batch_size": args.batch_size,
+        "dtype": "float16" if float16 else "float32",
+        "bytes_written": size,
+        "torch_threads": torch.get_num_threads(),
+        "forward_s": [round(t, 3) for t in forward],
+        "extract_s": [round(t, 3) for t in extract],
+        "ratio_best": round(min(extract) / min(forward), 3),
+        "ratio_median": round(float(np.median(extract) / np.median(forward)), 3),
+        "goal_ratio": 1.3,
+        "peak_memory": memory,
+        "peak_rss_growth_mb": round(memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"], 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
