@@ -101,7 +101,7 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     assert edges.nunique() == 1  # shared bin edges across variants
 
     metrics = json.loads((workspace / "metrics/compare.json").read_text())
-    assert set(metrics["variants"]) == set(VARIANTS)
+    assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 30
     assert "relu3" in metrics["benchmark_minus_dummy"]
     ci = metrics["benchmark_minus_dummy"]["relu3"]["entropy_bits"]
     assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"]

@@ -60,6 +60,7 @@ class StudyResults:
     feature_maps: list[str]
     probe_names: list[str]
     probe_labels: list[int]
+    eval_images: int = 0
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     edges: dict[str, np.ndarray] = field(default_factory=dict)
@@ -121,6 +122,7 @@ def compare_study(
         feature_maps=[m for m in ref.feature_maps if m in layers],
         probe_names=pr.names or [f"probe{i}" for i in range(len(pr))],
         probe_labels=pr.labels,
+        eval_images=len(ev),
     )
     groups = {EVAL: ev, "probe": pr}
     labels = {g: np.asarray(info.labels) for g, info in groups.items()}
@@ -447,12 +449,7 @@ def _summary(res: StudyResults) -> dict[str, Any]:
             else (np.nan, np.nan)
         )
 
-    out: dict[str, Any] = {
-        "eval_images": len(res.tables["linear_probe"])
-        and int(res.tables["linear_probe"]["train_images"].iloc[0] + res.tables["linear_probe"]["test_images"].iloc[0]),
-        "seeds": res.seeds,
-        "variants": {},
-    }
+    out: dict[str, Any] = {"eval_images": res.eval_images, "seeds": res.seeds, "variants": {}}
     for v in res.variants:
         entry: dict[str, Any] = {}
         if "certainty" in res.tables:
