@@ -49,7 +49,7 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
         report = Report(tmp)
         _header(report, params, root)
         _training(report, params, root)
-        _compare(report, root)
+        _compare(report, params, root)
         _oip(report, params, root)
         with atomic_write(tmp / "README.md") as fh:
             fh.write("\n".join(report.lines).rstrip() + "\n")
@@ -86,13 +86,22 @@ def _header(report: Report, params: Params, root: Path) -> None:
         [
             {
                 "variant": name,
-                "training data": "none (random init)" if not s.train else (s.train_subset or "full train split"),
+                "training data": _training_data(s.train, s.train_subset, manifest),
                 "differs from `model` in": ", ".join(f"{k}={v}" for k, v in s.model.items()) or "—",
             }
             for name, s in ((n, study.variant_specs[n]) for n in study.variants)
         ]
     )
     report.table(specs)
+
+
+def _training_data(train: bool, subset: float | None, manifest: dict[str, Any]) -> str:
+    if not train:
+        return "none (random initialisation)"
+    if subset is None:
+        return f"full training split ({manifest['sizes']['train']:,} images)"
+    key = str(int(subset)) if subset > 1 else repr(float(subset))
+    return f"nested subset {key} ({manifest['subset_sizes'][key]:,} images)"
 
 
 def _training(report: Report, params: Params, root: Path) -> None:
@@ -118,22 +127,104 @@ def _training(report: Report, params: Params, root: Path) -> None:
         report.figure(confusion, f"train/{first}_confusion.png", caption)
 
 
-def _compare(report: Report, root: Path) -> None:
+#: Order and headings of the compare figures in the report, by the ``kind`` compare gives them.
+FIGURE_SECTIONS = [
+    ("summary", "Layer profile"),
+    ("feature_maps", "Feature maps of the probe images (the frog article's Fig. 2–5)"),
+    ("histograms", "Activation histograms on shared bins, input pixels first (Fig. 6/7)"),
+    ("softmax", "Softmax certainty per probe (Fig. 8)"),
+    ("kernels", "Learned first-layer kernels"),
+    ("fcp", "Class patterns (FCPs) on the deepest map"),
+    ("edge_filters", "The hand-made filters of the tutorials"),
+]
+
+#: The seed articles' impressions as testable statements on ``compare/tables/differences.csv``:
+#: (claim, quantity, layer selector, expected sign of benchmark − dummy).
+CLAIMS = [
+    ("the benchmark throws away more of the image (more exact zeros) in the deepest map", "sparsity", "deepest", 1),
+    ("the dummy's deepest-map activations spread wider (higher entropy)", "entropy_bits", "deepest", -1),
+    ("the benchmark is more certain of its answer (lower softmax entropy)", "entropy_bits", "softmax", -1),
+]
+
+
+def _compare(report: Report, params: Params, root: Path) -> None:
     folder = root / "compare"
+    tables = folder / "tables"
+    index = collect.read_json(folder / "index.json")
     report.add(
         "## 2. What the layers do to an image",
-        "Stage `compare` (params `compare`): activations of every named layer (stage `extract`) for the probe "
-        "images and the evaluation sample, compared across variants. Definitions are in "
-        "`src/cnnscope/analysis/` docstrings.",
+        "Stage `compare` (params `compare`) on the activations of every named layer (stage `extract`) for the "
+        "probe images and the evaluation sample. Definitions: `src/cnnscope/analysis/` docstrings. "
+        "Tables: `compare/tables/*.csv`.",
     )
-    summary = collect.read_json(root / "metrics/compare.json")
-    for key, value in summary.items():
-        frame = _as_table(value)
-        if frame is not None:
-            report.add(f"**{key.replace('_', ' ')}**")
-            report.table(frame)
-    for entry in collect.figure_index(folder / "index.json"):
-        report.figure(folder / entry["file"], f"compare/{entry['file']}", entry["caption"])
+    summary = pd.read_csv(tables / "seed_summary.csv")
+    for quantity, label in LAYER_QUANTITIES.items():
+        report.add(f"**{label}** per layer over the evaluation sample (mean ± std over seeds):")
+        report.table(_layer_table(summary, quantity, params.study.variants))
+    differences = pd.read_csv(tables / "differences.csv")
+    claims = _claims(differences)
+    if claims is not None:
+        report.add(
+            "**The seed articles' claims**, benchmark − dummy with a bootstrap confidence interval over "
+            f"images and seeds ({params.compare.confidence:.0%}); *holds* means the interval excludes 0 "
+            "with the claimed sign:"
+        )
+        report.table(claims)
+    certainty = pd.read_csv(tables / "certainty.csv")
+    probes = certainty[certainty["sample"] != "eval"]
+    report.add("**Softmax certainty per probe image** (seed-level rows):")
+    report.table(probes[["variant", "seed", "sample", "label", "predicted", "max_prob", "entropy_bits"]])
+    figures = index["figures"]
+    for kind, heading in FIGURE_SECTIONS:
+        entries = [e for e in figures if e.get("kind") == kind]
+        if entries:
+            report.add(f"### {heading}")
+        for entry in entries:
+            relative = entry.get("file") or entry["path"]
+            report.figure(folder / relative, f"compare/{Path(relative).name}", entry["caption"])
+
+
+LAYER_QUANTITIES = {
+    "entropy_bits": "Shannon entropy (bits) of the binned activations",
+    "sparsity": "Sparsity (fraction of exact zeros)",
+    "probe_accuracy": "Linear-probe accuracy (held-out, logistic regression on pooled maps)",
+}
+
+
+def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> pd.DataFrame:
+    """Rows: layer; columns: variants; cells ``mean ± std`` of ``quantity``."""
+    rows = summary[summary["quantity"] == quantity].copy()
+    rows["cell"] = [
+        f"{m:.3f}" + (f" ± {sd:.3f}" if pd.notna(sd) else "") for m, sd in zip(rows["mean"], rows["std"], strict=True)
+    ]
+    layers = list(dict.fromkeys(rows["layer"]))
+    table = rows.pivot(index="layer", columns="variant", values="cell").reindex(layers)
+    return table[[v for v in variants if v in table]].reset_index()
+
+
+def _claims(differences: pd.DataFrame) -> pd.DataFrame | None:
+    pairs = differences[(differences["variant"] == "benchmark") & (differences["reference"] == "dummy")]
+    if pairs.empty:
+        return None
+    conv = [layer for layer in dict.fromkeys(pairs["layer"]) if layer.startswith("relu") and "_" not in layer]
+    rows = []
+    for claim, quantity, selector, sign in CLAIMS:
+        layer = conv[-1] if selector == "deepest" and conv else selector
+        match = pairs[(pairs["quantity"] == quantity) & (pairs["layer"] == layer)]
+        if match.empty:
+            continue
+        row = match.iloc[0]
+        holds = (row["ci_low"] > 0) if sign > 0 else (row["ci_high"] < 0)
+        rows.append(
+            {
+                "claim": claim,
+                "quantity": f"{quantity} of `{layer}`",
+                "benchmark − dummy": f"{row['difference']:.4f}",
+                "CI": f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
+                "holds": "yes" if holds else "no",
+            }
+        )
+    return pd.DataFrame(rows) if rows else None
 
 
 def _oip(report: Report, params: Params, root: Path) -> None:
@@ -152,13 +243,3 @@ def _oip(report: Report, params: Params, root: Path) -> None:
         report.add(f"### `{variant}` (seed {seed})")
         for entry in collect.figure_index(folder / "index.json"):
             report.figure(folder / entry["file"], f"oip/{variant}_{entry['file']}", entry["caption"])
-
-
-def _as_table(value: Any) -> pd.DataFrame | None:
-    """A metrics entry as a table: a list of records, or a dict of dicts (rows), else nothing."""
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return pd.DataFrame(value)
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-        frame = pd.DataFrame.from_dict(value, orient="index")
-        return frame.reset_index(names="")
-    return None

@@ -43,7 +43,9 @@ def histories(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFra
             path = folder / f"{variant}_seed{seed}.csv"
             if not path.is_file():
                 raise CnnscopeError(f"{path} is missing: run dvc repro train")
-            frames.append(pd.read_csv(path).assign(variant=variant, seed=seed))
+            frame = pd.read_csv(path)
+            if not frame.empty:  # the untrained null model has no epochs
+                frames.append(frame.astype(float).assign(variant=variant, seed=seed))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -68,4 +70,4 @@ def figure_index(path: Path) -> list[dict[str, str]]:
     """Figures listed by a stage's ``index.json`` (a list, or a dict with a ``figures`` list)."""
     data = read_json(path)
     entries = data.get("figures", []) if isinstance(data, dict) else data
-    return [{"file": str(e["file"]), "caption": str(e.get("caption", ""))} for e in entries]
+    return [{"file": str(e.get("file") or e["path"]), "caption": str(e.get("caption", ""))} for e in entries]
