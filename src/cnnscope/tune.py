@@ -41,13 +41,14 @@ def main(cfg: DictConfig) -> float:
         uri=params.tracking.uri,
     )
     tracking.log_params(logger, to_container(params))
+    run_id = str(logger.run_id)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = fit_and_test(module, data, params.trainer, out_dir, logger, None, progress=False)
     except BaseException:
-        tracking.end_run(logger.run_id, "FAILED", params.tracking.uri)
+        tracking.end_run(run_id, "FAILED", params.tracking.uri)
         raise
-    tracking.end_run(logger.run_id, "FINISHED", params.tracking.uri)
+    tracking.end_run(run_id, "FINISHED", params.tracking.uri)
     return float(result.best_val_acc or 0.0)
 
 
