@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -34,10 +37,26 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON (stable bytes for DVC), atomically."""
+    """Write ``obj`` as indented, key-sorted JSON (stable bytes for DVC), atomically.
+
+    NaN and infinities (e.g. a standard deviation over one seed) become ``null``: they are not
+    JSON, and strict readers (browsers, MLflow's UI, ``jq``) reject them.
+    """
     with atomic_write(path) as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        json.dump(_finite(obj), fh, indent=2, sort_keys=True, default=str, allow_nan=False)
         fh.write("\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, np.generic):  # numpy scalars → Python numbers
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 @contextlib.contextmanager
