@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from cnnscope.config import load_params
+from cnnscope import tracking
+from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.report import build_report
+from cnnscope.report.collect import per_run_json
 
 
 def main() -> None:
@@ -15,8 +18,26 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     args = parser.parse_args()
-    readme = build_report(load_params(args.params), Path(args.out))
+    params = load_params(args.params)
+    readme = build_report(params, Path(args.out))
     print(f"wrote {readme}")
+    _attach_to_study_run(params, Path(args.out))
+
+
+def _attach_to_study_run(params: Params, out: Path) -> None:
+    """Put the report and its figures on the study's parent run, beside its variants' runs."""
+    key = tracking.study_key(to_container(params))
+    try:
+        run_id = tracking.study_run(params.tracking.experiment, params.study.name, key, params.tracking.uri)
+        tracking.log_artifacts(run_id, out, params.tracking.uri, artifact_path="report")
+        runs = per_run_json(Path("metrics/train"), params.study.variants, params.study.seeds)
+        means = runs.groupby("variant")[["test_acc", "test_loss"]].mean()
+        summary = {f"{col}.{variant}": float(means.loc[variant, col]) for variant in means.index for col in means}
+        tracking.log_metrics(run_id, summary, params.tracking.uri)
+    except Exception as err:  # the report on disk is the product; tracking is a view of it
+        print(f"cnnscope: warning: could not attach the report to MLflow ({err})", file=sys.stderr)
+        return
+    print(f"attached {out} to MLflow study run {run_id}")
 
 
 if __name__ == "__main__":

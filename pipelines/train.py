@@ -109,10 +109,16 @@ def main() -> None:
     rank0 = rank_zero_only.rank == 0  # DDP re-executes this script; only rank 0 touches files
     resume = start_or_resume(out_dir, job.fingerprint) if rank0 else resume_point(out_dir, job.fingerprint)
     config = _resolved_config(params, job)
+    tags = tracking.run_tags(job.variant, job.seed, params.study.name, data_sha)
+    if rank0:  # the variant's run is nested under its study's run in MLflow
+        key = tracking.study_key(to_container(params))
+        tags |= tracking.parent_tag(
+            tracking.study_run(params.tracking.experiment, params.study.name, key, params.tracking.uri)
+        )
     logger = tracking.mlflow_logger(
         params.tracking.experiment,
         run_name=f"{job.variant}-seed{job.seed}",
-        tags=tracking.run_tags(job.variant, job.seed, params.study.name, data_sha),
+        tags=tags,
         uri=params.tracking.uri,
         run_id=tracking.read_run_id(out_dir) if resume else None,
     )

@@ -100,7 +100,10 @@ def git_commit(cwd: str | Path | None = None) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -122,13 +125,19 @@ def provenance(params: dict[str, Any], data_manifest: str | Path | None = None) 
 
 
 def repo_root() -> Path:
-    """The repository the pipeline belongs to.
+    """The repository the pipeline belongs to: ``$DVC_ROOT``, else the git root, else the cwd.
 
     ``dvc exp run --queue`` runs stages in a temporary copy under ``.dvc/tmp/exps``; DVC then sets
     ``DVC_ROOT`` to the real repository, where shared things (the MLflow store, ``../shared``)
-    live. Outside DVC it is the working directory.
+    live, and a path relative to the copy would point inside it.
     """
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd().resolve()
+    return Path(top.stdout.strip()).resolve()
 
 
 def resolve_user_path(path: str | Path) -> Path:

@@ -16,14 +16,15 @@ Each training job (variant × seed) is one run; its id is written next to the ch
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cnnscope.io import atomic_write, git_commit
+from cnnscope.io import atomic_write, git_commit, repo_root
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
@@ -33,19 +34,6 @@ RUN_ID_FILE = "mlflow_run_id.txt"
 DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 T = TypeVar("T")
-
-
-def repo_root() -> Path:
-    """``$DVC_ROOT`` if DVC runs us, else the git root of the working directory, else the cwd."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        return Path(top).resolve()
-    except (OSError, subprocess.CalledProcessError):
-        return Path.cwd().resolve()
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -129,6 +117,56 @@ def log_artifact(run_id: str, path: str | Path, uri: str | None = None, artifact
 def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> None:
     """Set a run's final status (``FINISHED``, ``FAILED``, ``KILLED``)."""
     _retry(lambda: client(uri).set_terminated(run_id, status))
+
+
+#: The params that define a study's trained networks; a change to them starts a new study run,
+#: a change to analysis params (extract, compare, oip) adds to the existing one.
+STUDY_KEY_SECTIONS = ("data", "model", "trainer", "study")
+
+
+def study_key(params: Mapping[str, Any]) -> str:
+    """Identity of one study: the DVC experiment (or the workspace) and the params of its networks."""
+    defining = {k: params[k] for k in STUDY_KEY_SECTIONS if k in params}
+    digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{os.environ.get('DVC_EXP_NAME') or 'workspace'}-{digest}"
+
+
+def study_run(experiment: str, study_name: str, key: str, uri: str | None = None) -> str:
+    """The id of the parent run of study ``key``, created on first use.
+
+    Variant runs name it as ``mlflow.parentRunId``, so ``mlflow ui`` shows each study with its
+    variants nested under it; the report stage attaches the study's report and summary to it.
+    """
+    resolved = tracking_uri(uri)
+    mlflow_client = client(resolved)
+
+    def find_or_create() -> str:
+        exp = mlflow_client.get_experiment_by_name(experiment)
+        exp_id = (
+            exp.experiment_id
+            if exp is not None
+            else mlflow_client.create_experiment(experiment, artifact_location=_artifact_location(resolved))
+        )
+        found = mlflow_client.search_runs([exp_id], filter_string=f"tags.`cnnscope.study_key` = '{key}'", max_results=1)
+        if found:
+            return str(found[0].info.run_id)
+        tags = {"cnnscope.kind": "study", "cnnscope.study_key": key, "study": study_name}
+        tags |= {"git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")}
+        run = mlflow_client.create_run(exp_id, run_name=f"study-{study_name}", tags=tags)
+        mlflow_client.set_terminated(run.info.run_id, "FINISHED")  # a container: its children do the work
+        return str(run.info.run_id)
+
+    return _retry(find_or_create)
+
+
+def parent_tag(parent_run_id: str) -> dict[str, str]:
+    """The tag that nests a run under ``parent_run_id`` in MLflow's UI."""
+    return {"mlflow.parentRunId": parent_run_id}
+
+
+def log_artifacts(run_id: str, folder: str | Path, uri: str | None = None, artifact_path: str | None = None) -> None:
+    """Attach a whole folder (e.g. ``reports/``) to an existing run."""
+    _retry(lambda: client(uri).log_artifacts(run_id, str(folder), artifact_path))
 
 
 def write_run_id(directory: str | Path, run_id: str) -> Path:

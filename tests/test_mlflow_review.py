@@ -1,0 +1,131 @@
+"""Review in MLflow: a small pipeline's study run, its variant runs, their metrics and figures
+are served by a real ``mlflow server`` over the embedded store (REST API, 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cnnscope.compose import compose_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "study.variants=[benchmark,untrained]",
+    "trainer.max_epochs=1",
+    "extract.eval_samples=200",
+    "compare.bootstrap=50",
+    "oip.maps=[0,1,2,3]",
+    "oip.steps=3",
+    "oip.snapshots=[0,3]",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Run every stage script in order in ``workdir`` (what `dvc repro` runs), tiny settings."""
+    params = compose_params(TINY + overrides)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
+    jobs = [(v, s) for v in params["study"]["variants"] for s in params["study"]["seeds"]]
+    commands = [["prepare.py"]]
+    for stage in ("train.py", "extract.py"):
+        commands += [[stage, "--variant", v, "--seed", str(s)] for v, s in jobs]
+    commands.append(["compare.py"])
+    commands += [["oip.py", "--variant", v, "--seed", str(s)] for v, s in jobs]
+    commands.append(["report.py"])
+    for script, *args in commands:
+        extra = ["--no-progress"] if script == "train.py" else []
+        result = subprocess.run(
+            [sys.executable, str(REPO / "pipelines" / script), *args, *extra],
+            cwd=workdir, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{script} {args} failed:\n{result.stderr[-3000:]}"
+    return params
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MlflowServer:
+    def __init__(self, store: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store}"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mlflow server exited: {self.process.stderr.read()}") from None  # type: ignore[union-attr]
+                time.sleep(0.5)
+        raise TimeoutError("mlflow server did not answer /health within 90 s")
+
+    def get(self, endpoint: str, **query: str) -> Any:
+        with urllib.request.urlopen(f"{self.base}{endpoint}?{urllib.parse.urlencode(query)}", timeout=10) as reply:
+            body = reply.read()
+        return json.loads(body) if endpoint.startswith("/api/") else body
+
+    def post(self, path: str, payload: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{self.base}{path}", json.dumps(payload).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def tags(run: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def test_study_and_variant_runs_are_served(tmp_path: Path) -> None:
+    params = run_pipeline(tmp_path, [])
+    server = MlflowServer(tmp_path / "mlflow.db")
+    try:
+        experiment = server.get("/api/2.0/mlflow/experiments/get-by-name", experiment_name="cnnscope")
+        exp_id = experiment["experiment"]["experiment_id"]
+        runs = server.post("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
+        studies = [r for r in runs if tags(r).get("cnnscope.kind") == "study"]
+        assert len(studies) == 1, "one study run per pipeline run"
+        study_id = studies[0]["info"]["run_id"]
+        variants = {tags(r)["variant"]: r for r in runs if tags(r).get("mlflow.parentRunId") == study_id}
+        assert set(variants) == set(params["study"]["variants"])
+        for name, run in variants.items():
+            metrics = {m["key"] for m in run["data"]["metrics"]}
+            assert {"test_acc", "test_loss"} <= metrics, name
+            assert any(k.startswith("oip") for k in metrics), f"oip stage did not attach to {name}"
+            assert run["info"]["status"] == "FINISHED"
+            files = server.get("/api/2.0/mlflow/artifacts/list", run_id=run["info"]["run_id"]).get("files", [])
+            assert "confusion.png" in {Path(f["path"]).name for f in files}, name
+        benchmark = variants["benchmark"]["info"]["run_id"]
+        png = server.get("/get-artifact", path="confusion.png", run_uuid=benchmark)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        report = server.get("/api/2.0/mlflow/artifacts/list", run_id=study_id, path="report")
+        assert "report/README.md" in {f["path"] for f in report["files"]}
+        study_metrics = {m["key"] for m in studies[0]["data"]["metrics"]}
+        assert "test_acc.benchmark" in study_metrics
+    finally:
+        server.stop()
