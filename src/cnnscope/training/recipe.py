@@ -87,7 +87,8 @@ def make_trainer(
     precision = cfg.precision or ("bf16-mixed" if gpu else "32-true")
     # CUDA max-pool backward has no deterministic kernel: on a GPU determinism can only warn.
     deterministic: bool | str = ("warn" if cfg.deterministic else False) if gpu else cfg.deterministic
-    callbacks: list[Callback] = [RichProgressBar()] if progress else []
+    # the bar goes to stderr, like every progress bar: stdout stays for results (benchmark JSON)
+    callbacks: list[Callback] = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
     if train:
         callbacks += [
             ModelCheckpoint(
