@@ -41,6 +41,28 @@ def tracking_uri(configured: str | None = None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / DB_FILE}"
 
 
+_READY: set[str] = set()
+
+
+def _ensure_store(uri: str) -> str:
+    """Create an SQLite store's tables under a file lock, once per process.
+
+    Two DVC queue workers starting on a fresh ``mlflow.db`` would otherwise both run MLflow's
+    schema migration and one fails with "table ... already exists".
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return uri
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(database) + ".lock", timeout=300):
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    _READY.add(uri)
+    return uri
+
+
 def _artifact_location(uri: str) -> str | None:
     """Keep artefacts of the embedded store beside it; a server decides for itself."""
     if uri == f"sqlite:///{repo_root() / DB_FILE}":
@@ -78,7 +100,7 @@ def mlflow_logger(
     """Lightning's MLFlowLogger on the resolved store; ``run_id`` continues an existing run."""
     from lightning.pytorch.loggers import MLFlowLogger
 
-    resolved = tracking_uri(uri)
+    resolved = _ensure_store(tracking_uri(uri))
     return MLFlowLogger(
         experiment_name=experiment,
         run_name=run_name,
@@ -92,7 +114,7 @@ def mlflow_logger(
 def client(uri: str | None = None) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri(uri))
+    return MlflowClient(_ensure_store(tracking_uri(uri)))
 
 
 def log_params(logger: MLFlowLogger, params: Mapping[str, Any]) -> None:
