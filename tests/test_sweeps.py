@@ -1,0 +1,102 @@
+"""Sweeps, tested small: a 2-point DVC queue sweep and a 2-trial Optuna multirun both land in MLflow,
+and the SLURM launcher preset composes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = [
+    "study.variants=[benchmark,untrained]",
+    "trainer.max_epochs=1",
+    "extract.eval_samples=200",
+    "compare.bootstrap=50",
+    "oip.maps=[0,1]",
+    "oip.steps=3",
+    "oip.snapshots=[0,3]",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # stage commands call `python`
+    return env
+
+
+def copy_of_repo(target: Path) -> Path:
+    """The tracked files of this working tree as a fresh git repository (what a clone would hold)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in filter(None, files.stdout.split("\0")):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=target, check=True, env=clean_env() | {"GIT_AUTHOR_NAME": "t",
+                       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})  # fmt: skip
+    return target
+
+
+def dvc(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return result.stdout
+
+
+def test_dvc_queue_sweep_runs_in_isolation_and_lands_in_mlflow(tmp_path: Path) -> None:
+    repo = copy_of_repo(tmp_path / "repo")
+    dvc(repo, "exp", "run", "--queue", "-S", "model.lr=0.001,0.01", *(a for o in TINY for a in ("-S", o)))
+    dvc(repo, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 900
+    while "Running" in (status := dvc(repo, "queue", "status")) or "Queued" in status:
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    table = json.loads(dvc(repo, "exp", "show", "--json"))
+    experiments = [e for rev in table for e in (rev.get("experiments") or [])]
+    lrs, accuracies = set(), set()
+    for exp in experiments:
+        data = exp["revs"][0]["data"]
+        lrs.add(data["params"]["params.yaml"]["data"]["model"]["lr"])
+        accuracies.add(data["metrics"]["metrics/train/benchmark_seed0.json"]["data"]["test_acc"])
+    assert lrs == {0.001, 0.01} and len(accuracies) == 2, "each experiment has its own results"
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")  # the real repository's store, not the copies'
+    runs = client.search_runs([client.get_experiment_by_name("cnnscope").experiment_id])
+    studies = {r.data.tags["dvc_exp_name"] for r in runs if r.data.tags.get("cnnscope.kind") == "study"}
+    assert len(studies) == 2 and "" not in studies
+    assert sum(r.data.tags.get("variant") == "benchmark" for r in runs) == 2
+
+
+def test_optuna_multirun_logs_every_trial(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "cnnscope.tune", "-m", "+hparams_search=optuna", "hydra.sweeper.n_trials=2"]
+    command += ["trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'multirun'}", f"tracking.uri={store}"]
+    result = subprocess.run(command, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("cnnscope-tune").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.params["model/lr"] for r in runs}) == 2, "the sweeper varied the learning rate"
+    assert all("best_val_acc" in r.data.metrics or "val_acc" in r.data.metrics for r in runs)
+
+
+def test_slurm_launcher_preset_composes() -> None:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose("config", overrides=["+hparams_search=optuna", "+launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.direction == "maximize"
