@@ -106,3 +106,25 @@ def test_checkpoint_of_another_architecture_is_rejected(tmp_path: Path) -> None:
     torch.save(ckpt, path)
     with pytest.raises(ValueError, match="does not match architecture"):
         load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "size", "depth", "feature_maps"),
+    [
+        ("mnist_cnn", 1, 28, 2, ["relu1", "relu2"]),
+        ("cifar_cnn", 3, 32, 1, ["relu1", "relu2", "relu3"]),
+        ("cifar_cnn", 3, 32, 3, [f"relu{i}" for i in range(1, 10)]),
+        ("edge_filters", 1, 28, 2, ["relu1", "relu2", "relu3"]),
+    ],
+)
+def test_depth_knob_sets_the_number_of_feature_maps(
+    name: str, channels: int, size: int, depth: int, feature_maps: list[str]
+) -> None:
+    model = _build(name, channels, size, depth=depth)
+    assert model.conv_layers == feature_maps
+    assert model(torch.zeros(2, channels, size, size)).shape == (2, 10)
+
+
+def test_impossible_depth_is_rejected() -> None:
+    with pytest.raises(ValueError, match="depth 1 to 3"):
+        _build("mnist_cnn", depth=4)

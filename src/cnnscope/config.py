@@ -102,6 +102,9 @@ class ModelConfig:
     hidden: int = 64
     batch_norm: bool = False
     dropout: float = 0.0
+    #: Convolutions (mnist_cnn: 1-3), convolutions per stage (cifar_cnn) or trainable convolutions
+    #: after the fixed kernels (edge_filters); null keeps the architecture's own.
+    depth: int | None = None
     optimizer: OptimizerName = OptimizerName.adam
     lr: float = 1e-3
     momentum: float = 0.9
@@ -270,8 +273,7 @@ def _check_semantics(params: Params) -> None:
     unknown = [v for v in study.variants if v not in study.variant_specs]
     if unknown:
         raise ConfigError(
-            f"study.variants names {unknown} but study.variant_specs defines only "
-            f"{sorted(study.variant_specs)}"
+            f"study.variants names {unknown} but study.variant_specs defines only {sorted(study.variant_specs)}"
         )
     subsets = [float(s) for s in params.data.subsets]
     for name in study.variants:
@@ -309,9 +311,7 @@ def variant_model_config(params: Params, variant: str) -> ModelConfig:
     """The model configuration of ``variant``: the study's ``model`` with the variant's overrides."""
     if variant not in params.study.variant_specs:
         raise ConfigError(f"unknown variant {variant!r}; the study defines: {', '.join(params.study.variants)}")
-    merged = OmegaConf.merge(
-        OmegaConf.structured(params.model), params.study.variant_specs[variant].model
-    )
+    merged = OmegaConf.merge(OmegaConf.structured(params.model), params.study.variant_specs[variant].model)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 

@@ -104,6 +104,18 @@ def _conv_block(
     layers[f"relu{index}"] = nn.ReLU(inplace=False)
 
 
+def _dense_head(
+    layers: OrderedDict[str, nn.Module], features: int, hidden: int, dropout: float, num_classes: int
+) -> None:
+    """flatten → fc1 → ReLU → (dropout) → fc2: the classifier on top of the feature maps."""
+    layers["flatten"] = nn.Flatten()
+    layers["fc1"] = nn.Linear(features, hidden)
+    layers["relu_fc1"] = nn.ReLU(inplace=False)
+    if dropout > 0:
+        layers["dropout"] = nn.Dropout(dropout)
+    layers["fc2"] = nn.Linear(hidden, num_classes)
+
+
 def _spatial_after(size: int, layers: OrderedDict[str, nn.Module]) -> int:
     """Spatial size after the convolutions and poolings built so far."""
     for layer in layers.values():
@@ -124,26 +136,25 @@ def mnist_cnn(
     hidden: int = 64,
     batch_norm: bool = False,
     dropout: float = 0.0,
+    depth: int = 3,
 ) -> LayeredCNN:
     """The MNIST network of the seed articles: 3×3 valid convolutions (32, 64, 128 maps), 2×2
-    max-pooling after the first two (28→26→13→11→5→3), a dense head."""
-    channels = [max(1, round(c * width)) for c in (32, 64, 128)]
+    max-pooling after all but the last (28→26→13→11→5→3), a dense head. ``depth`` < 3 keeps the
+    first convolutions only."""
+    if not 1 <= depth <= 3:
+        raise ValueError(f"mnist_cnn has depth 1 to 3 (convolutions), got {depth}")
+    channels = [max(1, round(c * width)) for c in (32, 64, 128)][:depth]
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     in_ch = in_channels
     for i, out_ch in enumerate(channels, start=1):
         _conv_block(layers, i, in_ch, out_ch, padding=0, batch_norm=batch_norm)
-        if i < 3:
+        if i < depth:
             layers[f"pool{i}"] = nn.MaxPool2d(2)
         in_ch = out_ch
     side = _spatial_after(image_size, layers)
     if side < 1:
-        raise ValueError(f"mnist_cnn needs images of at least 22 pixels, got {image_size}")
-    layers["flatten"] = nn.Flatten()
-    layers["fc1"] = nn.Linear(in_ch * side * side, hidden)
-    layers["relu_fc1"] = nn.ReLU(inplace=False)
-    if dropout > 0:
-        layers["dropout"] = nn.Dropout(dropout)
-    layers["fc2"] = nn.Linear(hidden, num_classes)
+        raise ValueError(f"mnist_cnn of depth {depth} needs larger images than {image_size} pixels")
+    _dense_head(layers, in_ch * side * side, hidden, dropout, num_classes)
     return LayeredCNN(layers, in_channels, image_size, mean, std)
 
 
@@ -157,17 +168,21 @@ def cifar_cnn(
     hidden: int = 64,
     batch_norm: bool = False,
     dropout: float = 0.5,
+    depth: int = 2,
 ) -> LayeredCNN:
     """The CIFAR-10 network of the frog article: six 3×3 'same' convolutions of 16 maps, 2×2
     pooling after the 2nd and 4th, a 64-unit ReLU layer applied at every position of the last map
-    (a 1×1 convolution, which is what Keras' ``Dense`` does on a 4-D tensor), dropout, flatten."""
+    (a 1×1 convolution, which is what Keras' ``Dense`` does on a 4-D tensor), dropout, flatten.
+    ``depth`` is the number of convolutions in each of the three stages (2 in the article)."""
+    if depth < 1:
+        raise ValueError(f"cifar_cnn needs depth >= 1 (convolutions per stage), got {depth}")
     maps = max(1, round(16 * width))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     in_ch = in_channels
-    for i in range(1, 7):
+    for i in range(1, 3 * depth + 1):
         _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=batch_norm)
-        if i in (2, 4):
-            layers[f"pool{i // 2}"] = nn.MaxPool2d(2)
+        if i in (depth, 2 * depth):
+            layers[f"pool{i // depth}"] = nn.MaxPool2d(2)
         in_ch = maps
     side = _spatial_after(image_size, layers)
     if side < 1:
@@ -191,13 +206,17 @@ def edge_filters(
     hidden: int = 64,
     batch_norm: bool = False,
     dropout: float = 0.0,
+    depth: int = 1,
 ) -> LayeredCNN:
     """Fixed hand-made kernels (:data:`EDGE_KERNELS`) → ReLU → max-pool, then a trainable head.
 
     The first convolution is frozen (``requires_grad=False``, and it stays a plain buffer-like
     parameter so checkpoints still hold it): the tutorial seeds' filters, made measurable. A colour
-    input is filtered on its channel mean, as the tutorials convert to grey first.
+    input is filtered on its channel mean, as the tutorials convert to grey first. ``depth`` is
+    the number of trainable convolutions after the fixed ones.
     """
+    if depth < 1:
+        raise ValueError(f"edge_filters needs depth >= 1 (trainable convolutions), got {depth}")
     kernels = torch.tensor(list(EDGE_KERNELS.values()), dtype=torch.float32)  # (K, 3, 3)
     conv = nn.Conv2d(in_channels, len(kernels), 3, padding=1, bias=False)
     with torch.no_grad():
@@ -208,13 +227,11 @@ def edge_filters(
     layers["conv1"] = conv
     layers["relu1"] = nn.ReLU(inplace=False)
     layers["pool1"] = nn.MaxPool2d(2)
-    _conv_block(layers, 2, len(kernels), maps, padding=1, batch_norm=batch_norm)
+    in_ch = len(kernels)
+    for i in range(2, depth + 2):
+        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=batch_norm)
+        in_ch = maps
     layers["pool2"] = nn.MaxPool2d(2)
     side = _spatial_after(image_size, layers)
-    layers["flatten"] = nn.Flatten()
-    layers["fc1"] = nn.Linear(maps * side * side, hidden)
-    layers["relu_fc1"] = nn.ReLU(inplace=False)
-    if dropout > 0:
-        layers["dropout"] = nn.Dropout(dropout)
-    layers["fc2"] = nn.Linear(hidden, num_classes)
+    _dense_head(layers, maps * side * side, hidden, dropout, num_classes)
     return LayeredCNN(layers, in_channels, image_size, mean, std)

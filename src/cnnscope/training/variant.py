@@ -63,6 +63,8 @@ def resolve_variant(
         "batch_norm": bool(model_cfg.batch_norm),
         "dropout": float(model_cfg.dropout),
     }
+    if model_cfg.depth is not None:
+        arch["depth"] = int(model_cfg.depth)
     optim = {
         "optimizer": model_cfg.optimizer.value,
         "lr": float(model_cfg.lr),
