@@ -4,7 +4,6 @@ are served by a real ``mlflow server`` over the embedded store (REST API, 127.0.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,44 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from cnnscope.compose import compose_params
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "study.variants=[benchmark,untrained]",
-    "trainer.max_epochs=1",
-    "extract.eval_samples=200",
-    "compare.bootstrap=50",
-    "oip.maps=[0,1,2,3]",
-    "oip.steps=3",
-    "oip.snapshots=[0,3]",
-]
+from pipeline import run_pipeline
 
 pytestmark = pytest.mark.slow
-
-
-def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
-    """Run every stage script in order in ``workdir`` (what `dvc repro` runs), tiny settings."""
-    params = compose_params(TINY + overrides)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")}
-    jobs = [(v, s) for v in params["study"]["variants"] for s in params["study"]["seeds"]]
-    commands = [["prepare.py"]]
-    for stage in ("train.py", "extract.py"):
-        commands += [[stage, "--variant", v, "--seed", str(s)] for v, s in jobs]
-    commands.append(["compare.py"])
-    commands += [["oip.py", "--variant", v, "--seed", str(s)] for v, s in jobs]
-    commands.append(["report.py"])
-    for script, *args in commands:
-        extra = ["--no-progress"] if script == "train.py" else []
-        result = subprocess.run(
-            [sys.executable, str(REPO / "pipelines" / script), *args, *extra],
-            cwd=workdir, env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, f"{script} {args} failed:\n{result.stderr[-3000:]}"
-    return params
 
 
 def free_port() -> int:

@@ -15,17 +15,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from pipeline import TINY
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = [
-    "study.variants=[benchmark,untrained]",
-    "trainer.max_epochs=1",
-    "extract.eval_samples=200",
-    "compare.bootstrap=50",
-    "oip.maps=[0,1]",
-    "oip.steps=3",
-    "oip.snapshots=[0,3]",
-]
 
 pytestmark = pytest.mark.slow
 

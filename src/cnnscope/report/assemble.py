@@ -20,6 +20,8 @@ from cnnscope.viz import save_figure
 from cnnscope.viz.curves import training_curves
 
 TRAIN_COLUMNS = ["test_acc", "test_loss", "best_val_acc", "epochs"]
+#: Numbers of the OIP metrics that identify rather than measure (a map index, a count of maps).
+OIP_BOOKKEEPING = ("focus_map", "maps", "dead_maps")
 
 
 class Report:
@@ -230,7 +232,7 @@ def _claims(differences: pd.DataFrame) -> pd.DataFrame | None:
 def _oip(report: Report, params: Params, root: Path) -> None:
     study = params.study
     runs = collect.per_run_json(root / "metrics/oip", study.variants, study.seeds)
-    numeric = [c for c in runs.columns if c not in ("variant", "seed")]
+    numeric = [c for c in runs.columns if c not in ("variant", "seed", *OIP_BOOKKEEPING)]
     report.add(
         "## 3. Input patterns each map reacts to (OIPs)",
         "Stage `oip@<variant>-<seed>` (params `oip`): inputs found by gradient ascent from noise at several "

@@ -61,7 +61,10 @@ def mean_std(table: pd.DataFrame, columns: list[str], order: list[str]) -> pd.Da
 
 
 def _pm(mean: float, std: float) -> str:
-    if abs(mean) >= 100:
+    """``mean ± std``; counts without decimals, a missing value (e.g. no validation) as an em dash."""
+    if pd.isna(mean):
+        return "—"
+    if float(mean).is_integer() and float(std).is_integer():
         return f"{mean:.0f} ± {std:.0f}"
     return f"{mean:.4f} ± {std:.4f}"
 
