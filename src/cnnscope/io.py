@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -87,8 +88,6 @@ def _umask() -> int:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

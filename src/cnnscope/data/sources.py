@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -214,8 +215,6 @@ def _extract(tarball: Path, cache_dir: Path) -> Path:
     if stamp.is_file() and stamp.read_text() == signature:
         return target
     tmp = target.with_name(target.name + ".partial")
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with tarfile.open(tarball) as tar:
