@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 
 from cnnscope import tracking
 from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_container
+from cnnscope.data.prepared import MANIFEST_FILE
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
 from cnnscope.models import LayeredCNN, load_model
@@ -26,7 +28,6 @@ from cnnscope.oip import NodeOIPResult, OIPError, OIPResult, generate_node_oips,
 from cnnscope.viz import oip as viz
 from cnnscope.viz import save_figure
 
-MANIFEST = Path("data/prepared/manifest.json")
 EVOLUTION_MAPS = 4
 
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
 
     tag = f"{args.variant} seed{args.seed}"
     out_dir = Path(cfg.out_dir) / args.variant / f"seed{args.seed}"
-    record = provenance(to_container(params)["oip"], MANIFEST if MANIFEST.is_file() else None)
+    manifest = Path(params.data.out_dir) / MANIFEST_FILE
+    record = provenance(to_container(params)["oip"], manifest if manifest.is_file() else None)
     record["checkpoint_sha256"] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     with atomic_dir(out_dir) as tmp:
         figures = _figures(tmp, result, table, nodes, focus, evolution_maps, tag)
@@ -236,9 +238,12 @@ def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: 
     if run_id is None:
         return
     scalars = {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    tracking.log_metrics(run_id, scalars, params.tracking.uri)
-    for path in [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path]:
-        tracking.log_artifact(run_id, path, params.tracking.uri, artifact_path="oip")
+    try:
+        tracking.log_metrics(run_id, scalars, params.tracking.uri)
+        for path in [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path]:
+            tracking.log_artifact(run_id, path, params.tracking.uri, artifact_path="oip")
+    except Exception as err:  # the results are written; a tracking outage must not lose them
+        print(f"oip: warning: could not attach to MLflow run {run_id}: {err}", file=sys.stderr)
 
 
 if __name__ == "__main__":
