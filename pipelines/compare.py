@@ -69,7 +69,7 @@ def _attach_to_runs(params: Params, res: StudyResults, out: Path) -> None:
     models = Path(params.trainer.models_dir)
     for v in res.variants:
         flat = _flatten(res.summary["variants"].get(v, {}), "compare")
-        figures = sorted((out / "figures").glob(f"*_{v}*.png"))
+        figures = sorted(f for f in (out / "figures").glob("*.png") if f"_{v}_" in f"{f.stem}_")
         for s in res.seeds:
             run_id = tracking.read_run_id(models / v / f"seed{s}")
             if run_id is None:

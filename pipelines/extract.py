@@ -25,7 +25,7 @@ from cnnscope.config import load_params, to_container, variant_model_config
 from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir, provenance
-from cnnscope.models import load_model
+from cnnscope.models import best_device, load_model
 
 CHECKPOINT = "best.ckpt"
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     data = PreparedData.load(data_dir)
     ckpt = _checkpoint(Path(params.trainer.models_dir), args.variant, args.seed)
     try:
-        model = load_model(ckpt)
+        model = load_model(ckpt, map_location=best_device())
     except ValueError as err:  # weights of another architecture
         raise CnnscopeError(
             f"{err}. Re-run train for this variant (dvc repro train@{args.variant}-{args.seed})."

@@ -23,8 +23,9 @@ from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_cont
 from cnnscope.data.prepared import MANIFEST_FILE
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
-from cnnscope.models import LayeredCNN, load_model
+from cnnscope.models import LayeredCNN, best_device, load_model
 from cnnscope.oip import NodeOIPResult, OIPError, OIPResult, generate_node_oips, generate_oips, map_table, summary
+from cnnscope.oip.generate import layer_shape
 from cnnscope.viz import oip as viz
 from cnnscope.viz import save_figure
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params.oip
     model_dir = Path(params.trainer.models_dir) / args.variant / f"seed{args.seed}"
     checkpoint = model_dir / "best.ckpt"
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, map_location=best_device())
 
     result = _run_maps(model, cfg)
     table = map_table(result, cfg.convergence_tol)
@@ -105,7 +106,10 @@ def _run_maps(model: LayeredCNN, cfg: OIPConfig) -> OIPResult:
     return generate_oips(model, cfg.layer, cfg.maps or None, snapshots=cfg.snapshots, **_ascent_kwargs(cfg))
 
 
-def _run_nodes(model: LayeredCNN, cfg: OIPConfig, result: OIPResult, focus: int) -> NodeOIPResult:
+def _run_nodes(model: LayeredCNN, cfg: OIPConfig, result: OIPResult, focus: int) -> NodeOIPResult | None:
+    """Per-node OIPs of the focus map; a dense layer has no spatial nodes, so none."""
+    if len(layer_shape(model, result.layer)) < 3:
+        return None
     return generate_node_oips(model, focus, result.layer, **_ascent_kwargs(cfg))
 
 
@@ -140,12 +144,12 @@ def _figures(
     out: Path,
     result: OIPResult,
     table: pd.DataFrame,
-    nodes: NodeOIPResult,
+    nodes: NodeOIPResult | None,
     focus: int,
     evolution_maps: list[int],
     tag: str,
 ) -> list[dict[str, str]]:
-    """Draw the four figures; returns the index entries (file + one-line caption)."""
+    """Draw the figures (the per-node grid only for a spatial layer); returns the index entries."""
     rows = table.set_index("map")
     best_seed = [result.seeds.index(int(s)) for s in table["best_seed"]]
     best_wl = [result.wavelengths.index(int(w)) for w in table["best_wavelength"]]
@@ -178,17 +182,8 @@ def _figures(
         out / "wavelengths.png",
     )
 
-    save_figure(
-        viz.node_grid(
-            nodes.images.numpy(),
-            nodes.activation.numpy(),
-            nodes.dead.numpy(),
-            f"{tag} {result.layer} map {focus} per node",
-        ),
-        out / "nodes.png",
-    )
     n_dead = int(rows["dead"].sum())
-    return [
+    entries = [
         {
             "file": "oip_grid.png",
             "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), plain "
@@ -204,15 +199,22 @@ def _figures(
             "caption": f"Map {focus} of {result.layer} ({tag}): starting noise and OIP per "
             f"wavelength {result.wavelengths} and seed.",
         },
-        {
-            "file": "nodes.png",
-            "caption": f"One OIP per node of map {focus} of {result.layer} ({tag}), laid out as the map.",
-        },
     ]
+    if nodes is not None:
+        grid = viz.node_grid(
+            nodes.images.numpy(),
+            nodes.activation.numpy(),
+            nodes.dead.numpy(),
+            f"{tag} {result.layer} map {focus} per node",
+        )
+        save_figure(grid, out / "nodes.png")
+        caption = f"One OIP per node of map {focus} of {result.layer} ({tag}), laid out as the map."
+        entries.append({"file": "nodes.png", "caption": caption})
+    return entries
 
 
-def _tensors(result: OIPResult, nodes: NodeOIPResult) -> dict[str, Any]:
-    return {
+def _tensors(result: OIPResult, nodes: NodeOIPResult | None) -> dict[str, Any]:
+    tensors = {
         "layer": result.layer,
         "maps": result.maps,
         "seeds": result.seeds,
@@ -221,10 +223,10 @@ def _tensors(result: OIPResult, nodes: NodeOIPResult) -> dict[str, Any]:
         "history": result.history,
         "grad_seen": result.grad_seen,
         "snapshots": result.snapshots,
-        "node_map": nodes.map,
-        "node_images": nodes.images,
-        "node_activation": nodes.activation,
     }
+    if nodes is not None:
+        tensors |= {"node_map": nodes.map, "node_images": nodes.images, "node_activation": nodes.activation}
+    return tensors
 
 
 def _metrics(table: pd.DataFrame, layer: str, focus: int) -> dict[str, Any]:

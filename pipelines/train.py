@@ -125,8 +125,9 @@ def main() -> None:
     run_id = logger.run_id if rank0 else None
     if run_id is not None:
         tracking.write_run_id(out_dir, run_id)
-        tracking.log_params(logger, {**config, "arch": {k: job.arch[k] for k in ("in_channels", "image_size")}})
     try:
+        if run_id is not None and resume is None:  # a resumed run has its params already (MLflow forbids changes)
+            tracking.log_params(logger, {**config, "arch": {k: job.arch[k] for k in ("in_channels", "image_size")}})
         if job.train:
             result = fit_and_test(module, data, params.trainer, out_dir, logger, resume, not args.no_progress)
         else:

@@ -59,3 +59,15 @@ def test_variant_overrides_model() -> None:
     params = load_params(REPO / "params.yaml")
     sgd = variant_model_config(params, "sgd")
     assert sgd.optimizer.value == "sgd" and sgd.name == params.model.name
+
+
+def test_schema_defaults_match_conf_defaults() -> None:
+    """A key missing from params.yaml falls back to the schema: it must mean what conf/ means."""
+    from omegaconf import OmegaConf
+
+    from cnnscope.config import Params
+
+    schema = OmegaConf.to_container(OmegaConf.structured(Params), enum_to_str=True)
+    composed = compose_params()
+    for section in ("model", "trainer", "extract", "compare", "oip", "tracking"):
+        assert schema[section] == composed[section], section

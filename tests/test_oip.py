@@ -262,3 +262,10 @@ def test_stage_bad_input_one_message_no_output(
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not (repo / "oip").exists() and not (repo / "metrics").exists()
+
+
+def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _stage_repo(tmp_path, {"layer": "relu_fc1", "maps": [0, 1, 2], "steps": 3, "snapshots": [0, 3]})
+    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    index = json.loads((repo / "oip" / "benchmark" / "seed0" / "index.json").read_text())
+    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}

@@ -116,7 +116,7 @@ class ModelConfig:
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 3
+    max_epochs: int = 4
     batch_size: int = 128
     accelerator: str = "auto"
     devices: str = "auto"
@@ -125,7 +125,7 @@ class TrainerConfig:
     #: null picks bf16-mixed on a GPU and 32-true on a CPU.
     precision: str | None = None
     deterministic: bool = True
-    patience: int = 5
+    patience: int = 3
     log_every_n_steps: int = 10
     models_dir: str = "models"
 
@@ -206,16 +206,16 @@ class OIPConfig:
     #: Maps to optimise; empty means all.
     maps: list[int] = field(default_factory=list)
     #: Noise seeds per map and wavelength (≥ 2: robustness compares them).
-    seeds: int = 3
+    seeds: int = 2
     #: First noise seed; the same noises are used for every variant, so variants differ only by
     #: their network.
     noise_seed: int = 0
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
-    wavelengths: list[int] = field(default_factory=lambda: [1, 4, 8])
+    wavelengths: list[int] = field(default_factory=lambda: [1, 4])
     noise: OIPNoise = OIPNoise.grid
-    steps: int = 100
+    steps: int = 30
     #: Ascent step on the standardised input, in units of the normalised (unit-RMS) gradient.
-    step_size: float = 0.05
+    step_size: float = 0.1
     suppression: OIPSuppression = OIPSuppression.blur
     #: Gaussian blur applied after every step (``suppression: blur``), in pixels.
     blur_sigma: float = 0.5
@@ -224,7 +224,7 @@ class OIPConfig:
     #: Random shift of the input by up to this many pixels at every step (0: none).
     jitter: int = 0
     #: Steps at which the image is recorded (the evolution series); each in [0, steps].
-    snapshots: list[int] = field(default_factory=lambda: [0, 10, 30, 100])
+    snapshots: list[int] = field(default_factory=lambda: [0, 5, 15, 30])
     #: A map has converged when its objective moved by less than this fraction over the last
     #: tenth of the steps.
     convergence_tol: float = 0.01

@@ -71,6 +71,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
+            _rmtree(old)  # left over by a crash between the two renames of an earlier run
             os.replace(path, old)
             os.replace(tmp, path)
             _rmtree(old)
@@ -97,8 +98,8 @@ def git_commit(cwd: str | Path | None = None) -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(  # dvc.lock and reports/ change during `dvc repro` itself: not "dirty" code
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!reports"],
             cwd=cwd,
             capture_output=True,
             text=True,

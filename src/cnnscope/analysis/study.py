@@ -147,7 +147,7 @@ def compare_study(
     )
     res.tables["histograms"] = _histogram_table(res, counts, input_counts)
     res.tables["divergences"] = _divergences(res, counts)
-    _certainty_tables(res, sets, labels)
+    _certainty_tables(res, sets, labels, per_image)
     _linear_probes(res, sets, labels[EVAL], probe_test_fraction)
     _patterns(res, sets, labels[EVAL])
     res.kernels = {v: k for v in variants if (k := sets[v, seeds[0]].first_conv_weight()) is not None}
@@ -288,7 +288,14 @@ def _divergences(res: StudyResults, counts: dict[Key, np.ndarray]) -> pd.DataFra
     return pd.DataFrame(rows, columns=["variant", "reference", "seed", "group", "layer", "kl_bits", "js_bits"])
 
 
-def _certainty_tables(res: StudyResults, sets: Sets, labels: dict[str, np.ndarray]) -> None:
+def _certainty_tables(
+    res: StudyResults,
+    sets: Sets,
+    labels: dict[str, np.ndarray],
+    per_image: dict[tuple[str, int, str], dict[str, np.ndarray]],
+) -> None:
+    """Softmax certainty tables; also adds each eval image's predictive entropy (the entropy of its
+    class distribution, not of a histogram of its probabilities) to ``per_image`` for the CIs."""
     if SOFTMAX not in res.layers:
         return
     cert_rows, soft_rows = [], []
@@ -298,6 +305,7 @@ def _certainty_tables(res: StudyResults, sets: Sets, labels: dict[str, np.ndarra
             if (v, s) not in sets:
                 continue
             ev = certainty(np.asarray(sets[v, s].array(EVAL, SOFTMAX), dtype=np.float64), labels[EVAL])
+            per_image.setdefault((v, s, SOFTMAX), {})["predictive_entropy_bits"] = ev["entropy_bits"]
             cert_rows.append(
                 {
                     "variant": v,
@@ -405,9 +413,9 @@ def _differences(
     rows = []
     for a, b in _pairs(res.variants):
         for L in res.layers:
-            for q in ("entropy_bits", "sparsity", "mean"):
-                xa = [per_image[a, s, L][q] for s in res.seeds if (a, s, L) in per_image]
-                xb = [per_image[b, s, L][q] for s in res.seeds if (b, s, L) in per_image]
+            for q in ("entropy_bits", "sparsity", "mean", "predictive_entropy_bits"):
+                xa = [per_image[a, s, L][q] for s in res.seeds if q in per_image.get((a, s, L), {})]
+                xb = [per_image[b, s, L][q] for s in res.seeds if q in per_image.get((b, s, L), {})]
                 if xa and xb:
                     ci = bootstrap_difference(np.stack(xa), np.stack(xb), resamples, confidence)
                     rows.append(

@@ -47,6 +47,11 @@ def save_checkpoint(model: LayeredCNN, path: str | Path) -> Path:
     return path
 
 
+def best_device() -> torch.device:
+    """The GPU when there is one, else the CPU: where extraction and OIP ascent should run."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> LayeredCNN:
     """Rebuild the network stored in a training checkpoint, in eval mode.
 

@@ -145,7 +145,12 @@ FIGURE_SECTIONS = [
 CLAIMS = [
     ("the benchmark throws away more of the image (more exact zeros) in the deepest map", "sparsity", "deepest", 1),
     ("the dummy's deepest-map activations spread wider (higher entropy)", "entropy_bits", "deepest", -1),
-    ("the benchmark is more certain of its answer (lower softmax entropy)", "entropy_bits", "softmax", -1),
+    (
+        "the benchmark is more certain of its answer (lower predictive entropy)",
+        "predictive_entropy_bits",
+        "softmax",
+        -1,
+    ),
 ]
 
 
@@ -169,13 +174,16 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         report.add(
             "**The seed articles' claims**, benchmark − dummy with a bootstrap confidence interval over "
             f"images and seeds ({params.compare.confidence:.0%}); *holds* means the interval excludes 0 "
-            "with the claimed sign:"
+            "with the claimed sign. Histogram entropies use bin edges shared by all variants of the study, "
+            "so they are comparable within a study, not across studies; with few seeds the interval mostly "
+            "reflects image-to-image variation:"
         )
         report.table(claims)
-    certainty = pd.read_csv(tables / "certainty.csv")
-    probes = certainty[certainty["sample"] != "eval"]
-    report.add("**Softmax certainty per probe image** (seed-level rows):")
-    report.table(probes[["variant", "seed", "sample", "label", "predicted", "max_prob", "entropy_bits"]])
+    if (tables / "certainty.csv").is_file():  # only when the softmax was extracted
+        certainty = pd.read_csv(tables / "certainty.csv")
+        probes = certainty[certainty["sample"] != "eval"]
+        report.add("**Softmax certainty per probe image** (seed-level rows; entropy of the class distribution):")
+        report.table(probes[["variant", "seed", "sample", "label", "predicted", "max_prob", "entropy_bits"]])
     figures = index["figures"]
     for kind, heading in FIGURE_SECTIONS:
         entries = [e for e in figures if e.get("kind") == kind]

@@ -7,15 +7,12 @@ missing output is an error that names the stage to run.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cnnscope.errors import CnnscopeError
-
-_RUN = re.compile(r"^(?P<variant>.+)_seed(?P<seed>\d+)$")
 
 
 def read_json(path: Path) -> Any:

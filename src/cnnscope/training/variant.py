@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
@@ -83,6 +84,16 @@ def resolve_variant(
         "train_split": train_split,
         "seed": seed,
         "data": data_sha256,
+        "code": _code_digest(),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return VariantJob(variant, seed, spec.train, train_split, arch, optim, digest)
+
+
+def _code_digest() -> str:
+    """Hash of the training and model code: a checkpoint is never resumed under changed code."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*(package / "training").glob("*.py"), *(package / "models").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
