@@ -10,13 +10,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from cnnscope.runtime import keep_freed_memory
+
 
 class CnnscopeError(Exception):
     """A problem with the user's input or configuration; the message says how to fix it."""
 
 
 def run_stage(main: Callable[[], object]) -> None:
-    """Run a stage's ``main``; turn user errors into one line on stderr and exit status 2."""
+    """Run a stage's ``main``; turn user errors into one line on stderr and exit status 2.
+
+    Also applies the process-wide CPU allocator setting every stage benefits from
+    (:func:`cnnscope.runtime.keep_freed_memory`).
+    """
+    keep_freed_memory()
     try:
         main()
     except (CnnscopeError, FileNotFoundError) as err:

@@ -21,11 +21,13 @@ from cnnscope.config import to_container, validate
 from cnnscope.data.prepare import build_prepared
 from cnnscope.data.sources import load_source
 from cnnscope.io import repo_root
+from cnnscope.runtime import keep_freed_memory
 from cnnscope.training import CNNModule, PreparedDataModule, fit_and_test, resolve_variant
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> float:
+    keep_freed_memory()
     params = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     variant, seed = params.study.variants[0], params.study.seeds[0]
     prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
