@@ -24,7 +24,16 @@ from cnnscope.data.prepared import MANIFEST_FILE
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
 from cnnscope.models import LayeredCNN, best_device, load_model
-from cnnscope.oip import NodeOIPResult, OIPError, OIPResult, generate_node_oips, generate_oips, map_table, summary
+from cnnscope.oip import (
+    NodeOIPResult,
+    OIPError,
+    OIPResult,
+    OIPSettings,
+    generate_node_oips,
+    generate_oips,
+    map_table,
+    summary,
+)
 from cnnscope.oip.generate import layer_shape
 from cnnscope.viz import oip as viz
 from cnnscope.viz import save_figure
@@ -88,29 +97,29 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _ascent_kwargs(cfg: OIPConfig) -> dict[str, Any]:
-    return {
-        "seeds": [cfg.noise_seed + i for i in range(cfg.seeds)],
-        "wavelengths": list(cfg.wavelengths),
-        "steps": cfg.steps,
-        "step_size": cfg.step_size,
-        "noise": cfg.noise.value,
-        "suppress": cfg.suppression.value,
-        "blur_sigma": cfg.blur_sigma,
-        "fourier_damping": cfg.fourier_damping,
-        "jitter": cfg.jitter,
-    }
+def _settings(cfg: OIPConfig) -> OIPSettings:
+    return OIPSettings(
+        seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
+        wavelengths=list(cfg.wavelengths),
+        steps=cfg.steps,
+        step_size=cfg.step_size,
+        noise=cfg.noise.value,
+        suppress=cfg.suppression.value,
+        blur_sigma=cfg.blur_sigma,
+        fourier_damping=cfg.fourier_damping,
+        jitter=cfg.jitter,
+    )
 
 
 def _run_maps(model: LayeredCNN, cfg: OIPConfig) -> OIPResult:
-    return generate_oips(model, cfg.layer, cfg.maps or None, snapshots=cfg.snapshots, **_ascent_kwargs(cfg))
+    return generate_oips(model, cfg.layer, cfg.maps or None, _settings(cfg), cfg.snapshots)
 
 
 def _run_nodes(model: LayeredCNN, cfg: OIPConfig, result: OIPResult, focus: int) -> NodeOIPResult | None:
     """Per-node OIPs of the focus map; a dense layer has no spatial nodes, so none."""
     if len(layer_shape(model, result.layer)) < 3:
         return None
-    return generate_node_oips(model, focus, result.layer, **_ascent_kwargs(cfg))
+    return generate_node_oips(model, focus, result.layer, _settings(cfg))
 
 
 def _check_maps(key: str, wanted: list[int], available: list[int]) -> None:

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -18,13 +19,13 @@ from torch import nn
 
 from cnnscope.errors import run_stage
 from cnnscope.models import LayeredCNN, save_checkpoint
-from cnnscope.oip import OIPError, generate_node_oips, generate_oips, map_table, robustness, summary
+from cnnscope.oip import OIPError, OIPSettings, generate_node_oips, generate_oips, map_table, robustness, summary
 from cnnscope.oip.param import initial_noise, wavelength_noise
 from cnnscope.oip.transforms import fourier_damping, gaussian_blur
 from conftest import random_model, synthetic_prepared
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"steps": 8, "step_size": 0.1, "seeds": [0, 1], "wavelengths": [1, 4]}
+FAST = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
 
 
 def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
@@ -61,11 +62,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
         planted_net(kernel, bias),
         "relu1",
         [0],
-        seeds=[0, 1, 2],
-        wavelengths=[1, 3],
-        steps=60,
-        step_size=0.1,
-        blur_sigma=0.0,
+        OIPSettings(seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
     )
     flat = result.images[0].flatten(2)  # (K, W, H*W)
     corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
@@ -77,7 +74,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
 
 
 def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
-    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], **FAST)
+    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST)
     table = map_table(result)
     assert table["dead"].tolist() == [False, True, False]
     assert not bool(result.grad_seen[1].any())
@@ -92,15 +89,15 @@ def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
 
 def test_all_dead_layer_gives_finite_summary() -> None:
     net = planted_net(diagonal_kernel())
-    stats = summary(map_table(generate_oips(net, "relu1", [1], **FAST)))
+    stats = summary(map_table(generate_oips(net, "relu1", [1], FAST)))
     assert stats["dead_fraction"] == 1.0 and stats["median_robustness"] == 0.0
 
 
 def test_batched_equals_one_map_at_a_time() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
-    batch = generate_oips(model, "relu3", [3, 17, 40], snapshots=[0, 8], **FAST)
+    batch = generate_oips(model, "relu3", [3, 17, 40], FAST, snapshots=[0, 8])
     for i, m in enumerate(batch.maps):
-        single = generate_oips(model, "relu3", [m], snapshots=[0, 8], **FAST)
+        single = generate_oips(model, "relu3", [m], FAST, snapshots=[0, 8])
         torch.testing.assert_close(single.images[0], batch.images[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(single.history[:, 0], batch.history[:, i], atol=1e-4, rtol=1e-4)
 
@@ -109,7 +106,7 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    result = generate_oips(model, maps=[0, 1, 2, 3], snapshots=[0, 4, 8], **FAST)
+    result = generate_oips(model, maps=[0, 1, 2, 3], settings=FAST, snapshots=[0, 4, 8])
     assert result.layer == "relu3"  # default: the deepest conv map
     live = result.grad_seen.any(dim=(1, 2))
     assert (result.final.amax(dim=(1, 2)) >= result.history[0].amax(dim=(1, 2)))[live].all()
@@ -124,8 +121,8 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
 
 def test_same_seed_same_numbers() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
-    a = generate_oips(model, maps=[5, 6], jitter=2, **FAST)
-    b = generate_oips(model, maps=[5, 6], jitter=2, **FAST)
+    a = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
+    b = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
 
 
@@ -133,7 +130,9 @@ def test_per_node_mode_covers_every_node_and_prefers_its_location() -> None:
     kernel = torch.zeros(3, 3)
     kernel[1, 1] = 1.0  # map 0 copies the pixel under each node
     net = planted_net(kernel, bias=13.0)  # |pixel| ≤ 12 after standardisation: always active
-    nodes = generate_node_oips(net, 0, "relu1", seeds=[0], wavelengths=[1], steps=30, step_size=0.2, blur_sigma=0)
+    nodes = generate_node_oips(
+        net, 0, "relu1", OIPSettings(seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
+    )
     assert nodes.images.shape[:2] == (10, 10) and not nodes.dead.any()
     peaks = nodes.images[..., 0, :, :].flatten(2).argmax(dim=-1)  # brightest pixel of each node's OIP
     ys, xs = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
@@ -172,20 +171,20 @@ def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "needle"),
+    ("request_", "settings", "needle"),
     [
-        ({"layer": "conv9"}, "valid layers are: conv1, relu1"),
-        ({"maps": [128]}, "valid maps are 0..127"),
-        ({"wavelengths": [29]}, "1..28 pixels"),
-        ({"steps": 0}, "at least 1 step"),
-        ({"seeds": [0]}, "at least 2"),
-        ({"snapshots": [50]}, "valid steps are 0..8"),
+        ({"layer": "conv9"}, {}, "valid layers are: conv1, relu1"),
+        ({"maps": [128]}, {}, "valid maps are 0..127"),
+        ({}, {"wavelengths": (29,)}, "1..28 pixels"),
+        ({}, {"steps": 0}, "at least 1 step"),
+        ({}, {"seeds": (0,)}, "at least 2"),
+        ({"snapshots": [50]}, {}, "valid steps are 0..8"),
     ],
 )
-def test_bad_requests_name_what_is_valid(kwargs: dict[str, object], needle: str) -> None:
+def test_bad_requests_name_what_is_valid(request_: dict[str, object], settings: dict[str, object], needle: str) -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     with pytest.raises(OIPError, match=needle.replace("(", r"\(")):
-        generate_oips(model, **{**FAST, **kwargs})  # type: ignore[arg-type]
+        generate_oips(model, settings=replace(FAST, **settings), **request_)  # type: ignore[arg-type]
 
 
 # --- the stage ------------------------------------------------------------------------------------

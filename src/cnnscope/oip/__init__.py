@@ -11,6 +11,7 @@ from cnnscope.oip.errors import OIPError
 from cnnscope.oip.generate import (
     NodeOIPResult,
     OIPResult,
+    OIPSettings,
     default_layer,
     generate_node_oips,
     generate_oips,
@@ -21,6 +22,7 @@ __all__ = [
     "NodeOIPResult",
     "OIPError",
     "OIPResult",
+    "OIPSettings",
     "default_layer",
     "generate_node_oips",
     "generate_oips",

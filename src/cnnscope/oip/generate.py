@@ -15,11 +15,38 @@ import torch
 from torch import nn
 
 from cnnscope.models import LayeredCNN
-from cnnscope.oip.ascent import AscentTrace, ascend, frozen
+from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import initial_noise, standardize
 from cnnscope.oip.transforms import Jitter, suppression
+
+
+@dataclass(frozen=True)
+class OIPSettings:
+    """How candidates start and how they are stepped: shared by map and node OIPs, so that the
+    per-node grid of a map is comparable with that map's OIPs."""
+
+    #: Noise seeds; every (seed, wavelength) pair is one candidate per target.
+    seeds: Sequence[int] = (0, 1, 2)
+    #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
+    wavelengths: Sequence[int] = (1, 4, 8)
+    steps: int = 100
+    #: Step on the standardised input, in units of the unit-RMS gradient.
+    step_size: float = 0.05
+    #: Starting noise: ``grid`` or ``fourier`` (:mod:`cnnscope.oip.param`).
+    noise: str = "grid"
+    #: High-frequency suppression after each step: ``blur``, ``fourier`` or ``none``.
+    suppress: str = "blur"
+    blur_sigma: float = 0.5
+    fourier_damping: float = 0.1
+    #: Random shift of up to this many pixels before each forward pass (0: none).
+    jitter: int = 0
+
+    @property
+    def candidates(self) -> int:
+        """Candidates per target: seeds × wavelengths."""
+        return len(self.seeds) * len(self.wavelengths)
 
 
 @dataclass
@@ -90,14 +117,13 @@ def check_request(
     model: LayeredCNN,
     layer: str,
     maps: Sequence[int],
-    seeds: Sequence[int],
-    wavelengths: Sequence[int],
-    steps: int,
+    settings: OIPSettings,
     snapshots: Sequence[int],
     min_seeds: int = 1,
 ) -> tuple[int, ...]:
     """Validate an OIP request; each failure names what is valid. Returns the layer's shape."""
     shape = layer_shape(model, layer)
+    seeds, wavelengths, steps = settings.seeds, settings.wavelengths, settings.steps
     bad_maps = [m for m in maps if not 0 <= m < shape[0]]
     if bad_maps:
         raise OIPError(f"map index {bad_maps} out of range for layer {layer!r}: valid maps are 0..{shape[0] - 1}")
@@ -117,19 +143,40 @@ def check_request(
     return shape
 
 
+def _ascend_targets(
+    model: LayeredCNN,
+    layer: str,
+    n_targets: int,
+    objective: Objective,
+    settings: OIPSettings,
+    snapshots: Sequence[int] = (),
+) -> tuple[torch.Tensor, AscentTrace]:
+    """One ascent of ``n_targets × seeds × wavelengths`` candidates (target-major), every target
+    starting from the same noise images. Returns the noise ``(K, W, C, H, W)`` and the trace."""
+    device = next(model.buffers()).device
+    seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
+    noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
+    start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
+    net = model.truncated(layer)
+    with frozen(net):
+        trace = ascend(
+            net,
+            start,
+            objective,
+            settings.steps,
+            settings.step_size,
+            suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
+            Jitter(settings.jitter, seed=seeds[0]),
+            snapshots,
+        )
+    return noise, trace
+
+
 def generate_oips(
     model: LayeredCNN,
     layer: str | None = None,
     maps: Sequence[int] | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
-    wavelengths: Sequence[int] = (1, 4, 8),
-    steps: int = 100,
-    step_size: float = 0.05,
-    noise: str = "grid",
-    suppress: str = "blur",
-    blur_sigma: float = 0.5,
-    fourier_damping: float = 0.1,
-    jitter: int = 0,
+    settings: OIPSettings = OIPSettings(),
     snapshots: Sequence[int] = (),
 ) -> OIPResult:
     """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all seeds and
@@ -137,39 +184,24 @@ def generate_oips(
     layer = layer if layer is not None else default_layer(model)
     shape = layer_shape(model, layer)
     maps = list(range(shape[0])) if maps is None else [int(m) for m in maps]
-    seeds, wavelengths = [int(s) for s in seeds], [int(w) for w in wavelengths]
-    check_request(model, layer, maps, seeds, wavelengths, steps, snapshots, min_seeds=2)
-    n_maps, n_seeds, n_wl = len(maps), len(seeds), len(wavelengths)
+    check_request(model, layer, maps, settings, snapshots, min_seeds=2)
     device = next(model.buffers()).device
-
-    noise_images = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, noise)
-    start = noise_images.flatten(0, 1).repeat(n_maps, 1, 1, 1).to(device)
-    channels = torch.tensor(maps, device=device).repeat_interleave(n_seeds * n_wl)
+    channels = torch.tensor(maps, device=device).repeat_interleave(settings.candidates)
+    noise, trace = _ascend_targets(model, layer, len(maps), MapMean(channels), settings, snapshots)
+    grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
+    images = trace.images.view(*grid, *noise.shape[2:])
     net = model.truncated(layer)
     with frozen(net):
-        trace = ascend(
-            net,
-            start,
-            MapMean(channels),
-            steps,
-            step_size,
-            suppression(suppress, blur_sigma, fourier_damping),
-            Jitter(jitter, seed=seeds[0]),
-            snapshots,
-        )
-        grid = (n_maps, n_seeds, n_wl)
-        images = trace.images.view(*grid, *start.shape[1:])
-        final = trace.history[-1].view(grid)
-        mean_act, base_act = _reference_activations(net, images, final, maps, device)
+        mean_act, base_act = _reference_activations(net, images, trace.history[-1].view(grid), maps, device)
     return OIPResult(
         layer=layer,
         maps=maps,
-        seeds=seeds,
-        wavelengths=wavelengths,
-        start=noise_images,
+        seeds=[int(s) for s in settings.seeds],
+        wavelengths=[int(w) for w in settings.wavelengths],
+        start=noise,
         images=images,
         history=trace.history.view(-1, *grid),
-        snapshots={s: v.view(*grid, *start.shape[1:]) for s, v in trace.snapshots.items()},
+        snapshots={s: v.view(*grid, *noise.shape[2:]) for s, v in trace.snapshots.items()},
         grad_seen=trace.grad_seen.view(grid),
         mean_image_activation=mean_act,
         baseline_activation=base_act,
@@ -195,50 +227,29 @@ def generate_node_oips(
     model: LayeredCNN,
     map_index: int,
     layer: str | None = None,
-    seeds: Sequence[int] = (0,),
-    wavelengths: Sequence[int] = (4,),
-    steps: int = 100,
-    step_size: float = 0.05,
-    noise: str = "grid",
-    suppress: str = "blur",
-    blur_sigma: float = 0.5,
-    fourier_damping: float = 0.1,
-    jitter: int = 0,
+    settings: OIPSettings = OIPSettings(seeds=(0,), wavelengths=(4,)),
 ) -> NodeOIPResult:
     """One OIP per node of map ``map_index``: batch = node × seed × wavelength, one run."""
     layer = layer if layer is not None else default_layer(model)
-    seeds, wavelengths = [int(s) for s in seeds], [int(w) for w in wavelengths]
-    shape = check_request(model, layer, [map_index], seeds, wavelengths, steps, ())
+    shape = check_request(model, layer, [map_index], settings, ())
     if len(shape) != 3:
         raise OIPError(f"layer {layer!r} has no spatial nodes (shape {shape}); use a convolutional layer")
     _, height, width = shape
-    n_nodes, per_node = height * width, len(seeds) * len(wavelengths)
+    n_nodes, per_node = height * width, settings.candidates
     device = next(model.buffers()).device
-
-    start = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, noise)
-    start = start.flatten(0, 1).repeat(n_nodes, 1, 1, 1).to(device)
     nodes = torch.arange(n_nodes, device=device).repeat_interleave(per_node)
     objective = Node(torch.full_like(nodes, map_index), nodes // width, nodes % width)
-    net = model.truncated(layer)
-    with frozen(net):
-        trace: AscentTrace = ascend(
-            net,
-            start,
-            objective,
-            steps,
-            step_size,
-            suppression(suppress, blur_sigma, fourier_damping),
-            Jitter(jitter, seed=seeds[0]),
-        )
+    noise, trace = _ascend_targets(model, layer, n_nodes, objective, settings)
     final = trace.history[-1].view(n_nodes, per_node)
     best = final.argmax(dim=1)
     rows = torch.arange(n_nodes)
-    images = trace.images.view(n_nodes, per_node, *start.shape[1:])[rows, best]
-    wl = torch.tensor(wavelengths).repeat(len(seeds))[best]
+    image_shape = noise.shape[2:]
+    images = trace.images.view(n_nodes, per_node, *image_shape)[rows, best]
+    wl = torch.tensor([int(w) for w in settings.wavelengths]).repeat(len(settings.seeds))[best]
     return NodeOIPResult(
         layer=layer,
         map=map_index,
-        images=images.view(height, width, *start.shape[1:]),
+        images=images.view(height, width, *image_shape),
         activation=final[rows, best].view(height, width),
         wavelength=wl.view(height, width),
         dead=~trace.grad_seen.view(n_nodes, per_node).any(dim=1).view(height, width),
