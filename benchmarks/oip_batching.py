@@ -151,6 +151,10 @@ def main() -> None:
                 "batch_gflop_per_s": flops / batch_step / 1e9,
                 "matmul_gflop_per_s": reference / 1e9,
                 "batch_fraction_of_matmul": flops / batch_step / reference,
+                "loop_gflop_per_s": flops / loop_step / 1e9,
+                "loop_fraction_of_matmul": flops / loop_step / reference,
+                # The most any batching could gain over this loop: the batch at the matmul's FLOP/s.
+                "speedup_ceiling_at_matmul_rate": reference / (flops / loop_step),
                 "max_abs_diff_batch_vs_loop": float((picked - singles).abs().max()),
                 "load_average_1min": round(os.getloadavg()[0], 2),
             },

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pandas as pd
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -25,10 +24,10 @@ from cnnscope.io import atomic_write, provenance, write_json
 from cnnscope.models import save_checkpoint
 from cnnscope.training import (
     HISTORY_COLUMNS,
-    CNNModule,
     PreparedDataModule,
     TrainResult,
     VariantJob,
+    build_modules,
     fit_and_test,
     mark_complete,
     resolve_variant,
@@ -98,12 +97,7 @@ def main() -> None:
     manifest = data_dir / MANIFEST_FILE
     data_sha = json.loads(manifest.read_text()).get("dataset_sha256") if manifest.is_file() else None
     job = resolve_variant(params, args.variant, args.seed, prepared, data_sha)
-    L.seed_everything(job.seed, workers=True, verbose=False)
-    try:
-        module = CNNModule(job.arch, job.optim, check_every=params.trainer.log_every_n_steps)
-    except ValueError as err:
-        raise ConfigError(f"model {job.arch['name']!r} cannot be built for this data: {err}") from None
-    data = PreparedDataModule(prepared, job.train_split, params.trainer.batch_size, job.seed)
+    module, data = build_modules(params, job, prepared)
 
     out_dir = Path(params.trainer.models_dir) / job.variant / f"seed{job.seed}"
     rank0 = rank_zero_only.rank == 0  # DDP re-executes this script; only rank 0 touches files

@@ -71,3 +71,24 @@ def test_schema_defaults_match_conf_defaults() -> None:
     composed = compose_params()
     for section in ("model", "trainer", "extract", "compare", "oip", "tracking"):
         assert schema[section] == composed[section], section
+
+
+def test_dvc_yaml_takes_output_folders_from_params() -> None:
+    """Changing an output folder in the config moves the stage's outs and deps with it: dvc.yaml
+    names every folder through its param, never through the default path."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    paths = [
+        str(next(iter(entry)) if isinstance(entry, dict) else entry)
+        for stage in stages.values()
+        for entry in [*stage.get("deps", []), *stage.get("outs", [])]
+    ]
+    for section, key in [
+        ("data", "out_dir"),
+        ("trainer", "models_dir"),
+        *((s, "out_dir") for s in ("extract", "compare", "oip")),
+    ]:
+        default = params[section][key]
+        assert f"${{{section}.{key}}}" in "\n".join(paths), f"{section}.{key} is not used in dvc.yaml"
+        hard_coded = [p for p in paths if p == default or p.startswith(f"{default}/")]
+        assert not hard_coded, f"dvc.yaml hard-codes {hard_coded} instead of ${{{section}.{key}}}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,7 +21,7 @@ from cnnscope.data.prepare import build_prepared
 from cnnscope.data.sources import load_source
 from cnnscope.io import repo_root
 from cnnscope.runtime import keep_freed_memory
-from cnnscope.training import CNNModule, PreparedDataModule, fit_and_test, resolve_variant
+from cnnscope.training import build_modules, fit_and_test, resolve_variant
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base=None)
@@ -32,9 +31,7 @@ def main(cfg: DictConfig) -> float:
     variant, seed = params.study.variants[0], params.study.seeds[0]
     prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
     job = resolve_variant(params, variant, seed, prepared)
-    L.seed_everything(seed, workers=True, verbose=False)
-    module = CNNModule(job.arch, job.optim)
-    data = PreparedDataModule(prepared, job.train_split, params.trainer.batch_size, seed)
+    module, data = build_modules(params, job, prepared)
     trial = HydraConfig.get().job.num
     logger = tracking.mlflow_logger(
         f"{params.tracking.experiment}-tune",

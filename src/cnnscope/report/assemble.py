@@ -155,14 +155,14 @@ CLAIMS = [
 
 
 def _compare(report: Report, params: Params, root: Path) -> None:
-    folder = root / "compare"
+    folder = root / params.compare.out_dir
     tables = folder / "tables"
     index = collect.read_json(folder / "index.json")
     report.add(
         "## 2. What the layers do to an image",
         "Stage `compare` (params `compare`) on the activations of every named layer (stage `extract`) for the "
         "probe images and the evaluation sample. Definitions: `src/cnnscope/analysis/` docstrings. "
-        "Tables: `compare/tables/*.csv`.",
+        f"Tables: `{params.compare.out_dir}/tables/*.csv`.",
     )
     summary = pd.read_csv(tables / "seed_summary.csv")
     for quantity, label in LAYER_QUANTITIES.items():
@@ -249,7 +249,7 @@ def _oip(report: Report, params: Params, root: Path) -> None:
     report.table(collect.mean_std(runs, numeric, study.variants))
     seed = study.seeds[0]
     for variant in study.variants:
-        folder = root / "oip" / variant / f"seed{seed}"
+        folder = root / params.oip.out_dir / variant / f"seed{seed}"
         report.add(f"### `{variant}` (seed {seed})")
         for entry in collect.figure_index(folder / "index.json"):
             report.figure(folder / entry["file"], f"oip/{variant}_{entry['file']}", entry["caption"])

@@ -8,7 +8,7 @@ from cnnscope.training.datamodule import PreparedDataModule, TensorBatches
 from cnnscope.training.module import CNNModule, NonFiniteLossError
 from cnnscope.training.recipe import HISTORY_COLUMNS, TrainResult, fit_and_test, make_trainer, test_only
 from cnnscope.training.rundir import mark_complete, resume_point, start_or_resume
-from cnnscope.training.variant import VariantJob, resolve_variant
+from cnnscope.training.variant import VariantJob, build_modules, resolve_variant
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -18,6 +18,7 @@ __all__ = [
     "TensorBatches",
     "TrainResult",
     "VariantJob",
+    "build_modules",
     "fit_and_test",
     "make_trainer",
     "mark_complete",

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnscope.config import ConfigError, Params, to_container, variant_model_config
 from cnnscope.data.prepared import PreparedData, subset_key
+from cnnscope.training.datamodule import PreparedDataModule
+from cnnscope.training.module import CNNModule
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,17 @@ def resolve_variant(
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return VariantJob(variant, seed, spec.train, train_split, arch, optim, digest)
+
+
+def build_modules(params: Params, job: VariantJob, prepared: PreparedData) -> tuple[CNNModule, PreparedDataModule]:
+    """Seed everything, then build ``job``'s LightningModule and data module — in one place, so the
+    train stage and the Optuna entry point (:mod:`cnnscope.tune`) train exactly alike."""
+    L.seed_everything(job.seed, workers=True, verbose=False)
+    try:
+        module = CNNModule(job.arch, job.optim, check_every=params.trainer.log_every_n_steps)
+    except ValueError as err:
+        raise ConfigError(f"model {job.arch['name']!r} cannot be built for this data: {err}") from None
+    return module, PreparedDataModule(prepared, job.train_split, params.trainer.batch_size, job.seed)
 
 
 def _code_digest() -> str:
