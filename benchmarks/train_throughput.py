@@ -8,7 +8,8 @@ bar), timed from the first to the last training step of the epoch (validation ex
 JSON with both throughputs (images/s) and their ratio (goal: ≥ 0.9), from wall time and from the
 process's CPU time — on a machine shared with other jobs the wall ratio moves with their load, the
 CPU-time ratio much less. ``--steps`` times that many steps instead of a full epoch, ``--repeats``
-alternates the two paths and keeps each one's fastest run.
+alternates the two paths and keeps each one's fastest run. The process uses the stages' allocator
+setting (:func:`cnnscope.runtime.keep_freed_memory`).
 
     python benchmarks/train_throughput.py [--data ../shared/data] [--batch-size 128] [--steps N] [--repeats 1]
 """
@@ -29,6 +30,7 @@ from lightning.pytorch.callbacks import Callback
 from cnnscope.config import TrainerConfig
 from cnnscope.data.idx import read_idx
 from cnnscope.data.prepared import PreparedData
+from cnnscope.runtime import keep_freed_memory
 from cnnscope.training import CNNModule, PreparedDataModule, TensorBatches, make_trainer
 
 OPTIM = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "none",
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each path; best is kept")
     parser.add_argument("--accelerator", default="auto")
     args = parser.parse_args()
+    keep_freed_memory()  # as every stage does
     data = load_mnist(args.data)
     cfg = TrainerConfig(max_epochs=1, batch_size=args.batch_size, accelerator=args.accelerator, devices="1")
     n_train = len(data.splits["train"])
