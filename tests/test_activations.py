@@ -52,6 +52,16 @@ def test_capture_stops_after_last_requested_layer(prepared: PreparedData) -> Non
     assert called == ["conv1", "relu1", "pool1"]
 
 
+def test_capture_converts_each_output_to_the_storage_dtype(prepared: PreparedData) -> None:
+    model = random_model(prepared).eval()
+    x = _inputs(prepared, model)
+    layers = resolve_layers(model, [])
+    got, full = capture(model, x, layers, torch.float16), capture(model, x, layers)
+    for layer in layers:
+        assert got[layer].dtype == torch.float16
+        torch.testing.assert_close(got[layer], full[layer].to(torch.float16), rtol=0, atol=0)
+
+
 def test_inplace_relu_does_not_overwrite_captured_input(prepared: PreparedData) -> None:
     model = random_model(prepared).eval()
     model.relu1.inplace = True

@@ -87,7 +87,7 @@ def extract_activations(
         try:
             for start in range(0, n, batch_size):
                 batch = group.images[start : start + batch_size].to(device)
-                writer.append(capture(model, model.standardize(batch.float() / 255), stored))
+                writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
         finally:
             writer.close()
         manifest_groups[group_name] = {

@@ -65,14 +65,14 @@ class NpyStreamWriter:
 class GroupWriter:
     """Writers for every stored layer of one group (``probe`` or ``eval``).
 
-    Conversion (e.g. to float16) and the file writes of batch *k* run on a background thread while
-    the network computes batch *k + 1* (both release the GIL); at most one batch is in flight, so
-    memory stays bounded by two batches of activations.
+    The file writes of batch *k* run on a background thread while the network computes batch
+    *k + 1* (writes release the GIL); at most one batch is in flight, so memory stays bounded by two
+    batches of activations. Batches arrive in the stored dtype
+    (:func:`~cnnscope.activations.capture.capture` converts them).
     """
 
     def __init__(self, directory: Path, n: int, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.dtype = dtype
         np_dtype = np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
         self.writers = {
             name: NpyStreamWriter(directory / f"{name}.npy", (n, *shape), np_dtype) for name, shape in shapes.items()
@@ -82,7 +82,7 @@ class GroupWriter:
 
     def _write(self, outputs: dict[str, torch.Tensor]) -> None:
         for name, writer in self.writers.items():
-            writer.append(outputs[name].detach().to("cpu", self.dtype).contiguous().numpy())
+            writer.append(outputs[name].cpu().numpy())
 
     def append(self, outputs: dict[str, torch.Tensor]) -> None:
         self._wait()
