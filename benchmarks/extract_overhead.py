@@ -11,10 +11,13 @@ to show it does not grow with N. Prints one JSON object.
 Like every stage (through ``run_stage``), it first lets glibc keep freed memory
 (:func:`cnnscope.runtime.keep_freed_memory`); that speeds up the plain forward pass too.
 
-    python benchmarks/extract_overhead.py [--repeats 5] [--batch-size 256] [--float32] [--store-all]
+    python benchmarks/extract_overhead.py [--repeats 7] [--batch-size 256] [--float32] [--store-all]
 
 Wall-clock ratios are reported with CPU-time ratios (all threads of the process): on a shared
 machine the wall clock of either side swings with other load, the CPU time much less.
+``extract_write_s`` is the time the writer thread spent in the file writes (it overlaps the forward
+pass): the page-cache cost of the bytes written, which is most of the overhead and on a VM varies
+with whether the kernel has to fault fresh memory in from the host for the page cache.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from cnnscope.activations import ImageGroup, extract_activations, resolve_layers
+from cnnscope.activations.store import NpyStreamWriter
 from cnnscope.models import LayeredCNN, build_model
 from cnnscope.runtime import keep_freed_memory
 
@@ -64,21 +71,45 @@ def plain_forward(model: LayeredCNN, images: torch.Tensor, batch_size: int) -> t
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def extraction(
-    model: LayeredCNN, images: torch.Tensor, batch_size: int, float16: bool, derive: bool
-) -> tuple[float, float, int, list[str]]:
-    """Wall-clock and CPU seconds of extracting every layer to a temporary folder, bytes written, and
-    the layers derived on read instead of stored."""
+class Extraction(NamedTuple):
+    wall: float
+    cpu: float
+    #: seconds spent in the file writes (on the writer thread, overlapping the forward pass)
+    write: float
+    bytes: int
+    derived: list[str]
+
+
+@contextmanager
+def timed_writes() -> Iterator[list[float]]:
+    """Sum the seconds spent in ``NpyStreamWriter.append``: how much of the extraction is I/O."""
+    spent = [0.0]
+    original = NpyStreamWriter.append
+
+    def append(self: NpyStreamWriter, batch: np.ndarray) -> None:
+        start = time.perf_counter()
+        original(self, batch)
+        spent[0] += time.perf_counter() - start
+
+    NpyStreamWriter.append = append
+    try:
+        yield spent
+    finally:
+        NpyStreamWriter.append = original
+
+
+def extraction(model: LayeredCNN, images: torch.Tensor, batch_size: int, float16: bool, derive: bool) -> Extraction:
+    """Time extracting every layer to a temporary folder; bytes written, layers derived on read."""
     ids = torch.arange(len(images))
     group = ImageGroup(images, ids, torch.zeros(len(images), dtype=torch.long))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, timed_writes() as write:
         wall, cpu = time.perf_counter(), time.process_time()
         manifest = extract_activations(
             model, {"eval": group}, resolve_layers(model, []), tmp, batch_size, float16, derive=derive
         )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*.npy"))
-    return wall, cpu, size, list(manifest["derived"])
+    return Extraction(wall, cpu, write[0], size, list(manifest["derived"]))
 
 
 def rss_mb() -> float:
@@ -98,7 +129,7 @@ def child(n: int, batch_size: int, float16: bool, derive: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--float32", action="store_true", help="store float32 instead of float16")
     parser.add_argument("--store-all", action="store_true", help="write every layer, no recipes")
@@ -116,13 +147,12 @@ def main() -> None:
     images = load_images(10_000)
     model = make_model(images)
     plain_forward(model, images[:512], args.batch_size)  # warm-up
-    forward, extract, size, derived = [], [], 0, []
+    forward, runs = [], []
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
-        wall, cpu, size, derived = extraction(model, images, args.batch_size, float16, derive)
-        extract.append((wall, cpu))
+        runs.append(extraction(model, images, args.batch_size, float16, derive))
     fw, fc = np.array(forward).T
-    ew, ec = np.array(extract).T
+    ew, ec, writes = np.array([(r.wall, r.cpu, r.write) for r in runs]).T
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)]
@@ -133,15 +163,16 @@ def main() -> None:
         "benchmark": "extract_overhead",
         "images": len(images),
         "layers": len(resolve_layers(model, [])),
-        "derived_layers": derived,
+        "derived_layers": runs[0].derived,
         "batch_size": args.batch_size,
         "dtype": "float16" if float16 else "float32",
-        "bytes_written": size,
+        "bytes_written": runs[0].bytes,
         "torch_threads": torch.get_num_threads(),
         "forward_wall_s": fw.round(3).tolist(),
         "extract_wall_s": ew.round(3).tolist(),
         "forward_cpu_s": fc.round(3).tolist(),
         "extract_cpu_s": ec.round(3).tolist(),
+        "extract_write_s": writes.round(3).tolist(),
         "forward_wall_median_s": round(float(np.median(fw)), 3),
         "extract_wall_median_s": round(float(np.median(ew)), 3),
         "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
