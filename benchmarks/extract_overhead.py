@@ -1,15 +1,23 @@
 """Benchmark: extracting every layer of ``mnist_cnn`` vs a plain forward pass over the same images.
 
 Runs, in one process, a plain batched forward pass (standardise + ``model(x)``, no grad) and the
-full extraction (all 12 named layers + softmax, streamed to ``.npy`` files) over the 10,000 real
-MNIST test images, alternating the two ``--repeats`` times and keeping each one's fastest run (the
-machine may be shared). Then measures peak resident memory of the extraction alone in fresh
-subprocesses for two image counts, to show it does not grow with N. Prints one JSON object.
+full extraction (all 12 named layers + softmax: the 6 that do arithmetic streamed to ``.npy``
+files, the ReLU/pool/flatten outputs recorded as recipes) over the 10,000 real MNIST test images,
+alternating the two ``--repeats`` times; it reports the median and the best of each (the machine
+may be shared). ``--store-all`` writes every layer instead, to show what the recipes save. Then it
+measures peak resident memory of the extraction alone in fresh subprocesses for two image counts,
+to show it does not grow with N. Prints one JSON object.
 
-    python benchmarks/extract_overhead.py [--repeats 3] [--batch-size 256] [--float32]
+Like every stage (through ``run_stage``), it first lets glibc keep freed memory
+(:func:`cnnscope.runtime.keep_freed_memory`); that speeds up the plain forward pass too.
+
+    python benchmarks/extract_overhead.py [--repeats 7] [--batch-size 256] [--float32] [--store-all]
 
 Wall-clock ratios are reported with CPU-time ratios (all threads of the process): on a shared
 machine the wall clock of either side swings with other load, the CPU time much less.
+``extract_write_s`` is the time the writer thread spent in the file writes (it overlaps the forward
+pass): the page-cache cost of the bytes written, which is most of the overhead and on a VM varies
+with whether the kernel has to fault fresh memory in from the host for the page cache.
 """
 
 from __future__ import annotations
@@ -23,13 +31,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from cnnscope.activations import ImageGroup, extract_activations, resolve_layers
+from cnnscope.activations.store import NpyStreamWriter
 from cnnscope.models import LayeredCNN, build_model
+from cnnscope.runtime import keep_freed_memory
 
 MNIST_TEST = Path(__file__).resolve().parents[2] / "shared/data/MNIST/raw/t10k-images-idx3-ubyte.gz"
 
@@ -58,77 +71,110 @@ def plain_forward(model: LayeredCNN, images: torch.Tensor, batch_size: int) -> t
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def extraction(model: LayeredCNN, images: torch.Tensor, batch_size: int, float16: bool) -> tuple[float, float, int]:
-    """Wall-clock and CPU seconds of extracting every layer to a temporary folder, and bytes written."""
+class Extraction(NamedTuple):
+    wall: float
+    cpu: float
+    #: seconds spent in the file writes (on the writer thread, overlapping the forward pass)
+    write: float
+    bytes: int
+    derived: list[str]
+
+
+@contextmanager
+def timed_writes() -> Iterator[list[float]]:
+    """Sum the seconds spent in ``NpyStreamWriter.append``: how much of the extraction is I/O."""
+    spent = [0.0]
+    original = NpyStreamWriter.append
+
+    def append(self: NpyStreamWriter, batch: np.ndarray) -> None:
+        start = time.perf_counter()
+        original(self, batch)
+        spent[0] += time.perf_counter() - start
+
+    NpyStreamWriter.append = append
+    try:
+        yield spent
+    finally:
+        NpyStreamWriter.append = original
+
+
+def extraction(model: LayeredCNN, images: torch.Tensor, batch_size: int, float16: bool, derive: bool) -> Extraction:
+    """Time extracting every layer to a temporary folder; bytes written, layers derived on read."""
     ids = torch.arange(len(images))
     group = ImageGroup(images, ids, torch.zeros(len(images), dtype=torch.long))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, timed_writes() as write:
         wall, cpu = time.perf_counter(), time.process_time()
-        extract_activations(model, {"eval": group}, resolve_layers(model, []), tmp, batch_size, float16)
+        manifest = extract_activations(
+            model, {"eval": group}, resolve_layers(model, []), tmp, batch_size, float16, derive=derive
+        )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*.npy"))
-    return wall, cpu, size
+    return Extraction(wall, cpu, write[0], size, list(manifest["derived"]))
 
 
 def rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
-def child(n: int, batch_size: int, float16: bool) -> None:
+def child(n: int, batch_size: int, float16: bool, derive: bool) -> None:
     """Extraction only, in a fresh process: peak RSS growth over the state just before it."""
     images = load_images(n)
     model = make_model(images)
-    extraction(model, images[:64], batch_size, float16)  # warm-up: allocator, thread pool
+    extraction(model, images[:64], batch_size, float16, derive)  # warm-up: allocator, thread pool
     before = rss_mb()
-    extraction(model, images, batch_size, float16)
+    extraction(model, images, batch_size, float16, derive)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"n": n, "rss_before_mb": round(before, 1), "peak_growth_mb": round(peak - before, 1)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--float32", action="store_true", help="store float32 instead of float16")
+    parser.add_argument("--store-all", action="store_true", help="write every layer, no recipes")
     parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    float16 = not args.float32
+    float16, derive = not args.float32, not args.store_all
     if args.child:
-        child(args.child, args.batch_size, float16)
+        child(args.child, args.batch_size, float16, derive)
         return
     images = load_images(10_000)
     model = make_model(images)
     plain_forward(model, images[:512], args.batch_size)  # warm-up
-    forward, extract, size = [], [], 0
+    forward, runs = [], []
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
-        wall, cpu, size = extraction(model, images, args.batch_size, float16)
-        extract.append((wall, cpu))
+        runs.append(extraction(model, images, args.batch_size, float16, derive))
     fw, fc = np.array(forward).T
-    ew, ec = np.array(extract).T
+    ew, ec, writes = np.array([(r.wall, r.cpu, r.write) for r in runs]).T
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)]
-        out = subprocess.run(
-            [*cmd, *(["--float32"] if args.float32 else [])], capture_output=True, text=True, check=True
-        )
+        flags = [flag for flag, on in (("--float32", args.float32), ("--store-all", args.store_all)) if on]
+        out = subprocess.run([*cmd, *flags], capture_output=True, text=True, check=True)
         memory.append(json.loads(out.stdout))
     result = {
         "benchmark": "extract_overhead",
         "images": len(images),
         "layers": len(resolve_layers(model, [])),
+        "derived_layers": runs[0].derived,
         "batch_size": args.batch_size,
         "dtype": "float16" if float16 else "float32",
-        "bytes_written": size,
+        "bytes_written": runs[0].bytes,
         "torch_threads": torch.get_num_threads(),
         "forward_wall_s": fw.round(3).tolist(),
         "extract_wall_s": ew.round(3).tolist(),
         "forward_cpu_s": fc.round(3).tolist(),
         "extract_cpu_s": ec.round(3).tolist(),
+        "extract_write_s": writes.round(3).tolist(),
+        "forward_wall_median_s": round(float(np.median(fw)), 3),
+        "extract_wall_median_s": round(float(np.median(ew)), 3),
         "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
         "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
         "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),

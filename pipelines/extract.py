@@ -1,10 +1,11 @@
 """DVC stage `extract@<variant>-<seed>`: capture every requested layer of one trained variant.
 
 Reads ``models/<variant>/seed<k>/best.ckpt`` and the prepared data; writes
-``activations/<variant>/seed<k>/`` — one ``.npy`` per image group (``probe``, ``eval``) and layer,
-the learned first-layer kernels and a ``manifest.json`` with shapes, sample ids, labels, probe
-names and provenance. The evaluation sample is a class-stratified choice of
-``extract.eval_samples`` test images that is the same for every variant and seed.
+``activations/<variant>/seed<k>/`` — one ``.npy`` per image group (``probe``, ``eval``) and stored
+layer, the learned first-layer kernels and a ``manifest.json`` with shapes, sample ids, labels,
+probe names, provenance and the recipes of the layers recomputed on read (ReLU, pooling, flatten).
+The evaluation sample is a class-stratified choice of ``extract.eval_samples`` test images that is
+the same for every variant and seed.
 """
 
 from __future__ import annotations

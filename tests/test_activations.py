@@ -22,6 +22,7 @@ from cnnscope.activations import (
 )
 from cnnscope.activations.store import NpyStreamWriter
 from cnnscope.data.prepared import PreparedData
+from cnnscope.models import build_model
 from conftest import random_model
 
 
@@ -51,6 +52,16 @@ def test_capture_stops_after_last_requested_layer(prepared: PreparedData) -> Non
     assert called == ["conv1", "relu1", "pool1"]
 
 
+def test_capture_converts_each_output_to_the_storage_dtype(prepared: PreparedData) -> None:
+    model = random_model(prepared).eval()
+    x = _inputs(prepared, model)
+    layers = resolve_layers(model, [])
+    got, full = capture(model, x, layers, torch.float16), capture(model, x, layers)
+    for layer in layers:
+        assert got[layer].dtype == torch.float16
+        torch.testing.assert_close(got[layer], full[layer].to(torch.float16), rtol=0, atol=0)
+
+
 def test_inplace_relu_does_not_overwrite_captured_input(prepared: PreparedData) -> None:
     model = random_model(prepared).eval()
     model.relu1.inplace = True
@@ -74,21 +85,102 @@ def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: Prepar
     group = ImageGroup(prepared.images[ids], ids, prepared.labels[ids])
     layers = resolve_layers(model, [])
     # batch size 7 does not divide the group: the last partial batch must land in place too
-    extract_activations(model, {"eval": group}, layers, tmp_path, batch_size=7, float16=float16)
+    manifest = extract_activations(model, {"eval": group}, layers, tmp_path, batch_size=7, float16=float16)
     stored = ActivationSet(tmp_path)
     x = model.standardize(prepared.images[ids].float() / 255)
     with torch.no_grad():
-        logits = model(x)
-        relu2 = torch.nn.Sequential(*list(model.children())[: model.layer_names.index("relu2") + 1])(x)
+        reference = create_feature_extractor(model, return_nodes=model.layer_names)(x)
+    reference[SOFTMAX] = torch.softmax(reference["fc2"], 1)
     # float32: equal up to summation order (batches of 7 vs one batch); float16: up to its rounding
     tol = {"rtol": 1e-3, "atol": 2e-3} if float16 else {"rtol": 1e-5, "atol": 1e-6}
-    np.testing.assert_allclose(stored.array("eval", "fc2"), logits.numpy(), **tol)
-    np.testing.assert_allclose(stored.array("eval", "relu2"), relu2.numpy(), **tol)
-    np.testing.assert_allclose(stored.array("eval", SOFTMAX), torch.softmax(logits, 1).numpy(), **tol)
-    assert stored.array("eval", "conv1").dtype == (np.float16 if float16 else np.float32)
+    assert stored.layers == layers
+    for layer in layers:  # stored and derived layers alike
+        array = stored.array("eval", layer)
+        assert array.dtype == (np.float16 if float16 else np.float32), layer
+        np.testing.assert_allclose(array, reference[layer].numpy(), **tol, err_msg=layer)
+    derived = ["relu1", "pool1", "relu2", "pool2", "relu3", "flatten", "relu_fc1"]
+    assert list(manifest["derived"]) == derived
+    written = {path.stem for path in (tmp_path / "eval").glob("*.npy")}
+    assert written == set(layers) - set(derived) == {"conv1", "conv2", "conv3", "fc1", "fc2", SOFTMAX}
     assert stored.group("eval").sample_ids == ids.tolist()
     assert stored.feature_maps == ["relu1", "relu2", "relu3"]
     assert stored.first_conv_weight().shape == (32, 1, 3, 3)
+
+
+@pytest.mark.parametrize("float16", [False, True])
+@pytest.mark.parametrize(
+    ("name", "arch", "stored"),
+    [
+        (
+            "mnist_cnn",
+            {"batch_norm": True, "dropout": 0.5},
+            ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "fc1", "fc2"],
+        ),
+        ("cifar_cnn", {}, ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "dense1", "fc2"]),
+        ("edge_filters", {}, ["conv1", "conv2", "fc1", "fc2"]),
+    ],
+)
+def test_derived_layers_read_what_storing_them_gives(
+    tmp_path: Path, prepared: PreparedData, float16: bool, name: str, arch: dict[str, object], stored: list[str]
+) -> None:
+    """Recipes are exact: a derived layer reads the same values as the same layer written to disk.
+
+    Only layers without arithmetic are derived (ReLU, max-pool, flatten, eval-mode dropout); batch
+    norm, not exact in float16, is stored, and the ReLU after it is derived from the stored output.
+    """
+    torch.manual_seed(0)
+    model = build_model(
+        name,
+        in_channels=prepared.channels,
+        num_classes=prepared.num_classes,
+        image_size=prepared.image_size,
+        mean=prepared.mean,
+        std=prepared.std,
+        **arch,
+    ).eval()
+    ids = prepared.splits["test"]
+    groups = {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}
+    layers = resolve_layers(model, [])
+    manifest = extract_activations(model, groups, layers, tmp_path / "derived", batch_size=16, float16=float16)
+    extract_activations(model, groups, layers, tmp_path / "all", batch_size=16, float16=float16, derive=False)
+    assert [layer for layer in layers if layer not in manifest["derived"]] == [*stored, SOFTMAX]
+    with_recipes, everything = ActivationSet(tmp_path / "derived"), ActivationSet(tmp_path / "all")
+    for layer in layers:
+        a, b = with_recipes.array("eval", layer), everything.array("eval", layer)
+        assert a.dtype == b.dtype and a.shape == b.shape, layer
+        np.testing.assert_array_equal(a, b, err_msg=layer)  # equal values; a zero may differ in sign
+
+
+def test_derived_layer_needs_its_source_captured(tmp_path: Path, prepared: PreparedData) -> None:
+    """Without conv1, relu1 cannot be derived: it is stored; pool1 is derived from it, and the
+    forward pass stops after relu1, the last stored layer."""
+    model = random_model(prepared).eval()
+    ids = prepared.splits["test"][:9]
+    group = ImageGroup(prepared.images[ids], ids, prepared.labels[ids])
+    manifest = extract_activations(model, {"eval": group}, ["relu1", "pool1"], tmp_path, batch_size=4)
+    assert manifest["derived"] == {
+        "pool1": {"source": "relu1", "op": "max_pool2d", "kernel_size": 2, "stride": 2, "padding": 0}
+        | {"dilation": 1, "ceil_mode": False}
+    }
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["relu1.npy"]
+    x = model.standardize(prepared.images[ids].float() / 255)
+    with torch.no_grad():
+        pool1 = model.truncated("pool1")(x)
+    np.testing.assert_allclose(ActivationSet(tmp_path).array("eval", "pool1"), pool1.numpy(), rtol=1e-3, atol=2e-3)
+    with pytest.raises(KeyError, match="layer 'conv1' not captured; captured: relu1, pool1"):
+        ActivationSet(tmp_path).array("eval", "conv1")
+
+
+def test_activations_of_an_older_format_are_refused(tmp_path: Path, prepared: PreparedData) -> None:
+    model = random_model(prepared).eval()
+    ids = prepared.splits["test"][:3]
+    extract_activations(
+        model, {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}, ["conv1"], tmp_path
+    )
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("cnnscope-activations/2", "cnnscope-activations/1"))
+    with pytest.raises(ValueError, match="format 'cnnscope-activations/1', expected 'cnnscope-activations/2'"):
+        ActivationSet(tmp_path)
 
 
 def test_stream_writer_refuses_wrong_row_count(tmp_path: Path) -> None:

@@ -79,9 +79,9 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     assert len(manifest["groups"]["eval"]["sample_ids"]) == 30
     assert manifest["groups"]["probe"]["names"] == [f"probe{i}" for i in range(5)]
     assert manifest["provenance"]["checkpoint_sha256"]
-    first = (workspace / "activations/dummy/seed0/eval/relu3.npy").read_bytes()
+    first = (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes()
     _run("extract", ["--variant", "dummy", "--seed", "0"])
-    assert (workspace / "activations/dummy/seed0/eval/relu3.npy").read_bytes() == first  # deterministic
+    assert (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes() == first  # deterministic
 
     _run("compare", [])
     index = json.loads((workspace / "compare/index.json").read_text())

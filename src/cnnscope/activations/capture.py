@@ -63,11 +63,17 @@ def layer_kinds(model: LayeredCNN, layers: Sequence[str]) -> dict[str, str]:
 
 
 @torch.no_grad()
-def capture(model: LayeredCNN, inputs: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+def capture(
+    model: LayeredCNN, inputs: torch.Tensor, layers: Sequence[str], dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """Outputs of ``layers`` for standardised ``inputs``; the forward pass stops at the last one.
 
     ``layers`` must come from :func:`resolve_layers`. A module with ``inplace=True`` gets a copy of
     its input when that input is a captured output, so no captured tensor is overwritten later.
+    With ``dtype`` (e.g. float16 for storage) each output is converted as soon as it is computed:
+    it is still in cache then, and its float32 original is freed for the next layer to reuse.
+    (Extracting ``mnist_cnn`` on 2 cores, converting on the writer thread after the pass instead
+    took 1.67–1.70× a plain forward pass against 1.23–1.48×, in two alternating runs.)
     """
     wanted = set(layers)
     if not wanted:
@@ -85,9 +91,9 @@ def capture(model: LayeredCNN, inputs: torch.Tensor, layers: Sequence[str]) -> d
         h = module(h)
         previous_captured = name in wanted
         if previous_captured:
-            out[name] = h
+            out[name] = h if dtype is None else h.to(dtype)
     if SOFTMAX in wanted:
-        out[SOFTMAX] = torch.softmax(h, dim=1)
+        out[SOFTMAX] = torch.softmax(h, dim=1) if dtype is None else torch.softmax(h, dim=1).to(dtype)
     return out
 
 

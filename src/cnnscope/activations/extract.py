@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from cnnscope.activations.capture import capture, first_conv_weight, layer_kinds, output_shapes
+from cnnscope.activations.recipes import derivable
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, GroupWriter
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
@@ -61,26 +62,32 @@ def extract_activations(
     float16: bool = True,
     classes: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
+    derive: bool = True,
 ) -> dict[str, Any]:
     """Capture ``layers`` for every image of every group and write them under ``out_dir``.
 
     Inputs are ``model.standardize(images / 255)``, exactly as in training. Batches are processed in
-    order and appended to one ``.npy`` per group and layer, so memory does not grow with the number
-    of images. Returns the manifest it wrote (``extra`` is merged into it, e.g. provenance).
+    order and appended to one ``.npy`` per group and stored layer, so memory does not grow with the
+    number of images. Layers that are exact functions of the layer before them are not written but
+    recorded as recipes (:mod:`~cnnscope.activations.recipes`; ``derive=False`` stores them too, to
+    check that both read the same), and the forward pass stops after the last stored layer.
+    Returns the manifest it wrote (``extra`` is merged into it, e.g. provenance).
     """
     out = Path(out_dir)
     model.eval()
     dtype = torch.float16 if float16 else torch.float32
     shapes = output_shapes(model, layers)
+    recipes = derivable(model, layers) if derive else {}
+    stored = [name for name in layers if name not in recipes]
     device = model.mean.device
     manifest_groups: dict[str, Any] = {}
     for group_name, group in groups.items():
         n = len(group.images)
-        writer = GroupWriter(out / group_name, n, shapes, dtype)
+        writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtype)
         try:
             for start in range(0, n, batch_size):
                 batch = group.images[start : start + batch_size].to(device)
-                writer.append(capture(model, model.standardize(batch.float() / 255), layers))
+                writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
         finally:
             writer.close()
         manifest_groups[group_name] = {
@@ -98,6 +105,7 @@ def extract_activations(
         "layers": list(layers),
         "shapes": {name: list(shape) for name, shape in shapes.items()},
         "kinds": layer_kinds(model, layers),
+        "derived": recipes,
         "feature_maps": [name for name in model.conv_layers if name in set(layers)],
         "first_conv": first[0] if first is not None else None,
         "dtype": str(dtype).removeprefix("torch."),

@@ -1,10 +1,14 @@
-"""Streaming on-disk format for captured activations: one ``.npy`` per group and layer.
+"""Streaming on-disk format for captured activations: one ``.npy`` per group and stored layer.
 
 Layout of an activation directory (one variant and seed)::
 
-    manifest.json             layers, per-sample shapes, dtype, kinds, sample ids, labels, names
-    <group>/<layer>.npy       (N, *shape) array; groups are ``probe`` and ``eval``
+    manifest.json             layers, per-sample shapes, dtype, kinds, sample ids, labels, names,
+                              and the recipe of every layer that is derived rather than stored
+    <group>/<layer>.npy       (N, *shape) array of a stored layer; groups are ``probe`` and ``eval``
     first_conv_weight.npy     the learned first-layer kernels (out, in, k, k), float32
+
+Layers that are exact functions of the layer before them (ReLU, max-pooling, flatten; see
+:mod:`cnnscope.activations.recipes`) have no file: :meth:`ActivationSet.array` recomputes them.
 
 Each ``.npy`` gets its header (with the final shape) first and its rows appended batch by batch,
 so memory stays flat in N: only one batch of activations is ever held. Plain writes are used
@@ -23,9 +27,13 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from cnnscope.activations.recipes import Recipe, apply
+
 MANIFEST = "manifest.json"
 FIRST_CONV_FILE = "first_conv_weight.npy"
-FORMAT = "cnnscope-activations/1"
+FORMAT = "cnnscope-activations/2"
+#: Rows per step when a derived layer is recomputed: the source rows in memory stay cache-sized.
+DERIVE_CHUNK = 256
 
 
 class NpyStreamWriter:
@@ -55,16 +63,16 @@ class NpyStreamWriter:
 
 
 class GroupWriter:
-    """Writers for every layer of one group (``probe`` or ``eval``).
+    """Writers for every stored layer of one group (``probe`` or ``eval``).
 
-    Conversion (e.g. to float16) and the file writes of batch *k* run on a background thread while
-    the network computes batch *k + 1* (both release the GIL); at most one batch is in flight, so
-    memory stays bounded by two batches of activations.
+    The file writes of batch *k* run on a background thread while the network computes batch
+    *k + 1* (writes release the GIL); at most one batch is in flight, so memory stays bounded by two
+    batches of activations. Batches arrive in the stored dtype
+    (:func:`~cnnscope.activations.capture.capture` converts them).
     """
 
     def __init__(self, directory: Path, n: int, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.dtype = dtype
         np_dtype = np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
         self.writers = {
             name: NpyStreamWriter(directory / f"{name}.npy", (n, *shape), np_dtype) for name, shape in shapes.items()
@@ -74,7 +82,7 @@ class GroupWriter:
 
     def _write(self, outputs: dict[str, torch.Tensor]) -> None:
         for name, writer in self.writers.items():
-            writer.append(outputs[name].detach().to("cpu", self.dtype).contiguous().numpy())
+            writer.append(outputs[name].cpu().numpy())
 
     def append(self, outputs: dict[str, torch.Tensor]) -> None:
         self._wait()
@@ -108,7 +116,8 @@ class GroupInfo:
 
 
 class ActivationSet:
-    """Read access to one activation directory (a variant and seed); arrays are memory-mapped."""
+    """Read access to one activation directory (a variant and seed): stored layers memory-mapped, derived
+    layers recomputed from their recipes."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -144,11 +153,32 @@ class ActivationSet:
         return GroupInfo(name, list(g["sample_ids"]), list(g["labels"]), list(g.get("names", [])))
 
     def array(self, group: str, layer: str) -> np.ndarray:
-        """The ``(N, *shape)`` activations of ``layer`` for ``group``, memory-mapped read-only."""
+        """The ``(N, *shape)`` activations of ``layer`` for ``group``.
+
+        A stored layer is memory-mapped read-only. A derived layer is recomputed from the stored
+        layer its recipes start at, ``DERIVE_CHUNK`` rows at a time, into a new in-memory array of
+        the stored dtype. It is not cached: a cache holding every derived layer of every set would
+        grow with N, and recomputing costs far less than the analyses that read it.
+        """
         if layer not in self.manifest["layers"]:
             raise KeyError(f"{self.directory}: layer {layer!r} not captured; captured: {', '.join(self.layers)}")
         self.group(group)
-        return np.load(self.directory / group / f"{layer}.npy", mmap_mode="r")
+        derived: dict[str, Recipe] = self.manifest["derived"]
+        chain: list[Recipe] = []
+        source = layer
+        while source in derived:  # the recipes from the stored layer the chain starts at, in order
+            chain.insert(0, derived[source])
+            source = derived[source]["source"]
+        stored = np.load(self.directory / group / f"{source}.npy", mmap_mode="r")
+        if not chain:
+            return stored
+        out = np.empty((len(stored), *self.manifest["shapes"][layer]), dtype=stored.dtype)
+        for start in range(0, len(stored), DERIVE_CHUNK):
+            x = torch.from_numpy(np.array(stored[start : start + DERIVE_CHUNK]))
+            for recipe in chain:
+                x = apply(recipe, x)
+            out[start : start + len(x)] = x.numpy()
+        return out
 
     def first_conv_weight(self) -> np.ndarray | None:
         path = self.directory / FIRST_CONV_FILE
