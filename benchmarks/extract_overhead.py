@@ -1,8 +1,9 @@
 """Benchmark: extracting every layer of ``mnist_cnn`` vs a plain forward pass over the same images.
 
 Runs, in one process, a plain batched forward pass (standardise + ``model(x)``, no grad) and the
-full extraction (all 12 named layers + softmax: the 6 that do arithmetic streamed to ``.npy``
-files, the ReLU/pool/flatten outputs recorded as recipes) over the 10,000 real MNIST test images,
+full extraction (all 12 named layers + softmax: conv2, conv3, fc1, fc2 and softmax streamed to
+``.npy`` files with the uint8 input, conv1 and the ReLU/pool/flatten outputs recorded as recipes)
+over the 10,000 real MNIST test images,
 alternating the two ``--repeats`` times; it reports the median and the best of each (the machine
 may be shared). ``--store-all`` writes every layer instead, to show what the recipes save. Then it
 measures peak resident memory of the extraction alone in fresh subprocesses for two image counts,

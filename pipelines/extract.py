@@ -2,8 +2,9 @@
 
 Reads ``models/<variant>/seed<k>/best.ckpt`` and the prepared data; writes
 ``activations/<variant>/seed<k>/`` — one ``.npy`` per image group (``probe``, ``eval``) and stored
-layer, the learned first-layer kernels and a ``manifest.json`` with shapes, sample ids, labels,
-probe names, provenance and the recipes of the layers recomputed on read (ReLU, pooling, flatten).
+layer, the groups' uint8 images, the learned first-layer kernels and a ``manifest.json`` with
+shapes, sample ids, labels, probe names, provenance and the recipes of the layers recomputed on read
+(the convolution on the input, ReLU, pooling, flatten).
 The evaluation sample is a class-stratified choice of ``extract.eval_samples`` test images that is
 the same for every variant and seed.
 """

@@ -20,7 +20,7 @@ from cnnscope.activations import (
     resolve_layers,
     stratified_sample,
 )
-from cnnscope.activations.store import NpyStreamWriter
+from cnnscope.activations.store import FORMAT, NpyStreamWriter
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models import build_model
 from conftest import random_model
@@ -98,10 +98,11 @@ def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: Prepar
         array = stored.array("eval", layer)
         assert array.dtype == (np.float16 if float16 else np.float32), layer
         np.testing.assert_allclose(array, reference[layer].numpy(), **tol, err_msg=layer)
-    derived = ["relu1", "pool1", "relu2", "pool2", "relu3", "flatten", "relu_fc1"]
+    derived = ["conv1", "relu1", "pool1", "relu2", "pool2", "relu3", "flatten", "relu_fc1"]
     assert list(manifest["derived"]) == derived
     written = {path.stem for path in (tmp_path / "eval").glob("*.npy")}
-    assert written == set(layers) - set(derived) == {"conv1", "conv2", "conv3", "fc1", "fc2", SOFTMAX}
+    assert written - {"input"} == set(layers) - set(derived) == {"conv2", "conv3", "fc1", "fc2", SOFTMAX}
+    np.testing.assert_array_equal(np.load(tmp_path / "eval" / "input.npy"), prepared.images[ids].numpy())
     assert stored.group("eval").sample_ids == ids.tolist()
     assert stored.feature_maps == ["relu1", "relu2", "relu3"]
     assert stored.first_conv_weight().shape == (32, 1, 3, 3)
@@ -114,10 +115,10 @@ def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: Prepar
         (
             "mnist_cnn",
             {"batch_norm": True, "dropout": 0.5},
-            ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "fc1", "fc2"],
+            ["bn1", "conv2", "bn2", "conv3", "bn3", "fc1", "fc2"],
         ),
-        ("cifar_cnn", {}, ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "dense1", "fc2"]),
-        ("edge_filters", {}, ["conv1", "conv2", "fc1", "fc2"]),
+        ("cifar_cnn", {}, ["conv2", "conv3", "conv4", "conv5", "conv6", "dense1", "fc2"]),
+        ("edge_filters", {}, ["conv2", "fc1", "fc2"]),
     ],
 )
 def test_derived_layers_read_what_storing_them_gives(
@@ -125,7 +126,8 @@ def test_derived_layers_read_what_storing_them_gives(
 ) -> None:
     """Recipes are exact: a derived layer reads the same values as the same layer written to disk.
 
-    Only layers without arithmetic are derived (ReLU, max-pool, flatten, eval-mode dropout); batch
+    Derived are the layers without arithmetic (ReLU, max-pool, flatten, eval-mode dropout) and the
+    convolution on the input, recomputed in float32 in batches of the extraction's size; batch
     norm, not exact in float16, is stored, and the ReLU after it is derived from the stored output.
     """
     torch.manual_seed(0)
@@ -162,7 +164,7 @@ def test_derived_layer_needs_its_source_captured(tmp_path: Path, prepared: Prepa
         "pool1": {"source": "relu1", "op": "max_pool2d", "kernel_size": 2, "stride": 2, "padding": 0}
         | {"dilation": 1, "ceil_mode": False}
     }
-    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["relu1.npy"]
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["input.npy", "relu1.npy"]
     x = model.standardize(prepared.images[ids].float() / 255)
     with torch.no_grad():
         pool1 = model.truncated("pool1")(x)
@@ -178,8 +180,8 @@ def test_activations_of_an_older_format_are_refused(tmp_path: Path, prepared: Pr
         model, {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}, ["conv1"], tmp_path
     )
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(manifest.read_text().replace("cnnscope-activations/2", "cnnscope-activations/1"))
-    with pytest.raises(ValueError, match="format 'cnnscope-activations/1', expected 'cnnscope-activations/2'"):
+    manifest.write_text(manifest.read_text().replace(FORMAT, "cnnscope-activations/1"))
+    with pytest.raises(ValueError, match=f"format 'cnnscope-activations/1', expected '{FORMAT}'"):
         ActivationSet(tmp_path)
 
 

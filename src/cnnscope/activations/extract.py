@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from cnnscope.activations.capture import capture, first_conv_weight, layer_kinds, output_shapes
-from cnnscope.activations.recipes import derivable
-from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, GroupWriter
+from cnnscope.activations.recipes import INPUT, derivable, weights
+from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import write_json
@@ -68,9 +68,10 @@ def extract_activations(
 
     Inputs are ``model.standardize(images / 255)``, exactly as in training. Batches are processed in
     order and appended to one ``.npy`` per group and stored layer, so memory does not grow with the
-    number of images. Layers that are exact functions of the layer before them are not written but
-    recorded as recipes (:mod:`~cnnscope.activations.recipes`; ``derive=False`` stores them too, to
-    check that both read the same), and the forward pass stops after the last stored layer.
+    number of images. The uint8 images are kept too (``<group>/input.npy``). Layers that cost more
+    to write than to recompute are not written but recorded as recipes
+    (:mod:`~cnnscope.activations.recipes`; ``derive=False`` stores them too, to check that both read
+    the same), and the forward pass stops after the last stored layer.
     Returns the manifest it wrote (``extra`` is merged into it, e.g. provenance).
     """
     out = Path(out_dir)
@@ -84,6 +85,7 @@ def extract_activations(
     for group_name, group in groups.items():
         n = len(group.images)
         writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtype)
+        np.save(out / group_name / f"{INPUT}.npy", group.images.cpu().numpy())
         try:
             for start in range(0, n, batch_size):
                 batch = group.images[start : start + batch_size].to(device)
@@ -99,6 +101,8 @@ def extract_activations(
     first = first_conv_weight(model)
     if first is not None:
         np.save(out / FIRST_CONV_FILE, first[1].float().numpy())
+    arrays: dict[str, Any] = weights(model, recipes)  # (typed Any: numpy's stub reads a key as allow_pickle)
+    np.savez(out / RECIPE_WEIGHTS, **arrays)
     manifest = {
         "format": FORMAT,
         "model": dict(model.arch),
@@ -106,6 +110,8 @@ def extract_activations(
         "shapes": {name: list(shape) for name, shape in shapes.items()},
         "kinds": layer_kinds(model, layers),
         "derived": recipes,
+        "input": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
+        "batch_size": batch_size,
         "feature_maps": [name for name in model.conv_layers if name in set(layers)],
         "first_conv": first[0] if first is not None else None,
         "dtype": str(dtype).removeprefix("torch."),

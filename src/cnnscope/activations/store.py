@@ -5,10 +5,14 @@ Layout of an activation directory (one variant and seed)::
     manifest.json             layers, per-sample shapes, dtype, kinds, sample ids, labels, names,
                               and the recipe of every layer that is derived rather than stored
     <group>/<layer>.npy       (N, *shape) array of a stored layer; groups are ``probe`` and ``eval``
+    <group>/input.npy         (N, C, H, W) uint8 images the network saw (before standardisation)
     first_conv_weight.npy     the learned first-layer kernels (out, in, k, k), float32
+    recipe_weights.npz        float32 parameters of the recipes that need them (a convolution on
+                              the input)
 
-Layers that are exact functions of the layer before them (ReLU, max-pooling, flatten; see
-:mod:`cnnscope.activations.recipes`) have no file: :meth:`ActivationSet.array` recomputes them.
+Layers that cost more to write than to recompute (ReLU, max-pooling, flatten, a convolution on the
+input; see :mod:`cnnscope.activations.recipes`) have no file: :meth:`ActivationSet.array`
+recomputes them.
 
 Each ``.npy`` gets its header (with the final shape) first and its rows appended batch by batch,
 so memory stays flat in N: only one batch of activations is ever held. Plain writes are used
@@ -27,13 +31,12 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from cnnscope.activations.recipes import Recipe, apply
+from cnnscope.activations.recipes import INPUT, Recipe, apply
 
 MANIFEST = "manifest.json"
 FIRST_CONV_FILE = "first_conv_weight.npy"
-FORMAT = "cnnscope-activations/2"
-#: Rows per step when a derived layer is recomputed: the source rows in memory stay cache-sized.
-DERIVE_CHUNK = 256
+RECIPE_WEIGHTS = "recipe_weights.npz"
+FORMAT = "cnnscope-activations/3"
 
 
 class NpyStreamWriter:
@@ -153,32 +156,51 @@ class ActivationSet:
         return GroupInfo(name, list(g["sample_ids"]), list(g["labels"]), list(g.get("names", [])))
 
     def array(self, group: str, layer: str) -> np.ndarray:
-        """The ``(N, *shape)`` activations of ``layer`` for ``group``.
+        """The ``(N, *shape)`` activations of ``layer`` for ``group``, in the stored dtype.
 
         A stored layer is memory-mapped read-only. A derived layer is recomputed from the stored
-        layer its recipes start at, ``DERIVE_CHUNK`` rows at a time, into a new in-memory array of
-        the stored dtype. It is not cached: a cache holding every derived layer of every set would
-        grow with N, and recomputing costs far less than the analyses that read it.
+        layer (or the input images) its recipes start at, in batches of the extraction's size, into
+        a new in-memory array. It is not cached: a cache holding every derived layer of every set
+        would grow with N, and recomputing costs far less than the analyses that read it.
         """
         if layer not in self.manifest["layers"]:
             raise KeyError(f"{self.directory}: layer {layer!r} not captured; captured: {', '.join(self.layers)}")
         self.group(group)
         derived: dict[str, Recipe] = self.manifest["derived"]
-        chain: list[Recipe] = []
+        chain: list[str] = []
         source = layer
-        while source in derived:  # the recipes from the stored layer the chain starts at, in order
-            chain.insert(0, derived[source])
+        while source in derived:  # the layers from the stored source the chain starts at, in order
+            chain.insert(0, source)
             source = derived[source]["source"]
-        stored = np.load(self.directory / group / f"{source}.npy", mmap_mode="r")
         if not chain:
-            return stored
-        out = np.empty((len(stored), *self.manifest["shapes"][layer]), dtype=stored.dtype)
-        for start in range(0, len(stored), DERIVE_CHUNK):
-            x = torch.from_numpy(np.array(stored[start : start + DERIVE_CHUNK]))
-            for recipe in chain:
-                x = apply(recipe, x)
+            return np.load(self._path(group, layer), mmap_mode="r")
+        rows = np.load(self._path(group, source), mmap_mode="r")
+        dtype: torch.dtype = getattr(torch, self.manifest["dtype"])
+        params = self._recipe_weights() if any(derived[name]["op"] == "conv2d" for name in chain) else {}
+        out = np.empty((len(rows), *self.manifest["shapes"][layer]), dtype=self.manifest["dtype"])
+        step = self.manifest["batch_size"]
+        for start in range(0, len(rows), step):
+            x = torch.from_numpy(np.array(rows[start : start + step]))
+            if source == INPUT:
+                x = self._standardize(x)
+            for name in chain:
+                x = apply(name, derived[name], x, params).to(dtype)
             out[start : start + len(x)] = x.numpy()
         return out
+
+    def _path(self, group: str, layer: str) -> Path:
+        return self.directory / group / f"{layer}.npy"
+
+    def _standardize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images → the standardised float32 input, by the same operations as the model's."""
+        stats = self.manifest[INPUT]
+        mean = torch.tensor(stats["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(stats["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        return (images.float() / 255 - mean) / std
+
+    def _recipe_weights(self) -> dict[str, np.ndarray]:
+        with np.load(self.directory / RECIPE_WEIGHTS) as archive:
+            return {key: archive[key] for key in archive.files}
 
     def first_conv_weight(self) -> np.ndarray | None:
         path = self.directory / FIRST_CONV_FILE
