@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnscope.models import LayeredCNN, build_model
-from cnnscope.oip.ascent import ascend, frozen
+from cnnscope.oip.ascent import ascend, frozen, pool_before_relu
 from cnnscope.oip.generate import default_layer, layer_shape
 from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise
@@ -93,7 +93,7 @@ def main() -> None:
     seeds = list(range(args.seeds))
     per_map = initial_noise(seeds, args.wavelengths, 1, 28).flatten(0, 1).to(device)  # (K·W, 1, 28, 28)
     blur = suppression("blur", 0.5)
-    net = model.truncated(layer)
+    net = pool_before_relu(model.truncated(layer))
 
     def run(maps: list[int], steps: int) -> torch.Tensor:
         start = per_map.repeat(len(maps), 1, 1, 1)

@@ -20,8 +20,10 @@ from torch import nn
 from cnnscope.errors import run_stage
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, OIPSettings, generate_node_oips, generate_oips, map_table, robustness, summary
+from cnnscope.oip.ascent import ascend, frozen, pool_before_relu
+from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise, wavelength_noise
-from cnnscope.oip.transforms import fourier_damping, gaussian_blur
+from cnnscope.oip.transforms import fourier_damping, gaussian_blur, suppression
 from conftest import random_model, synthetic_prepared
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +102,24 @@ def test_batched_equals_one_map_at_a_time() -> None:
         single = generate_oips(model, "relu3", [m], FAST, snapshots=[0, 8])
         torch.testing.assert_close(single.images[0], batch.images[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(single.history[:, 0], batch.history[:, i], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layer", ["pool1", "relu3"])
+def test_pool_before_relu_changes_no_number_of_the_ascent(layer: str) -> None:
+    """The reordered ascent net is a speed-up only: same objective values, same images."""
+    model = random_model(synthetic_prepared(n_per_class=2))
+    start = initial_noise([0, 1], [1, 4], 1, 28).flatten(0, 1).repeat(3, 1, 1, 1)
+    objective = MapMean(torch.tensor([0, 5, 9]).repeat_interleave(4))
+    blur = suppression("blur", 0.5)
+    plain, reordered = model.truncated(layer), pool_before_relu(model.truncated(layer))
+    assert list(dict(reordered.named_children())) != list(dict(plain.named_children()))
+    with frozen(plain):
+        expected = ascend(plain, start, objective, 6, 0.1, blur)
+    with frozen(reordered):
+        got = ascend(reordered, start, objective, 6, 0.1, blur)
+    assert expected.grad_seen.any()
+    torch.testing.assert_close(got.history, expected.history, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got.images, expected.images, atol=1e-5, rtol=1e-5)
 
 
 def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:

@@ -11,6 +11,7 @@ bounded so that "converged" means something.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,24 @@ class AscentTrace:
     snapshots: dict[int, torch.Tensor]
     #: Whether element ``b`` ever had a non-zero gradient (False at every step: a dead start).
     grad_seen: torch.Tensor
+
+
+def pool_before_relu(net: nn.Sequential) -> nn.Sequential:
+    """``net`` with every ReLU that directly precedes a max-pool moved behind it.
+
+    Exact, values and input gradients alike: ``max`` and ``relu`` are both monotone, so
+    ``maxpool(relu(x)) == relu(maxpool(x))``, and the gradient reaches the same argmax element
+    (or nothing, when the window's maximum is ≤ 0). The ReLU then runs on the pooled, 4× smaller
+    map, forward and backward: ~5–10 % of an ascent step of ``mnist_cnn`` on a 2-core CPU, where
+    the first block is memory-bound. Only for the ascent — the named layers of the model keep
+    their meaning (the output of ``relu1`` is still the un-pooled map).
+    """
+    children = list(net.named_children())
+    for i in range(len(children) - 1):
+        (relu_name, relu), (pool_name, pool) = children[i], children[i + 1]
+        if isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool2d):
+            children[i], children[i + 1] = (pool_name, pool), (relu_name, relu)
+    return nn.Sequential(OrderedDict(children))
 
 
 @contextlib.contextmanager

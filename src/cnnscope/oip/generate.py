@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cnnscope.models import LayeredCNN
-from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen
+from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import initial_noise, standardize
@@ -157,7 +157,7 @@ def _ascend_targets(
     seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
     noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
-    net = model.truncated(layer)
+    net = pool_before_relu(model.truncated(layer))
     with frozen(net):
         trace = ascend(
             net,
@@ -190,7 +190,7 @@ def generate_oips(
     noise, trace = _ascend_targets(model, layer, len(maps), MapMean(channels), settings, snapshots)
     grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
     images = trace.images.view(*grid, *noise.shape[2:])
-    net = model.truncated(layer)
+    net = pool_before_relu(model.truncated(layer))
     with frozen(net):
         mean_act, base_act = _reference_activations(net, images, trace.history[-1].view(grid), maps, device)
     return OIPResult(
