@@ -56,7 +56,8 @@ def prepared_dir(tmp_path: Path, prepared: PreparedData) -> Path:
     return out
 
 
-def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0) -> LayeredCNN:
+def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0, **arch: object) -> LayeredCNN:
+    """An untrained ``name`` sized for ``prepared`` (``arch``: the builder's own options)."""
     torch.manual_seed(seed)
     return build_model(
         name,
@@ -65,6 +66,7 @@ def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0)
         image_size=prepared.image_size,
         mean=prepared.mean,
         std=prepared.std,
+        **arch,
     )
 
 

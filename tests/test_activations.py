@@ -22,7 +22,6 @@ from cnnscope.activations import (
 )
 from cnnscope.activations.store import FORMAT, NpyStreamWriter
 from cnnscope.data.prepared import PreparedData
-from cnnscope.models import build_model
 from conftest import random_model
 
 
@@ -130,16 +129,7 @@ def test_derived_layers_read_what_storing_them_gives(
     convolution on the input, recomputed in float32 in batches of the extraction's size; batch
     norm, not exact in float16, is stored, and the ReLU after it is derived from the stored output.
     """
-    torch.manual_seed(0)
-    model = build_model(
-        name,
-        in_channels=prepared.channels,
-        num_classes=prepared.num_classes,
-        image_size=prepared.image_size,
-        mean=prepared.mean,
-        std=prepared.std,
-        **arch,
-    ).eval()
+    model = random_model(prepared, name, **arch).eval()
     ids = prepared.splits["test"]
     groups = {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}
     layers = resolve_layers(model, [])
