@@ -11,6 +11,8 @@ ratio can be read as "how close to the machine's arithmetic limit the batch runs
 
     python benchmarks/oip_batching.py --threads 2            # CPU, 2 cores
     python benchmarks/oip_batching.py --device cuda          # GPU when one is available
+    python benchmarks/oip_batching.py --layer pool1          # the cost of the first block alone
+    python benchmarks/oip_batching.py --model-order          # without moving ReLUs behind pools
 
 Prints one JSON object.
 """
@@ -28,8 +30,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnscope.models import LayeredCNN, build_model
-from cnnscope.oip.ascent import ascend, frozen, pool_before_relu
-from cnnscope.oip.generate import default_layer, layer_shape
+from cnnscope.oip.ascent import ascend, frozen
+from cnnscope.oip.generate import ascent_net, default_layer, layer_shape
 from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise
 from cnnscope.oip.transforms import suppression
@@ -45,6 +47,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="ascent steps of the batched run")
     parser.add_argument("--loop-steps", type=int, default=5, help="ascent steps per map of the loop")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each side")
+    parser.add_argument("--layer", help="target layer (default: the deepest conv map, as the oip stage)")
+    parser.add_argument(
+        "--model-order", action="store_true", help="ascend the model's own layer order, not ascent_net's"
+    )
     parser.add_argument("--matmul", type=int, default=2048, help="side of the reference matmul")
     return parser.parse_args()
 
@@ -88,12 +94,12 @@ def main() -> None:
     model: LayeredCNN = build_model(
         "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.1307], std=[0.3081]
     ).to(device)
-    layer = default_layer(model)
+    layer = args.layer or default_layer(model)
     n_maps = layer_shape(model, layer)[0]
     seeds = list(range(args.seeds))
     per_map = initial_noise(seeds, args.wavelengths, 1, 28).flatten(0, 1).to(device)  # (K·W, 1, 28, 28)
     blur = suppression("blur", 0.5)
-    net = pool_before_relu(model.truncated(layer))
+    net = model.truncated(layer) if args.model_order else ascent_net(model, layer)
 
     def run(maps: list[int], steps: int) -> torch.Tensor:
         start = per_map.repeat(len(maps), 1, 1, 1)
@@ -130,6 +136,7 @@ def main() -> None:
                 else platform.processor() or "cpu",
                 "threads": torch.get_num_threads(),
                 "layer": layer,
+                "layer_order": "model" if args.model_order else "ascent_net",
                 "maps": n_maps,
                 "candidates_per_map": len(per_map),
                 "batch_size": n_maps * len(per_map),

@@ -20,7 +20,8 @@ from torch import nn
 from cnnscope.errors import run_stage
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, OIPSettings, generate_node_oips, generate_oips, map_table, robustness, summary
-from cnnscope.oip.ascent import ascend, frozen, pool_before_relu
+from cnnscope.oip.ascent import ascend, frozen
+from cnnscope.oip.generate import ascent_net
 from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise, wavelength_noise
 from cnnscope.oip.transforms import fourier_damping, gaussian_blur, suppression
@@ -111,7 +112,7 @@ def test_pool_before_relu_changes_no_number_of_the_ascent(layer: str) -> None:
     start = initial_noise([0, 1], [1, 4], 1, 28).flatten(0, 1).repeat(3, 1, 1, 1)
     objective = MapMean(torch.tensor([0, 5, 9]).repeat_interleave(4))
     blur = suppression("blur", 0.5)
-    plain, reordered = model.truncated(layer), pool_before_relu(model.truncated(layer))
+    plain, reordered = model.truncated(layer), ascent_net(model, layer)
     assert list(dict(reordered.named_children())) != list(dict(plain.named_children()))
     with frozen(plain):
         expected = ascend(plain, start, objective, 6, 0.1, blur)

@@ -44,7 +44,7 @@ def pool_before_relu(net: nn.Sequential) -> nn.Sequential:
     Exact, values and input gradients alike: ``max`` and ``relu`` are both monotone, so
     ``maxpool(relu(x)) == relu(maxpool(x))``, and the gradient reaches the same argmax element
     (or nothing, when the window's maximum is ≤ 0). The ReLU then runs on the pooled, 4× smaller
-    map, forward and backward: ~5–10 % of an ascent step of ``mnist_cnn`` on a 2-core CPU, where
+    map, forward and backward: 7–8 % of an ascent step of ``mnist_cnn`` on a 2-core CPU, where
     the first block is memory-bound. Only for the ascent — the named layers of the model keep
     their meaning (the output of ``relu1`` is still the un-pooled map).
     """

@@ -113,6 +113,12 @@ def layer_shape(model: LayeredCNN, layer: str) -> tuple[int, ...]:
     return tuple(out.shape[1:])
 
 
+def ascent_net(model: LayeredCNN, layer: str) -> nn.Sequential:
+    """The network the ascent runs: stopped at ``layer``, ReLUs moved behind the max-pools they
+    feed (:func:`~cnnscope.oip.ascent.pool_before_relu`, exact and cheaper)."""
+    return pool_before_relu(model.truncated(layer))
+
+
 def check_request(
     model: LayeredCNN,
     layer: str,
@@ -157,7 +163,7 @@ def _ascend_targets(
     seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
     noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
-    net = pool_before_relu(model.truncated(layer))
+    net = ascent_net(model, layer)
     with frozen(net):
         trace = ascend(
             net,
@@ -190,7 +196,7 @@ def generate_oips(
     noise, trace = _ascend_targets(model, layer, len(maps), MapMean(channels), settings, snapshots)
     grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
     images = trace.images.view(*grid, *noise.shape[2:])
-    net = pool_before_relu(model.truncated(layer))
+    net = ascent_net(model, layer)
     with frozen(net):
         mean_act, base_act = _reference_activations(net, images, trace.history[-1].view(grid), maps, device)
     return OIPResult(

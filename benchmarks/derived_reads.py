@@ -1,0 +1,89 @@
+"""Benchmark: what recomputing derived layers on every read costs the `compare` analyses.
+
+Runs :func:`cnnscope.analysis.compare_study` on a finished pipeline's activations (the default
+study after ``dvc repro``) with :meth:`ActivationSet.array` timed, and reports the seconds spent
+recomputing derived layers (recipes) against the whole analysis, in one run. Also times one read
+of every derived layer of every set. Nothing is written; MLflow is not touched.
+
+    python benchmarks/derived_reads.py [--params params.yaml]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnscope.activations import ActivationSet
+from cnnscope.analysis import compare_study
+from cnnscope.config import load_params
+from cnnscope.data.prepared import PreparedData
+from cnnscope.runtime import keep_freed_memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    keep_freed_memory()
+    params = load_params(args.params)
+    root = Path(params.extract.out_dir)
+    sets = {(v, s): ActivationSet(root / v / f"seed{s}") for v in params.study.variants for s in params.study.seeds}
+    images = PreparedData.load(Path(params.data.out_dir)).images
+
+    spent: dict[str, float] = defaultdict(float)
+    reads = 0
+    original = ActivationSet.array
+
+    def timed_array(self: ActivationSet, group: str, layer: str) -> np.ndarray:
+        nonlocal reads
+        start = time.perf_counter()
+        out = original(self, group, layer)
+        if layer in self.manifest["derived"]:
+            spent[layer] += time.perf_counter() - start
+            reads += 1
+        return out
+
+    ActivationSet.array = timed_array  # type: ignore[method-assign]
+    cfg = params.compare
+    start = time.perf_counter()
+    compare_study(sets, images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+    total = time.perf_counter() - start
+    ActivationSet.array = original  # type: ignore[method-assign]
+
+    once: dict[str, float] = defaultdict(float)
+    for aset in sets.values():
+        for group in aset.manifest["groups"]:
+            for layer in aset.manifest["derived"]:
+                start = time.perf_counter()
+                aset.array(group, layer)
+                once[layer] += time.perf_counter() - start
+    derived = sum(spent.values())
+    print(
+        json.dumps(
+            {
+                "benchmark": "derived_reads",
+                "sets": len(sets),
+                "eval_images": len(next(iter(sets.values())).group("eval")),
+                "threads": torch.get_num_threads(),
+                "compare_study_s": round(total, 2),
+                "derived_reads": reads,
+                "derived_read_s": round(derived, 2),
+                "fraction_of_compare": round(derived / total, 3),
+                "one_read_of_every_derived_layer_s": round(sum(once.values()), 2),
+                "one_read_by_layer_s": {k: round(v, 3) for k, v in once.items()},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
