@@ -25,6 +25,7 @@ from cnnscope.activations import ActivationSet
 from cnnscope.analysis import compare_study
 from cnnscope.config import load_params
 from cnnscope.data.prepared import PreparedData
+from cnnscope.io import run_dir
 from cnnscope.runtime import keep_freed_memory
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     keep_freed_memory()
     params = load_params(args.params)
     root = Path(params.extract.out_dir)
-    sets = {(v, s): ActivationSet(root / v / f"seed{s}") for v in params.study.variants for s in params.study.seeds}
+    sets = {(v, s): ActivationSet(run_dir(root, v, s)) for v in params.study.variants for s in params.study.seeds}
     images = PreparedData.load(Path(params.data.out_dir)).images
 
     spent: dict[str, float] = defaultdict(float)

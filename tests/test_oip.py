@@ -247,8 +247,8 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, m
     out = repo / "oip" / "benchmark" / "seed0"
     index = json.loads((out / "index.json").read_text())
     for entry in index["figures"]:
-        assert (out / entry["file"]).stat().st_size > 0 and entry["caption"]
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
+        assert (out / entry["path"]).stat().st_size > 0 and entry["caption"]
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
     metrics = json.loads((repo / "metrics" / "oip" / "benchmark_seed0.json").read_text())
     assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
     assert "per_map" not in metrics  # per-map numbers live in maps.csv, not in `dvc metrics show`
@@ -291,4 +291,4 @@ def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path, monkeypatch: py
     repo = _stage_repo(tmp_path, {"layer": "relu_fc1", "maps": [0, 1, 2], "steps": 3, "snapshots": [0, 3]})
     assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
     index = json.loads((repo / "oip" / "benchmark" / "seed0" / "index.json").read_text())
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}

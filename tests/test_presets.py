@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 def figures(index: Path) -> set[str]:
-    return {Path(e.get("file") or e["path"]).name for e in json.loads(index.read_text())["figures"]}
+    return {Path(e["path"]).name for e in json.loads(index.read_text())["figures"]}
 
 
 def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:

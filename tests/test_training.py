@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from cnnscope.config import TrainerConfig, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.data.prepared import PreparedData
+from cnnscope.io import MANIFEST_FILE, file_sha256
 from cnnscope.models import load_model
 from cnnscope.training import (
     CNNModule,

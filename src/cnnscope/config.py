@@ -307,10 +307,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     return validate(raw)
 
 
+def check_variant(study: StudyConfig, variant: str) -> None:
+    """The one check (and wording) for a ``--variant`` that the study does not run."""
+    if variant not in study.variants:
+        raise ConfigError(
+            f"unknown variant {variant!r}; study '{study.name}' runs: {', '.join(study.variants)} (study.variants)"
+        )
+
+
 def variant_model_config(params: Params, variant: str) -> ModelConfig:
     """The model configuration of ``variant``: the study's ``model`` with the variant's overrides."""
-    if variant not in params.study.variant_specs:
-        raise ConfigError(f"unknown variant {variant!r}; the study defines: {', '.join(params.study.variants)}")
+    check_variant(params.study, variant)
     merged = OmegaConf.merge(OmegaConf.structured(params.model), params.study.variant_specs[variant].model)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 

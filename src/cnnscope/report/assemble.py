@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from cnnscope.config import Params
-from cnnscope.io import atomic_dir, atomic_write
+from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir
 from cnnscope.report import collect
 from cnnscope.viz import save_figure
 from cnnscope.viz.curves import training_curves
@@ -59,7 +59,7 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
 
 
 def _header(report: Report, params: Params, root: Path) -> None:
-    manifest = collect.read_json(root / params.data.out_dir / "manifest.json")
+    manifest = collect.read_json(root / params.data.out_dir / MANIFEST_FILE)
     study = params.study
     report.add(
         f"# cnnscope report — study `{study.name}`",
@@ -123,7 +123,7 @@ def _training(report: Report, params: Params, root: Path) -> None:
     caption = "Training curves per variant: mean over seeds, band from min to max (`dvc plots show` draws them too)."
     report.add(f"![{caption}](figures/training_curves.png)", f"*{caption}*")
     first = study.variants[0]
-    confusion = root / params.trainer.models_dir / first / f"seed{study.seeds[0]}" / "confusion.png"
+    confusion = run_dir(root / params.trainer.models_dir, first, study.seeds[0]) / "confusion.png"
     if confusion.is_file():
         caption = f"Test confusion matrix of `{first}`, seed {study.seeds[0]}."
         report.figure(confusion, f"train/{first}_confusion.png", caption)
@@ -190,8 +190,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         if entries:
             report.add(f"### {heading}")
         for entry in entries:
-            relative = entry.get("file") or entry["path"]
-            report.figure(folder / relative, f"compare/{Path(relative).name}", entry["caption"])
+            report.figure(folder / entry["path"], f"compare/{Path(entry['path']).name}", entry["caption"])
 
 
 LAYER_QUANTITIES = {
@@ -249,7 +248,7 @@ def _oip(report: Report, params: Params, root: Path) -> None:
     report.table(collect.mean_std(runs, numeric, study.variants))
     seed = study.seeds[0]
     for variant in study.variants:
-        folder = root / params.oip.out_dir / variant / f"seed{seed}"
+        folder = run_dir(root / params.oip.out_dir, variant, seed)
         report.add(f"### `{variant}` (seed {seed})")
         for entry in collect.figure_index(folder / "index.json"):
-            report.figure(folder / entry["file"], f"oip/{variant}_{entry['file']}", entry["caption"])
+            report.figure(folder / entry["path"], f"oip/{variant}_{entry['path']}", entry["caption"])
