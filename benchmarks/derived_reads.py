@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cnnscope.activations import ActivationSet
-from cnnscope.analysis import compare_study
+from cnnscope.analysis import Roles, compare_study
 from cnnscope.config import load_params
 from cnnscope.data.prepared import PreparedData
 from cnnscope.io import run_dir
@@ -55,7 +55,9 @@ def main() -> None:
     ActivationSet.array = timed_array  # type: ignore[method-assign]
     cfg = params.compare
     start = time.perf_counter()
-    compare_study(sets, images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+    compare_study(
+        sets, images, Roles.from_study(params.study), cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction
+    )
     total = time.perf_counter() - start
     ActivationSet.array = original  # type: ignore[method-assign]
 

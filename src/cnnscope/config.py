@@ -149,6 +149,9 @@ class StudyConfig:
     variants: list[str] = field(default_factory=lambda: ["benchmark"])
     variant_specs: dict[str, VariantSpec] = field(default_factory=lambda: {"benchmark": VariantSpec()})
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: ``[variant, reference]`` pairs the study is about (difference CIs, claims); every variant is
+    #: also compared with the null model(s), the variants with ``train: false``.
+    contrasts: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +278,12 @@ def _check_semantics(params: Params) -> None:
         raise ConfigError(
             f"study.variants names {unknown} but study.variant_specs defines only {sorted(study.variant_specs)}"
         )
+    for pair in study.contrasts:
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(study.variants):
+            raise ConfigError(
+                f"study.contrasts entry {list(pair)} must name two different variants of study.variants "
+                f"({', '.join(study.variants)}), as [variant, reference]; drop it or add the variants"
+            )
     subsets = [float(s) for s in params.data.subsets]
     for name in study.variants:
         spec = study.variant_specs[name]
