@@ -35,7 +35,7 @@ METRICS = Path("metrics/compare.json")
 def _open_sets(params: Params) -> dict[tuple[str, int], ActivationSet]:
     root = Path(params.extract.out_dir)
     wanted = [(v, s) for v in params.study.variants for s in params.study.seeds]
-    missing = [f"{v}/seed{s}" for v, s in wanted if not (run_dir(root, v, s) / "manifest.json").is_file()]
+    missing = [str(run_dir("", v, s)) for v, s in wanted if not (run_dir(root, v, s) / "manifest.json").is_file()]
     if missing:
         found = sorted(str(p.parent.relative_to(root)) for p in root.glob("*/seed*/manifest.json"))
         raise CnnscopeError(

@@ -13,6 +13,7 @@ import torch
 
 from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
 from cnnscope.data.prepared import PreparedData
+from cnnscope.io import run_dir
 from cnnscope.models import LayeredCNN, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +124,5 @@ def study_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int]
     sets = {}
     for i, (variant, seed) in enumerate((v, s) for v in ("benchmark", "dummy", "untrained") for s in (0, 1)):
         model = random_model(prepared, seed=i, width=0.125, hidden=16)  # small: the test is about bookkeeping
-        sets[variant, seed] = write_activation_set(
-            model, prepared, root / variant / f"seed{seed}", test[:40], probe_ids
-        )
+        sets[variant, seed] = write_activation_set(model, prepared, run_dir(root, variant, seed), test[:40], probe_ids)
     return sets
