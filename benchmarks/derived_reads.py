@@ -54,7 +54,7 @@ def main() -> None:
     ActivationSet.array = timed_array  # type: ignore[method-assign]
     cfg = params.compare
     start = time.perf_counter()
-    compare_study(sets, images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+    compare_study(sets, images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction)
     total = time.perf_counter() - start
     ActivationSet.array = original  # type: ignore[method-assign]
 

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _settings(cfg: OIPConfig) -> OIPSettings:
     return OIPSettings(
-        seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
+        seeds=[cfg.noise_seed + i for i in range(cfg.restarts)],
         wavelengths=list(cfg.wavelengths),
         steps=cfg.steps,
         step_size=cfg.step_size,
