@@ -16,8 +16,6 @@ from cnnscope.config import (
     ConfigError,
     DataSource,
     ModelName,
-    OIPNoise,
-    OIPSuppression,
     Params,
     load_params,
     validate,
@@ -25,6 +23,7 @@ from cnnscope.config import (
 )
 from cnnscope.data.sources import SOURCES
 from cnnscope.models import MODELS
+from cnnscope.oip import OIPError
 from cnnscope.oip.param import NOISE_KINDS
 from cnnscope.oip.transforms import SUPPRESSIONS
 
@@ -110,10 +109,13 @@ def test_choices_come_from_the_registries() -> None:
     """A new reader, network, noise or suppression needs one entry in its registry, nothing else."""
     assert [m.value for m in DataSource] == list(SOURCES)
     assert [m.value for m in ModelName] == list(MODELS)
-    assert [m.value for m in OIPNoise] == list(NOISE_KINDS)
-    assert [m.value for m in OIPSuppression] == list(SUPPRESSIONS)
     for name in MODELS:
         assert validate(committed(model={"name": name})).model.name.value == name
+    for key, registry in [("noise", NOISE_KINDS), ("suppression", SUPPRESSIONS)]:
+        for kind in registry:
+            assert compose_params([f"oip.{key}={kind}"])["oip"][key] == kind
+        with pytest.raises(OIPError, match=rf"unknown \w+ 'bogus'; choose one of: {', '.join(registry)}"):
+            compose_params([f"oip.{key}=bogus"])
 
 
 def test_variant_overrides_model() -> None:

@@ -267,7 +267,9 @@ def test_prepare_writes_loadable_dataset_and_manifest(tmp_path: Path) -> None:
 
 def run_prepare_stage(tmp_path: Path, data: dict) -> subprocess.CompletedProcess[str]:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": data}))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())  # a whole params.yaml: conf/ holds the defaults
+    raw["data"].update(data)
+    params.write_text(yaml.safe_dump(raw))
     return subprocess.run(
         [sys.executable, str(REPO / "pipelines/prepare.py"), "--params", str(params)],
         cwd=tmp_path, capture_output=True, text=True, check=False,

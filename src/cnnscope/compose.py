@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from cnnscope.config import check_renamed, validate
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_write
+from cnnscope.oip import OIPSettings
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -29,7 +30,9 @@ def compose_params(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR
     with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base=None):
         cfg = compose(config_name="config", overrides=overrides or [])
     params: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    validate(params)
+    # oip.noise and oip.suppression are checked against the OIP registries here and by the oip stage,
+    # not by config.validate, which every stage runs (see cnnscope.config)
+    OIPSettings.from_config(validate(params).oip)
     return params
 
 

@@ -9,8 +9,11 @@ The YAML in ``conf/`` is the one home of default values; the dataclasses here ar
 (types, documentation, checks) and hold none, so a default can never disagree with itself and a
 ``params.yaml`` that lacks a key fails instead of silently taking a second default. (Only the
 entries of lists and maps — a probe, a variant — have field defaults, which YAML cannot give.)
-The choices of ``data.name``, ``model.name``, ``oip.noise`` and ``oip.suppression`` come from the
-registries that implement them, so a new source, network or transform is one entry in one place.
+The choices of ``data.name`` and ``model.name`` come from the registries that implement them, so a
+new source or network is one entry in one place. ``oip.noise`` and ``oip.suppression`` are checked
+against the OIP package's registries by :func:`cnnscope.compose.compose_params` and by the OIP code
+itself, not here: importing ``cnnscope.oip`` from this module would make every stage (training
+included) depend on the OIP code in ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from cnnscope.data.sources import SOURCES
 from cnnscope.errors import CnnscopeError
 from cnnscope.models.registry import MODELS
-from cnnscope.oip.param import NOISE_KINDS
-from cnnscope.oip.transforms import SUPPRESSIONS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -56,20 +57,11 @@ if TYPE_CHECKING:  # mypy cannot follow enums built from data: it sees string en
 
     class ModelName(str, Enum): ...
 
-    class OIPNoise(str, Enum): ...
-
-    class OIPSuppression(str, Enum): ...
-
 else:
     #: ``data.name``: the readers of :data:`cnnscope.data.sources.SOURCES`.
     DataSource = _choices("DataSource", SOURCES)
     #: ``model.name``: the builders of :data:`cnnscope.models.registry.MODELS`.
     ModelName = _choices("ModelName", MODELS)
-    #: ``oip.noise``: how the starting noise is drawn (:data:`cnnscope.oip.param.NOISE_KINDS`).
-    OIPNoise = _choices("OIPNoise", NOISE_KINDS)
-    #: ``oip.suppression``: high-frequency suppression after each ascent step
-    #: (:data:`cnnscope.oip.transforms.SUPPRESSIONS`).
-    OIPSuppression = _choices("OIPSuppression", SUPPRESSIONS)
 
 
 class ValSource(str, Enum):
@@ -227,11 +219,13 @@ class OIPConfig:
     noise_seed: int
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
     wavelengths: list[int]
-    noise: OIPNoise
+    #: How the starting noise is drawn: a key of :data:`cnnscope.oip.param.NOISE_KINDS`.
+    noise: str
     steps: int
     #: Ascent step on the standardised input, in units of the normalised (unit-RMS) gradient.
     step_size: float
-    suppression: OIPSuppression
+    #: High-frequency suppression after each step: one of :data:`cnnscope.oip.transforms.SUPPRESSIONS`.
+    suppression: str
     #: Gaussian blur applied after every step (``suppression: blur``), in pixels.
     blur_sigma: float
     #: Per-step damping of the Nyquist frequency (``suppression: fourier``), in [0, 1).

@@ -19,8 +19,8 @@ from cnnscope.models import LayeredCNN
 from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
-from cnnscope.oip.param import initial_noise, standardize
-from cnnscope.oip.transforms import Jitter, suppression
+from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
+from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, suppression
 
 if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
     from cnnscope.config import OIPConfig
@@ -48,6 +48,13 @@ class OIPSettings:
     #: Random shift of up to this many pixels before each forward pass (0: none).
     jitter: int
 
+    def __post_init__(self) -> None:
+        # fail when the settings are made, before any model is loaded, naming the registered kinds
+        if self.noise not in NOISE_KINDS:
+            raise OIPError(f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISE_KINDS)}")
+        if self.suppress not in SUPPRESSIONS:
+            raise OIPError(f"unknown suppression {self.suppress!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+
     @classmethod
     def from_config(cls, cfg: OIPConfig) -> OIPSettings:
         """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
@@ -57,8 +64,8 @@ class OIPSettings:
             wavelengths=list(cfg.wavelengths),
             steps=cfg.steps,
             step_size=cfg.step_size,
-            noise=str(cfg.noise.value),
-            suppress=str(cfg.suppression.value),
+            noise=cfg.noise,
+            suppress=cfg.suppression,
             blur_sigma=cfg.blur_sigma,
             fourier_damping=cfg.fourier_damping,
             jitter=cfg.jitter,
