@@ -30,10 +30,11 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
     manifest = json.loads((root / "data/prepared/manifest.json").read_text())
     chance = 1 / len(manifest["classes"])
     specs = params["study"]["variant_specs"]
-    acc = {v: json.loads((root / f"metrics/train/{v}_seed0.json").read_text())["test_acc"] for v in specs}
+    variants = params["study"]["variants"]
+    acc = {v: json.loads((root / f"metrics/train/{v}_seed0.json").read_text())["test_acc"] for v in variants}
     assert all(0 <= a <= 1 for a in acc.values()), acc
-    trained = [v for v in params["study"]["variants"] if specs[v]["train"]]
-    nulls = [v for v in params["study"]["variants"] if not specs[v]["train"]]
+    trained = [v for v in variants if specs[v]["train"]]
+    nulls = [v for v in variants if not specs[v]["train"]]
     assert trained and nulls, params["study"]
     for v in trained:
         assert acc[v] > chance + 0.05, f"{v} is at chance: {acc}"
@@ -49,7 +50,7 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
 
     maps = params["oip"]["maps"]
     oip_section = report.split("## 3.")[1].split("###")[0]
-    for v in params["study"]["variants"]:
+    for v in variants:
         table = pd.read_csv(root / f"oip/{v}/seed0/maps.csv")
         assert table["map"].tolist() == maps and table["best_activation"].notna().all()
         assert json.loads((root / f"metrics/oip/{v}_seed0.json").read_text())["maps"] == len(maps)
@@ -59,7 +60,9 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
 
 def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=cifar10_frog", f"data.root={shared_data / 'cifar10-jpeg.tar.gz'}"]
-    overrides += ["data.train_size=2000", "data.subsets=[400]", "study.variant_specs.dummy.train_subset=400"]
+    # 2,000 images for 1 epoch left both networks at chance (11.5 %, 10.1 %): train enough to learn
+    overrides += ["data.train_size=4000", "data.subsets=[2000]", "study.variant_specs.dummy.train_subset=2000"]
+    overrides += ["trainer.max_epochs=3"]
     overrides += ["study.variants=[benchmark,dummy,untrained]"]
     params = run_pipeline(tmp_path, overrides)
     report = check_results(tmp_path, params)
