@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
     roles = Roles.from_study(params.study)
-    res = compare_study(sets, data.images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+    res = compare_study(
+        sets, data.images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
+    )
     study = {"variants": params.study.variants, "seeds": params.study.seeds, "contrasts": params.study.contrasts}
     record = provenance({"compare": to_container(params)["compare"], **study}, data_dir)
     out = Path(cfg.out_dir)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,8 @@ TRAIN_SCRIPT = REPO_ROOT / "pipelines" / "train.py"
 
 
 def _cpu(max_epochs: int = 2, **kw: object) -> TrainerConfig:
-    return TrainerConfig(max_epochs=max_epochs, batch_size=32, accelerator="cpu", devices="1", **kw)  # type: ignore[arg-type]
+    trainer = load_params(REPO_ROOT / "params.yaml").trainer  # conf/ holds the defaults
+    return replace(trainer, max_epochs=max_epochs, batch_size=32, accelerator="cpu", devices="1", **kw)  # type: ignore[arg-type]
 
 
 def _job_module(prepared: PreparedData, variant: str = "benchmark", seed: int = 0) -> tuple[CNNModule, object]:
