@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import pandas as pd
 import torch
 
 from cnnscope import tracking
-from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_container
+from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_container, variant_model_config
 from cnnscope.data.prepared import MANIFEST_FILE
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
-from cnnscope.models import LayeredCNN, best_device, load_model
+from cnnscope.models import LayeredCNN, best_device, load_for_config
 from cnnscope.oip import (
     NodeOIPResult,
     OIPError,
@@ -54,10 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     if args.variant not in params.study.variants:
         raise ConfigError(f"unknown variant {args.variant!r}; study.variants are: {', '.join(params.study.variants)}")
+    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.oip
     model_dir = Path(params.trainer.models_dir) / args.variant / f"seed{args.seed}"
     checkpoint = model_dir / "best.ckpt"
-    model = load_model(checkpoint, map_location=best_device())
+    expected = variant_model_config(params, args.variant).name.value
+    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    model = load_for_config(checkpoint, expected, rerun, map_location=best_device())
 
     result = _run_maps(model, cfg)
     table = map_table(result, cfg.convergence_tol)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = _metrics(table, result.layer, focus)
     metrics_path = Path("metrics/oip") / f"{args.variant}_seed{args.seed}.json"
     write_json(metrics_path, metrics)
-    _attach_to_run(model_dir, out_dir, metrics_path, metrics, params)
+    _record_run(model_dir, out_dir, metrics_path, metrics, params, uri, args.seed)
     print(
         f"oip {tag}: {len(result.maps)} maps of {result.layer}, {metrics['dead_maps']} dead, "
         f"median robustness {metrics['median_robustness']:.3f} → {out_dir}"
@@ -243,18 +245,26 @@ def _metrics(table: pd.DataFrame, layer: str, focus: int) -> dict[str, Any]:
     return {**summary(table), "layer": layer, "focus_map": focus}
 
 
-def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params) -> None:
-    """Attach figures and summary numbers to the variant's training run, if it has one."""
-    run_id = tracking.read_run_id(model_dir)
-    if run_id is None:
-        return
-    scalars = {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    try:
-        tracking.log_metrics(run_id, scalars, params.tracking.uri)
-        for path in [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path]:
-            tracking.log_artifact(run_id, path, params.tracking.uri, artifact_path="oip")
-    except Exception as err:  # the results are written; a tracking outage must not lose them
-        print(f"oip: warning: could not attach to MLflow run {run_id}: {err}", file=sys.stderr)
+def _record_run(
+    model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params, uri: str, seed: int
+) -> None:
+    """This execution as its own MLflow run (under the variant's training run, else the study
+    run), with its settings, so every point of a sweep over ``oip.*`` stays reviewable."""
+    variant, config = model_dir.parent.name, to_container(params)
+    tracking.record_stage(
+        params.tracking.experiment,
+        "oip",
+        f"oip-{variant}-seed{seed}",
+        lambda: (
+            tracking.read_run_id(model_dir)
+            or tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri)
+        ),
+        {"oip": config["oip"], "variant": {"name": variant, "seed": seed}},
+        {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path],
+        {"variant": variant, "seed": str(seed)},
+        uri,
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     args = parser.parse_args()
     params = load_params(args.params)
+    tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     readme = build_report(params, Path(args.out))
     print(f"wrote {readme}")
     _attach_to_study_run(params, Path(args.out))
