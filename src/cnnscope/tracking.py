@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -75,8 +77,16 @@ def _ensure_store(uri: str) -> str:
 
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(database) + ".lock", timeout=300):
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in quiet]
+    try:  # "Creating initial MLflow database tables..." is noise on the stage's stderr
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        with FileLock(str(database) + ".lock", timeout=300):
+            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     _READY.add(uri)
     return uri
 
@@ -117,7 +127,8 @@ def preflight(configured: str | None = None) -> str:
         else:
             _ensure_store(uri)
     except Exception as err:  # connection refused, timeout, HTTP error, unwritable or full disk
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))  # e.g. "Connection refused"
+        reason = errno.group(1) if errno else (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         if uri.startswith(("http://", "https://")):
             fix = "start the server (mlflow server --host 127.0.0.1 --port <port>)"
         else:

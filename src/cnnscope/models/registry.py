@@ -89,7 +89,10 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, pickle.UnpicklingError):  # torch's own text goes on to suggest weights_only=False
+            reason = "it holds objects other than tensors and plain data"
+        else:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path} cannot be read as a weights-only checkpoint ({reason}): it is truncated, corrupt or "
             "carries pickled code, which is refused. Delete it and re-run the train stage"

@@ -9,6 +9,8 @@ back (resume, test on the best) with ``weights_only=True`` explicitly: a checkpo
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +160,21 @@ def _trainer(
     )
 
 
+@contextlib.contextmanager
+def _ctrl_c(trainer: L.Trainer) -> Iterator[None]:
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` after its graceful shutdown; give it back to the
+    caller as the interruption it was (the stage then says so, and the run is marked KILLED)."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _test(trainer: L.Trainer, module: CNNModule, data: PreparedDataModule, ckpt: str | None) -> TrainResult:
-    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=True)
+    with _ctrl_c(trainer):
+        (metrics,) = trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=True)
     assert module.confusion is not None  # set by CNNModule.on_test_epoch_end
     return TrainResult(
         test_acc=float(metrics["test_acc"]), test_loss=float(metrics["test_loss"]), confusion=module.confusion
@@ -177,7 +192,8 @@ def fit_and_test(
 ) -> TrainResult:
     """Train (continuing from ``resume_from`` if given), then test the best checkpoint."""
     trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress)
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    with _ctrl_c(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     result = _test(trainer, module, data, ckpt="best")
     history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory)).rows  # type: ignore[attr-defined]
     result.history, result.epochs, result.resumed_from = history, len(history), resume_from
