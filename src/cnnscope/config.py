@@ -264,9 +264,9 @@ def validate(raw: dict[str, Any] | DictConfig) -> Params:
         params: Params = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"invalid configuration at '{key}': {err.msg}") from None
-    _check_semantics(params)
+        raise ConfigError(f"invalid configuration at '{key}': {str(err.msg).splitlines()[0]}") from None
     check_values(params)
+    _check_semantics(params)
     return params
 
 
@@ -334,7 +334,7 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
         ("data.train_size", d.train_size, d.train_size is None or d.train_size >= 1, "≥ 1 or null"),
     ]
     models = [("model", params.model)]
-    for name in params.study.variants:
+    for name in [v for v in params.study.variants if v in params.study.variant_specs]:  # others: _check_semantics
         try:
             models.append((f"study.variant_specs.{name}.model", variant_model_config(params, name)))
         except OmegaConfBaseException as err:
