@@ -270,7 +270,8 @@ def attach(
     artifact_path: str | None = None,
     stage: str = "tracking",
 ) -> bool:
-    """Attach metrics and files to a run; on failure warn and return False, never raise.
+    """Attach metrics and files (a folder: its whole content) to a run; on failure warn and return
+    False, never raise.
 
     Called after a stage has written its results: a tracking outage then must not lose them (the
     stage checked the store before its work with :func:`preflight`).
@@ -279,7 +280,10 @@ def attach(
         if metrics:
             log_metrics(run_id, metrics, uri)
         for path in files:
-            log_artifact(run_id, path, uri, artifact_path)
+            if Path(path).is_dir():
+                log_artifacts(run_id, path, uri, artifact_path)
+            else:
+                log_artifact(run_id, path, uri, artifact_path)
     except Exception as err:
         _warn(stage, f"could not attach results to MLflow run {run_id}: {err}")
         return False

@@ -77,8 +77,8 @@ def open_run(
     own run. Returns the logger and (rank 0 only) the run id, recorded in the working folder."""
     tags = tracking.run_tags(job.variant, job.seed, params.study.name, data_sha)
     if rank0:
-        key = tracking.study_key(to_container(params))
-        tags |= tracking.parent_tag(tracking.study_run(params.tracking.experiment, params.study.name, key, uri))
+        study = tracking.study_run_for(params.tracking.experiment, params.study.name, to_container(params), uri)
+        tags |= tracking.parent_tag(study)
     logger = tracking.mlflow_logger(
         params.tracking.experiment,
         run_name=f"{job.variant}-seed{job.seed}",
