@@ -95,7 +95,7 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path} cannot be read as a weights-only checkpoint ({reason}): it is truncated, corrupt or "
-            "carries pickled code, which is refused. Delete it and re-run the train stage"
+            "carries pickled code, which is refused"
         ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dictionary")
