@@ -27,9 +27,8 @@ import yaml
 
 from cnnscope import tracking
 from cnnscope.config import ConfigError, load_params, to_container, validate
-from cnnscope.data.prepared import MANIFEST_FILE, file_sha256
 from cnnscope.errors import INTERRUPTED, run_stage
-from cnnscope.io import atomic_dir, atomic_write
+from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, file_sha256
 from cnnscope.models import CheckpointError, load_model, save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
 from test_data import make_mnist_tree
