@@ -15,11 +15,17 @@ import torch
 from torch import nn
 
 from cnnscope.models import LayeredCNN
-from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
+from cnnscope.oip.ascent import AscentTrace, Objective, Parameterization, ascend, frozen, pool_before_relu
+from cnnscope.oip.color import ValidImage
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import initial_noise, standardize
-from cnnscope.oip.transforms import Jitter, suppression
+from cnnscope.oip.spectral import FourierImage
+from cnnscope.oip.transforms import Jitter, RandomAffine, Transform, compose, suppression
+
+#: How an ascent's variables map to the image: ``pixel`` (the seed article's recipe: the pixels,
+#: blurred and re-standardised after each step) or ``fourier`` (:mod:`cnnscope.oip.spectral`).
+PARAMETERIZATIONS = ("pixel", "fourier")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,19 @@ class OIPSettings:
     fourier_damping: float = 0.1
     #: Random shift of up to this many pixels before each forward pass (0: none).
     jitter: int = 0
+    #: Random zoom by up to ± this fraction before each forward pass (0: none).
+    scale: float = 0.0
+    #: Random rotation by up to ± this many degrees before each forward pass (0: none).
+    rotate: float = 0.0
+    #: ``pixel`` (suppression and re-standardisation after each step) or ``fourier`` (spectral
+    #: variables with ``1/f ** decay`` scaling through a sigmoid to valid pixels; no suppression).
+    parameterization: str = "pixel"
+    #: Spectrum decay of the ``fourier`` parameterisation (1: natural images' 1/f).
+    decay: float = 1.0
+    #: ``fourier`` only: square root of the training data's pixel colour covariance ([0, 1]
+    #: scale, ``C × C`` rows), the decorrelated colour space; ``None``: channels uncorrelated,
+    #: each with the network's training std.
+    colour_sqrt: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def candidates(self) -> int:
@@ -143,6 +162,12 @@ def check_request(
         raise OIPError(f"steps={steps}: the ascent needs at least 1 step")
     if len(seeds) < min_seeds:
         raise OIPError(f"{len(seeds)} seed(s) given; at least {min_seeds} are needed (robustness compares seeds)")
+    if settings.parameterization not in PARAMETERIZATIONS:
+        raise OIPError(
+            f"unknown parameterization {settings.parameterization!r}; choose one of: {', '.join(PARAMETERIZATIONS)}"
+        )
+    if settings.colour_sqrt is not None and settings.parameterization != "fourier":
+        raise OIPError("a decorrelated colour space needs the fourier parameterization; the pixel recipe has none")
     bad_snap = [s for s in snapshots if not 0 <= s <= steps]
     if bad_snap:
         raise OIPError(f"snapshot steps {bad_snap} are outside the run: valid steps are 0..{steps}")
@@ -172,10 +197,30 @@ def _ascend_targets(
             settings.steps,
             settings.step_size,
             suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
-            Jitter(settings.jitter, seed=seeds[0]),
+            _transforms(settings, seeds[0]),
             snapshots,
+            _parameterization(model, settings),
         )
     return noise, trace
+
+
+def _transforms(settings: OIPSettings, seed: int) -> Transform | None:
+    """Jitter, then random zoom and rotation: one draw per step for the whole batch."""
+    jitter = Jitter(settings.jitter, seed=seed)
+    if settings.scale == 0 and settings.rotate == 0:
+        return jitter
+    return compose(jitter, RandomAffine(settings.scale, settings.rotate, seed=seed))
+
+
+def _parameterization(model: LayeredCNN, settings: OIPSettings) -> Parameterization | None:
+    """``None`` for the pixel recipe; else the spectral variables rendered through the (optionally
+    decorrelated) colour space to valid pixels, standardised with the model's statistics."""
+    if settings.parameterization == "pixel":
+        return None
+    device = next(model.buffers()).device
+    root = None if settings.colour_sqrt is None else torch.tensor(settings.colour_sqrt, device=device)
+    valid = ValidImage(model.mean, model.std, root)
+    return FourierImage(model.image_size, valid, settings.decay, device)
 
 
 def generate_oips(
@@ -197,8 +242,11 @@ def generate_oips(
     grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
     images = trace.images.view(*grid, *noise.shape[2:])
     net = ascent_net(model, layer)
+    restandardize = settings.parameterization == "pixel"
     with frozen(net):
-        mean_act, base_act = _reference_activations(net, images, trace.history[-1].view(grid), maps, device)
+        mean_act, base_act = _reference_activations(
+            net, images, trace.history[-1].view(grid), maps, device, restandardize
+        )
     return OIPResult(
         layer=layer,
         maps=maps,
@@ -215,12 +263,21 @@ def generate_oips(
 
 
 def _reference_activations(
-    net: nn.Module, images: torch.Tensor, final: torch.Tensor, maps: list[int], device: torch.device
+    net: nn.Module,
+    images: torch.Tensor,
+    final: torch.Tensor,
+    maps: list[int],
+    device: torch.device,
+    restandardize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image."""
+    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image.
+
+    The pixel recipe's images live on the standardised sphere, so their mean is re-standardised;
+    a parameterisation's images are valid images already, and so is their mean."""
     best_wl = final.max(dim=1).values.argmax(dim=1)  # (M,)
     rows = torch.arange(len(maps))
-    mean_images = standardize(images[rows, :, best_wl].mean(dim=1))
+    mean_images = images[rows, :, best_wl].mean(dim=1)
+    mean_images = standardize(mean_images) if restandardize else mean_images
     channels = torch.tensor(maps, device=device)
     with torch.no_grad():
         mean_act = MapMean(channels)(net(mean_images.to(device))).cpu()
