@@ -20,7 +20,7 @@ import torch
 
 from cnnscope import tracking
 from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE
+from cnnscope.data.prepared import MANIFEST_FILE, PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
 from cnnscope.models import LayeredCNN, best_device, load_model
@@ -34,6 +34,7 @@ from cnnscope.oip import (
     map_table,
     summary,
 )
+from cnnscope.oip.color import colour_covariance, sqrt_psd
 from cnnscope.oip.generate import layer_shape
 from cnnscope.viz import oip as viz
 from cnnscope.viz import save_figure
@@ -59,11 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = model_dir / "best.ckpt"
     model = load_model(checkpoint, map_location=best_device())
 
-    result = _run_maps(model, cfg)
+    settings = _settings(cfg, _colour_sqrt(params))
+    result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
     table = map_table(result, cfg.convergence_tol)
     focus = _focus_map(cfg, table)
     evolution_maps = _evolution_maps(cfg, table)
-    nodes = _run_nodes(model, cfg, result, focus)
+    nodes = _run_nodes(model, settings, result, focus)
 
     tag = f"{args.variant} seed{args.seed}"
     out_dir = Path(cfg.out_dir) / args.variant / f"seed{args.seed}"
@@ -97,7 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _settings(cfg: OIPConfig) -> OIPSettings:
+def _colour_sqrt(params: Params) -> tuple[tuple[float, ...], ...] | None:
+    """``oip.decorrelate``: the square root of the training split's pixel colour covariance."""
+    if not params.oip.decorrelate:
+        return None
+    images, _ = PreparedData.load(params.data.out_dir).split("train")
+    return tuple(tuple(row) for row in sqrt_psd(colour_covariance(images)[1]).tolist())
+
+
+def _settings(cfg: OIPConfig, colour_sqrt: tuple[tuple[float, ...], ...] | None = None) -> OIPSettings:
     return OIPSettings(
         seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
         wavelengths=list(cfg.wavelengths),
@@ -108,18 +118,19 @@ def _settings(cfg: OIPConfig) -> OIPSettings:
         blur_sigma=cfg.blur_sigma,
         fourier_damping=cfg.fourier_damping,
         jitter=cfg.jitter,
+        scale=cfg.scale,
+        rotate=cfg.rotate,
+        parameterization=cfg.parameterization.value,
+        decay=cfg.decay,
+        colour_sqrt=colour_sqrt,
     )
 
 
-def _run_maps(model: LayeredCNN, cfg: OIPConfig) -> OIPResult:
-    return generate_oips(model, cfg.layer, cfg.maps or None, _settings(cfg), cfg.snapshots)
-
-
-def _run_nodes(model: LayeredCNN, cfg: OIPConfig, result: OIPResult, focus: int) -> NodeOIPResult | None:
+def _run_nodes(model: LayeredCNN, settings: OIPSettings, result: OIPResult, focus: int) -> NodeOIPResult | None:
     """Per-node OIPs of the focus map; a dense layer has no spatial nodes, so none."""
     if len(layer_shape(model, result.layer)) < 3:
         return None
-    return generate_node_oips(model, focus, result.layer, _settings(cfg))
+    return generate_node_oips(model, focus, result.layer, settings)
 
 
 def _check_maps(key: str, wanted: list[int], available: list[int]) -> None:
