@@ -123,6 +123,8 @@ def _settings(cfg: OIPConfig, colour_sqrt: tuple[tuple[float, ...], ...] | None 
         parameterization=cfg.parameterization.value,
         decay=cfg.decay,
         colour_sqrt=colour_sqrt,
+        init_scale=cfg.init_scale,
+        anneal=cfg.anneal,
     )
 
 

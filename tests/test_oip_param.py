@@ -4,20 +4,28 @@ config keys that select them."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from collections import OrderedDict
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from cnnscope.config import ConfigError, validate
-from cnnscope.models import LayeredCNN
+from cnnscope.errors import run_stage
+from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, OIPSettings, generate_oips, map_table
 from cnnscope.oip.color import ValidImage, colour_covariance, sqrt_psd
 from cnnscope.oip.spectral import FourierImage, spectrum_scale
 from cnnscope.oip.transforms import RandomAffine
+from conftest import random_model, synthetic_prepared
+
+REPO = Path(__file__).resolve().parents[1]
 
 FOURIER = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4), parameterization="fourier")
 
@@ -159,6 +167,22 @@ def test_fourier_run_is_deterministic_on_cpu_and_batched_like_one_map_at_a_time(
     assert torch.isfinite(first.history).all()
 
 
+def test_annealed_ascent_settles_and_fixed_step_keeps_moving() -> None:
+    torch.manual_seed(0)
+    layers: OrderedDict[str, nn.Module] = OrderedDict(conv1=nn.Conv2d(3, 4, 3), relu1=nn.ReLU())
+    net = LayeredCNN(layers, 3, 10, mean=[0.5, 0.45, 0.4], std=[0.25, 0.25, 0.25])
+    steps = 20
+
+    def last_over_first(anneal: bool) -> float:
+        settings = replace(FOURIER, steps=steps, anneal=anneal, init_scale=0.1)
+        snaps = generate_oips(net, "relu1", None, settings, snapshots=[0, 1, steps - 1, steps]).snapshots
+        first = (snaps[1] - snaps[0]).abs().mean()
+        return float((snaps[steps] - snaps[steps - 1]).abs().mean() / first)
+
+    assert last_over_first(anneal=True) < 0.05
+    assert last_over_first(anneal=False) > 0.1
+
+
 def test_decorrelation_needs_the_fourier_parameterisation() -> None:
     with pytest.raises(OIPError, match="needs the fourier parameterization"):
         generate_oips(
@@ -176,8 +200,60 @@ def test_decorrelation_needs_the_fourier_parameterisation() -> None:
         ({"scale": 1.2}, r"oip\.scale=1\.2 must be in \[0, 1\)"),
         ({"rotate": -5}, r"oip\.rotate=-5.* must be 0\.\.180 degrees"),
         ({"parameterization": "fourier", "decay": -1}, r"oip\.decay=-1.* must be >= 0"),
+        ({"parameterization": "fourier", "init_scale": 0}, r"oip\.init_scale=0.* must be > 0"),
     ],
 )
 def test_bad_parameterisation_config_names_the_key(oip: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         validate({"oip": oip})
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def _colour_repo(tmp_path: Path, oip: dict[str, object], with_data: bool = True) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["oip"].update({"maps": [0, 1, 2], "steps": 4, "snapshots": [0, 4], **oip})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    prepared = synthetic_prepared(n_per_class=2, channels=3, size=12)
+    if with_data:
+        prepared.save(tmp_path / params["data"]["out_dir"])
+    model = random_model(prepared, name="cifar_cnn")
+    save_checkpoint(model, tmp_path / params["trainer"]["models_dir"] / "benchmark" / "seed0" / "best.ckpt")
+    return tmp_path
+
+
+def _stage(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    spec = importlib.util.spec_from_file_location("oip_stage_param", REPO / "pipelines" / "oip.py")
+    assert spec is not None and spec.loader is not None
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.chdir(cwd)
+    try:
+        run_stage(lambda: stage.main(["--variant", "benchmark", "--seed", "0"]))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_stage_runs_the_decorrelated_fourier_recipe_on_colour_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oip = {"parameterization": "fourier", "decorrelate": True, "scale": 0.1, "rotate": 5.0, "jitter": 1}
+    repo = _colour_repo(tmp_path, oip)
+    assert _stage(repo, monkeypatch) == 0
+    out = repo / "oip" / "benchmark" / "seed0"
+    index = json.loads((out / "index.json").read_text())
+    assert index["provenance"]["params"]["parameterization"] == "fourier"
+    tensors = torch.load(out / "oips.pt", weights_only=True)
+    assert tensors["images"].shape[-3:] == (3, 12, 12) and torch.isfinite(tensors["images"]).all()
+
+
+def test_stage_decorrelation_without_prepared_data_is_one_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _colour_repo(tmp_path, {"parameterization": "fourier", "decorrelate": True}, with_data=False)
+    assert _stage(repo, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "run the prepare stage" in err and len(err.strip().splitlines()) == 1
+    assert not (repo / "oip").exists() and not (repo / "metrics").exists()

@@ -242,6 +242,10 @@ class OIPConfig:
     decorrelate: bool = False
     #: ``fourier`` only: amplitude decay of the spectrum, 1 / f ** decay (1: natural images).
     decay: float = 1.0
+    #: ``fourier`` only: amplitude of the starting noise relative to the data's colour contrast.
+    init_scale: float = 1.0
+    #: Shrink the step along a half cosine to 0 over the run, so the ascent settles.
+    anneal: bool = False
     #: Steps at which the image is recorded (the evolution series); each in [0, steps].
     snapshots: list[int] = field(default_factory=lambda: [0, 5, 15, 30])
     #: A map has converged when its objective moved by less than this fraction over the last
@@ -329,6 +333,8 @@ def _check_oip(oip: OIPConfig) -> None:
         raise ConfigError(f"oip.rotate={oip.rotate} must be 0..180 degrees")
     if oip.decay < 0:
         raise ConfigError(f"oip.decay={oip.decay} must be >= 0 (1 = natural images' 1/f spectrum)")
+    if oip.init_scale <= 0:
+        raise ConfigError(f"oip.init_scale={oip.init_scale} must be > 0 (1 = the data's colour contrast)")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

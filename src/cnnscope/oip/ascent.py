@@ -16,6 +16,7 @@ the re-standardisation applies.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -105,13 +106,16 @@ def ascend(
     jitter: Transform | None = None,
     snapshots: Sequence[int] = (),
     param: Parameterization | None = None,
+    anneal: bool = False,
 ) -> AscentTrace:
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
     network's device). ``net`` must already be frozen (see :func:`frozen`).
 
     Without ``param`` the variables are the pixels (re-standardised and ``suppress``-ed after each
     step); with it, they are ``param.init(start)`` and the images ``param.image(variables)``.
-    ``jitter`` is applied to the images before every forward pass of a step."""
+    ``jitter`` is applied to the images before every forward pass of a step. ``anneal`` shrinks the
+    step along a half cosine from ``step_size`` to 0: a fixed-size normalised step never settles on
+    a maximum (it keeps circling it by one step), an annealed one does."""
     wanted = set(snapshots)
     if param is None:
         state = standardize(start).contiguous(memory_format=torch.channels_last)
@@ -137,8 +141,9 @@ def ascend(
         (grad,) = torch.autograd.grad(value.sum(), state)
         direction, alive = _unit_rms(grad)
         grad_seen |= alive
+        size = step_size * 0.5 * (1 + math.cos(math.pi * step / steps)) if anneal else step_size
         with torch.no_grad():
-            state = state + step_size * direction
+            state = state + size * direction
             if param is None:
                 state = standardize(suppress(state)).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():

@@ -61,6 +61,11 @@ class OIPSettings:
     #: scale, ``C × C`` rows), the decorrelated colour space; ``None``: channels uncorrelated,
     #: each with the network's training std.
     colour_sqrt: tuple[tuple[float, ...], ...] | None = None
+    #: Shrink the step along a half cosine to 0 over the run (:func:`~cnnscope.oip.ascent.ascend`).
+    anneal: bool = False
+    #: ``fourier`` only: amplitude of the starting noise in decorrelated colours (1: the data's own
+    #: colour contrast; Lucid starts from 0.01, nearly the mean image).
+    init_scale: float = 1.0
 
     @property
     def candidates(self) -> int:
@@ -166,6 +171,8 @@ def check_request(
         raise OIPError(
             f"unknown parameterization {settings.parameterization!r}; choose one of: {', '.join(PARAMETERIZATIONS)}"
         )
+    if not settings.init_scale > 0:
+        raise OIPError(f"init_scale={settings.init_scale}: the starting noise needs a positive amplitude")
     if settings.colour_sqrt is not None and settings.parameterization != "fourier":
         raise OIPError("a decorrelated colour space needs the fourier parameterization; the pixel recipe has none")
     bad_snap = [s for s in snapshots if not 0 <= s <= steps]
@@ -188,6 +195,8 @@ def _ascend_targets(
     seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
     noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
+    if settings.parameterization != "pixel":
+        start = start * settings.init_scale
     net = ascent_net(model, layer)
     with frozen(net):
         trace = ascend(
@@ -200,6 +209,7 @@ def _ascend_targets(
             _transforms(settings, seeds[0]),
             snapshots,
             _parameterization(model, settings),
+            settings.anneal,
         )
     return noise, trace
 
