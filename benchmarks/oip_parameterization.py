@@ -6,13 +6,13 @@ once per *recipe*, and reports per recipe what ``metrics/oip/*.json`` reports �
 across restarts, fraction of maps converged, fraction dead — plus seconds per ascent step and the
 ratio to the first recipe.
 
-A recipe is a name and ``key=value`` overrides of the ``oip`` section of ``--params``. Without
-``--recipe`` there are two: ``pixel`` (``conf/oip/default.yaml``: the seed article's recipe with the
-default study's settings) and ``preset`` (the ``oip`` section of ``--params`` as it is):
+A recipe is a name and ``key=value`` overrides of the ``oip`` section of ``--params``. Always run:
+``pixel`` (``conf/oip/default.yaml``: the seed article's recipe with the default study's settings) and
+``preset`` (the ``oip`` section of ``--params`` as it is); each ``--recipe`` adds one:
 
     python -m cnnscope.compose experiment=cifar10_frog && dvc repro train@benchmark-0
     python benchmarks/oip_parameterization.py --variant benchmark --seed 0
-    python benchmarks/oip_parameterization.py --recipe 'pixel400=parameterization=pixel decorrelate=false steps=400'
+    python benchmarks/oip_parameterization.py --recipe 'white=decorrelate=false'
 
 Prints one JSON object.
 """
@@ -54,11 +54,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def recipes(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Name → overrides of the ``oip`` section (values parsed as YAML)."""
-    if not args.recipe:
-        pixel = yaml.safe_load((REPO / "conf" / "oip" / "default.yaml").read_text())
-        return {"pixel": pixel, "preset": {}}
-    out = {}
+    """Name → overrides of the ``oip`` section (values parsed as YAML): ``pixel``, ``preset``, then
+    each ``--recipe``."""
+    pixel = yaml.safe_load((REPO / "conf" / "oip" / "default.yaml").read_text())
+    out: dict[str, dict[str, Any]] = {"pixel": pixel, "preset": {}}
     for spec in args.recipe:
         name, _, rest = spec.partition("=")
         pairs = (item.split("=", 1) for item in rest.split())
