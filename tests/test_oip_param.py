@@ -4,7 +4,6 @@ config keys that select them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import OrderedDict
 from dataclasses import replace
@@ -16,18 +15,20 @@ import torch
 import yaml
 from torch import nn
 
-from cnnscope.config import ConfigError, validate
-from cnnscope.errors import run_stage
+from cnnscope.config import ConfigError, load_params, validate
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, OIPSettings, generate_oips, map_table
 from cnnscope.oip.color import ValidImage, colour_covariance, sqrt_psd
 from cnnscope.oip.spectral import FourierImage, spectrum_scale
 from cnnscope.oip.transforms import RandomAffine
 from conftest import random_model, synthetic_prepared
+from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
 
-FOURIER = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4), parameterization="fourier")
+#: The configured ascent (conf/oip/default.yaml) switched to the spectral parameterisation, made small.
+CONFIGURED = OIPSettings.from_config(load_params(REPO / "params.yaml").oip)
+FOURIER = replace(CONFIGURED, steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4), parameterization="fourier")
 
 
 def correlated_images(n: int = 40, size: int = 6, seed: int = 0) -> torch.Tensor:
@@ -132,7 +133,8 @@ def colour_planted_net(size: int = 10) -> tuple[LayeredCNN, torch.Tensor]:
 def test_fourier_oip_of_planted_colour_kernel_reproduces_its_pattern(decorrelate: bool) -> None:
     net, kernel = colour_planted_net()
     root = sqrt_psd(colour_covariance(correlated_images(size=10))[1]) if decorrelate else None
-    settings = OIPSettings(
+    settings = replace(
+        CONFIGURED,
         seeds=(0, 1, 2),
         wavelengths=(1, 3),
         steps=80,
@@ -205,7 +207,9 @@ def test_decorrelation_needs_the_fourier_parameterisation() -> None:
 )
 def test_bad_parameterisation_config_names_the_key(oip: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
-        validate({"oip": oip})
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["oip"].update(oip)
+        validate(raw)
 
 
 # --- the stage ------------------------------------------------------------------------------------
@@ -214,6 +218,7 @@ def test_bad_parameterisation_config_names_the_key(oip: dict[str, object], needl
 def _colour_repo(tmp_path: Path, oip: dict[str, object], with_data: bool = True) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["oip"].update({"maps": [0, 1, 2], "steps": 4, "snapshots": [0, 4], **oip})
+    params["model"]["name"] = "cifar_cnn"  # the colour network the checkpoint below holds
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     prepared = synthetic_prepared(n_per_class=2, channels=3, size=12)
     if with_data:
@@ -224,16 +229,7 @@ def _colour_repo(tmp_path: Path, oip: dict[str, object], with_data: bool = True)
 
 
 def _stage(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    spec = importlib.util.spec_from_file_location("oip_stage_param", REPO / "pipelines" / "oip.py")
-    assert spec is not None and spec.loader is not None
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    monkeypatch.chdir(cwd)
-    try:
-        run_stage(lambda: stage.main(["--variant", "benchmark", "--seed", "0"]))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_stage_main("oip", ["--variant", "benchmark", "--seed", "0"], cwd)
 
 
 def test_stage_runs_the_decorrelated_fourier_recipe_on_colour_images(
