@@ -43,6 +43,7 @@ class ModelName(str, Enum):
     mnist_cnn = "mnist_cnn"
     cifar_cnn = "cifar_cnn"
     edge_filters = "edge_filters"
+    mlp = "mlp"
 
 
 class OptimizerName(str, Enum):

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from cnnscope.io import atomic_write
-from cnnscope.models.networks import LayeredCNN, cifar_cnn, edge_filters, mnist_cnn
+from cnnscope.models.networks import LayeredCNN, cifar_cnn, edge_filters, mlp, mnist_cnn
 
 MODELS: dict[str, Callable[..., LayeredCNN]] = {
     "mnist_cnn": mnist_cnn,
     "cifar_cnn": cifar_cnn,
     "edge_filters": edge_filters,
+    "mlp": mlp,
 }
 
 
