@@ -45,7 +45,9 @@ def map_correlations(a: np.ndarray, b: np.ndarray, layer: str = "?") -> tuple[np
             "convolutional layer (N, C, H, W); remove it from compare.matching_layers"
         )
     if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
-        raise MatchingError(f"layer {layer!r}: shapes {a.shape} and {b.shape} differ; match networks of one architecture")
+        raise MatchingError(
+            f"layer {layer!r}: shapes {a.shape} and {b.shape} differ; match networks of one architecture"
+        )
     ca, cb = a.shape[1], b.shape[1]
     s_a, s_b = torch.zeros(ca, dtype=torch.float64), torch.zeros(cb, dtype=torch.float64)
     q_a, q_b = torch.zeros(ca, dtype=torch.float64), torch.zeros(cb, dtype=torch.float64)
