@@ -29,6 +29,7 @@ from cnnscope.oip import (
     OIPError,
     OIPResult,
     OIPSettings,
+    cross_map_similarity,
     generate_node_oips,
     generate_oips,
     map_table,
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                 "provenance": record,
             },
         )
-    metrics = _metrics(table, result.layer, focus)
+    metrics = _metrics(table, result, focus)
     metrics_path = Path("metrics/oip") / f"{args.variant}_seed{args.seed}.json"
     write_json(metrics_path, metrics)
     _attach_to_run(model_dir, out_dir, metrics_path, metrics, params)
@@ -238,9 +239,10 @@ def _tensors(result: OIPResult, nodes: NodeOIPResult | None) -> dict[str, Any]:
     return tensors
 
 
-def _metrics(table: pd.DataFrame, layer: str, focus: int) -> dict[str, Any]:
+def _metrics(table: pd.DataFrame, result: OIPResult, focus: int) -> dict[str, Any]:
     """The per-variant summary (for ``dvc metrics show`` and the report); per-map numbers are in ``maps.csv``."""
-    return {**summary(table), "layer": layer, "focus_map": focus}
+    cross = cross_map_similarity(result.images, ~torch.tensor(table["dead"].to_numpy(dtype=bool)))
+    return {**summary(table, cross), "layer": result.layer, "focus_map": focus}
 
 
 def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params) -> None:
