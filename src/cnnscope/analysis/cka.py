@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import combinations_with_replacement
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 #: Images per minibatch (Nguyen et al. use 256 as well).
 BATCH = 256
+K = TypeVar("K", bound=Hashable)
 
 
 def gram(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -76,21 +78,21 @@ def batches(n: int, batch: int = BATCH) -> list[slice]:
 
 
 def minibatch_cka(
-    reps: Mapping[Hashable, np.ndarray], pairs: Iterable[tuple[Hashable, Hashable]] | None = None, batch: int = BATCH
-) -> dict[tuple[Hashable, Hashable], float]:
+    reps: Mapping[K, np.ndarray], pairs: Iterable[tuple[K, K]] | None = None, batch: int = BATCH
+) -> dict[tuple[K, K], float]:
     """Minibatch debiased CKA of every requested pair of representations (default: all pairs).
 
     ``reps`` maps a name to an ``(n, ...)`` array (memory-mapped arrays are read one batch at a
     time); every array holds the same n images in the same order. Each batch's Gram matrix is built
     once per representation and used for all its pairs.
     """
-    names: Sequence[Hashable] = list(reps)
+    names: Sequence[K] = list(reps)
     lengths = {len(reps[k]) for k in names}
     if len(lengths) != 1:
         raise ValueError(f"CKA needs the same images in every representation; lengths {sorted(lengths)}")
     wanted = list(pairs) if pairs is not None else [(a, b) for a, b in combinations_with_replacement(names, 2)]
     needed = {frozenset((a, b)) for a, b in wanted} | {frozenset((a,)) for pair in wanted for a in pair}
-    sums: dict[frozenset[Hashable], float] = dict.fromkeys(needed, 0.0)
+    sums: dict[frozenset[K], float] = dict.fromkeys(needed, 0.0)
     used = sorted({a for pair in wanted for a in pair}, key=names.index)
     slices = batches(lengths.pop(), batch)
     for sl in slices:

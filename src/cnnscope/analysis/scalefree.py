@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from cnnscope.analysis.information import entropy
 
 #: At most this many values (an even stride through the layer) set the robust scale.
 SCALE_SAMPLE = 1 << 20
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -82,9 +84,7 @@ def hoyer_kurtosis(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(hoyer) if hoyer else empty), (np.concatenate(kurt) if kurt else empty)
 
 
-def scale_free_stats(
-    arrays: Mapping[Hashable, np.ndarray], bins: int = 64, quantile: float = 0.99
-) -> dict[Hashable, ScaleFree]:
+def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int = 64, quantile: float = 0.99) -> dict[K, ScaleFree]:
     """:class:`ScaleFree` of one layer for every network in ``arrays`` (key → ``(N, ...)`` array).
 
     All networks share one set of normalised edges (the range of ``x / s`` over every network), so

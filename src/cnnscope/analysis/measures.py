@@ -1,0 +1,237 @@
+"""The issue-13 measures of a study, computed layer by layer from the activation sets.
+
+Each (network, layer) array is read once per layer and serves every measure that needs it:
+scale-free statistics (:mod:`.scalefree`), debiased minibatch CKA between every pair of networks
+and to the input pixels (:mod:`.cka`), map matching (:mod:`.matching`) and spatial linear probes
+(:mod:`.spatial_probe`). The deepest feature map also gives the class-pattern contrast with its
+chance level, the within/between active-set overlap (:mod:`.class_patterns`) and classification
+by binary activation patterns beside each network's own head (:mod:`.pattern_classifier`).
+
+A *network* is a (variant, seed) pair. Output: tidy tables, one row per network (or pair), layer
+and quantity, plus the per-image arrays that image-level intervals need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnscope.activations import SOFTMAX, ActivationSet
+from cnnscope.analysis.cka import minibatch_cka
+from cnnscope.analysis.class_patterns import (
+    ClassPatternError,
+    active,
+    chance_counts,
+    contrast_count,
+    overlap_within_between,
+    percentile,
+)
+from cnnscope.analysis.linear_probe import probe_split
+from cnnscope.analysis.matching import map_correlations, match_maps, matching_summary
+from cnnscope.analysis.pattern_classifier import pattern_predictions, score
+from cnnscope.analysis.scalefree import scale_free_stats
+from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
+
+Net = tuple[str, int]
+EVAL, PROBE, INPUT = "eval", "probe", "input"
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """What the measures need besides the activations (``compare`` keys of ``params.yaml``)."""
+
+    bins: int = 64
+    #: Quantile of the non-zero |x| that sets each (network, layer)'s scale.
+    scale_quantile: float = 0.99
+    cka_batch: int = 256
+    #: Feature-map layers matched map by map; empty: every feature map.
+    matching_layers: Sequence[str] = ()
+    probe_grid: int = 2
+    probe_test_fraction: float = 0.5
+    #: Random draws for the class-pattern chance distributions.
+    fcp_draws: int = 1000
+    overlap_resamples: int = 200
+    confidence: float = 0.95
+    #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
+    confusion_pair: tuple[str, str] = ("4", "9")
+
+
+@dataclass
+class MeasureResults:
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: (variant, seed, layer) → per-image scale-free arrays (``hoyer``, ``entropy_norm_bits``).
+    per_image: dict[tuple[str, int, str], dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def compute_measures(
+    sets: Mapping[Net, ActivationSet],
+    pixels: np.ndarray,
+    layers: Sequence[str],
+    feature_maps: Sequence[str],
+    classes: Sequence[str],
+    settings: MeasureSettings = MeasureSettings(),
+    reference_heads: Mapping[Net, ActivationSet] | None = None,
+) -> MeasureResults:
+    """Every measure for ``layers`` (``softmax`` is left out: it is a distribution, not a map).
+
+    ``pixels``: the evaluation images ``(N, D)`` in [0, 1], the 'input' representation for CKA.
+    ``reference_heads``: networks of another architecture (the pixel ``mlp``) extracted on the
+    same images, whose heads join the pattern-classification table only.
+    """
+    nets = list(sets)
+    ref = sets[nets[0]]
+    labels = np.asarray(ref.group(EVAL).labels)
+    train, test = probe_split(labels, settings.probe_test_fraction)
+    matching = set(settings.matching_layers or feature_maps)
+    out = MeasureResults()
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("scale_free", "cka", "spatial_probe", "matching")}
+    map_rows: list[pd.DataFrame] = []
+    chance = chance_level(labels, train, test)
+    for layer in [name for name in layers if name != SOFTMAX]:
+        arrays = {net: sets[net].array(EVAL, layer) for net in nets}
+        for (v, s), sf in scale_free_stats(arrays, settings.bins, settings.scale_quantile).items():
+            rows["scale_free"].append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": layer,
+                    "scale": sf.scale,
+                    "entropy_norm_bits": sf.entropy_bits,
+                    "hoyer": float(np.nanmean(sf.hoyer)) if np.isfinite(sf.hoyer).any() else float("nan"),
+                    "kurtosis": float(np.nanmean(sf.kurtosis)) if np.isfinite(sf.kurtosis).any() else float("nan"),
+                }
+            )
+            out.per_image[v, s, layer] = {"hoyer": sf.hoyer, "entropy_norm_bits": sf.image_entropy_bits}
+        reps: dict[Any, np.ndarray] = {**arrays, INPUT: pixels}
+        pairs = [*combinations(nets, 2), *((net, INPUT) for net in nets)]
+        for (a, b), value in minibatch_cka(reps, pairs, settings.cka_batch).items():
+            vb, sb = (INPUT, -1) if b == INPUT else (str(b[0]), int(b[1]))
+            rows["cka"].append(
+                {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": vb, "seed_b": sb, "cka": value}
+            )
+        for (v, s), x in arrays.items():
+            probe = spatial_probe(x, labels, train, test, settings.probe_grid)
+            rows["spatial_probe"].append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": layer,
+                    "grid": settings.probe_grid if x.ndim == 4 else 0,
+                    **probe,
+                    "chance": chance,
+                    "train_images": len(train),
+                    "test_images": len(test),
+                }
+            )
+        if layer in matching:
+            for a, b in combinations(nets, 2):
+                corr, dead_a, dead_b = map_correlations(arrays[a], arrays[b], layer)
+                table = match_maps(corr, dead_a, dead_b)
+                ids = {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": b[0], "seed_b": b[1]}
+                map_rows.append(table.assign(**ids))
+                rows["matching"].append({**ids, **matching_summary(table)})
+        del arrays, reps
+    out.tables["scale_free"] = pd.DataFrame(rows["scale_free"])
+    out.tables["cka"] = pd.DataFrame(rows["cka"])
+    out.tables["spatial_probe"] = pd.DataFrame(rows["spatial_probe"])
+    out.tables["matching_summary"] = pd.DataFrame(rows["matching"])
+    if map_rows:
+        maps = pd.concat(map_rows, ignore_index=True)
+        lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
+        out.tables["matching"] = maps[[*lead, *(c for c in maps.columns if c not in lead)]]
+    if feature_maps:
+        _deepest_patterns(out, sets, feature_maps[-1], labels, train, test, classes, settings)
+        pair = _pair(classes, settings.confusion_pair)
+        extra = [
+            {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+            for (v, s), aset in (reference_heads or {}).items()
+        ]
+        if extra:
+            table = out.tables["pattern_classification"]
+            out.tables["pattern_classification"] = pd.concat([table, pd.DataFrame(extra)], ignore_index=True).assign(
+                test_images=len(test), pair=table["pair"].iloc[0] if len(table) else ""
+            )
+    return out
+
+
+def _head(aset: ActivationSet, rows: np.ndarray) -> np.ndarray:
+    """The network's own predictions (argmax of its float32 softmax) for eval positions ``rows``."""
+    return np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64)[rows].argmax(axis=1)
+
+
+def _deepest_patterns(
+    out: MeasureResults,
+    sets: Mapping[Net, ActivationSet],
+    deepest: str,
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    classes: Sequence[str],
+    settings: MeasureSettings,
+) -> None:
+    """Class-pattern contrast with its chance level, overlap and pattern classification."""
+    probe_info = next(iter(sets.values())).group(PROBE)
+    probe_labels = np.asarray(probe_info.labels)
+    groups = [k for k in dict.fromkeys(probe_labels.tolist()) if (probe_labels == k).sum() >= 2]
+    pair = _pair(classes, settings.confusion_pair)
+    fcp_rows, overlap_rows, class_rows = [], [], []
+    for (v, s), aset in sets.items():
+        patterns = active(aset.array(EVAL, deepest))
+        probes = active(aset.array(PROBE, deepest))
+        for k in groups:
+            inside = probe_labels == k
+            k_size, m_size = int(inside.sum()), int((~inside).sum())
+            if m_size == 0:
+                continue
+            draws = chance_counts(patterns, labels, k_size, m_size, settings.fcp_draws)
+            count = contrast_count(probes[inside], probes[~inside])
+            fcp_rows.append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": deepest,
+                    "class": classes[k],
+                    "group_images": k_size,
+                    "contrast_images": m_size,
+                    "contrast_count": count,
+                    "same_class_mean": float(draws["same_class"].mean()),
+                    "same_class_p05": float(np.quantile(draws["same_class"], 0.05)),
+                    "same_class_p95": float(np.quantile(draws["same_class"], 0.95)),
+                    "mixed_mean": float(draws["mixed"].mean()),
+                    "mixed_p05": float(np.quantile(draws["mixed"], 0.05)),
+                    "mixed_p95": float(np.quantile(draws["mixed"], 0.95)),
+                    "percentile_in_same_class": percentile(count, draws["same_class"]),
+                    "percentile_in_mixed": percentile(count, draws["mixed"]),
+                    "draws": settings.fcp_draws,
+                }
+            )
+        ov = overlap_within_between(patterns, labels, settings.overlap_resamples, settings.confidence)
+        overlap_rows.append({"variant": v, "seed": s, "layer": deepest, **ov})
+        predicted = pattern_predictions(patterns, labels, train, test)
+        class_rows.append(
+            {"variant": v, "seed": s, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
+        )
+        if SOFTMAX in aset.layers:
+            class_rows.append(
+                {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+            )
+    out.tables["fcp_contrast"] = pd.DataFrame(fcp_rows)
+    out.tables["overlap"] = pd.DataFrame(overlap_rows)
+    table = pd.DataFrame(class_rows)
+    table["test_images"] = len(test)
+    table["pair"] = "↔".join(classes[c] for c in pair) if pair is not None else ""
+    out.tables["pattern_classification"] = table
+
+
+def _pair(classes: Sequence[str], names: tuple[str, str]) -> tuple[int, int] | None:
+    """Indices of the two named classes (None when the data lacks one: no confusion reported)."""
+    found = [list(classes).index(n) for n in names if n in classes]
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
+__all__ = ["ClassPatternError", "MeasureResults", "MeasureSettings", "compute_measures"]
