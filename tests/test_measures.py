@@ -266,3 +266,71 @@ def test_nearest_class_mean_pattern_classifies_held_out_images() -> None:
     predicted = pattern_predictions(maps, labels, train, test)
     assert np.mean(predicted == labels[test]) > 0.95
     assert confusion_pair(np.array([4, 9, 9, 4, 1]), np.array([4, 4, 9, 9, 4]), 4, 9) == pytest.approx(2 / 5)
+
+
+# --- the study-level tables and the claims table ---------------------------------------------
+
+
+def _sets(tmp_path, prepared, variants=("benchmark", "dummy"), seeds=(0, 1, 2)):  # type: ignore[no-untyped-def]
+    from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
+    from conftest import random_model
+
+    test, probe = prepared.splits["test"], prepared.splits["probe"]
+    groups = {
+        "eval": ImageGroup(prepared.images[test], test, prepared.labels[test]),
+        "probe": ImageGroup(prepared.images[probe], probe, prepared.labels[probe], prepared.probe_names),
+    }
+    sets = {}
+    for i, v in enumerate(variants):
+        for s in seeds:
+            model = random_model(prepared, seed=10 * s + i, width=0.25, hidden=8).eval()
+            out = tmp_path / v / f"seed{s}"
+            extract_activations(model, groups, resolve_layers(model, []), out, batch_size=32, classes=prepared.classes)
+            sets[v, s] = ActivationSet(out)
+    return sets
+
+
+def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from cnnscope.analysis.claims import ClaimError, claims_table
+    from cnnscope.analysis.measures import MeasureSettings, compute_measures
+    from conftest import synthetic_prepared
+
+    prepared = synthetic_prepared(n_per_class=30)
+    sets = _sets(tmp_path, prepared)
+    ref = next(iter(sets.values()))
+    ids = ref.group("eval").sample_ids
+    pixels = prepared.images[ids].reshape(len(ids), -1).float().numpy() / 255
+    layers = [name for name in ref.layers if name not in ("flatten",)]
+    settings = MeasureSettings(bins=16, cka_batch=32, fcp_draws=50, overlap_resamples=20)
+    res = compute_measures(sets, pixels, layers, ref.feature_maps, prepared.classes, settings)
+    t = res.tables
+    assert set(t["scale_free"]["layer"]) == set(layers) - {"softmax"}
+    assert len(t["scale_free"]) == 6 * (len(layers) - 1)
+    # every pair of the six networks plus each to the pixels, per layer
+    assert len(t["cka"]) == (15 + 6) * (len(layers) - 1)
+    assert t["cka"]["cka"].between(-0.5, 1.0 + 1e-9).all()
+    assert set(t["matching_summary"]["layer"]) == set(ref.feature_maps)
+    assert (t["spatial_probe"]["std_error"] >= 0).all() and (t["spatial_probe"]["chance"] < 0.3).all()
+    assert set(t["pattern_classification"]["classifier"]) == {"binary pattern", "network head"}
+    assert len(t["overlap"]) == 6
+    # claims from these tables: seed-level verdicts over three seeds
+    cert = pd.DataFrame(
+        [{"variant": v, "seed": s, "sample": "eval", "entropy_bits": 1.0 + (v == "dummy") + 0.01 * s}
+         for v, s in sets]
+    )  # fmt: skip
+    oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,
+                    "cross_map_similarity": 0.1, "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
+           for v, s in sets}  # fmt: skip
+    claims = claims_table(
+        "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert}, "relu1", "relu3", oip, resamples=50
+    )
+    assert list(claims["claim"]) == ["a", "a", "a′", "b", "b", "c", "d", "e"]
+    by = claims.set_index(["claim", "measure"])
+    b = claims[claims["claim"] == "b"].iloc[0]
+    assert b["verdict"] == "holds" and b["n_seeds"] == 3 and b["mean_difference"] == pytest.approx(-1.0)
+    assert claims[claims["claim"] == "c"]["verdict"].iloc[0] == "holds"
+    assert by.index.is_unique
+    with pytest.raises(ClaimError, match="no variant big"):
+        claims_table("big", "dummy", ["benchmark", "dummy"], t, "relu1", "relu3")
