@@ -37,7 +37,7 @@ K = TypeVar("K", bound=Hashable)
 
 def gram(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Linear Gram matrix ``XXᵀ`` (float64) of ``x`` ``(n, ...)`` with its features flattened."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))  # a copy: memmaps are read-only
     flat = t.reshape(len(t), -1).double()
     return flat @ flat.T
 
@@ -96,7 +96,7 @@ def minibatch_cka(
     used = sorted({a for pair in wanted for a in pair}, key=names.index)
     slices = batches(lengths.pop(), batch)
     for sl in slices:
-        grams = {name: gram(np.asarray(reps[name][sl], dtype=np.float32)) for name in used}
+        grams = {name: gram(np.array(reps[name][sl], dtype=np.float32)) for name in used}
         for key in sums:
             a, b = (*key, *key)[:2]
             sums[key] += unbiased_hsic(grams[a], grams[b])

@@ -95,7 +95,7 @@ def percentile(value: float, sample: np.ndarray) -> float:
 
 def pair_jaccard(patterns: np.ndarray) -> np.ndarray:
     """``(N, N)`` Jaccard index of the active sets of every pair of images (1 when both are empty)."""
-    a = torch.from_numpy(np.asarray(patterns, dtype=np.float32))
+    a = torch.from_numpy(np.array(patterns, dtype=np.float32))
     inter = a @ a.T
     sizes = a.sum(dim=1)
     union = sizes[:, None] + sizes[None] - inter

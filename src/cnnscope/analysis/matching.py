@@ -54,8 +54,8 @@ def map_correlations(a: np.ndarray, b: np.ndarray, layer: str = "?") -> tuple[np
     s_ab = torch.zeros(ca, cb, dtype=torch.float64)
     rows = 0
     for start in range(0, len(a), CHUNK):
-        xa = _as_maps(torch.from_numpy(np.asarray(a[start : start + CHUNK], dtype=np.float32)))
-        xb = _as_maps(torch.from_numpy(np.asarray(b[start : start + CHUNK], dtype=np.float32)))
+        xa = _as_maps(torch.from_numpy(np.array(a[start : start + CHUNK], dtype=np.float32)))
+        xb = _as_maps(torch.from_numpy(np.array(b[start : start + CHUNK], dtype=np.float32)))
         s_a += xa.sum(dim=0)
         s_b += xb.sum(dim=0)
         q_a += xa.square().sum(dim=0)

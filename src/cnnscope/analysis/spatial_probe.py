@@ -32,7 +32,7 @@ def grid_features(array: np.ndarray, grid: int = 2) -> np.ndarray:
         return np.asarray(array, dtype=np.float32).reshape(len(array), -1)
     parts = []
     for start in range(0, len(array), CHUNK):
-        x = torch.from_numpy(np.asarray(array[start : start + CHUNK], dtype=np.float32))
+        x = torch.from_numpy(np.array(array[start : start + CHUNK], dtype=np.float32))
         parts.append(F.adaptive_avg_pool2d(x, grid).flatten(1).numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
