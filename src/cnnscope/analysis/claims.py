@@ -163,7 +163,7 @@ def claims_table(
                  confidence)
         )  # fmt: skip
     if oip:
-        rows += _oip_claims(more, oip, confidence)
+        rows += oip_claims(more, oip, confidence)
     ov = tables.get("overlap")
     if ov is not None and len(ov):
         d = _per_seed(ov, more, "difference").to_numpy(dtype=np.float64)
@@ -177,7 +177,8 @@ def claims_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _oip_claims(more: str, oip: Mapping[tuple[str, int], Mapping[str, Any]], confidence: float) -> list[dict[str, Any]]:
+def oip_claims(more: str, oip: Mapping[tuple[str, int], Mapping[str, Any]], confidence: float) -> list[dict[str, Any]]:
+    """Claims (c) and (d) for ``more`` from the OIP stage's summaries per (variant, seed)."""
     runs = {s: m for (v, s), m in sorted(oip.items()) if v == more}
     if not runs:
         return []

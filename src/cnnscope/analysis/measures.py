@@ -235,3 +235,32 @@ def _pair(classes: Sequence[str], names: tuple[str, str]) -> tuple[int, int] | N
 
 
 __all__ = ["ClassPatternError", "MeasureResults", "MeasureSettings", "compute_measures"]
+
+
+def _comparison(row: pd.Series) -> tuple[str, str]:
+    """Name and kind of one network pair: between variants (same seed), seed-to-seed, or to the input."""
+    a, b = str(row["variant_a"]), str(row["variant_b"])
+    if b == INPUT:
+        return f"{a} vs input", "input"
+    if a == b:
+        return f"{a} seed vs seed", "seed-to-seed"
+    if row["seed_a"] == row["seed_b"]:
+        return f"{a} vs {b}", "between"
+    return f"{a} vs {b} (other seeds)", "between, other seeds"
+
+
+def pair_overview(table: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
+    """Means over seeds of ``values`` per layer and comparison (a pair of variants at the same seed,
+    two seeds of one variant — the baseline a between-variant value must be read against — or a
+    variant and the input pixels), with the number of network pairs averaged."""
+    if not len(table):
+        return pd.DataFrame(columns=["layer", "comparison", "kind", *values, "pairs"])
+    named = table.assign(
+        comparison=[_comparison(r)[0] for _, r in table.iterrows()],
+        kind=[_comparison(r)[1] for _, r in table.iterrows()],
+    )
+    named = named[named["kind"] != "between, other seeds"]
+    grouped = named.groupby(["layer", "comparison", "kind"], sort=False)
+    out = grouped[list(values)].mean()
+    out["pairs"] = grouped.size()
+    return out.reset_index()
