@@ -264,3 +264,52 @@ def pair_overview(table: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
     out = grouped[list(values)].mean()
     out["pairs"] = grouped.size()
     return out.reset_index()
+
+
+def predictive_entropy(sets: Mapping[Net, ActivationSet]) -> dict[Net, np.ndarray]:
+    """Per-image predictive entropy (bits) of each network's float32 class probabilities."""
+    from cnnscope.analysis.information import entropy
+
+    return {
+        net: entropy(np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64))
+        for net, aset in sets.items()
+        if SOFTMAX in aset.layers
+    }
+
+
+def study_claims(
+    results: MeasureResults,
+    sets: Mapping[Net, ActivationSet],
+    tables: Mapping[str, pd.DataFrame],
+    contrasts: Sequence[Sequence[str]],
+    feature_maps: Sequence[str],
+    confidence: float = 0.95,
+    resamples: int = 1000,
+) -> pd.DataFrame:
+    """Claims (a), (a′), (b), (e) for every ``[variant, reference]`` contrast (claims (c), (d) need
+    the OIP stage and are added by the report), with image-level bootstrap intervals beside them."""
+    from cnnscope.analysis.claims import COLUMNS, claims_table
+
+    entropies = predictive_entropy(sets)
+    variants = list(dict.fromkeys(v for v, _ in sets))
+    seeds = sorted({s for _, s in sets})
+
+    def per_image(quantity: str, layer: str, variant: str) -> np.ndarray | None:
+        if quantity == "predictive_entropy_bits":
+            rows = [entropies[variant, s] for s in seeds if (variant, s) in entropies]
+        else:
+            rows = [
+                results.per_image[variant, s, layer][quantity]
+                for s in seeds
+                if (variant, s, layer) in results.per_image
+            ]
+        return np.nan_to_num(np.stack(rows), nan=0.0) if rows else None
+
+    merged = {**tables, **results.tables}
+    first = feature_maps[0] if feature_maps else None
+    deepest = feature_maps[-1] if feature_maps else None
+    frames = [
+        claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples)
+        for a, b in contrasts
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
