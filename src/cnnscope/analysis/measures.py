@@ -313,3 +313,27 @@ def study_claims(
         for a, b in contrasts
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def measure_study(
+    sets: Mapping[Net, ActivationSet],
+    pixels: np.ndarray,
+    layers: Sequence[str],
+    feature_maps: Sequence[str],
+    classes: Sequence[str],
+    tables: Mapping[str, pd.DataFrame],
+    contrasts: Sequence[Sequence[str]],
+    settings: MeasureSettings = MeasureSettings(),
+    resamples: int = 1000,
+    reference_heads: Mapping[Net, ActivationSet] | None = None,
+) -> MeasureResults:
+    """What the compare stage adds to :func:`~cnnscope.analysis.compare_study`'s ``tables``: every
+    measure, the CKA and matching overviews (seed-to-seed baselines beside between-variant
+    values) and the claims table."""
+    res = compute_measures(sets, pixels, layers, feature_maps, classes, settings, reference_heads)
+    res.tables["cka_overview"] = pair_overview(res.tables["cka"], ["cka"])
+    summary = res.tables["matching_summary"]
+    columns = ["matched_corr", "same_index_corr", "best_corr", "same_index_fraction"]
+    res.tables["matching_overview"] = pair_overview(summary, columns) if len(summary) else summary
+    res.tables["claims"] = study_claims(res, sets, tables, contrasts, feature_maps, settings.confidence, resamples)
+    return res
