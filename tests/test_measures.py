@@ -294,7 +294,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     import pandas as pd
 
     from cnnscope.analysis.claims import ClaimError, claims_table
-    from cnnscope.analysis.measures import MeasureSettings, compute_measures
+    from cnnscope.analysis.measures import MeasureSettings, measure_study
     from conftest import synthetic_prepared
 
     prepared = synthetic_prepared(n_per_class=30)
@@ -304,8 +304,21 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     pixels = prepared.images[ids].reshape(len(ids), -1).float().numpy() / 255
     layers = [name for name in ref.layers if name not in ("flatten",)]
     settings = MeasureSettings(bins=16, cka_batch=32, fcp_draws=50, overlap_resamples=20)
-    res = compute_measures(sets, pixels, layers, ref.feature_maps, prepared.classes, settings)
+    cert = pd.DataFrame(
+        [{"variant": v, "seed": s, "sample": "eval", "entropy_bits": 1.0 + (v == "dummy") + 0.01 * s}
+         for v, s in sets]
+    )  # fmt: skip
+    contrasts = [["benchmark", "dummy"]]
+    res = measure_study(
+        sets, pixels, layers, ref.feature_maps, prepared.classes, {"certainty": cert}, contrasts, settings, 50
+    )
     t = res.tables
+    assert list(t["claims"]["claim"]) == ["a", "a", "a′", "b", "b", "e"]
+    assert t["claims"]["image_ci_low"].iloc[:2].notna().all()  # image bootstrap beside the seed verdict
+    overview = t["cka_overview"].set_index(["layer", "comparison"])
+    assert overview.loc[("relu1", "benchmark seed vs seed"), "pairs"] == 3
+    assert overview.loc[("relu1", "benchmark vs dummy"), "pairs"] == 3  # same-seed pairs only
+    assert overview.loc[("relu1", "dummy vs input"), "pairs"] == 3
     assert set(t["scale_free"]["layer"]) == set(layers) - {"softmax"}
     assert len(t["scale_free"]) == 6 * (len(layers) - 1)
     # every pair of the six networks plus each to the pixels, per layer
@@ -316,10 +329,6 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     assert set(t["pattern_classification"]["classifier"]) == {"binary pattern", "network head"}
     assert len(t["overlap"]) == 6
     # claims from these tables: seed-level verdicts over three seeds
-    cert = pd.DataFrame(
-        [{"variant": v, "seed": s, "sample": "eval", "entropy_bits": 1.0 + (v == "dummy") + 0.01 * s}
-         for v, s in sets]
-    )  # fmt: skip
     oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,
                     "cross_map_similarity": 0.1, "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
            for v, s in sets}  # fmt: skip
