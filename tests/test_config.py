@@ -55,6 +55,19 @@ def test_variant_subset_must_be_prepared() -> None:
         validate(raw)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("cka_batch", 2, r"compare\.cka_batch=2 must be >= 4"),
+        ("scale_quantile", 0.0, r"compare\.scale_quantile=0.0 must be in \(0, 1\]"),
+        ("confusion_pair", ["4"], r"compare\.confusion_pair=\['4'\] must name two different classes"),
+    ],
+)
+def test_measure_keys_are_checked(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate({"compare": {key: value}})
+
+
 def test_variant_overrides_model() -> None:
     params = load_params(REPO / "params.yaml")
     sgd = variant_model_config(params, "sgd")

@@ -177,6 +177,20 @@ class CompareConfig:
     #: Share of the evaluation sample held out to score the linear probes.
     probe_test_fraction: float = 0.5
     out_dir: str = "compare"
+    #: Each (network, layer) is divided by this quantile of its non-zero |x| (scale-free entropy).
+    scale_quantile: float = 0.99
+    #: Images per minibatch of the debiased CKA (memory flat in the number of images).
+    cka_batch: int = 256
+    #: Feature maps matched map by map across networks; empty means every feature map.
+    matching_layers: list[str] = field(default_factory=list)
+    #: Spatial linear probe: each map average-pooled to ``probe_grid × probe_grid``.
+    probe_grid: int = 2
+    #: Random draws for the class-pattern (FCP) chance level.
+    fcp_draws: int = 1000
+    #: Image bootstrap resamples of the within/between active-node overlap.
+    overlap_resamples: int = 200
+    #: The two classes (by name) whose mutual confusion is reported (the article's 4 and 9).
+    confusion_pair: list[str] = field(default_factory=lambda: ["4", "9"])
 
 
 class OIPNoise(str, Enum):
@@ -296,6 +310,24 @@ def _check_semantics(params: Params) -> None:
             raise ConfigError(f"data.{key}={value} must be in [0, 1)")
     if any(s <= 0 for s in subsets):
         raise ConfigError(f"data.subsets={params.data.subsets}: sizes must be positive")
+    _check_compare(params.compare)
+
+
+def _check_compare(cfg: CompareConfig) -> None:
+    """Ranges of the compare keys whose bad values would fail late or silently."""
+    problems = []
+    if not 0 < cfg.scale_quantile <= 1:
+        problems.append(f"compare.scale_quantile={cfg.scale_quantile} must be in (0, 1]")
+    if cfg.cka_batch < 4:
+        problems.append(f"compare.cka_batch={cfg.cka_batch} must be >= 4 (the unbiased HSIC needs 4 images)")
+    if cfg.probe_grid < 1:
+        problems.append(f"compare.probe_grid={cfg.probe_grid} must be >= 1")
+    if cfg.fcp_draws < 1 or cfg.overlap_resamples < 0:
+        problems.append("compare.fcp_draws must be >= 1 and compare.overlap_resamples >= 0")
+    if len(cfg.confusion_pair) != 2 or cfg.confusion_pair[0] == cfg.confusion_pair[1]:
+        problems.append(f"compare.confusion_pair={list(cfg.confusion_pair)} must name two different classes")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
