@@ -337,3 +337,15 @@ def measure_study(
     res.tables["matching_overview"] = pair_overview(summary, columns) if len(summary) else summary
     res.tables["claims"] = study_claims(res, sets, tables, contrasts, feature_maps, settings.confidence, resamples)
     return res
+
+
+def split_reference_heads(
+    sets: Mapping[Net, ActivationSet],
+) -> tuple[dict[Net, ActivationSet], dict[Net, ActivationSet]]:
+    """Split the study's networks into those of the first network's architecture (compared layer
+    by layer) and the others — e.g. a pixel ``mlp`` variant — whose heads only join the
+    pattern-classification table."""
+    names = {net: aset.manifest.get("model", {}).get("name") for net, aset in sets.items()}
+    main = names[next(iter(sets))]
+    same = {net: aset for net, aset in sets.items() if names[net] == main}
+    return same, {net: aset for net, aset in sets.items() if names[net] != main}
