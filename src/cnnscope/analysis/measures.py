@@ -13,6 +13,7 @@ and quantity, plus the per-image arrays that image-level intervals need.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -342,10 +343,11 @@ def measure_study(
 def split_reference_heads(
     sets: Mapping[Net, ActivationSet],
 ) -> tuple[dict[Net, ActivationSet], dict[Net, ActivationSet]]:
-    """Split the study's networks into those of the first network's architecture (compared layer
-    by layer) and the others — e.g. a pixel ``mlp`` variant — whose heads only join the
+    """Split the study's networks into those of the most common architecture (compared layer by
+    layer; ties go to the first network's) and the others — e.g. a pixel ``mlp`` variant — whose heads only join the
     pattern-classification table."""
     names = {net: aset.manifest.get("model", {}).get("name") for net, aset in sets.items()}
-    main = names[next(iter(sets))]
+    counts = Counter(names.values())
+    main = max(counts, key=lambda name: (counts[name], name == names[next(iter(sets))]))
     same = {net: aset for net, aset in sets.items() if names[net] == main}
     return same, {net: aset for net, aset in sets.items() if names[net] != main}
