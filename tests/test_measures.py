@@ -343,3 +343,20 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     assert by.index.is_unique
     with pytest.raises(ClaimError, match="no variant big"):
         claims_table("big", "dummy", ["benchmark", "dummy"], t, "relu1", "relu3")
+
+
+def test_cka_heatmap_is_byte_stable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from cnnscope.viz.measures import render_measures
+
+    overview = pd.DataFrame(
+        [{"layer": L, "comparison": c, "cka": v} for L, c, v in
+         [("relu1", "a vs b", 0.5), ("relu1", "a seed vs seed", 0.9), ("relu2", "a vs b", float("nan"))]]
+    )  # fmt: skip
+    entries = render_measures(overview, tmp_path / "one")
+    render_measures(overview, tmp_path / "two")
+    assert [e["kind"] for e in entries] == ["cka"]
+    png = (tmp_path / "one" / entries[0]["path"]).read_bytes()
+    assert png == (tmp_path / "two" / entries[0]["path"]).read_bytes() and png[:4] == b"\x89PNG"
+    assert render_measures(overview.iloc[:0], tmp_path / "none") == []

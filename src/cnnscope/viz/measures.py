@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+
+from cnnscope.viz.common import save_figure
 
 
 def cka_heatmap(values: np.ndarray, layers: Sequence[str], comparisons: Sequence[str], title: str) -> Figure:
@@ -27,3 +32,21 @@ def cka_heatmap(values: np.ndarray, layers: Sequence[str], comparisons: Sequence
     fig.colorbar(image, ax=ax, fraction=0.04, label="debiased CKA")
     fig.tight_layout()
     return fig
+
+
+def render_measures(cka_overview: pd.DataFrame, out_dir: str | Path) -> list[dict[str, Any]]:
+    """Draw the CKA heatmap from the ``cka_overview`` table (layer, comparison, cka) under
+    ``out_dir/figures``; returns its index entry (none without CKA rows)."""
+    if cka_overview.empty:
+        return []
+    layers = list(dict.fromkeys(cka_overview["layer"]))
+    comparisons = list(dict.fromkeys(cka_overview["comparison"]))
+    grid = cka_overview.pivot_table(index="layer", columns="comparison", values="cka", sort=False)
+    values = grid.reindex(index=layers, columns=comparisons).to_numpy(dtype=float)
+    rel = "figures/cka_heatmap.png"
+    save_figure(cka_heatmap(values, layers, comparisons, "debiased linear CKA (mean over seeds)"), Path(out_dir) / rel)
+    caption = (
+        "Debiased minibatch CKA per layer (rows) and comparison (columns): between variants at the same seed, "
+        "seed-to-seed within a variant (the baseline), and each variant against the input pixels."
+    )
+    return [{"path": rel, "kind": "cka", "caption": caption}]
