@@ -351,3 +351,53 @@ def split_reference_heads(
     main = max(counts, key=lambda name: (counts[name], name == names[next(iter(sets))]))
     same = {net: aset for net, aset in sets.items() if names[net] == main}
     return same, {net: aset for net, aset in sets.items() if names[net] != main}
+
+
+def headline(
+    tables: Mapping[str, pd.DataFrame],
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    feature_maps: Sequence[str],
+    eval_images: int,
+) -> dict[str, Any]:
+    """The headline numbers for ``metrics/compare.json``: per variant the accuracy and predictive
+    entropy, the deepest map's scale-free sparsity and entropy and its spatial-probe accuracy, the
+    first map's CKA to the pixels (means over seeds); and every claim's verdict. Everything else
+    is in the tables."""
+
+    def mean(table: str, value: str, **where: Any) -> float:
+        rows = tables.get(table)
+        if rows is None or rows.empty:
+            return float("nan")
+        for key, wanted in where.items():
+            rows = rows[rows[key] == wanted]
+        return round(float(rows[value].mean()), 4) if len(rows) else float("nan")
+
+    deepest = feature_maps[-1] if feature_maps else None
+    first = feature_maps[0] if feature_maps else None
+    out: dict[str, Any] = {"eval_images": eval_images, "seeds": list(seeds), "variants": {}}
+    for v in variants:
+        entry = {
+            "accuracy": mean("certainty", "correct", variant=v, sample=EVAL),
+            "predictive_entropy_bits": mean("certainty", "entropy_bits", variant=v, sample=EVAL),
+        }
+        if deepest is not None:
+            entry[f"{deepest}_hoyer"] = mean("scale_free", "hoyer", variant=v, layer=deepest)
+            entry[f"{deepest}_entropy_norm_bits"] = mean("scale_free", "entropy_norm_bits", variant=v, layer=deepest)
+            entry[f"{deepest}_spatial_probe_acc"] = mean("spatial_probe", "accuracy", variant=v, layer=deepest)
+        if first is not None:
+            entry[f"{first}_cka_to_input"] = mean("cka", "cka", variant_a=v, layer=first, variant_b=INPUT)
+        out["variants"][v] = entry
+    claims = tables.get("claims")
+    if claims is not None and len(claims):
+        out["claims"] = [
+            {
+                "claim": str(r["claim"]),
+                "statement": str(r["statement"]),
+                "verdict": str(r["verdict"]),
+                "n_seeds": int(r["n_seeds"]),
+                "mean_difference": round(float(r["mean_difference"]), 4),
+            }
+            for _, r in claims.iterrows()
+        ]
+    return out
