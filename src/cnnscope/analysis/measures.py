@@ -61,6 +61,23 @@ class MeasureSettings:
     #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
     confusion_pair: tuple[str, str] = ("4", "9")
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> MeasureSettings:
+        """From the ``compare`` section of ``params.yaml`` (a :class:`cnnscope.config.CompareConfig`)."""
+        first, second = cfg.confusion_pair
+        return cls(
+            bins=cfg.bins,
+            scale_quantile=cfg.scale_quantile,
+            cka_batch=cfg.cka_batch,
+            matching_layers=tuple(cfg.matching_layers),
+            probe_grid=cfg.probe_grid,
+            probe_test_fraction=cfg.probe_test_fraction,
+            fcp_draws=cfg.fcp_draws,
+            overlap_resamples=cfg.overlap_resamples,
+            confidence=cfg.confidence,
+            confusion_pair=(str(first), str(second)),
+        )
+
 
 @dataclass
 class MeasureResults:
