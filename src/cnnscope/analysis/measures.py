@@ -33,7 +33,7 @@ from cnnscope.analysis.class_patterns import (
     percentile,
 )
 from cnnscope.analysis.linear_probe import probe_split
-from cnnscope.analysis.matching import map_correlations, match_maps, matching_summary
+from cnnscope.analysis.matching import MatchingError, map_correlations, match_maps, matching_summary
 from cnnscope.analysis.pattern_classifier import pattern_predictions, score
 from cnnscope.analysis.scalefree import scale_free_stats
 from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
@@ -105,7 +105,7 @@ def compute_measures(
     ref = sets[nets[0]]
     labels = np.asarray(ref.group(EVAL).labels)
     train, test = probe_split(labels, settings.probe_test_fraction)
-    matching = set(settings.matching_layers or feature_maps)
+    matching = _matching_layers(ref, settings.matching_layers, layers, feature_maps)
     out = MeasureResults()
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("scale_free", "cka", "spatial_probe", "matching")}
     map_rows: list[pd.DataFrame] = []
@@ -180,6 +180,26 @@ def compute_measures(
 def _head(aset: ActivationSet, rows: np.ndarray) -> np.ndarray:
     """The network's own predictions (argmax of its float32 softmax) for eval positions ``rows``."""
     return np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64)[rows].argmax(axis=1)
+
+
+def _matching_layers(
+    ref: ActivationSet, wanted: Sequence[str], layers: Sequence[str], feature_maps: Sequence[str]
+) -> set[str]:
+    """The layers to match map by map, checked before any work: each must be a compared layer with maps."""
+    if not wanted:
+        return set(feature_maps)
+    unknown = [name for name in wanted if name not in layers]
+    if unknown:
+        raise MatchingError(
+            f"compare.matching_layers names {unknown}, which the study does not compare; layers: {', '.join(layers)}"
+        )
+    flat = [name for name in wanted if len(ref.manifest["shapes"][name]) != 3]
+    if flat:
+        raise MatchingError(
+            f"compare.matching_layers names {flat}, which have no feature maps (not (C, H, W)): map matching "
+            f"needs a convolutional layer, e.g. {', '.join(feature_maps) or 'none captured'}"
+        )
+    return set(wanted)
 
 
 def _deepest_patterns(
