@@ -271,7 +271,7 @@ def test_nearest_class_mean_pattern_classifies_held_out_images() -> None:
 # --- the study-level tables and the claims table ---------------------------------------------
 
 
-def _sets(tmp_path, prepared, variants=("benchmark", "dummy"), seeds=(0, 1, 2)):  # type: ignore[no-untyped-def]
+def _sets(tmp_path, prepared, variants=("benchmark", "dummy"), seeds=(0, 1, 2), name="mnist_cnn"):  # type: ignore[no-untyped-def]
     from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
     from conftest import random_model
 
@@ -283,7 +283,7 @@ def _sets(tmp_path, prepared, variants=("benchmark", "dummy"), seeds=(0, 1, 2)):
     sets = {}
     for i, v in enumerate(variants):
         for s in seeds:
-            model = random_model(prepared, seed=10 * s + i, width=0.25, hidden=8).eval()
+            model = random_model(prepared, name, seed=10 * s + i, width=0.25, hidden=8).eval()
             out = tmp_path / v / f"seed{s}"
             extract_activations(model, groups, resolve_layers(model, []), out, batch_size=32, classes=prepared.classes)
             sets[v, s] = ActivationSet(out)
@@ -294,7 +294,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     import pandas as pd
 
     from cnnscope.analysis.claims import ClaimError, claims_table
-    from cnnscope.analysis.measures import MeasureSettings, measure_study
+    from cnnscope.analysis.measures import MeasureSettings, measure_study, split_reference_heads
     from conftest import synthetic_prepared
 
     prepared = synthetic_prepared(n_per_class=30)
@@ -309,10 +309,24 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
          for v, s in sets]
     )  # fmt: skip
     contrasts = [["benchmark", "dummy"]]
+    with_mlp = {**sets, ("mlp", 0): _sets(tmp_path / "mlp", prepared, ("mlp",), (0,), "mlp")["mlp", 0]}
+    compared, heads = split_reference_heads(with_mlp)
+    assert list(heads) == [("mlp", 0)] and list(compared) == list(sets)
     res = measure_study(
-        sets, pixels, layers, ref.feature_maps, prepared.classes, {"certainty": cert}, contrasts, settings, 50
+        compared,
+        pixels,
+        layers,
+        ref.feature_maps,
+        prepared.classes,
+        {"certainty": cert},
+        contrasts,
+        settings,
+        50,
+        heads,
     )
     t = res.tables
+    mlp_rows = t["pattern_classification"][t["pattern_classification"]["variant"] == "mlp"]
+    assert mlp_rows["classifier"].tolist() == ["network head"] and mlp_rows["pair"].tolist() == ["4↔9"]
     assert list(t["claims"]["claim"]) == ["a", "a", "a′", "b", "b", "e"]
     assert t["claims"]["image_ci_low"].iloc[:2].notna().all()  # image bootstrap beside the seed verdict
     overview = t["cka_overview"].set_index(["layer", "comparison"])
