@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from cnnscope.data.prepare import build_prepared, prepare
 from cnnscope.data.prepared import PreparedData
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.errors import CnnscopeError
+from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,31 +257,27 @@ def test_prepare_writes_loadable_dataset_and_manifest(tmp_path: Path) -> None:
     assert abs(loaded.mean[0] - 0.13) < 0.02  # MNIST's well-known mean intensity
 
 
-def run_prepare_stage(tmp_path: Path, data: dict) -> subprocess.CompletedProcess[str]:
+def run_prepare_stage(tmp_path: Path, data: dict) -> int:
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"data": data}))
-    return subprocess.run(
-        [sys.executable, str(REPO / "pipelines/prepare.py"), "--params", str(params)],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    return run_stage_main("prepare", ["--params", str(params)], tmp_path)
 
 
 def test_prepare_stage_on_embedded_default(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out"})
-    assert result.returncode == 0, result.stderr
+    assert run_prepare_stage(tmp_path, {"out_dir": "out"}) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset.pt", "manifest.json"]
 
 
-def test_prepare_stage_bad_input_exits_cleanly(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out", "probes": [{"label": "seven"}]})
-    assert result.returncode == 2
-    assert "label='seven' is not a class" in result.stderr and "Traceback" not in result.stderr
+def test_prepare_stage_bad_input_exits_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_prepare_stage(tmp_path, {"out_dir": "out", "probes": [{"label": "seven"}]}) == 2
+    err = capsys.readouterr().err
+    assert "label='seven' is not a class" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
-def test_prepare_stage_bad_key_names_it(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out", "val_fractoin": 0.1})
-    assert result.returncode == 2 and "data.val_fractoin" in result.stderr
+def test_prepare_stage_bad_key_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_prepare_stage(tmp_path, {"out_dir": "out", "val_fractoin": 0.1}) == 2
+    assert "data.val_fractoin" in capsys.readouterr().err
 
 
 @pytest.mark.shared_data

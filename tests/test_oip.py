@@ -3,13 +3,11 @@ stage writes complete, deterministic outputs (or one clear error)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -17,7 +15,6 @@ import torch
 import yaml
 from torch import nn
 
-from cnnscope.errors import run_stage
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import (
     OIPError,
@@ -35,6 +32,7 @@ from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise, wavelength_noise
 from cnnscope.oip.transforms import fourier_damping, gaussian_blur, suppression
 from conftest import random_model, synthetic_prepared
+from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
@@ -250,41 +248,24 @@ def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
     return tmp_path
 
 
-def _load_stage() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oip_stage", REPO / "pipelines" / "oip.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_stage(cwd: Path, *args: str) -> int:
+    return run_stage_main("oip", list(args), cwd)
 
 
-STAGE = _load_stage()
-
-
-def _run_stage(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    """Run the stage in-process exactly as its ``__main__`` does (``run_stage``); the exit code."""
-    monkeypatch.chdir(cwd)
-    try:
-        run_stage(lambda: STAGE.main(list(args)))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
-def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"maps": [0, 1, 2, 3, 4, 5], "steps": 6, "snapshots": [0, 3, 6]})
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     out = repo / "oip" / "benchmark" / "seed0"
     index = json.loads((out / "index.json").read_text())
     for entry in index["figures"]:
-        assert (out / entry["file"]).stat().st_size > 0 and entry["caption"]
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
+        assert (out / entry["path"]).stat().st_size > 0 and entry["caption"]
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
     metrics = json.loads((repo / "metrics" / "oip" / "benchmark_seed0.json").read_text())
     assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
     assert "per_map" not in metrics  # per-map numbers live in maps.csv, not in `dvc metrics show`
     assert sorted(pd.read_csv(out / "maps.csv")["map"]) == [0, 1, 2, 3, 4, 5]
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     second = {p.name: p.read_bytes() for p in out.iterdir()}
     assert first.keys() == second.keys()
     for name in first:
@@ -305,20 +286,19 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, m
 )
 def test_stage_bad_input_one_message_no_output(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     oip: dict[str, object],
     needle: str,
 ) -> None:
     repo = _stage_repo(tmp_path, oip)
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") != 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") != 0
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not (repo / "oip").exists() and not (repo / "metrics").exists()
 
 
-def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"layer": "relu_fc1", "maps": [0, 1, 2], "steps": 3, "snapshots": [0, 3]})
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     index = json.loads((repo / "oip" / "benchmark" / "seed0" / "index.json").read_text())
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}

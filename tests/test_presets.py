@@ -17,13 +17,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 def figures(index: Path) -> set[str]:
-    return {Path(e.get("file") or e["path"]).name for e in json.loads(index.read_text())["figures"]}
+    return {Path(e["path"]).name for e in json.loads(index.read_text())["figures"]}
 
 
 def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=cifar10_frog", f"data.root={shared_data / 'cifar10-jpeg.tar.gz'}"]
     overrides += ["data.train_size=2000", "data.subsets=[400]", "study.variant_specs.dummy.train_subset=400"]
-    overrides += ["study.variants=[benchmark,dummy,untrained]"]
+    overrides += ["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"]
     run_pipeline(tmp_path, overrides)
     manifest = json.loads((tmp_path / "data/prepared/manifest.json").read_text())
     assert manifest["probes"][0] == {**manifest["probes"][0], "name": "frog", "label": "frog"}
@@ -35,7 +35,7 @@ def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
 
 def test_mnist_oip(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=mnist_oip", f"data.root={shared_data}", "data.train_size=3000"]
-    overrides += ["study.variants=[benchmark,dummy,untrained]"]
+    overrides += ["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"]
     run_pipeline(tmp_path, overrides)
     assert {"oip_grid.png", "evolution.png", "wavelengths.png"} <= figures(tmp_path / "oip/benchmark/seed0/index.json")
     assert "fcp_benchmark_class4.png" in figures(tmp_path / "compare/index.json")

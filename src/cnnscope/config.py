@@ -150,6 +150,9 @@ class StudyConfig:
     variants: list[str] = field(default_factory=lambda: ["benchmark"])
     variant_specs: dict[str, VariantSpec] = field(default_factory=lambda: {"benchmark": VariantSpec()})
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: ``[variant, reference]`` pairs the study is about (difference CIs, claims); every variant is
+    #: also compared with the null model(s), the variants with ``train: false``.
+    contrasts: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -290,6 +293,12 @@ def _check_semantics(params: Params) -> None:
         raise ConfigError(
             f"study.variants names {unknown} but study.variant_specs defines only {sorted(study.variant_specs)}"
         )
+    for pair in study.contrasts:
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(study.variants):
+            raise ConfigError(
+                f"study.contrasts entry {list(pair)} must name two different variants of study.variants "
+                f"({', '.join(study.variants)}), as [variant, reference]; drop it or add the variants"
+            )
     subsets = [float(s) for s in params.data.subsets]
     for name in study.variants:
         spec = study.variant_specs[name]
@@ -340,10 +349,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     return validate(raw)
 
 
+def check_variant(study: StudyConfig, variant: str) -> None:
+    """The one check (and wording) for a ``--variant`` that the study does not run."""
+    if variant not in study.variants:
+        raise ConfigError(
+            f"unknown variant {variant!r}; study '{study.name}' runs: {', '.join(study.variants)} (study.variants)"
+        )
+
+
 def variant_model_config(params: Params, variant: str) -> ModelConfig:
     """The model configuration of ``variant``: the study's ``model`` with the variant's overrides."""
-    if variant not in params.study.variant_specs:
-        raise ConfigError(f"unknown variant {variant!r}; the study defines: {', '.join(params.study.variants)}")
+    check_variant(params.study, variant)
     merged = OmegaConf.merge(OmegaConf.structured(params.model), params.study.variant_specs[variant].model)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +21,9 @@ from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import initial_noise, standardize
 from cnnscope.oip.transforms import Jitter, suppression
+
+if TYPE_CHECKING:  # the library runs without the config stack (omegaconf) where only OIPs are needed
+    from cnnscope.config import OIPConfig
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,22 @@ class OIPSettings:
     def candidates(self) -> int:
         """Candidates per target: seeds × wavelengths."""
         return len(self.seeds) * len(self.wavelengths)
+
+    @classmethod
+    def from_config(cls, cfg: OIPConfig) -> OIPSettings:
+        """The settings of the ``oip`` section of ``params.yaml``: ``cfg.seeds`` noise restarts
+        numbered from ``cfg.noise_seed``."""
+        return cls(
+            seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
+            wavelengths=list(cfg.wavelengths),
+            steps=cfg.steps,
+            step_size=cfg.step_size,
+            noise=cfg.noise.value,
+            suppress=cfg.suppression.value,
+            blur_sigma=cfg.blur_sigma,
+            fourier_damping=cfg.fourier_damping,
+            jitter=cfg.jitter,
+        )
 
 
 @dataclass
@@ -77,6 +97,28 @@ class OIPResult:
     def final(self) -> torch.Tensor:
         """Objective after the last step ``(M, K, W)``."""
         return self.history[-1]
+
+    def best_candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per map, the (seed index, wavelength index) of its highest final objective, ``(M,)`` each."""
+        n_wl = self.final.shape[2]
+        flat = self.final.flatten(1).argmax(dim=1)
+        return flat // n_wl, flat % n_wl
+
+    def tensors(self, nodes: NodeOIPResult | None = None) -> dict[str, Any]:
+        """Everything needed to redraw the figures without re-running the ascent (``oips.pt``)."""
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "maps": self.maps,
+            "seeds": self.seeds,
+            "wavelengths": self.wavelengths,
+            "images": self.images,
+            "history": self.history,
+            "grad_seen": self.grad_seen,
+            "snapshots": self.snapshots,
+        }
+        if nodes is not None:
+            out |= {"node_map": nodes.map, "node_images": nodes.images, "node_activation": nodes.activation}
+        return out
 
 
 @dataclass
