@@ -13,7 +13,7 @@ import yaml
 
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models import save_checkpoint
-from conftest import REPO_ROOT, random_model
+from conftest import REPO_ROOT, random_model, synthetic_prepared
 from pipeline import run_stage_main
 
 VARIANTS = ["benchmark", "dummy", "untrained"]
@@ -28,6 +28,13 @@ def _write_params(root: Path, **sections: dict[str, Any]) -> None:
     for key, values in sections.items():
         params[key].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture
+def prepared() -> PreparedData:
+    """Enough test images that the 30-image evaluation sample has at least two of every class (the FCP
+    chance level needs them)."""
+    return synthetic_prepared(n_per_class=30)
 
 
 @pytest.fixture
@@ -59,6 +66,7 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(tracking, "log_metrics", lambda run, m, **_: logged.append((run, "metrics", dict(m))))
     monkeypatch.setattr(tracking, "log_artifact", lambda run, path, **_: logged.append((run, "artifact", Path(path))))
     tracking.write_run_id(workspace / "models/dummy/seed0", "run-dummy-0")
+    _plant_tiny_probability(workspace / "models/benchmark/seed0/best.ckpt")
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
@@ -72,13 +80,19 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     _run("compare", [])
     index = json.loads((workspace / "compare/index.json").read_text())
     kinds = {f["kind"] for f in index["figures"]}
-    assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters"} <= kinds
+    assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters", "cka"} <= kinds
     for entry in index["figures"] + index["tables"]:
         assert (workspace / "compare" / entry["path"]).is_file(), entry
     assert all(f["caption"] for f in index["figures"])
 
     stats = pd.read_csv(workspace / "compare/tables/layer_stats.csv")
     assert set(stats["variant"]) == set(VARIANTS)
+    assert "softmax" not in set(stats["layer"])  # a distribution over classes has no histogram rows
+    softmax = pd.read_csv(workspace / "compare/tables/softmax.csv")
+    planted = softmax[(softmax["variant"] == "benchmark") & (softmax["class"] == 1)]["probability"]
+    np.testing.assert_allclose(planted, 1e-6, rtol=1e-3)  # float32 end to end, not float16's 0 or 1.013e-6
+    for name in ("scale_free", "cka", "cka_overview", "spatial_probe", "matching", "overlap", "claims"):
+        assert len(pd.read_csv(workspace / f"compare/tables/{name}.csv")), name
     relu = stats[stats["layer"] == "relu1"]
     assert ((relu["sparsity"] > 0) & (relu["sparsity"] < 1)).all()
     assert (stats["entropy_bits"] <= np.log2(64) + 1e-9).all()
@@ -88,13 +102,15 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
 
     metrics = json.loads((workspace / "metrics/compare.json").read_text())
     assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 30
-    assert "relu3" in metrics["benchmark_minus_dummy"]
-    ci = metrics["benchmark_minus_dummy"]["relu3"]["entropy_bits"]
-    assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"]
+    assert set(metrics["variants"]["dummy"]) == {
+        "accuracy", "predictive_entropy_bits", "relu3_hoyer", "relu3_entropy_norm_bits", "relu3_spatial_probe_acc",
+        "relu1_cka_to_input",
+    }  # fmt: skip
+    assert {c["verdict"] for c in metrics["claims"]} == {"too few seeds"}  # one seed: no verdict
     # the dummy's run (the only one with a run id) gets its metrics and its own figures
     assert {run for run, _, _ in logged} == {"run-dummy-0"}
     metrics_logged = next(m for _, kind, m in logged if kind == "metrics")
-    assert "compare/relu3/entropy_bits" in metrics_logged
+    assert "compare/relu3_hoyer" in metrics_logged
     artifacts = {p.name for _, kind, p in logged if kind == "artifact"}
     assert "compare.json" in artifacts and "kernels_dummy.png" in artifacts
     assert not any("benchmark" in name for name in artifacts)
@@ -102,6 +118,35 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     assert {("benchmark", "dummy"), ("benchmark", "untrained"), ("dummy", "untrained")} <= set(
         zip(diffs["variant"], diffs["reference"], strict=True)
     )
+
+
+def _plant_tiny_probability(checkpoint: Path) -> None:
+    """Logits that give class 1 a probability of 1e-6 for every image (float16 cannot hold it)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["state_dict"]["model.fc2.weight"].zero_()
+    ckpt["state_dict"]["model.fc2.bias"].copy_(torch.tensor([0.0, float(np.log(1e-6))] + [-1e4] * 8))
+    torch.save(ckpt, checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"compare": {"matching_layers": ["fc1"]}}, "have no feature maps"),
+        ({"study": {"contrasts": [["benchmark", "wide"]]}}, "study.contrasts"),
+        ({"extract": {"eval_samples": 10}}, "fewer than two images of class"),
+    ],
+)
+def test_compare_bad_measure_input_writes_nothing(
+    workspace: Path, capsys: pytest.CaptureFixture[str], sections: dict[str, Any], message: str
+) -> None:
+    _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 30)})
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    _write_params(workspace, **sections)
+    assert message in _fails("compare", [], capsys)
+    assert not (workspace / "compare").exists() and not (workspace / "metrics/compare.json").exists()
 
 
 def test_unknown_layer(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,6 +41,21 @@ from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
 Net = tuple[str, int]
 EVAL, PROBE, INPUT = "eval", "probe", "input"
 
+#: What each table holds (listed in the compare stage's ``index.json``).
+TABLES = {
+    "scale_free": "per network and layer: robust scale, normalised entropy (bits), Hoyer sparsity, kurtosis",
+    "cka": "debiased minibatch linear CKA of every pair of networks and of each network to the input, per layer",
+    "cka_overview": "CKA means over seeds per layer: between variants, seed-to-seed baseline, to the input",
+    "spatial_probe": "held-out accuracy, standard error and chance of a logistic regression on grid-pooled maps",
+    "matching": "per layer and network pair: each map's Hungarian match, matched and same-index correlations",
+    "matching_summary": "per layer and network pair: mean matched / same-index / best correlation over live maps",
+    "matching_overview": "the matching summary averaged over seeds per layer and comparison",
+    "fcp_contrast": "the article's contrast count on the probes vs same-class and mixed chance draws",
+    "overlap": "mean Jaccard of active deepest-map nodes within vs between classes, image bootstrap interval",
+    "pattern_classification": "held-out accuracy and pair confusion: binary-pattern classifier vs network heads",
+    "claims": "the seed claims (a), (a′), (b), (e) with paired per-seed differences and verdicts",
+}
+
 
 @dataclass(frozen=True)
 class MeasureSettings:
