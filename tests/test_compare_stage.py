@@ -23,7 +23,7 @@ def _write_params(root: Path, **sections: dict[str, Any]) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["study"]["variants"] = VARIANTS
     params["study"]["seeds"] = [0]
-    params["extract"].update(eval_samples=30, batch_size=16)
+    params["extract"].update(eval_samples=40, batch_size=16)
     params["compare"].update(bootstrap=50, max_maps=4)
     for key, values in sections.items():
         params[key].update(values)
@@ -32,9 +32,9 @@ def _write_params(root: Path, **sections: dict[str, Any]) -> None:
 
 @pytest.fixture
 def prepared() -> PreparedData:
-    """Enough test images that the 30-image evaluation sample has at least two of every class (the FCP
-    chance level needs them)."""
-    return synthetic_prepared(n_per_class=30)
+    """Enough test images (75) that the 40-image evaluation sample has at least two of every class (the
+    FCP chance level needs them)."""
+    return synthetic_prepared(n_per_class=40)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
-    assert len(manifest["groups"]["eval"]["sample_ids"]) == 30
+    assert len(manifest["groups"]["eval"]["sample_ids"]) == 40
     assert manifest["groups"]["probe"]["names"] == [f"probe{i}" for i in range(5)]
     assert manifest["provenance"]["checkpoint_sha256"]
     first = (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes()
@@ -101,7 +101,7 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     assert edges.nunique() == 1  # shared bin edges across variants
 
     metrics = json.loads((workspace / "metrics/compare.json").read_text())
-    assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 30
+    assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 40
     assert set(metrics["variants"]["dummy"]) == {
         "accuracy", "predictive_entropy_bits", "relu3_hoyer", "relu3_entropy_norm_bits", "relu3_spatial_probe_acc",
         "relu1_cka_to_input",
@@ -141,7 +141,7 @@ def _plant_tiny_probability(checkpoint: Path) -> None:
 def test_compare_bad_measure_input_writes_nothing(
     workspace: Path, capsys: pytest.CaptureFixture[str], sections: dict[str, Any], message: str
 ) -> None:
-    _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 30)})
+    _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 40)})
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     _write_params(workspace, **sections)

@@ -45,14 +45,20 @@ def contrast_count(group: np.ndarray, others: np.ndarray) -> int:
     return int(inside.sum())
 
 
-def _check_classes(labels: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    classes, counts = np.unique(labels, return_counts=True)
+def check_two_per_class(labels: np.ndarray) -> None:
+    """The chance level and the within-class overlap need at least two evaluation images per class."""
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
     if len(counts) == 0 or counts.min() < 2:
         short = [int(c) for c, n in zip(classes, counts, strict=True) if n < 2]
         raise ClassPatternError(
-            f"the evaluation sample has fewer than two images of class(es) {short}: the FCP chance level "
-            "needs at least two per class; raise extract.eval_samples"
+            f"the evaluation sample has fewer than two images of class(es) {short or 'any'}: the FCP chance "
+            "level needs at least two per class; raise extract.eval_samples"
         )
+
+
+def _check_classes(labels: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    check_two_per_class(labels)
+    classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < k + m:
         raise ClassPatternError(
             f"the FCP chance level draws {k} + {m} images of distinct classes, but the evaluation sample has "

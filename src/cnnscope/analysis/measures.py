@@ -28,6 +28,7 @@ from cnnscope.analysis.class_patterns import (
     ClassPatternError,
     active,
     chance_counts,
+    check_two_per_class,
     contrast_count,
     overlap_within_between,
     percentile,
@@ -228,6 +229,7 @@ def _deepest_patterns(
     settings: MeasureSettings,
 ) -> None:
     """Class-pattern contrast with its chance level, overlap and pattern classification."""
+    check_two_per_class(labels)
     probe_info = next(iter(sets.values())).group(PROBE)
     probe_labels = np.asarray(probe_info.labels)
     groups = [k for k in dict.fromkeys(probe_labels.tolist()) if (probe_labels == k).sum() >= 2]
