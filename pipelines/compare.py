@@ -23,6 +23,7 @@ from cnnscope import tracking
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, StudyResults, compare_study
 from cnnscope.analysis.edge_filters import edge_filter_stages
+from cnnscope.analysis.class_patterns import check_two_per_class
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
 from cnnscope.analysis.measures import MeasureSettings, headline, measure_study, split_reference_heads
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     cfg = params.compare
     sets, heads = split_reference_heads(_open_sets(params))
+    check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
     roles = Roles.from_study(params.study)
