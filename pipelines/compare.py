@@ -22,8 +22,8 @@ import torch
 from cnnscope import tracking
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, StudyResults, compare_study
-from cnnscope.analysis.edge_filters import edge_filter_stages
 from cnnscope.analysis.class_patterns import check_two_per_class
+from cnnscope.analysis.edge_filters import edge_filter_stages
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
 from cnnscope.analysis.measures import MeasureSettings, headline, measure_study, split_reference_heads
