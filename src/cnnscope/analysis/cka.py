@@ -36,10 +36,13 @@ K = TypeVar("K", bound=Hashable)
 
 
 def gram(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Linear Gram matrix ``XXᵀ`` (float64) of ``x`` ``(n, ...)`` with its features flattened."""
+    """Linear Gram matrix ``XXᵀ`` of ``x`` ``(n, ...)`` with its features flattened, returned in
+    float64. Float input is multiplied in its own precision (float32 sums of float16 activations
+    are exact to ~1e-7 relative, far inside the estimator's noise, at a quarter of float64's cost)."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))  # a copy: memmaps are read-only
-    flat = t.reshape(len(t), -1).double()
-    return flat @ flat.T
+    flat = t.reshape(len(t), -1)
+    flat = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+    return (flat @ flat.T).double()
 
 
 def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> float:  # noqa: E741 (the paper's names)
@@ -91,13 +94,24 @@ def minibatch_cka(
     if len(lengths) != 1:
         raise ValueError(f"CKA needs the same images in every representation; lengths {sorted(lengths)}")
     wanted = list(pairs) if pairs is not None else [(a, b) for a, b in combinations_with_replacement(names, 2)]
-    needed = {frozenset((a, b)) for a, b in wanted} | {frozenset((a,)) for pair in wanted for a in pair}
-    sums: dict[frozenset[K], float] = dict.fromkeys(needed, 0.0)
     used = sorted({a for pair in wanted for a in pair}, key=names.index)
-    slices = batches(lengths.pop(), batch)
-    for sl in slices:
-        grams = {name: gram(np.array(reps[name][sl], dtype=np.float32)) for name in used}
-        for key in sums:
-            a, b = (*key, *key)[:2]
-            sums[key] += unbiased_hsic(grams[a], grams[b])
-    return {(a, b): _ratio(sums[frozenset((a, b))], sums[frozenset((a,))], sums[frozenset((b,))]) for a, b in wanted}
+    total = torch.zeros(len(used), len(used), dtype=torch.float64)
+    for sl in batches(lengths.pop(), batch):
+        total += _hsic_matrix([gram(np.array(reps[name][sl], dtype=np.float32)) for name in used])
+    index = {name: i for i, name in enumerate(used)}
+    h = total.numpy()
+    return {(a, b): _ratio(h[index[a], index[b]], h[index[a], index[a]], h[index[b], index[b]]) for a, b in wanted}
+
+
+def _hsic_matrix(grams: Sequence[torch.Tensor]) -> torch.Tensor:
+    """HSIC₁ of every pair of the Gram matrices of one batch at once: the three terms of
+    :func:`unbiased_hsic` as a Gram matrix of the flattened zero-diagonal kernels, an outer product
+    of their sums and one of their column sums."""
+    n = grams[0].shape[0]
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs at least 4 images, got {n}")
+    zeroed = torch.stack([g - torch.diag_embed(torch.diagonal(g)) for g in grams])  # (m, n, n)
+    flat = zeroed.reshape(len(grams), -1)
+    sums, columns = flat.sum(dim=1), zeroed.sum(dim=1)
+    trace = flat @ flat.T
+    return (trace + torch.outer(sums, sums) / ((n - 1) * (n - 2)) - 2 * (columns @ columns.T) / (n - 2)) / (n * (n - 3))

@@ -17,6 +17,9 @@ with anything; its row and column count as 0 and it is flagged.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
 import numpy as np
 import pandas as pd
 import torch
@@ -25,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from cnnscope.errors import CnnscopeError
 
 CHUNK = 128
+K = TypeVar("K", bound=Hashable)
 
 
 class MatchingError(CnnscopeError, ValueError):
@@ -33,43 +37,70 @@ class MatchingError(CnnscopeError, ValueError):
 
 def _as_maps(x: torch.Tensor) -> torch.Tensor:
     """``(n, C, H, W)`` chunk → ``(n·H·W, C)`` rows of map values per image and position."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _check(arrays: Mapping[K, np.ndarray], layer: str) -> None:
+    shapes = {tuple(a.shape) for a in arrays.values()}
+    first = next(iter(arrays.values()))
+    if first.ndim != 4:
+        raise MatchingError(
+            f"layer {layer!r} has no feature maps (shape {first.shape[1:]}): map matching needs a "
+            "convolutional layer (N, C, H, W); remove it from compare.matching_layers"
+        )
+    if len({(s[0], *s[2:]) for s in shapes}) != 1:
+        raise MatchingError(f"layer {layer!r}: shapes {sorted(shapes)} differ; match networks of one architecture")
+
+
+def all_map_correlations(
+    arrays: Mapping[K, np.ndarray], layer: str = "?"
+) -> tuple[dict[tuple[K, K], np.ndarray], dict[K, np.ndarray]]:
+    """Correlation matrices of the maps of every pair of networks (``(a, b)`` with ``a`` before
+    ``b`` in ``arrays``) over images × positions, and each network's dead-map flags.
+
+    The maps of all networks are laid side by side, so one product per chunk gives every pair's
+    cross sums. Each map is shifted by its mean over the first chunk before the float32 products
+    (covariances do not change under a shift, and centred sums lose no precision to a large
+    mean); the sums accumulate in float64.
+    """
+    _check(arrays, layer)
+    names = list(arrays)
+    widths = [arrays[k].shape[1] for k in names]
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    n = len(next(iter(arrays.values())))
+    total = int(offsets[-1])
+    s1 = torch.zeros(total, dtype=torch.float64)
+    s2 = torch.zeros(total, total, dtype=torch.float64)
+    shift: torch.Tensor | None = None
+    rows = 0
+    for start in range(0, n, CHUNK):
+        x = torch.cat(
+            [_as_maps(torch.from_numpy(np.array(arrays[k][start : start + CHUNK], dtype=np.float32))) for k in names],
+            dim=1,
+        )
+        if shift is None:
+            shift = x.mean(dim=0)
+        x = x - shift
+        s1 += x.sum(dim=0).double()
+        s2 += (x.T @ x).double()
+        rows += len(x)
+    mean = s1 / rows
+    cov = s2 / rows - torch.outer(mean, mean)
+    var = cov.diagonal().clamp_min(0)
+    scale = var.sqrt()
+    dead = var <= 1e-12 * (1 + ((shift if shift is not None else 0) + mean).square())
+    corr = torch.where(dead[:, None] | dead[None], 0.0, cov / torch.outer(scale, scale).clamp_min(1e-300))
+    matrix = corr.clamp(-1, 1).numpy()
+    blocks = {k: slice(int(offsets[i]), int(offsets[i + 1])) for i, k in enumerate(names)}
+    pairs = {(a, b): matrix[blocks[a], blocks[b]] for i, a in enumerate(names) for b in names[i + 1 :]}
+    return pairs, {k: dead.numpy()[blocks[k]] for k in names}
 
 
 def map_correlations(a: np.ndarray, b: np.ndarray, layer: str = "?") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Correlation matrix ``(C_a, C_b)`` of the maps of ``a`` and ``b`` (both ``(N, C, H, W)``, the
     same images), and the dead-map flags of each side."""
-    if a.ndim != 4 or b.ndim != 4:
-        raise MatchingError(
-            f"layer {layer!r} has no feature maps (shape {a.shape[1:]}): map matching needs a "
-            "convolutional layer (N, C, H, W); remove it from compare.matching_layers"
-        )
-    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
-        raise MatchingError(
-            f"layer {layer!r}: shapes {a.shape} and {b.shape} differ; match networks of one architecture"
-        )
-    ca, cb = a.shape[1], b.shape[1]
-    s_a, s_b = torch.zeros(ca, dtype=torch.float64), torch.zeros(cb, dtype=torch.float64)
-    q_a, q_b = torch.zeros(ca, dtype=torch.float64), torch.zeros(cb, dtype=torch.float64)
-    s_ab = torch.zeros(ca, cb, dtype=torch.float64)
-    rows = 0
-    for start in range(0, len(a), CHUNK):
-        xa = _as_maps(torch.from_numpy(np.array(a[start : start + CHUNK], dtype=np.float32)))
-        xb = _as_maps(torch.from_numpy(np.array(b[start : start + CHUNK], dtype=np.float32)))
-        s_a += xa.sum(dim=0)
-        s_b += xb.sum(dim=0)
-        q_a += xa.square().sum(dim=0)
-        q_b += xb.square().sum(dim=0)
-        s_ab += xa.T @ xb
-        rows += len(xa)
-    mean_a, mean_b = s_a / rows, s_b / rows
-    cov = s_ab / rows - mean_a[:, None] * mean_b[None]
-    var_a = (q_a / rows - mean_a.square()).clamp_min(0)
-    var_b = (q_b / rows - mean_b.square()).clamp_min(0)
-    dead_a, dead_b = var_a <= 1e-12 * (1 + mean_a.square()), var_b <= 1e-12 * (1 + mean_b.square())
-    denom = (var_a[:, None] * var_b[None]).sqrt()
-    corr = torch.where(dead_a[:, None] | dead_b[None], 0.0, cov / denom.clamp_min(1e-300))
-    return corr.clamp(-1, 1).numpy(), dead_a.numpy(), dead_b.numpy()
+    pairs, dead = all_map_correlations({0: a, 1: b}, layer)
+    return pairs[0, 1], dead[0], dead[1]
 
 
 def match_maps(corr: np.ndarray, dead_a: np.ndarray | None = None, dead_b: np.ndarray | None = None) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from cnnscope.analysis.class_patterns import (
     percentile,
 )
 from cnnscope.analysis.linear_probe import probe_split
-from cnnscope.analysis.matching import MatchingError, map_correlations, match_maps, matching_summary
+from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
 from cnnscope.analysis.pattern_classifier import pattern_predictions, score
 from cnnscope.analysis.scalefree import scale_free_stats
 from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
@@ -126,6 +126,12 @@ def compute_measures(
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("scale_free", "cka", "spatial_probe", "matching")}
     map_rows: list[pd.DataFrame] = []
     chance = chance_level(labels, train, test)
+    # the spatial probe reads each layer after its activation (and the logits): a convolution's
+    # pre-activation and the max-pool after it carry the same layout, at 2-3x the fitting time
+    kinds = ref.kinds
+    probed = {name for name in layers if kinds.get(name) == "ReLU"} | {
+        ref.layers[-2] if SOFTMAX in ref.layers else ref.layers[-1]
+    }
     for layer in [name for name in layers if name != SOFTMAX]:
         arrays = {net: sets[net].array(EVAL, layer) for net in nets}
         for (v, s), sf in scale_free_stats(arrays, settings.bins, settings.scale_quantile).items():
@@ -148,7 +154,7 @@ def compute_measures(
             rows["cka"].append(
                 {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": vb, "seed_b": sb, "cka": value}
             )
-        for (v, s), x in arrays.items():
+        for (v, s), x in arrays.items() if layer in probed else ():
             probe = spatial_probe(x, labels, train, test, settings.probe_grid)
             rows["spatial_probe"].append(
                 {
@@ -163,9 +169,9 @@ def compute_measures(
                 }
             )
         if layer in matching:
+            correlations, dead = all_map_correlations(arrays, layer)
             for a, b in combinations(nets, 2):
-                corr, dead_a, dead_b = map_correlations(arrays[a], arrays[b], layer)
-                table = match_maps(corr, dead_a, dead_b)
+                table = match_maps(correlations[a, b], dead[a], dead[b])
                 ids = {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": b[0], "seed_b": b[1]}
                 map_rows.append(table.assign(**ids))
                 rows["matching"].append({**ids, **matching_summary(table)})

@@ -68,20 +68,35 @@ def robust_scale(array: np.ndarray, quantile: float = 0.99) -> float:
     return float(np.quantile(sample, quantile)) if len(sample) else 1.0
 
 
+def _hoyer_kurtosis(x32: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Hoyer sparsity and kurtosis of each row of a ``(rows, n)`` chunk."""
+    x = x32.double()
+    n = x.shape[1]
+    l1, l2 = x.abs().sum(dim=1), x.norm(dim=1)
+    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-300), torch.nan)
+    hoyer = (np.sqrt(n) - ratio) / (np.sqrt(n) - 1) if n > 1 else torch.zeros_like(ratio)
+    centred = x - x.mean(dim=1, keepdim=True)
+    m2, m4 = centred.square().mean(dim=1), centred.square().square().mean(dim=1)
+    return hoyer.numpy(), torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-300), torch.nan).numpy()
+
+
+def _one_pass(array: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Smallest and largest value, per-image Hoyer sparsity and kurtosis, in one pass over ``array``."""
+    low, high, hoyer, kurt = np.inf, -np.inf, [], []
+    for x in _chunks(array):
+        lo, hi = torch.aminmax(x)
+        low, high = min(low, float(lo)), max(high, float(hi))
+        h, k = _hoyer_kurtosis(x)
+        hoyer.append(h)
+        kurt.append(k)
+    empty = np.zeros(0)
+    return low, high, (np.concatenate(hoyer) if hoyer else empty), (np.concatenate(kurt) if kurt else empty)
+
+
 def hoyer_kurtosis(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-image Hoyer sparsity and kurtosis of ``array`` ``(N, ...)``, each ``(N,)``."""
-    hoyer, kurt = [], []
-    for x32 in _chunks(array):
-        x = x32.double()
-        n = x.shape[1]
-        l1, l2 = x.abs().sum(dim=1), x.norm(dim=1)
-        ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-300), torch.nan)
-        hoyer.append(((np.sqrt(n) - ratio) / (np.sqrt(n) - 1) if n > 1 else torch.zeros_like(ratio)).numpy())
-        centred = x - x.mean(dim=1, keepdim=True)
-        m2, m4 = centred.square().mean(dim=1), centred.pow(4).mean(dim=1)
-        kurt.append(torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-300), torch.nan).numpy())
-    empty = np.zeros(0)
-    return (np.concatenate(hoyer) if hoyer else empty), (np.concatenate(kurt) if kurt else empty)
+    _, _, hoyer, kurt = _one_pass(array)
+    return hoyer, kurt
 
 
 def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int = 64, quantile: float = 0.99) -> dict[K, ScaleFree]:
@@ -91,17 +106,14 @@ def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int = 64, quantile: f
     their normalised histograms compare bin by bin.
     """
     scales = {key: robust_scale(a, quantile) for key, a in arrays.items()}
-    lows, highs = [], []
-    for key, a in arrays.items():
-        for x in _chunks(a):
-            lo, hi = torch.aminmax(x)
-            lows.append(float(lo) / scales[key])
-            highs.append(float(hi) / scales[key])
+    passes = {key: _one_pass(a) for key, a in arrays.items()}
+    lows = [p[0] / scales[key] for key, p in passes.items() if np.isfinite(p[0])]
+    highs = [p[1] / scales[key] for key, p in passes.items() if np.isfinite(p[1])]
     edges = shared_edges(min(lows, default=0.0), max(highs, default=1.0), bins)
     out = {}
     for key, a in arrays.items():
         counts = image_histograms(a, edges * scales[key])
-        hoyer, kurt = hoyer_kurtosis(a)
+        _, _, hoyer, kurt = passes[key]
         out[key] = ScaleFree(
             scale=scales[key],
             entropy_bits=float(entropy(counts.sum(axis=0))),
