@@ -48,7 +48,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        res = compare_study(sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+        res = compare_study(
+            sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
+        )
         render_study(res, Path(tmp), cfg.max_maps)
         earlier = time.perf_counter() - start
 

@@ -56,7 +56,13 @@ def main() -> None:
     cfg = params.compare
     start = time.perf_counter()
     compare_study(
-        sets, images, Roles.from_study(params.study), cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction
+        sets,
+        images,
+        Roles.from_study(params.study),
+        cfg.bins,
+        cfg.bootstrap,
+        cfg.confidence,
+        cfg.linear_probe_test_fraction,
     )
     total = time.perf_counter() - start
     ActivationSet.array = original  # type: ignore[method-assign]

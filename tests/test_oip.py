@@ -15,6 +15,7 @@ import torch
 import yaml
 from torch import nn
 
+from cnnscope.config import load_params
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import (
     OIPError,
@@ -35,7 +36,9 @@ from conftest import random_model, synthetic_prepared
 from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
+#: The configured ascent (noise, suppression: conf/oip/default.yaml), made small.
+CONFIGURED = OIPSettings.from_config(load_params(REPO / "params.yaml").oip)
+FAST = replace(CONFIGURED, steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
 
 
 def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
@@ -72,7 +75,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
         planted_net(kernel, bias),
         "relu1",
         [0],
-        OIPSettings(seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
+        replace(FAST, seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
     )
     flat = result.images[0].flatten(2)  # (K, W, H*W)
     corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
@@ -155,7 +158,7 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    result = generate_oips(model, maps=[0, 1, 2, 3], settings=FAST, snapshots=[0, 4, 8])
+    result = generate_oips(model, None, [0, 1, 2, 3], FAST, snapshots=[0, 4, 8])
     assert result.layer == "relu3"  # default: the deepest conv map
     live = result.grad_seen.any(dim=(1, 2))
     assert (result.final.amax(dim=(1, 2)) >= result.history[0].amax(dim=(1, 2)))[live].all()
@@ -170,8 +173,8 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
 
 def test_same_seed_same_numbers() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
-    a = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
-    b = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
+    a = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
+    b = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
 
 
@@ -180,7 +183,7 @@ def test_per_node_mode_covers_every_node_and_prefers_its_location() -> None:
     kernel[1, 1] = 1.0  # map 0 copies the pixel under each node
     net = planted_net(kernel, bias=13.0)  # |pixel| ≤ 12 after standardisation: always active
     nodes = generate_node_oips(
-        net, 0, "relu1", OIPSettings(seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
+        net, 0, "relu1", replace(FAST, seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
     )
     assert nodes.images.shape[:2] == (10, 10) and not nodes.dead.any()
     peaks = nodes.images[..., 0, :, :].flatten(2).argmax(dim=-1)  # brightest pixel of each node's OIP
@@ -233,7 +236,7 @@ def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
 def test_bad_requests_name_what_is_valid(request_: dict[str, object], settings: dict[str, object], needle: str) -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     with pytest.raises(OIPError, match=needle.replace("(", r"\(")):
-        generate_oips(model, settings=replace(FAST, **settings), **request_)  # type: ignore[arg-type]
+        generate_oips(model, **({"layer": None, "maps": None} | request_), settings=replace(FAST, **settings))  # type: ignore[arg-type]
 
 
 # --- the stage ------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ class MeasureSettings:
             cka_batch=cfg.cka_batch,
             matching_layers=tuple(cfg.matching_layers),
             probe_grid=cfg.probe_grid,
-            probe_test_fraction=cfg.probe_test_fraction,
+            probe_test_fraction=cfg.linear_probe_test_fraction,
             fcp_draws=cfg.fcp_draws,
             overlap_resamples=cfg.overlap_resamples,
             confidence=cfg.confidence,

@@ -95,9 +95,7 @@ def manifest(prepared: PreparedData, source: RawSource, cfg: DataConfig, dataset
 
 
 def to_container_data(cfg: DataConfig) -> dict[str, Any]:
-    from cnnscope.config import Params
-
-    return to_container(Params(data=cfg))["data"]
+    return to_container(cfg)
 
 
 def _display_path(path: Path, root: Path | None) -> str:

@@ -19,54 +19,62 @@ from cnnscope.models import LayeredCNN
 from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
-from cnnscope.oip.param import initial_noise, standardize
-from cnnscope.oip.transforms import Jitter, suppression
+from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
+from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, suppression
 
-if TYPE_CHECKING:  # the library runs without the config stack (omegaconf) where only OIPs are needed
+if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
     from cnnscope.config import OIPConfig
 
 
 @dataclass(frozen=True)
 class OIPSettings:
     """How candidates start and how they are stepped: shared by map and node OIPs, so that the
-    per-node grid of a map is comparable with that map's OIPs."""
+    per-node grid of a map is comparable with that map's OIPs. No defaults here: they live in the
+    configuration (``conf/oip/default.yaml``); build from it with :meth:`from_config`."""
 
-    #: Noise seeds; every (seed, wavelength) pair is one candidate per target.
-    seeds: Sequence[int] = (0, 1, 2)
+    #: Noise seeds, one per restart; every (seed, wavelength) pair is one candidate per target.
+    seeds: Sequence[int]
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
-    wavelengths: Sequence[int] = (1, 4, 8)
-    steps: int = 100
+    wavelengths: Sequence[int]
+    steps: int
     #: Step on the standardised input, in units of the unit-RMS gradient.
-    step_size: float = 0.05
-    #: Starting noise: ``grid`` or ``fourier`` (:mod:`cnnscope.oip.param`).
-    noise: str = "grid"
-    #: High-frequency suppression after each step: ``blur``, ``fourier`` or ``none``.
-    suppress: str = "blur"
-    blur_sigma: float = 0.5
-    fourier_damping: float = 0.1
+    step_size: float
+    #: Starting noise: one of :data:`cnnscope.oip.param.NOISE_KINDS`.
+    noise: str
+    #: High-frequency suppression after each step: one of :data:`cnnscope.oip.transforms.SUPPRESSIONS`.
+    suppress: str
+    blur_sigma: float
+    fourier_damping: float
     #: Random shift of up to this many pixels before each forward pass (0: none).
-    jitter: int = 0
+    jitter: int
+
+    def __post_init__(self) -> None:
+        # fail when the settings are made, before any model is loaded, naming the registered kinds
+        if self.noise not in NOISE_KINDS:
+            raise OIPError(f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISE_KINDS)}")
+        if self.suppress not in SUPPRESSIONS:
+            raise OIPError(f"unknown suppression {self.suppress!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+
+    @classmethod
+    def from_config(cls, cfg: OIPConfig) -> OIPSettings:
+        """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
+        ``noise_seed``, and the section's ascent knobs."""
+        return cls(
+            seeds=[cfg.noise_seed + i for i in range(cfg.restarts)],
+            wavelengths=list(cfg.wavelengths),
+            steps=cfg.steps,
+            step_size=cfg.step_size,
+            noise=cfg.noise,
+            suppress=cfg.suppression,
+            blur_sigma=cfg.blur_sigma,
+            fourier_damping=cfg.fourier_damping,
+            jitter=cfg.jitter,
+        )
 
     @property
     def candidates(self) -> int:
         """Candidates per target: seeds × wavelengths."""
         return len(self.seeds) * len(self.wavelengths)
-
-    @classmethod
-    def from_config(cls, cfg: OIPConfig) -> OIPSettings:
-        """The settings of the ``oip`` section of ``params.yaml``: ``cfg.seeds`` noise restarts
-        numbered from ``cfg.noise_seed``."""
-        return cls(
-            seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
-            wavelengths=list(cfg.wavelengths),
-            steps=cfg.steps,
-            step_size=cfg.step_size,
-            noise=cfg.noise.value,
-            suppress=cfg.suppression.value,
-            blur_sigma=cfg.blur_sigma,
-            fourier_damping=cfg.fourier_damping,
-            jitter=cfg.jitter,
-        )
 
 
 @dataclass
@@ -222,9 +230,9 @@ def _ascend_targets(
 
 def generate_oips(
     model: LayeredCNN,
-    layer: str | None = None,
-    maps: Sequence[int] | None = None,
-    settings: OIPSettings = OIPSettings(),
+    layer: str | None,
+    maps: Sequence[int] | None,
+    settings: OIPSettings,
     snapshots: Sequence[int] = (),
 ) -> OIPResult:
     """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all seeds and
@@ -274,8 +282,8 @@ def _reference_activations(
 def generate_node_oips(
     model: LayeredCNN,
     map_index: int,
-    layer: str | None = None,
-    settings: OIPSettings = OIPSettings(seeds=(0,), wavelengths=(4,)),
+    layer: str | None,
+    settings: OIPSettings,
 ) -> NodeOIPResult:
     """One OIP per node of map ``map_index``: batch = node × seed × wavelength, one run."""
     layer = layer if layer is not None else default_layer(model)
