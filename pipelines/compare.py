@@ -1,5 +1,7 @@
 """DVC stage `compare`: histograms, entropy, divergences, certainty, class patterns and linear
-probes for every variant and seed of the study, with seed statistics and bootstrap CIs.
+probes for every variant and seed of the study, with seed statistics and bootstrap CIs; the
+scale-free statistics, CKA, map matching, spatial probes, class-pattern chance levels and the
+claims with seed-level verdicts (:func:`cnnscope.analysis.measures.measure_study`).
 
 Reads ``activations/<variant>/seed<k>/`` for ``study.variants × study.seeds`` and the prepared
 images; writes ``compare/`` (``figures/*.png``, ``tables/*.csv`` — one tidy table per quantity —
@@ -19,13 +21,18 @@ import torch
 from cnnscope import tracking
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, StudyResults, compare_study
+from cnnscope.analysis.class_patterns import check_two_per_class
 from cnnscope.analysis.edge_filters import edge_filter_stages
+from cnnscope.analysis.histograms import pooled_pixels
+from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
+from cnnscope.analysis.measures import MeasureSettings, headline, measure_study, split_reference_heads
 from cnnscope.analysis.study.summary import flat_metrics
 from cnnscope.analysis.study.tables import TABLES
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir, atomic_write, provenance, run_dir, write_json
+from cnnscope.viz.measures import render_measures
 from cnnscope.viz.study import render_study
 
 METRICS = Path("metrics/compare.json")
@@ -50,10 +57,10 @@ def _write_outputs(res: StudyResults, out: Path, max_maps: int, record: dict[str
         rel = f"tables/{name}.csv"
         with atomic_write(out / rel) as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
-        tables.append({"path": rel, "name": name, "description": TABLES.get(name, name)})
+        tables.append({"path": rel, "name": name, "description": {**TABLES, **MEASURE_TABLES}.get(name, name)})
     probe = res.probe_images
     edges = edge_filter_stages(torch.from_numpy(probe[0])) if probe is not None and len(probe) else None
-    figures = render_study(res, out, max_maps, edges)
+    figures = render_study(res, out, max_maps, edges) + render_measures(res.tables["cka_overview"], out)
     index = {"figures": figures, "tables": tables, "feature_maps": res.feature_maps, "provenance": record}
     write_json(out / "index.json", index)
 
@@ -82,13 +89,22 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.compare
-    sets = _open_sets(params)
+    sets, heads = split_reference_heads(_open_sets(params))
+    check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
     roles = Roles.from_study(params.study)
     res = compare_study(
         sets, data.images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
     )
+    ids = torch.as_tensor(next(iter(sets.values())).group("eval").sample_ids, dtype=torch.long)
+    contrasts = roles.present(res.variants)
+    extra = measure_study(
+        sets, pooled_pixels(data.images[ids]), res.layers, res.feature_maps, res.classes, res.tables, contrasts,
+        MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
+    )  # fmt: skip
+    res.tables.update(extra.tables)
+    res.summary = headline(res.tables, res.variants, res.seeds, res.feature_maps, res.eval_images)
     study = {"variants": params.study.variants, "seeds": params.study.seeds, "contrasts": params.study.contrasts}
     record = provenance({"compare": to_container(params)["compare"], **study}, data_dir)
     out = Path(cfg.out_dir)

@@ -21,7 +21,15 @@ from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.models import best_device, load_for_config
-from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table, pick_maps, summary
+from cnnscope.oip import (
+    OIPSettings,
+    cross_map_similarity,
+    generate_node_oips,
+    generate_oips,
+    map_table,
+    pick_maps,
+    summary,
+)
 from cnnscope.oip.color import colour_sqrt
 from cnnscope.oip.generate import layer_shape
 from cnnscope.viz.oip import render_oips
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             torch.save(result.tensors(nodes), fh)
         index = {"variant": args.variant, "seed": args.seed, "layer": result.layer, "figures": figures}
         write_json(tmp / "index.json", {**index, "tables": TABLES, "provenance": record})
-    metrics = {**summary(table), "layer": result.layer, "focus_map": focus}
+    cross = cross_map_similarity(result.images, ~torch.tensor(table["dead"].to_numpy(dtype=bool)))
+    metrics = {**summary(table, cross), "layer": result.layer, "focus_map": focus}
     metrics_path = Path("metrics/oip") / f"{run_name(args.variant, args.seed)}.json"
     write_json(metrics_path, metrics)
     _record_run(model_dir, out_dir, metrics_path, metrics, params, uri, args.seed)

@@ -57,8 +57,12 @@ def test_capture_converts_each_output_to_the_storage_dtype(prepared: PreparedDat
     layers = resolve_layers(model, [])
     got, full = capture(model, x, layers, torch.float16), capture(model, x, layers)
     for layer in layers:
-        assert got[layer].dtype == torch.float16
-        torch.testing.assert_close(got[layer], full[layer].to(torch.float16), rtol=0, atol=0)
+        if layer in ("fc2", SOFTMAX):  # logits and probabilities stay float32
+            assert got[layer].dtype == torch.float32
+            torch.testing.assert_close(got[layer], full[layer], rtol=0, atol=0)
+        else:
+            assert got[layer].dtype == torch.float16
+            torch.testing.assert_close(got[layer], full[layer].to(torch.float16), rtol=0, atol=0)
 
 
 def test_inplace_relu_does_not_overwrite_captured_input(prepared: PreparedData) -> None:
@@ -77,6 +81,22 @@ def test_unknown_layer_lists_what_exists(prepared: PreparedData) -> None:
     assert "conv9" in message and "relu_fc1" in message and SOFTMAX in message
 
 
+def test_tiny_probabilities_survive_float16_extraction(tmp_path: Path, prepared: PreparedData) -> None:
+    """A probability of 1e-6 (0 in float16) is stored as it is, whatever the storage dtype of the maps."""
+    model = random_model(prepared).eval()
+    with torch.no_grad():  # logits that put 1e-6 on class 1 and the rest on class 0 for every image
+        model.fc2.weight.zero_()
+        model.fc2.bias.copy_(torch.tensor([0.0, float(np.log(1e-6))] + [-1e4] * 8))
+    ids = prepared.splits["test"][:9]
+    group = ImageGroup(prepared.images[ids], ids, prepared.labels[ids])
+    extract_activations(model, {"eval": group}, resolve_layers(model, []), tmp_path, batch_size=4, float16=True)
+    probs = ActivationSet(tmp_path).array("eval", SOFTMAX)
+    # float16 would hold it as a subnormal 1.013e-6 (and anything below 3e-8 as 0)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs[:, 1], 1e-6, rtol=1e-4)
+    assert ActivationSet(tmp_path).array("eval", "relu1").dtype == np.float16
+
+
 @pytest.mark.parametrize("float16", [False, True])
 def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: PreparedData, float16: bool) -> None:
     model = random_model(prepared).eval()
@@ -93,9 +113,10 @@ def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: Prepar
     # float32: equal up to summation order (batches of 7 vs one batch); float16: up to its rounding
     tol = {"rtol": 1e-3, "atol": 2e-3} if float16 else {"rtol": 1e-5, "atol": 1e-6}
     assert stored.layers == layers
+    assert manifest["float32_layers"] == ["fc2", SOFTMAX]
     for layer in layers:  # stored and derived layers alike
         array = stored.array("eval", layer)
-        assert array.dtype == (np.float16 if float16 else np.float32), layer
+        assert array.dtype == (np.float16 if float16 and layer not in ("fc2", SOFTMAX) else np.float32), layer
         np.testing.assert_allclose(array, reference[layer].numpy(), **tol, err_msg=layer)
     derived = ["conv1", "relu1", "pool1", "relu2", "pool2", "relu3", "flatten", "relu_fc1"]
     assert list(manifest["derived"]) == derived

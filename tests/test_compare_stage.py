@@ -13,7 +13,7 @@ import yaml
 
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models import save_checkpoint
-from conftest import REPO_ROOT, random_model
+from conftest import REPO_ROOT, random_model, synthetic_prepared
 from pipeline import run_stage_main
 
 VARIANTS = ["benchmark", "dummy", "untrained"]
@@ -23,11 +23,18 @@ def _write_params(root: Path, **sections: dict[str, Any]) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["study"]["variants"] = VARIANTS
     params["study"]["seeds"] = [0]
-    params["extract"].update(eval_samples=30, batch_size=16)
+    params["extract"].update(eval_samples=40, batch_size=16)
     params["compare"].update(bootstrap=50, max_maps=4)
     for key, values in sections.items():
         params[key].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture
+def prepared() -> PreparedData:
+    """Enough test images (75) that the 40-image evaluation sample has at least two of every class (the
+    FCP chance level needs them)."""
+    return synthetic_prepared(n_per_class=40)
 
 
 @pytest.fixture
@@ -55,10 +62,11 @@ def _run(stage: str, argv: list[str], env: dict[str, str] | None = None) -> None
 def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     from cnnscope import tracking
 
+    _plant_tiny_probability(workspace / "models/benchmark/seed0/best.ckpt")
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
-    assert len(manifest["groups"]["eval"]["sample_ids"]) == 30
+    assert len(manifest["groups"]["eval"]["sample_ids"]) == 40
     assert manifest["groups"]["probe"]["names"] == [f"probe{i}" for i in range(5)]
     assert manifest["provenance"]["checkpoint_sha256"]
     first = (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes()
@@ -68,13 +76,19 @@ def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     _run("compare", [], env={"DVC_EXP_NAME": "exp-compare"})
     index = json.loads((workspace / "compare/index.json").read_text())
     kinds = {f["kind"] for f in index["figures"]}
-    assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters"} <= kinds
+    assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters", "cka"} <= kinds
     for entry in index["figures"] + index["tables"]:
         assert (workspace / "compare" / entry["path"]).is_file(), entry
     assert all(f["caption"] for f in index["figures"])
 
     stats = pd.read_csv(workspace / "compare/tables/layer_stats.csv")
     assert set(stats["variant"]) == set(VARIANTS)
+    assert "softmax" not in set(stats["layer"])  # a distribution over classes has no histogram rows
+    softmax = pd.read_csv(workspace / "compare/tables/softmax.csv")
+    planted = softmax[(softmax["variant"] == "benchmark") & (softmax["class"] == 1)]["probability"]
+    np.testing.assert_allclose(planted, 1e-6, rtol=1e-3)  # float32 end to end, not float16's 0 or 1.013e-6
+    for name in ("scale_free", "cka", "cka_overview", "spatial_probe", "matching", "overlap", "claims"):
+        assert len(pd.read_csv(workspace / f"compare/tables/{name}.csv")), name
     relu = stats[stats["layer"] == "relu1"]
     assert ((relu["sparsity"] > 0) & (relu["sparsity"] < 1)).all()
     assert (stats["entropy_bits"] <= np.log2(64) + 1e-9).all()
@@ -83,23 +97,54 @@ def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     assert edges.nunique() == 1  # shared bin edges across variants
 
     metrics = json.loads((workspace / "metrics/compare.json").read_text())
-    assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 30
-    assert "relu3" in metrics["benchmark_minus_dummy"]
-    ci = metrics["benchmark_minus_dummy"]["relu3"]["entropy_bits"]
-    assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"]
+    assert set(metrics["variants"]) == set(VARIANTS) and metrics["eval_images"] == 40
+    assert set(metrics["variants"]["dummy"]) == {
+        "accuracy", "predictive_entropy_bits", "relu3_hoyer", "relu3_entropy_norm_bits", "relu3_spatial_probe_acc",
+        "relu1_cka_to_input",
+    }  # fmt: skip
+    assert {c["verdict"] for c in metrics["claims"]} == {"too few seeds"}  # one seed: no verdict
     # the execution is one MLflow run of its own, under the study run, with its params and figures
     client = tracking.client(f"sqlite:///{workspace / 'mlflow.db'}")
     (run,) = client.search_runs(["1"], filter_string="tags.`cnnscope.kind` = 'compare'")
     study = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert study.data.tags["cnnscope.kind"] == "study" and run.info.status == "FINISHED"
     assert run.data.params["compare/bins"] == "64" and run.data.tags["dvc_exp_name"] == "exp-compare"
-    assert "dummy/relu3/entropy_bits" in run.data.metrics
+    assert "dummy/relu3_hoyer" in run.data.metrics
     artifacts = {Path(f.path).name for f in client.list_artifacts(run.info.run_id)}
     assert {"compare.json", "kernels_dummy.png", "kernels_benchmark.png"} <= artifacts
     diffs = pd.read_csv(workspace / "compare/tables/differences.csv")
     assert {("benchmark", "dummy"), ("benchmark", "untrained"), ("dummy", "untrained")} <= set(
         zip(diffs["variant"], diffs["reference"], strict=True)
     )
+
+
+def _plant_tiny_probability(checkpoint: Path) -> None:
+    """Logits that give class 1 a probability of 1e-6 for every image (float16 cannot hold it)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["state_dict"]["model.fc2.weight"].zero_()
+    ckpt["state_dict"]["model.fc2.bias"].copy_(torch.tensor([0.0, float(np.log(1e-6))] + [-1e4] * 8))
+    torch.save(ckpt, checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"compare": {"matching_layers": ["fc1"]}}, "have no feature maps"),
+        ({"study": {"contrasts": [["benchmark", "wide"]]}}, "study.contrasts"),
+        ({"extract": {"eval_samples": 10}}, "fewer than two images of class"),
+    ],
+)
+def test_compare_bad_measure_input_writes_nothing(
+    workspace: Path, capsys: pytest.CaptureFixture[str], sections: dict[str, Any], message: str
+) -> None:
+    _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 40)})
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    _write_params(workspace, **sections)
+    assert message in _fails("compare", [], capsys)
+    assert not (workspace / "compare").exists() and not (workspace / "metrics/compare.json").exists()
 
 
 def test_unknown_layer(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

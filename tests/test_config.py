@@ -80,6 +80,19 @@ def test_variant_subset_must_be_prepared() -> None:
         validate(raw)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("cka_batch", 2, r"compare\.cka_batch=2 is out of range: it must be ≥ 4"),
+        ("scale_quantile", 0.0, r"compare\.scale_quantile=0.0 is out of range: it must be in \(0, 1\]"),
+        ("confusion_pair", ["4"], r"compare\.confusion_pair=\['4'\] is out of range: it must be two different"),
+    ],
+)
+def test_measure_keys_are_checked(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(committed(compare={key: value}))
+
+
 @pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
 def test_renamed_key_names_its_new_name(old: str, new: str) -> None:
     section, key = old.split(".")

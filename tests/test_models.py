@@ -86,11 +86,11 @@ def test_truncated_stops_at_the_named_layer() -> None:
 
 
 def test_unknown_model_lists_the_valid_names() -> None:
-    with pytest.raises(KeyError, match="cifar_cnn, edge_filters, mnist_cnn"):
+    with pytest.raises(KeyError, match="cifar_cnn, edge_filters, mlp, mnist_cnn"):
         build_model("resnet")
 
 
-@pytest.mark.parametrize("name", ["mnist_cnn", "cifar_cnn", "edge_filters"])
+@pytest.mark.parametrize("name", ["mnist_cnn", "cifar_cnn", "edge_filters", "mlp"])
 def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path: Path, name: str) -> None:
     channels, size = (3, 32) if name == "cifar_cnn" else (1, 28)
     model = _build(name, channels=channels, size=size).eval()
@@ -128,3 +128,11 @@ def test_depth_knob_sets_the_number_of_feature_maps(
 def test_impossible_depth_is_rejected() -> None:
     with pytest.raises(ValueError, match="depth 1 to 3"):
         _build("mnist_cnn", depth=4)
+
+
+def test_mlp_is_a_plain_perceptron_on_the_pixels() -> None:
+    model = _build("mlp", depth=2, hidden=16)
+    assert model.layer_names == ["flatten", "fc1", "relu_fc1", "fc2", "relu_fc2", "fc_out"]
+    assert model.conv_layers == [] and not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert _shapes(model, torch.zeros(2, 1, 28, 28))["fc1"] == (64,)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -17,7 +17,16 @@ from torch import nn
 
 from cnnscope.config import load_params
 from cnnscope.models import LayeredCNN, save_checkpoint
-from cnnscope.oip import OIPError, OIPSettings, generate_node_oips, generate_oips, map_table, robustness, summary
+from cnnscope.oip import (
+    OIPError,
+    OIPSettings,
+    cross_map_similarity,
+    generate_node_oips,
+    generate_oips,
+    map_table,
+    robustness,
+    summary,
+)
 from cnnscope.oip.ascent import ascend, frozen
 from cnnscope.oip.generate import ascent_net
 from cnnscope.oip.objectives import MapMean
@@ -89,6 +98,27 @@ def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
     stats = summary(table)
     assert stats["dead_fraction"] == pytest.approx(1 / 3)
     assert all(v == v for v in stats.values())  # no NaN
+
+
+def test_silent_start_and_cross_map_null() -> None:
+    """Claim (c): a map silent at the start for every restart of a wavelength is counted per
+    wavelength; claim (d): OIPs of one map are compared with those of different maps."""
+    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST)
+    table = map_table(result)
+    start = result.history[0]
+    for j, w in enumerate(result.wavelengths):
+        assert table[f"silent_start_wl{w}"].tolist() == (start[:, :, j] <= 0).all(dim=1).tolist()
+        assert table[f"start_activation_wl{w}"].tolist() == start[:, :, j].max(dim=1).values.tolist()
+    assert table.loc[1, "silent_start_wl1"]  # the dead map never fires
+    live = ~torch.tensor(table["dead"].to_numpy(dtype=bool))
+    images = result.images[live].flatten(-3)  # (2, K, W, D)
+    expected = torch.stack(
+        [torch.corrcoef(images[:, k, w])[0, 1] for k in range(images.shape[1]) for w in range(images.shape[2])]
+    ).mean()
+    assert cross_map_similarity(result.images, live) == pytest.approx(float(expected), abs=1e-5)
+    stats = summary(table, cross_map_similarity(result.images, live))
+    assert stats["silent_start_fraction_wl1"] == pytest.approx(float(table["silent_start_wl1"].mean()))
+    assert stats["cross_map_similarity"] == pytest.approx(float(expected), abs=1e-5)
 
 
 def test_all_dead_layer_gives_finite_summary() -> None:

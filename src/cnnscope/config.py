@@ -205,6 +205,20 @@ class CompareConfig:
     #: Share of the evaluation sample held out to score the linear probes (:mod:`cnnscope.analysis.linear_probe`).
     linear_probe_test_fraction: float
     out_dir: str
+    #: Each (network, layer) is divided by this quantile of its non-zero |x| (scale-free entropy).
+    scale_quantile: float
+    #: Images per minibatch of the debiased CKA (memory flat in the number of images).
+    cka_batch: int
+    #: Feature maps matched map by map across networks; empty means every feature map.
+    matching_layers: list[str]
+    #: Spatial linear probe: each map average-pooled to ``probe_grid × probe_grid``.
+    probe_grid: int
+    #: Random draws for the class-pattern (FCP) chance level.
+    fcp_draws: int
+    #: Image bootstrap resamples of the within/between active-node overlap.
+    overlap_resamples: int
+    #: The two classes (by name) whose mutual confusion is reported (the article's 4 and 9).
+    confusion_pair: list[str]
 
 
 class OIPParameterization(str, Enum):
@@ -417,6 +431,17 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
             c.linear_probe_test_fraction,
             0 < c.linear_probe_test_fraction < 1,
             "in (0, 1)",
+        ),
+        ("compare.scale_quantile", c.scale_quantile, 0 < c.scale_quantile <= 1, "in (0, 1]"),
+        ("compare.cka_batch", c.cka_batch, c.cka_batch >= 4, "≥ 4 (the unbiased HSIC needs 4 images)"),
+        ("compare.probe_grid", c.probe_grid, c.probe_grid >= 1, "≥ 1"),
+        ("compare.fcp_draws", c.fcp_draws, c.fcp_draws >= 1, "≥ 1"),
+        ("compare.overlap_resamples", c.overlap_resamples, c.overlap_resamples >= 0, "≥ 0"),
+        (
+            "compare.confusion_pair",
+            list(c.confusion_pair),
+            len(c.confusion_pair) == 2 and len(set(c.confusion_pair)) == 2,
+            "two different class names",
         ),
         ("data.image_size", d.image_size, d.image_size is None or d.image_size >= 1, "≥ 1 or null"),
         ("data.channels", d.channels, d.channels in (None, 1, 3), "1, 3 or null"),

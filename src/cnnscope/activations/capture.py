@@ -23,6 +23,15 @@ from cnnscope.models import LayeredCNN
 SOFTMAX = "softmax"
 
 
+def float32_layers(model: LayeredCNN) -> set[str]:
+    """Layers kept in float32 whatever the storage dtype: the logits (the last layer) and ``softmax``.
+
+    They are 10 values per image, and float16 ruins them: a probability of 1e-6 rounds to 0 and one
+    of 0.9996 to 0.9995, so predictive entropies and log-probabilities come out wrong.
+    """
+    return {model.layer_names[-1], SOFTMAX}
+
+
 class LayerError(CnnscopeError, KeyError):
     """A requested layer does not exist; the message lists the layers that do."""
 
@@ -70,9 +79,10 @@ def capture(
 
     ``layers`` must come from :func:`resolve_layers`. A module with ``inplace=True`` gets a copy of
     its input when that input is a captured output, so no captured tensor is overwritten later.
-    With ``dtype`` (e.g. float16 for storage) each output is converted as soon as it is computed:
-    it is still in cache then, and its float32 original is freed for the next layer to reuse
-    (converting on the writer thread after the pass was slower: benchmarks/README.md).
+    With ``dtype`` (e.g. float16 for storage) each output — except the :func:`float32_layers`, which
+    stay float32 — is converted as soon as it is computed: it is still in cache then, and its float32
+    original is freed for the next layer to reuse (converting on the writer thread after the pass was
+    slower: benchmarks/README.md).
     """
     wanted = set(layers)
     if not wanted:
@@ -82,6 +92,7 @@ def capture(
         raise LayerError(f"unknown layer(s) {sorted(wanted - set(names))}; layers are: {', '.join(names)}")
     stop = len(names) if SOFTMAX in wanted else max(names.index(n) for n in wanted) + 1
     out: dict[str, torch.Tensor] = {}
+    exact = float32_layers(model)
     h = inputs
     previous_captured = False
     for name, module in islice(model.named_children(), stop):
@@ -90,9 +101,9 @@ def capture(
         h = module(h)
         previous_captured = name in wanted
         if previous_captured:
-            out[name] = h if dtype is None else h.to(dtype)
+            out[name] = h if dtype is None or name in exact else h.to(dtype)
     if SOFTMAX in wanted:
-        out[SOFTMAX] = torch.softmax(h, dim=1) if dtype is None else torch.softmax(h, dim=1).to(dtype)
+        out[SOFTMAX] = torch.softmax(h.float(), dim=1)
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnscope.activations.capture import capture, first_conv_weight, layer_kinds, output_shapes
+from cnnscope.activations.capture import capture, first_conv_weight, float32_layers, layer_kinds, output_shapes
 from cnnscope.activations.recipes import INPUT, derivable, weights
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
 from cnnscope.io import write_json
@@ -54,11 +54,13 @@ def extract_activations(
     shapes = output_shapes(model, layers)
     recipes = derivable(model, layers) if derive else {}
     stored = [name for name in layers if name not in recipes]
+    exact = float32_layers(model)
+    dtypes = {name: torch.float32 if name in exact else dtype for name in layers}
     device = model.mean.device
     manifest_groups: dict[str, Any] = {}
     for group_name, group in groups.items():
         n = len(group.images)
-        writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtype)
+        writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtypes)
         np.save(out / group_name / f"{INPUT}.npy", group.images.cpu().numpy())
         try:
             for start in range(0, n, batch_size):
@@ -89,6 +91,7 @@ def extract_activations(
         "feature_maps": [name for name in model.conv_layers if name in set(layers)],
         "first_conv": first[0] if first is not None else None,
         "dtype": str(dtype).removeprefix("torch."),
+        "float32_layers": [name for name in layers if name in exact],
         "classes": list(classes),
         "groups": manifest_groups,
         **(extra or {}),

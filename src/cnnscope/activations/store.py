@@ -70,15 +70,17 @@ class GroupWriter:
 
     The file writes of batch *k* run on a background thread while the network computes batch
     *k + 1* (writes release the GIL); at most one batch is in flight, so memory stays bounded by two
-    batches of activations. Batches arrive in the stored dtype
+    batches of activations. Batches arrive in each layer's stored dtype ``dtypes[name]``
     (:func:`~cnnscope.activations.capture.capture` converts them).
     """
 
-    def __init__(self, directory: Path, n: int, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype) -> None:
+    def __init__(
+        self, directory: Path, n: int, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype]
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np_dtype = np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
         self.writers = {
-            name: NpyStreamWriter(directory / f"{name}.npy", (n, *shape), np_dtype) for name, shape in shapes.items()
+            name: NpyStreamWriter(directory / f"{name}.npy", (n, *shape), _numpy_dtype(dtypes[name]))
+            for name, shape in shapes.items()
         }
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation-writer")
         self._pending: Future[None] | None = None
@@ -103,6 +105,10 @@ class GroupWriter:
             self._pool.shutdown()
             for writer in self.writers.values():
                 writer.close()
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
+    return np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class ImageMoments:
 
 def _chunks(array: np.ndarray, chunk: int = CHUNK) -> Iterator[torch.Tensor]:
     for start in range(0, len(array), chunk):
-        block = np.asarray(array[start : start + chunk], dtype=np.float32)
+        block = np.array(array[start : start + chunk], dtype=np.float32)  # a copy: memmaps are read-only
         yield torch.from_numpy(block.reshape(len(block), -1))
 
 

@@ -49,7 +49,7 @@ def class_similarity(array: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     over the data instead of an ``N × N`` matrix. All-zero activation vectors (no direction) are
     left out.
     """
-    x = torch.from_numpy(np.asarray(array, dtype=np.float32).reshape(len(array), -1))
+    x = torch.from_numpy(np.array(array, dtype=np.float32).reshape(len(array), -1))  # a copy: memmaps are read-only
     norms = x.norm(dim=1)
     keep = norms > 0
     u = x[keep] / norms[keep].unsqueeze(1)

@@ -235,3 +235,41 @@ def edge_filters(
     side = _spatial_after(image_size, layers)
     _dense_head(layers, maps * side * side, hidden, dropout, num_classes)
     return LayeredCNN(layers, in_channels, image_size, mean, std)
+
+
+def mlp(
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: float = 1.0,
+    hidden: int = 64,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    depth: int = 2,
+) -> LayeredCNN:
+    """A plain multilayer perceptron on the pixels, no convolution: the reference the MNIST
+    article's part VI sets the CNN against (does the convolutional part separate 4s from 9s?).
+
+    ``depth`` hidden layers (``fc1``, ``relu_fc1``, ``fc2``, …) of ``round(hidden · 4 · width)``
+    units — wider than the CNN's head, since here they see raw pixels — then the output layer
+    ``fc_out``. ``batch_norm`` adds a ``BatchNorm1d`` before each ReLU. It has no feature maps
+    (``conv_layers`` is empty), so it is trained and evaluated but not compared map by map.
+    """
+    if depth < 1:
+        raise ValueError(f"mlp needs depth >= 1 (hidden layers), got {depth}")
+    units = max(1, round(hidden * 4 * width))
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    layers["flatten"] = nn.Flatten()
+    features = in_channels * image_size * image_size
+    for i in range(1, depth + 1):
+        layers[f"fc{i}"] = nn.Linear(features, units, bias=not batch_norm)
+        if batch_norm:
+            layers[f"bn_fc{i}"] = nn.BatchNorm1d(units)
+        layers[f"relu_fc{i}"] = nn.ReLU(inplace=False)
+        if dropout > 0:
+            layers[f"dropout{i}"] = nn.Dropout(dropout)
+        features = units
+    layers["fc_out"] = nn.Linear(features, num_classes)
+    return LayeredCNN(layers, in_channels, image_size, mean, std)

@@ -16,12 +16,13 @@ import torch
 
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
-from cnnscope.models.networks import LayeredCNN, cifar_cnn, edge_filters, mnist_cnn
+from cnnscope.models.networks import LayeredCNN, cifar_cnn, edge_filters, mlp, mnist_cnn
 
 MODELS: dict[str, Callable[..., LayeredCNN]] = {
     "mnist_cnn": mnist_cnn,
     "cifar_cnn": cifar_cnn,
     "edge_filters": edge_filters,
+    "mlp": mlp,
 }
 
 

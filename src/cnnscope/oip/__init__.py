@@ -18,13 +18,14 @@ from cnnscope.oip.generate import (
     generate_node_oips,
     generate_oips,
 )
-from cnnscope.oip.metrics import map_table, pick_maps, robustness, summary
+from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, robustness, summary
 
 __all__ = [
     "NodeOIPResult",
     "OIPError",
     "OIPResult",
     "OIPSettings",
+    "cross_map_similarity",
     "default_layer",
     "generate_node_oips",
     "generate_oips",

@@ -35,6 +35,28 @@ def robustness(images: torch.Tensor) -> torch.Tensor:
     return off_diagonal / (k * (k - 1))
 
 
+def cross_map_similarity(images: torch.Tensor, live: torch.Tensor) -> float:
+    """The null for :func:`robustness`: mean Pearson correlation between OIPs of two *different*
+    live maps from the same noise restart and wavelength, for ``images`` ``(M, K, W, C, H, W)``.
+
+    OIPs of one map that agree across restarts mean something only when they agree more than the
+    OIPs of two unrelated maps do: shared noise, blur and the network's input statistics alone
+    make any two OIPs alike. 0 with fewer than two live maps (finite, like every number here:
+    readers check ``maps − dead_maps`` ≥ 2).
+    """
+    kept = images[live]
+    m = kept.shape[0]
+    if m < 2:
+        return 0.0
+    flat = kept.flatten(-3).permute(1, 2, 0, 3)  # (K, W, M, D)
+    centred = flat - flat.mean(dim=-1, keepdim=True)
+    norm = centred.norm(dim=-1, keepdim=True)
+    unit = torch.where(norm > 0, centred / norm.clamp_min(1e-12), 0.0)
+    corr = unit @ unit.transpose(-1, -2)  # (K, W, M, M)
+    off_diagonal = corr.sum(dim=(-1, -2)) - corr.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+    return float((off_diagonal / (m * (m - 1))).mean())
+
+
 def converged(history: torch.Tensor, tol: float) -> torch.Tensor:
     """Whether the objective moved by at most ``tol`` (relative) over the last tenth of the steps.
 
@@ -69,13 +91,19 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
             "dead": dead.tolist(),
         }
     )
+    start = result.history[0]  # (M, K, W): the objective at the noise each restart starts from
     for j, wavelength in enumerate(result.wavelengths):
         table[f"activation_wl{wavelength}"] = final[:, :, j].max(dim=1).values.tolist()
+        # claim (c): a map is silent to noise of this wavelength when no restart activates it at the start
+        table[f"start_activation_wl{wavelength}"] = start[:, :, j].max(dim=1).values.tolist()
+        table[f"silent_start_wl{wavelength}"] = (start[:, :, j] <= 0).all(dim=1).tolist()
     return table
 
 
-def summary(table: pd.DataFrame) -> dict[str, Any]:
-    """Per-variant numbers: fraction of dead maps, medians over the live maps, wavelength wins."""
+def summary(table: pd.DataFrame, cross_map: float = 0.0) -> dict[str, Any]:
+    """Per-variant numbers: fraction of dead maps, medians over the live maps, wavelength wins, the
+    fraction of maps silent at the start per wavelength, and same-map vs cross-map OIP similarity
+    (``cross_map`` from :func:`cross_map_similarity`)."""
     live = table[~table["dead"]]
 
     def med(column: str) -> float:
@@ -90,6 +118,8 @@ def summary(table: pd.DataFrame) -> dict[str, Any]:
         "median_mean_image_activation": med("mean_image_activation"),
         "median_robustness": med("robustness"),
         "median_gain": float(median(live["best_activation"] - live["start_activation"])) if len(live) else 0.0,
+        "same_map_similarity": float(live["robustness_all_wavelengths"].mean()) if len(live) else 0.0,
+        "cross_map_similarity": cross_map,
     }
     wavelengths = [int(c.removeprefix("activation_wl")) for c in table.columns if c.startswith("activation_wl")]
     for wavelength in wavelengths:
@@ -97,6 +127,8 @@ def summary(table: pd.DataFrame) -> dict[str, Any]:
             float((live["best_wavelength"] == wavelength).mean()) if len(live) else 0.0
         )
         out[f"median_activation_wl{wavelength}"] = med(f"activation_wl{wavelength}")
+        if f"silent_start_wl{wavelength}" in table:
+            out[f"silent_start_fraction_wl{wavelength}"] = float(table[f"silent_start_wl{wavelength}"].mean())
     return out
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from cnnscope.config import Params
 from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir
-from cnnscope.report import collect
+from cnnscope.report import collect, measures
 from cnnscope.viz import save_figure
 from cnnscope.viz.curves import training_curves
 
@@ -140,20 +140,6 @@ FIGURE_SECTIONS = [
     ("edge_filters", "The hand-made filters of the tutorials"),
 ]
 
-#: The seed articles' impressions as testable statements on ``compare/tables/differences.csv``,
-#: for each ``study.contrasts`` pair ``[variant, reference]``: (claim, quantity, layer selector,
-#: expected sign of variant − reference). ``deepest`` is the model's deepest feature map.
-CLAIMS = [
-    ("the {variant} throws away more of the image (more exact zeros) in the deepest map", "sparsity", "deepest", 1),
-    ("the {reference}'s deepest-map activations spread wider (higher entropy)", "entropy_bits", "deepest", -1),
-    (
-        "the {variant} is more certain of its answer (lower predictive entropy)",
-        "predictive_entropy_bits",
-        "softmax",
-        -1,
-    ),
-]
-
 
 def _compare(report: Report, params: Params, root: Path) -> None:
     folder = root / params.compare.out_dir
@@ -169,25 +155,16 @@ def _compare(report: Report, params: Params, root: Path) -> None:
     for quantity, label in LAYER_QUANTITIES.items():
         report.add(f"**{label}** per layer over the evaluation sample (mean ± std over seeds):")
         report.table(_layer_table(summary, quantity, params.study.variants))
-    differences = pd.read_csv(tables / "differences.csv")
-    deepest = index["feature_maps"][-1] if index["feature_maps"] else None
-    for variant, reference in params.study.contrasts:
-        claims = _claims(differences, variant, reference, deepest)
-        if claims is None:
-            continue
-        report.add(
-            f"**The seed articles' claims**, {variant} − {reference} with a bootstrap confidence interval over "
-            f"images and seeds ({params.compare.confidence:.0%}); *holds* means the interval excludes 0 "
-            "with the claimed sign. Histogram entropies use bin edges shared by all variants of the study, "
-            "so they are comparable within a study, not across studies; with few seeds the interval mostly "
-            "reflects image-to-image variation:"
-        )
-        report.table(claims)
     if (tables / "certainty.csv").is_file():  # only when the softmax was extracted
         certainty = pd.read_csv(tables / "certainty.csv")
         probes = certainty[certainty["sample"] != "eval"]
         report.add("**Softmax certainty per probe image** (seed-level rows; entropy of the class distribution):")
         report.table(probes[["variant", "seed", "sample", "label", "predicted", "max_prob", "entropy_bits"]])
+    study = params.study
+    oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.seeds)
+    measures.measures_sections(
+        report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence
+    )
     figures = index["figures"]
     for kind, heading in FIGURE_SECTIONS:
         entries = [e for e in figures if e.get("kind") == kind]
@@ -198,9 +175,11 @@ def _compare(report: Report, params: Params, root: Path) -> None:
 
 
 LAYER_QUANTITIES = {
-    "entropy_bits": "Shannon entropy (bits) of the binned activations",
-    "sparsity": "Sparsity (fraction of exact zeros)",
-    "probe_accuracy": "Linear-probe accuracy (held-out, logistic regression on pooled maps)",
+    "entropy_bits": "Shannon entropy (bits) on bins shared by all variants — raw: it measures scale too (see the "
+    "scale-free statistics below)",
+    "sparsity": "Sparsity (fraction of exact zeros, scale-free)",
+    "probe_accuracy": "Linear-probe accuracy on channel means (held-out; on early layers this mostly reads "
+    "brightness — see the spatial probes below)",
 }
 
 
@@ -213,31 +192,6 @@ def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> p
     layers = list(dict.fromkeys(rows["layer"]))
     table = rows.pivot(index="layer", columns="variant", values="cell").reindex(layers)
     return table[[v for v in variants if v in table]].reset_index()
-
-
-def _claims(differences: pd.DataFrame, variant: str, reference: str, deepest: str | None) -> pd.DataFrame | None:
-    """The :data:`CLAIMS` checked on ``variant − reference``; None when compare has no such pair."""
-    pairs = differences[(differences["variant"] == variant) & (differences["reference"] == reference)]
-    if pairs.empty:
-        return None
-    rows = []
-    for claim, quantity, selector, sign in CLAIMS:
-        layer = deepest if selector == "deepest" else selector
-        match = pairs[(pairs["quantity"] == quantity) & (pairs["layer"] == layer)]
-        if match.empty:
-            continue
-        row = match.iloc[0]
-        holds = (row["ci_low"] > 0) if sign > 0 else (row["ci_high"] < 0)
-        rows.append(
-            {
-                "claim": claim.format(variant=variant, reference=reference),
-                "quantity": f"{quantity} of `{layer}`",
-                f"{variant} − {reference}": f"{row['difference']:.4f}",
-                "CI": f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
-                "holds": "yes" if holds else "no",
-            }
-        )
-    return pd.DataFrame(rows) if rows else None
 
 
 def _oip(report: Report, params: Params, root: Path) -> None:

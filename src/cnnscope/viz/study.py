@@ -58,7 +58,7 @@ def render_study(
         panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
             "input pixels ([0, 1])": (res.edges[INPUT], {"input": _prob(res.histograms[INPUT, group, INPUT])})
         }
-        for layer in res.layers:
+        for layer in (name for name in res.layers if name in res.edges):  # the softmax has no histogram
             panels[layer] = (
                 res.edges[layer],
                 {

@@ -125,9 +125,12 @@ def compare_study(
         g: pooled_pixels(images[torch.as_tensor(info.sample_ids, dtype=torch.long)]) for g, info in groups.items()
     }
 
-    # Pass 1: per-image moments; shared edges per layer over every variant, seed and group.
-    moments = {(v, s, g, L): image_moments(sets[v, s].array(g, L)) for (v, s) in sets for g in groups for L in layers}
-    for L in layers:
+    # Pass 1: per-image moments; shared edges per layer over every variant, seed and group. The
+    # softmax is a distribution over classes, not a map: no histogram, entropy-of-values or sparsity
+    # rows (its certainty tables use the float32 probabilities themselves).
+    binned = [L for L in layers if L != SOFTMAX]
+    moments = {(v, s, g, L): image_moments(sets[v, s].array(g, L)) for (v, s) in sets for g in groups for L in binned}
+    for L in binned:
         lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
         highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
         res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)

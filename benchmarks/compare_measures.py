@@ -1,0 +1,84 @@
+"""Benchmark: what the issue-13 measures (scale-free statistics, CKA, map matching, spatial probes,
+class-pattern chance levels, claims) add to the `compare` stage, as a ratio in one run.
+
+On a finished pipeline's activations (the default study after ``dvc repro``), times the stage's
+earlier work — :func:`cnnscope.analysis.compare_study` and its figures — and then the measures the
+stage now adds (:func:`cnnscope.analysis.measures.measure_study` and the CKA heatmap), in one
+process on the same data. Goal: ``ratio`` = (earlier + measures) / earlier ≤ 2. Figures go to a
+temporary folder; nothing in the repository is written and MLflow is not touched.
+
+    python benchmarks/compare_measures.py [--params params.yaml]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cnnscope.activations import ActivationSet
+from cnnscope.analysis import Roles, compare_study
+from cnnscope.analysis.histograms import pooled_pixels
+from cnnscope.analysis.measures import MeasureSettings, measure_study, split_reference_heads
+from cnnscope.config import load_params
+from cnnscope.data.prepared import PreparedData
+from cnnscope.runtime import keep_freed_memory
+from cnnscope.viz.measures import render_measures
+from cnnscope.viz.study import render_study
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    keep_freed_memory()
+    params = load_params(args.params)
+    cfg = params.compare
+    root = Path(params.extract.out_dir)
+    every = {(v, s): ActivationSet(root / v / f"seed{s}") for v in params.study.variants for s in params.study.seeds}
+    sets, heads = split_reference_heads(every)
+    images = PreparedData.load(Path(params.data.out_dir)).images
+    roles = Roles.from_study(params.study)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        res = compare_study(
+            sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
+        )
+        render_study(res, Path(tmp), cfg.max_maps)
+        earlier = time.perf_counter() - start
+
+        start = time.perf_counter()
+        ids = torch.as_tensor(next(iter(sets.values())).group("eval").sample_ids, dtype=torch.long)
+        extra = measure_study(
+            sets, pooled_pixels(images[ids]), res.layers, res.feature_maps, res.classes, res.tables,
+            params.study.contrasts, MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
+        )  # fmt: skip
+        render_measures(extra.tables["cka_overview"], Path(tmp))
+        measures = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "benchmark": "compare_measures",
+                "networks": len(sets),
+                "eval_images": len(ids),
+                "layers": len(res.layers),
+                "threads": torch.get_num_threads(),
+                "earlier_compare_s": round(earlier, 2),
+                "measures_s": round(measures, 2),
+                "ratio": round((earlier + measures) / earlier, 3),
+                "goal": "ratio <= 2",
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+"""The issue-13 measures of a study, computed layer by layer from the activation sets.
+
+Each (network, layer) array is read once per layer and serves every measure that needs it:
+scale-free statistics (:mod:`.scalefree`), debiased minibatch CKA between every pair of networks
+and to the input pixels (:mod:`.cka`), map matching (:mod:`.matching`) and spatial linear probes
+(:mod:`.spatial_probe`). The deepest feature map also gives the class-pattern contrast with its
+chance level, the within/between active-set overlap (:mod:`.class_patterns`) and classification
+by binary activation patterns beside each network's own head (:mod:`.pattern_classifier`).
+
+A *network* is a (variant, seed) pair. Output: tidy tables, one row per network (or pair), layer
+and quantity, plus the per-image arrays that image-level intervals need.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnscope.activations import SOFTMAX, ActivationSet
+from cnnscope.analysis.cka import minibatch_cka
+from cnnscope.analysis.class_patterns import (
+    ClassPatternError,
+    active,
+    chance_counts,
+    check_two_per_class,
+    contrast_count,
+    overlap_within_between,
+    percentile,
+)
+from cnnscope.analysis.linear_probe import probe_split
+from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
+from cnnscope.analysis.pattern_classifier import pattern_predictions, score
+from cnnscope.analysis.scalefree import scale_free_stats
+from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
+
+Net = tuple[str, int]
+EVAL, PROBE, INPUT = "eval", "probe", "input"
+
+#: What each table holds (listed in the compare stage's ``index.json``).
+TABLES = {
+    "scale_free": "per network and layer: robust scale, normalised entropy (bits), Hoyer sparsity, kurtosis",
+    "cka": "debiased minibatch linear CKA of every pair of networks and of each network to the input, per layer",
+    "cka_overview": "CKA means over seeds per layer: between variants, seed-to-seed baseline, to the input",
+    "spatial_probe": "held-out accuracy, standard error and chance of a logistic regression on grid-pooled maps",
+    "matching": "per layer and network pair: each map's Hungarian match, matched and same-index correlations",
+    "matching_summary": "per layer and network pair: mean matched / same-index / best correlation over live maps",
+    "matching_overview": "the matching summary averaged over seeds per layer and comparison",
+    "fcp_contrast": "the article's contrast count on the probes vs same-class and mixed chance draws",
+    "overlap": "mean Jaccard of active deepest-map nodes within vs between classes, image bootstrap interval",
+    "pattern_classification": "held-out accuracy and pair confusion: binary-pattern classifier vs network heads",
+    "claims": "the seed claims (a), (a′), (b), (e) with paired per-seed differences and verdicts",
+}
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """What the measures need besides the activations (``compare`` keys of ``params.yaml``)."""
+
+    bins: int = 64
+    #: Quantile of the non-zero |x| that sets each (network, layer)'s scale.
+    scale_quantile: float = 0.99
+    cka_batch: int = 256
+    #: Feature-map layers matched map by map; empty: every feature map.
+    matching_layers: Sequence[str] = ()
+    probe_grid: int = 2
+    probe_test_fraction: float = 0.5
+    #: Random draws for the class-pattern chance distributions.
+    fcp_draws: int = 1000
+    overlap_resamples: int = 200
+    confidence: float = 0.95
+    #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
+    confusion_pair: tuple[str, str] = ("4", "9")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> MeasureSettings:
+        """From the ``compare`` section of ``params.yaml`` (a :class:`cnnscope.config.CompareConfig`)."""
+        first, second = cfg.confusion_pair
+        return cls(
+            bins=cfg.bins,
+            scale_quantile=cfg.scale_quantile,
+            cka_batch=cfg.cka_batch,
+            matching_layers=tuple(cfg.matching_layers),
+            probe_grid=cfg.probe_grid,
+            probe_test_fraction=cfg.linear_probe_test_fraction,
+            fcp_draws=cfg.fcp_draws,
+            overlap_resamples=cfg.overlap_resamples,
+            confidence=cfg.confidence,
+            confusion_pair=(str(first), str(second)),
+        )
+
+
+@dataclass
+class MeasureResults:
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: (variant, seed, layer) → per-image scale-free arrays (``hoyer``, ``entropy_norm_bits``).
+    per_image: dict[tuple[str, int, str], dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def compute_measures(
+    sets: Mapping[Net, ActivationSet],
+    pixels: np.ndarray,
+    layers: Sequence[str],
+    feature_maps: Sequence[str],
+    classes: Sequence[str],
+    settings: MeasureSettings = MeasureSettings(),
+    reference_heads: Mapping[Net, ActivationSet] | None = None,
+) -> MeasureResults:
+    """Every measure for ``layers`` (``softmax`` is left out: it is a distribution, not a map).
+
+    ``pixels``: the evaluation images ``(N, D)`` in [0, 1], the 'input' representation for CKA.
+    ``reference_heads``: networks of another architecture (the pixel ``mlp``) extracted on the
+    same images, whose heads join the pattern-classification table only.
+    """
+    nets = list(sets)
+    ref = sets[nets[0]]
+    labels = np.asarray(ref.group(EVAL).labels)
+    train, test = probe_split(labels, settings.probe_test_fraction)
+    matching = _matching_layers(ref, settings.matching_layers, layers, feature_maps)
+    out = MeasureResults()
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("scale_free", "cka", "spatial_probe", "matching")}
+    map_rows: list[pd.DataFrame] = []
+    chance = chance_level(labels, train, test)
+    # the spatial probe reads each layer after its activation (and the logits): a convolution's
+    # pre-activation and the max-pool after it carry the same layout, at 2-3x the fitting time
+    kinds = ref.kinds
+    probed = {name for name in layers if kinds.get(name) == "ReLU"} | {
+        ref.layers[-2] if SOFTMAX in ref.layers else ref.layers[-1]
+    }
+    for layer in [name for name in layers if name != SOFTMAX]:
+        arrays = {net: sets[net].array(EVAL, layer) for net in nets}
+        for (v, s), sf in scale_free_stats(arrays, settings.bins, settings.scale_quantile).items():
+            rows["scale_free"].append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": layer,
+                    "scale": sf.scale,
+                    "entropy_norm_bits": sf.entropy_bits,
+                    "hoyer": float(np.nanmean(sf.hoyer)) if np.isfinite(sf.hoyer).any() else float("nan"),
+                    "kurtosis": float(np.nanmean(sf.kurtosis)) if np.isfinite(sf.kurtosis).any() else float("nan"),
+                }
+            )
+            out.per_image[v, s, layer] = {"hoyer": sf.hoyer, "entropy_norm_bits": sf.image_entropy_bits}
+        reps: dict[Any, np.ndarray] = {**arrays, INPUT: pixels}
+        pairs = [*combinations(nets, 2), *((net, INPUT) for net in nets)]
+        for (a, b), value in minibatch_cka(reps, pairs, settings.cka_batch).items():
+            vb, sb = (INPUT, -1) if b == INPUT else (str(b[0]), int(b[1]))
+            rows["cka"].append(
+                {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": vb, "seed_b": sb, "cka": value}
+            )
+        for (v, s), x in arrays.items() if layer in probed else ():
+            probe = spatial_probe(x, labels, train, test, settings.probe_grid)
+            rows["spatial_probe"].append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": layer,
+                    "grid": settings.probe_grid if x.ndim == 4 else 0,
+                    **probe,
+                    "chance": chance,
+                    "train_images": len(train),
+                    "test_images": len(test),
+                }
+            )
+        if layer in matching:
+            correlations, dead = all_map_correlations(arrays, layer)
+            for a, b in combinations(nets, 2):
+                table = match_maps(correlations[a, b], dead[a], dead[b])
+                ids = {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": b[0], "seed_b": b[1]}
+                map_rows.append(table.assign(**ids))
+                rows["matching"].append({**ids, **matching_summary(table)})
+        del arrays, reps
+    out.tables["scale_free"] = pd.DataFrame(rows["scale_free"])
+    out.tables["cka"] = pd.DataFrame(rows["cka"])
+    out.tables["spatial_probe"] = pd.DataFrame(rows["spatial_probe"])
+    out.tables["matching_summary"] = pd.DataFrame(rows["matching"])
+    if map_rows:
+        maps = pd.concat(map_rows, ignore_index=True)
+        lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
+        out.tables["matching"] = maps[[*lead, *(c for c in maps.columns if c not in lead)]]
+    if feature_maps:
+        _deepest_patterns(out, sets, feature_maps[-1], labels, train, test, classes, settings)
+        pair = _pair(classes, settings.confusion_pair)
+        extra = [
+            {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+            for (v, s), aset in (reference_heads or {}).items()
+        ]
+        if extra:
+            table = out.tables["pattern_classification"]
+            out.tables["pattern_classification"] = pd.concat([table, pd.DataFrame(extra)], ignore_index=True).assign(
+                test_images=len(test), pair=table["pair"].iloc[0] if len(table) else ""
+            )
+    return out
+
+
+def _head(aset: ActivationSet, rows: np.ndarray) -> np.ndarray:
+    """The network's own predictions (argmax of its float32 softmax) for eval positions ``rows``."""
+    return np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64)[rows].argmax(axis=1)
+
+
+def _matching_layers(
+    ref: ActivationSet, wanted: Sequence[str], layers: Sequence[str], feature_maps: Sequence[str]
+) -> set[str]:
+    """The layers to match map by map, checked before any work: each must be a compared layer with maps."""
+    if not wanted:
+        return set(feature_maps)
+    unknown = [name for name in wanted if name not in layers]
+    if unknown:
+        raise MatchingError(
+            f"compare.matching_layers names {unknown}, which the study does not compare; layers: {', '.join(layers)}"
+        )
+    flat = [name for name in wanted if len(ref.manifest["shapes"][name]) != 3]
+    if flat:
+        raise MatchingError(
+            f"compare.matching_layers names {flat}, which have no feature maps (not (C, H, W)): map matching "
+            f"needs a convolutional layer, e.g. {', '.join(feature_maps) or 'none captured'}"
+        )
+    return set(wanted)
+
+
+def _deepest_patterns(
+    out: MeasureResults,
+    sets: Mapping[Net, ActivationSet],
+    deepest: str,
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    classes: Sequence[str],
+    settings: MeasureSettings,
+) -> None:
+    """Class-pattern contrast with its chance level, overlap and pattern classification."""
+    check_two_per_class(labels)
+    probe_info = next(iter(sets.values())).group(PROBE)
+    probe_labels = np.asarray(probe_info.labels)
+    groups = [k for k in dict.fromkeys(probe_labels.tolist()) if (probe_labels == k).sum() >= 2]
+    pair = _pair(classes, settings.confusion_pair)
+    fcp_rows, overlap_rows, class_rows = [], [], []
+    for (v, s), aset in sets.items():
+        patterns = active(aset.array(EVAL, deepest))
+        probes = active(aset.array(PROBE, deepest))
+        for k in groups:
+            inside = probe_labels == k
+            k_size, m_size = int(inside.sum()), int((~inside).sum())
+            if m_size == 0:
+                continue
+            draws = chance_counts(patterns, labels, k_size, m_size, settings.fcp_draws)
+            count = contrast_count(probes[inside], probes[~inside])
+            fcp_rows.append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "layer": deepest,
+                    "class": classes[k],
+                    "group_images": k_size,
+                    "contrast_images": m_size,
+                    "contrast_count": count,
+                    "same_class_mean": float(draws["same_class"].mean()),
+                    "same_class_p05": float(np.quantile(draws["same_class"], 0.05)),
+                    "same_class_p95": float(np.quantile(draws["same_class"], 0.95)),
+                    "mixed_mean": float(draws["mixed"].mean()),
+                    "mixed_p05": float(np.quantile(draws["mixed"], 0.05)),
+                    "mixed_p95": float(np.quantile(draws["mixed"], 0.95)),
+                    "percentile_in_same_class": percentile(count, draws["same_class"]),
+                    "percentile_in_mixed": percentile(count, draws["mixed"]),
+                    "draws": settings.fcp_draws,
+                }
+            )
+        ov = overlap_within_between(patterns, labels, settings.overlap_resamples, settings.confidence)
+        overlap_rows.append({"variant": v, "seed": s, "layer": deepest, **ov})
+        predicted = pattern_predictions(patterns, labels, train, test)
+        class_rows.append(
+            {"variant": v, "seed": s, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
+        )
+        if SOFTMAX in aset.layers:
+            class_rows.append(
+                {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+            )
+    out.tables["fcp_contrast"] = pd.DataFrame(fcp_rows)
+    out.tables["overlap"] = pd.DataFrame(overlap_rows)
+    table = pd.DataFrame(class_rows)
+    table["test_images"] = len(test)
+    table["pair"] = "↔".join(classes[c] for c in pair) if pair is not None else ""
+    out.tables["pattern_classification"] = table
+
+
+def _pair(classes: Sequence[str], names: tuple[str, str]) -> tuple[int, int] | None:
+    """Indices of the two named classes (None when the data lacks one: no confusion reported)."""
+    found = [list(classes).index(n) for n in names if n in classes]
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
+__all__ = ["ClassPatternError", "MeasureResults", "MeasureSettings", "compute_measures"]
+
+
+def _comparison(row: pd.Series) -> tuple[str, str]:
+    """Name and kind of one network pair: between variants (same seed), seed-to-seed, or to the input."""
+    a, b = str(row["variant_a"]), str(row["variant_b"])
+    if b == INPUT:
+        return f"{a} vs input", "input"
+    if a == b:
+        return f"{a} seed vs seed", "seed-to-seed"
+    if row["seed_a"] == row["seed_b"]:
+        return f"{a} vs {b}", "between"
+    return f"{a} vs {b} (other seeds)", "between, other seeds"
+
+
+def pair_overview(table: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
+    """Means over seeds of ``values`` per layer and comparison (a pair of variants at the same seed,
+    two seeds of one variant — the baseline a between-variant value must be read against — or a
+    variant and the input pixels), with the number of network pairs averaged."""
+    if not len(table):
+        return pd.DataFrame(columns=["layer", "comparison", "kind", *values, "pairs"])
+    named = table.assign(
+        comparison=[_comparison(r)[0] for _, r in table.iterrows()],
+        kind=[_comparison(r)[1] for _, r in table.iterrows()],
+    )
+    named = named[named["kind"] != "between, other seeds"]
+    grouped = named.groupby(["layer", "comparison", "kind"], sort=False)
+    out = grouped[list(values)].mean()
+    out["pairs"] = grouped.size()
+    return out.reset_index()
+
+
+def predictive_entropy(sets: Mapping[Net, ActivationSet]) -> dict[Net, np.ndarray]:
+    """Per-image predictive entropy (bits) of each network's float32 class probabilities."""
+    from cnnscope.analysis.information import entropy
+
+    return {
+        net: entropy(np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64))
+        for net, aset in sets.items()
+        if SOFTMAX in aset.layers
+    }
+
+
+def study_claims(
+    results: MeasureResults,
+    sets: Mapping[Net, ActivationSet],
+    tables: Mapping[str, pd.DataFrame],
+    contrasts: Sequence[Sequence[str]],
+    feature_maps: Sequence[str],
+    confidence: float = 0.95,
+    resamples: int = 1000,
+) -> pd.DataFrame:
+    """Claims (a), (a′), (b), (e) for every ``[variant, reference]`` contrast (claims (c), (d) need
+    the OIP stage and are added by the report), with image-level bootstrap intervals beside them."""
+    from cnnscope.analysis.claims import COLUMNS, claims_table
+
+    entropies = predictive_entropy(sets)
+    variants = list(dict.fromkeys(v for v, _ in sets))
+    seeds = sorted({s for _, s in sets})
+
+    def per_image(quantity: str, layer: str, variant: str) -> np.ndarray | None:
+        if quantity == "predictive_entropy_bits":
+            rows = [entropies[variant, s] for s in seeds if (variant, s) in entropies]
+        else:
+            rows = [
+                results.per_image[variant, s, layer][quantity]
+                for s in seeds
+                if (variant, s, layer) in results.per_image
+            ]
+        return np.nan_to_num(np.stack(rows), nan=0.0) if rows else None
+
+    merged = {**tables, **results.tables}
+    first = feature_maps[0] if feature_maps else None
+    deepest = feature_maps[-1] if feature_maps else None
+    frames = [
+        claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples)
+        for a, b in contrasts
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def measure_study(
+    sets: Mapping[Net, ActivationSet],
+    pixels: np.ndarray,
+    layers: Sequence[str],
+    feature_maps: Sequence[str],
+    classes: Sequence[str],
+    tables: Mapping[str, pd.DataFrame],
+    contrasts: Sequence[Sequence[str]],
+    settings: MeasureSettings = MeasureSettings(),
+    resamples: int = 1000,
+    reference_heads: Mapping[Net, ActivationSet] | None = None,
+) -> MeasureResults:
+    """What the compare stage adds to :func:`~cnnscope.analysis.compare_study`'s ``tables``: every
+    measure, the CKA and matching overviews (seed-to-seed baselines beside between-variant
+    values) and the claims table."""
+    res = compute_measures(sets, pixels, layers, feature_maps, classes, settings, reference_heads)
+    res.tables["cka_overview"] = pair_overview(res.tables["cka"], ["cka"])
+    summary = res.tables["matching_summary"]
+    columns = ["matched_corr", "same_index_corr", "best_corr", "same_index_fraction"]
+    res.tables["matching_overview"] = pair_overview(summary, columns) if len(summary) else summary
+    res.tables["claims"] = study_claims(res, sets, tables, contrasts, feature_maps, settings.confidence, resamples)
+    return res
+
+
+def split_reference_heads(
+    sets: Mapping[Net, ActivationSet],
+) -> tuple[dict[Net, ActivationSet], dict[Net, ActivationSet]]:
+    """Split the study's networks into those of the most common architecture (compared layer by
+    layer; ties go to the first network's) and the others — e.g. a pixel ``mlp`` variant — whose heads only join the
+    pattern-classification table."""
+    names = {net: aset.manifest.get("model", {}).get("name") for net, aset in sets.items()}
+    counts = Counter(names.values())
+    main = max(counts, key=lambda name: (counts[name], name == names[next(iter(sets))]))
+    same = {net: aset for net, aset in sets.items() if names[net] == main}
+    return same, {net: aset for net, aset in sets.items() if names[net] != main}
+
+
+def headline(
+    tables: Mapping[str, pd.DataFrame],
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    feature_maps: Sequence[str],
+    eval_images: int,
+) -> dict[str, Any]:
+    """The headline numbers for ``metrics/compare.json``: per variant the accuracy and predictive
+    entropy, the deepest map's scale-free sparsity and entropy and its spatial-probe accuracy, the
+    first map's CKA to the pixels (means over seeds); and every claim's verdict. Everything else
+    is in the tables."""
+
+    def mean(table: str, value: str, **where: Any) -> float:
+        rows = tables.get(table)
+        if rows is None or rows.empty:
+            return float("nan")
+        for key, wanted in where.items():
+            rows = rows[rows[key] == wanted]
+        return round(float(rows[value].mean()), 4) if len(rows) else float("nan")
+
+    deepest = feature_maps[-1] if feature_maps else None
+    first = feature_maps[0] if feature_maps else None
+    out: dict[str, Any] = {"eval_images": eval_images, "seeds": list(seeds), "variants": {}}
+    for v in variants:
+        entry = {
+            "accuracy": mean("certainty", "correct", variant=v, sample=EVAL),
+            "predictive_entropy_bits": mean("certainty", "entropy_bits", variant=v, sample=EVAL),
+        }
+        if deepest is not None:
+            entry[f"{deepest}_hoyer"] = mean("scale_free", "hoyer", variant=v, layer=deepest)
+            entry[f"{deepest}_entropy_norm_bits"] = mean("scale_free", "entropy_norm_bits", variant=v, layer=deepest)
+            entry[f"{deepest}_spatial_probe_acc"] = mean("spatial_probe", "accuracy", variant=v, layer=deepest)
+        if first is not None:
+            entry[f"{first}_cka_to_input"] = mean("cka", "cka", variant_a=v, layer=first, variant_b=INPUT)
+        out["variants"][v] = entry
+    claims = tables.get("claims")
+    if claims is not None and len(claims):
+        out["claims"] = [
+            {
+                "claim": str(r["claim"]),
+                "statement": str(r["statement"]),
+                "verdict": str(r["verdict"]),
+                "n_seeds": int(r["n_seeds"]),
+                "mean_difference": round(float(r["mean_difference"]), 4),
+            }
+            for _, r in claims.iterrows()
+        ]
+    return out

@@ -1,0 +1,238 @@
+"""Report sections of the issue-13 measures, rendered from the compare tables and the OIP metrics.
+
+Every table here is read from ``compare/tables/*.csv`` (or ``metrics/oip``): the report shows what
+the stages wrote. The claims table joins the compare stage's claims (a, a′, b, e) with the ones
+that need the OIP stage (c, d), each with its seed-level verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from cnnscope.analysis.claims import COLUMNS, oip_claims
+
+
+class _Report(Protocol):
+    folder: Path
+
+    def add(self, *lines: str) -> None: ...
+
+    def table(self, frame: pd.DataFrame) -> None: ...
+
+    def figure(self, source: Path, name: str, caption: str) -> None: ...
+
+
+def _read(tables: Path, name: str) -> pd.DataFrame | None:
+    path = tables / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _pm(values: pd.Series) -> str:
+    mean = values.mean()
+    if pd.isna(mean):
+        return "—"
+    return f"{mean:.3f}" + (f" ± {values.std(ddof=1):.3f}" if values.count() > 1 else "")
+
+
+def layer_by_variant(table: pd.DataFrame, value: str, variants: Sequence[str], cell: Any = _pm) -> pd.DataFrame:
+    """Rows: layer (in table order); columns: variants; cells from ``cell`` over the seeds."""
+    layers = list(dict.fromkeys(table["layer"]))
+    pivot = table.groupby(["layer", "variant"], sort=False)[value].agg(cell).unstack("variant").reindex(layers)
+    return pivot[[v for v in variants if v in pivot]].reset_index()
+
+
+def _probe_cell(rows: pd.DataFrame) -> str:
+    acc, se = rows["accuracy"].mean(), rows["std_error"].mean()
+    spread = f", sd over seeds {rows['accuracy'].std(ddof=1):.3f}" if len(rows) > 1 else ""
+    return f"{acc:.3f} (se {se:.3f}{spread})"
+
+
+def measures_sections(
+    report: _Report,
+    compare_dir: Path,
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    oip_metrics: dict[tuple[str, int], dict[str, Any]],
+    contrasts: Sequence[Sequence[str]],
+    confidence: float,
+) -> None:
+    """The scale-free statistics, divergences and information gain, CKA, map matching, spatial
+    probes, class patterns, pattern classification and the claims table."""
+    tables = compare_dir / "tables"
+    sf = _read(tables, "scale_free")
+    if sf is not None and len(sf):
+        report.add(
+            "### Scale-free layer statistics",
+            "Entropy after dividing each (network, layer) by its own robust scale (99th percentile of the non-zero "
+            "|x|), on bins shared over the *normalised* values; Hoyer sparsity and kurtosis per image, averaged. "
+            "Multiplying a layer by a constant leaves all three unchanged (the raw shared-bin entropy above does "
+            "not). Mean ± std over seeds; `softmax` has no rows (it is a distribution: see predictive entropy).",
+        )
+        for value, label in (("entropy_norm_bits", "Normalised entropy (bits)"), ("hoyer", "Hoyer sparsity")):
+            report.add(f"**{label}**:")
+            report.table(layer_by_variant(sf, value, variants))
+    _divergences(report, tables, variants, contrasts)
+    _cka(report, compare_dir, tables)
+    _matching(report, tables)
+    probe = _read(tables, "spatial_probe")
+    if probe is not None and len(probe):
+        chance = probe["chance"].iloc[0]
+        report.add(
+            "### Spatial linear probes",
+            f"Logistic regression on each map average-pooled to a {int(probe['grid'].max())}×"
+            f"{int(probe['grid'].max())} grid (layout kept), trained on {int(probe['train_images'].iloc[0])} and "
+            f"scored on {int(probe['test_images'].iloc[0])} evaluation images; chance level (majority class) "
+            f"{chance:.3f}. Cells: accuracy (binomial standard error, sd over seeds); the null model's column is the "
+            "untrained baseline a trained layer must beat.",
+        )
+        cells = probe.groupby(["layer", "variant"], sort=False)[["accuracy", "std_error"]].apply(_probe_cell)
+        layers = list(dict.fromkeys(probe["layer"]))
+        table = cells.unstack("variant").reindex(layers)
+        report.table(table[[v for v in variants if v in table]].reset_index())
+    _class_patterns(report, tables, variants)
+    _claims(report, tables, oip_metrics, contrasts, confidence)
+
+
+def _divergences(report: _Report, tables: Path, variants: Sequence[str], contrasts: Sequence[Sequence[str]]) -> None:
+    stats = _read(tables, "layer_stats")
+    if stats is not None and len(stats):
+        ev = stats[(stats["group"] == "eval") & (stats["layer"] != "softmax")]
+        report.add(
+            "### Information gain and divergence from the input",
+            "`H(input) − H(layer)` (bits) and `JS(layer, input)` on each one's own shared bins, evaluation sample, "
+            "mean ± std over seeds. Both depend on the binning (raw scale), unlike the scale-free rows above.",
+        )
+        report.add("**Information gain (bits)**:")
+        report.table(layer_by_variant(ev, "info_gain_bits", variants))
+    div = _read(tables, "divergences")
+    if div is not None and len(div):
+        for variant, reference in contrasts:
+            rows = div[(div["variant"] == variant) & (div["reference"] == reference) & (div["group"] == "eval")]
+            rows = rows[rows["layer"] != "softmax"]
+            if rows.empty:
+                continue
+            summary = rows.groupby("layer", sort=False)[["kl_bits", "js_bits"]].agg(_pm).reset_index()
+            report.add(f"**Divergence of {variant} from {reference}** (same seed, smoothed shared-bin histograms):")
+            report.table(summary.rename(columns={"kl_bits": f"KL({variant}‖{reference})", "js_bits": "JS"}))
+
+
+def _cka(report: _Report, compare_dir: Path, tables: Path) -> None:
+    overview = _read(tables, "cka_overview")
+    if overview is None or overview.empty:
+        return
+    report.add(
+        "### Representation similarity (debiased linear CKA)",
+        "Minibatch debiased CKA (Kornblith et al. 2019; unbiased HSIC, Nguyen et al. 2021) per layer. Read a "
+        "between-variant value against the seed-to-seed baseline of one variant: two variants differ only if "
+        "they are further apart than two seeds of the same one. `vs input`: similarity to the pixels.",
+    )
+    heatmap = compare_dir / "figures" / "cka_heatmap.png"
+    if heatmap.is_file():
+        report.figure(heatmap, "compare/cka_heatmap.png", "Debiased CKA per layer (rows) and comparison (columns).")
+    table = overview.pivot_table(index="layer", columns="comparison", values="cka", sort=False)
+    report.table(table.reindex(list(dict.fromkeys(overview["layer"]))).reset_index())
+
+
+def _matching(report: _Report, tables: Path) -> None:
+    summary = _read(tables, "matching_overview")
+    if summary is None or summary.empty:
+        return
+    report.add(
+        "### Map matching across networks",
+        "Per feature map layer and pair of networks: the Pearson correlation of every map with every map over "
+        "images × positions, a one-to-one Hungarian matching, and the matched vs same-index correlations (the "
+        "variants share their initialisation per seed). Means over live maps and seeds; the per-map assignments "
+        "are in `tables/matching.csv`.",
+    )
+    report.table(summary.drop(columns=["kind"]))
+
+
+def _class_patterns(report: _Report, tables: Path, variants: Sequence[str]) -> None:
+    fcp = _read(tables, "fcp_contrast")
+    if fcp is not None and len(fcp):
+        report.add(
+            "### Class patterns with a contrast and a chance level",
+            "Nodes of the deepest map active in every probe image of the class and in none of the other probes "
+            "(the article's count), against the same count for random same-class and random mixed draws of "
+            "evaluation images (mean and 5–95 % range). A class pattern shows as same-class ≫ mixed.",
+        )
+        cols = ["variant", "seed", "class", "contrast_count", "same_class_mean", "same_class_p05", "same_class_p95",
+                "mixed_mean", "mixed_p05", "mixed_p95", "percentile_in_same_class", "percentile_in_mixed"]  # fmt: skip
+        report.table(fcp[cols])
+    overlap = _read(tables, "overlap")
+    if overlap is not None and len(overlap):
+        report.add(
+            "**Shared active nodes within vs between classes** (mean Jaccard of active sets over image pairs, "
+            "deepest map; interval: image bootstrap, image-level only):"
+        )
+        report.table(overlap.drop(columns=["layer"]))
+    classify = _read(tables, "pattern_classification")
+    if classify is not None and len(classify):
+        pair = classify["pair"].dropna().iloc[0] if classify["pair"].notna().any() else ""
+        report.add(
+            "### Classification by activation patterns",
+            "Held-out accuracy of the nearest class-mean *binary* pattern of the deepest map, beside each "
+            f"network's own head on the same {int(classify['test_images'].iloc[0])} images"
+            + (f", with the {pair} confusion (share of those two classes given the other label)." if pair else "."),
+        )
+        table = classify.groupby(["variant", "classifier"], sort=False)[["accuracy", "pair_confusion"]].agg(_pm)
+        report.table(table.reset_index())
+
+
+def _claims(
+    report: _Report,
+    tables: Path,
+    oip_metrics: dict[tuple[str, int], dict[str, Any]],
+    contrasts: Sequence[Sequence[str]],
+    confidence: float,
+) -> None:
+    claims = _read(tables, "claims")
+    frames = [claims] if claims is not None else []
+    for variant in dict.fromkeys(c[0] for c in contrasts):
+        frames.append(pd.DataFrame(oip_claims(variant, oip_metrics, confidence), columns=COLUMNS))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return
+    table = pd.concat(frames, ignore_index=True).sort_values("claim", kind="stable")
+    report.add(
+        "### The seed articles' claims, one table",
+        f"Each claim on paired per-seed differences (variants share the initialisation per seed): mean, "
+        f"{confidence:.0%} t-interval over seeds, exact sign-flip p (its smallest possible value with n seeds "
+        "beside it) and the verdict — *holds* / *contradicted* when the interval excludes 0, *inconclusive* "
+        "otherwise, *too few seeds* below 3. The image bootstrap is image-level only (not the verdict).",
+    )
+    shown = table.assign(
+        seed_interval=[
+            f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(table["seed_ci_low"], table["seed_ci_high"], strict=True)
+        ],
+        image_interval=[
+            "—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]"
+            for lo, hi in zip(table["image_ci_low"], table["image_ci_high"], strict=True)
+        ],
+        sign_flip=[
+            f"{p:.3g} (min {m:.3g})" for p, m in zip(table["sign_flip_p"], table["sign_flip_min_p"], strict=True)
+        ],
+    )
+    cols = ["claim", "statement", "measure", "layer", "n_seeds", "mean_difference", "seed_interval", "sign_flip",
+            "verdict", "image_interval"]  # fmt: skip
+    report.table(shown[cols])
+
+
+def _intervals(low: pd.Series, high: pd.Series) -> list[str]:
+    return ["—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(low, high, strict=True)]
+
+
+def oip_runs(folder: Path, variants: Sequence[str], seeds: Sequence[int]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The OIP stage's summaries per (variant, seed) that exist (``metrics/oip/<variant>_seed<k>.json``)."""
+    out = {}
+    for v in variants:
+        for s in seeds:
+            path = folder / f"{v}_seed{s}.json"
+            if path.is_file():
+                out[v, s] = json.loads(path.read_text())
+    return out

@@ -1,0 +1,67 @@
+"""The report sections of the measures, rendered from compare tables written as the stage writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cnnscope.analysis.claims import COLUMNS
+from cnnscope.report.measures import measures_sections
+
+
+class _Report:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.lines: list[str] = []
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.lines.append(frame.to_markdown(index=False))
+
+    def figure(self, source: Path, name: str, caption: str) -> None:
+        self.lines.append(f"![{caption}]({name})")
+
+
+def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
+    tables = tmp_path / "compare" / "tables"
+    tables.mkdir(parents=True)
+    nets = [(v, s) for v in ("benchmark", "dummy") for s in (0, 1, 2)]
+    pd.DataFrame(
+        [{"variant": v, "seed": s, "layer": L, "scale": 1.0, "entropy_norm_bits": 2.0 + s, "hoyer": 0.5, "kurtosis": 3}
+         for v, s in nets for L in ("relu1", "relu3")]
+    ).to_csv(tables / "scale_free.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [{"layer": "relu1", "comparison": c, "kind": k, "cka": 0.8, "pairs": 3}
+         for c, k in (("benchmark vs dummy", "between"), ("benchmark seed vs seed", "seed-to-seed"))]
+    ).to_csv(tables / "cka_overview.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [{"variant": v, "seed": s, "layer": "relu3", "grid": 2, "features": 8, "accuracy": 0.9, "std_error": 0.01,
+          "chance": 0.1, "train_images": 500, "test_images": 500} for v, s in nets]
+    ).to_csv(tables / "spatial_probe.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [{"variant": v, "seed": s, "classifier": c, "accuracy": 0.9, "pair_confusion": 0.02, "test_images": 500,
+          "pair": "4↔9"} for v, s in nets for c in ("binary pattern", "network head")]
+    ).to_csv(tables / "pattern_classification.csv", index=False)  # fmt: skip
+    claim = dict.fromkeys(COLUMNS, 0.1) | {"claim": "a", "statement": "s", "measure": "m", "layer": "relu3",
+                                           "variant": "benchmark", "reference": "dummy", "n_seeds": 3,
+                                           "verdict": "holds"}  # fmt: skip
+    pd.DataFrame([claim]).to_csv(tables / "claims.csv", index=False)
+    run = {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5}
+    run |= {"silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1}
+    oip = {(v, s): run | {"cross_map_similarity": 0.1 + 0.01 * s} for v, s in nets}
+    report = _Report(tmp_path)
+    measures_sections(
+        report, tmp_path / "compare", ["benchmark", "dummy"], [0, 1, 2], oip, [["benchmark", "dummy"]], 0.95
+    )
+    text = "\n".join(report.lines)
+    for heading in ("Scale-free layer statistics", "debiased linear CKA", "Spatial linear probes",
+                    "Classification by activation patterns", "claims, one table"):  # fmt: skip
+        assert heading in text, heading
+    assert "3.000 ± 1.000" in text  # normalised entropy of seeds 0, 1, 2: mean ± sd over seeds
+    assert "0.900 (se 0.010, sd over seeds 0.000)" in text
+    claims_block = text[text.index("claims, one table") :]
+    assert "| a " in claims_block and "| c " in claims_block and "| d " in claims_block
+    assert claims_block.index("| a ") < claims_block.index("| c ")
