@@ -14,6 +14,7 @@ from atlas_study import build_atlas
 from cnnscope.atlas import AtlasError, NetworkLayer, folder_size, site, write_atlas
 from cnnscope.atlas.sprites import to_uint8, write_sheet
 
+REPO_ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "figures"
 LINK = re.compile(r'(?:href|src)="([^"]+)"')
 
 
@@ -117,3 +118,29 @@ def test_a_failed_rewrite_keeps_the_previous_atlas(tmp_path: Path, monkeypatch: 
         write_atlas("s", [_record(2), NetworkLayer("w", 0, "relu1", _record(2).table)], out)
     assert (out / "index.html").is_file() and "w seed0" not in (out / "index.html").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["atlas"]
+
+
+def test_report_figure_of_top_maps_across_networks(tmp_path: Path) -> None:
+    from atlas_study import build_study
+    from cnnscope.atlas.collect import figure_rows
+    from cnnscope.viz import save_figure
+    from cnnscope.viz.atlas import oip_beside_exemplars
+    from conftest import synthetic_prepared
+
+    records = build_study(synthetic_prepared(), tmp_path, maps=list(range(8)))
+    networks, rows, labels = figure_rows(records, "relu3", n_maps=3, n_exemplars=4)
+    assert networks == ["benchmark seed0", "untrained seed0"] and len(rows) == 3
+    reference = next(r for r in records if r.layer == "relu3")
+    tops = reference.table[:8].sort_values("top_activation", ascending=False)["map"].iloc[:3].tolist()
+    assert labels == [f"map {m}" for m in tops]
+    assert all(
+        cell.map == int(label.split()[1]) and cell.map < 8
+        for row, label in zip(rows, labels, strict=True)
+        for cell in row
+    )
+    assert all(cell.oip is not None for row in rows for cell in row)
+    path = save_figure(oip_beside_exemplars(networks, rows, labels, "relu3: OIP beside exemplars"), tmp_path / "f.png")
+    again = save_figure(oip_beside_exemplars(networks, rows, labels, "relu3: OIP beside exemplars"), tmp_path / "g.png")
+    assert path.read_bytes() == again.read_bytes()
+    (REPO_ARTIFACTS / "atlas_figure.png").parent.mkdir(parents=True, exist_ok=True)
+    (REPO_ARTIFACTS / "atlas_figure.png").write_bytes(path.read_bytes())

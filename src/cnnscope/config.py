@@ -236,6 +236,36 @@ class OIPConfig:
 
 
 @dataclass
+class ExemplarsConfig:
+    """Dataset exemplars per map (``exemplars`` stage) and the OIPs held against them."""
+
+    #: Layers whose maps get exemplars; empty means the last layer of each block and the deepest map.
+    layers: list[str] = field(default_factory=list)
+    #: Split searched (probe images excluded): ``train``, ``val``, ``test`` or a subset key.
+    split: str = "test"
+    #: Top images kept per map, ranked by the map's maximum over positions.
+    k: int = 9
+    #: Images at the median activation shown for contrast.
+    median_images: int = 3
+    #: Size of the uniform random sample of the split the median is taken over (flat memory).
+    median_sample: int = 1000
+    batch_size: int = 256
+    #: An OIP is flagged when it drives its map this many times above the top exemplar while its
+    #: path through the earlier layers is unlike the exemplars'.
+    far_above: float = 2.0
+    out_dir: str = "exemplars"
+
+
+@dataclass
+class AtlasConfig:
+    """The unit atlas (``atlas`` stage): a static HTML site at ``<out_dir>/<study.name>/``."""
+
+    out_dir: str = "atlas"
+    #: Maps per network in the report's and the MLflow overview's OIP-beside-exemplars figure.
+    figure_maps: int = 4
+
+
+@dataclass
 class TrackingConfig:
     #: MLflow experiment name; runs of one study share it.
     experiment: str = "cnnscope"
@@ -252,6 +282,8 @@ class Params:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     oip: OIPConfig = field(default_factory=OIPConfig)
+    exemplars: ExemplarsConfig = field(default_factory=ExemplarsConfig)
+    atlas: AtlasConfig = field(default_factory=AtlasConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

@@ -4,6 +4,7 @@ records the atlas draws: exemplars (``exemplars.pt``), the OIP stage's tensors a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pandas as pd
 import torch
 
 from cnnscope.activations.exemplars import LayerExemplars
-from cnnscope.atlas.site import NetworkLayer
+from cnnscope.atlas.site import AtlasError, NetworkLayer
+from cnnscope.viz.atlas import FigureCell
 
 OIP_TENSORS = "oips.pt"
 OIP_TABLE = "maps.csv"
@@ -54,6 +56,7 @@ def oip_fields(oip_dir: str | Path, n_maps: int) -> tuple[str, dict[str, Any], p
 
     fields: dict[str, Any] = {
         "oips": full(_best(images, seeds, wavelengths, table)),
+        "oip_maps": [int(m) for m in maps],
         "evolution": full(torch.stack([_best(tensors["snapshots"][s], seeds, wavelengths, table) for s in steps], 1)),
         "evolution_steps": steps,
         "starts": full(images.flatten(1, 2)),
@@ -101,3 +104,34 @@ def network_layers(
             )
         )
     return out
+
+
+def figure_rows(
+    records: list[NetworkLayer], layer: str, n_maps: int = 4, n_exemplars: int = 4
+) -> tuple[list[str], list[list[FigureCell]], list[str]]:
+    """Networks, cells and row labels of :func:`cnnscope.viz.atlas.oip_beside_exemplars` for ``layer``.
+
+    The rows are the ``n_maps`` maps of the first network that its top exemplars drive most; each
+    other network shows its matched map (:attr:`NetworkLayer.matches`, else the same index).
+    """
+    nets = [r for r in records if r.layer == layer]
+    if not nets:
+        raise AtlasError(f"no network has layer {layer!r}; layers: {sorted({r.layer for r in records})}")
+    reference = nets[0]
+    table = reference.table
+    if reference.oip_maps is not None:  # rank the maps that have an OIP
+        table = table[table["map"].isin(reference.oip_maps)]
+    ranked = table.sort_values(["top_activation", "map"], ascending=[False, True])
+    chosen = [int(m) for m in ranked["map"].iloc[:n_maps]]
+    rows = []
+    for m in chosen:
+        row = []
+        for net in nets:
+            j = m if net.matches is None else int(net.matches[m])
+            ratio = net.table["normalised_activation"].iloc[j] if "normalised_activation" in net.table else math.nan
+            crops = net.crops[j, :n_exemplars] if net.crops is not None else np.zeros((0, 1, 1, 1), np.uint8)
+            row.append(
+                FigureCell(j, net.oips[j] if net.oips is not None and net.has_oip(j) else None, crops, float(ratio))
+            )
+        rows.append(row)
+    return [n.name for n in nets], rows, [f"map {m}" for m in chosen]

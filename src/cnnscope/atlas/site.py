@@ -84,6 +84,8 @@ class NetworkLayer:
     median_crops: np.ndarray | None = None
     #: ``(M, C, H, W)`` the maps' OIPs (any scale; shown stretched per image).
     oips: np.ndarray | None = None
+    #: The maps that have an OIP (the OIP stage may optimise a subset); None: all.
+    oip_maps: list[int] | None = None
     #: ``(M, S, C, H, W)`` the OIP at steps :attr:`evolution_steps`.
     evolution: np.ndarray | None = None
     evolution_steps: list[int] = field(default_factory=list)
@@ -99,6 +101,9 @@ class NetworkLayer:
     @property
     def name(self) -> str:
         return f"{self.variant} seed{self.seed}"
+
+    def has_oip(self, m: int) -> bool:
+        return self.oips is not None and (self.oip_maps is None or m in self.oip_maps)
 
     @property
     def n_maps(self) -> int:
@@ -169,7 +174,7 @@ class _Writer:
 
     def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].oips
-        return "" if sheet is None else sheet.tile(m, 0, SCALE_OIP, prefix, "OIP")
+        return "" if sheet is None or not net.has_oip(m) else sheet.tile(m, 0, SCALE_OIP, prefix, "OIP")
 
     def exemplar_tiles(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].exemplars
@@ -184,11 +189,12 @@ class _Writer:
     def preview(self, net: NetworkLayer, count: int = 6) -> str:
         """The first maps' OIPs (or top exemplar crops where there are no OIPs), for the index."""
         sheets = self.sheets[(net.layer, net.name)]
-        sheet = sheets.oips or sheets.exemplars
+        shown = range(min(count, net.n_maps))
+        sheet = sheets.oips if sheets.oips is not None and all(net.has_oip(m) for m in shown) else sheets.exemplars
         if sheet is None:
             return ""
         scale = max(1, 28 // sheet.tile_height)  # small crops drawn larger, so every preview is ~28 px
-        return "".join(sheet.tile(m, 0, scale, "", f"map {m}") for m in range(min(count, net.n_maps)))
+        return "".join(sheet.tile(m, 0, scale, "", f"map {m}") for m in shown)
 
     def stats(self, net: NetworkLayer, m: int) -> str:
         row = net.table.iloc[m]
@@ -269,7 +275,7 @@ class _Writer:
             m = self.matched(net, ref)
             sheets = self.sheets[(layer, name)]
             strips = ""
-            if sheets.oips is not None:
+            if sheets.oips is not None and net.has_oip(m):
                 evo = 0 if net.evolution is None else net.evolution.shape[1]
                 evolution = "".join(
                     sheets.oips.tile(m, 1 + j, SCALE_OIP, prefix, f"step {s}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -140,3 +141,50 @@ def against_data(
     table["path_unnatural"] = unnatural.tolist()
     table["flagged"] = ((ratio >= far_above) & unnatural).tolist()
     return table
+
+
+def against_oip_outputs(
+    model: LayeredCNN,
+    oip_dir: str | Path,
+    exemplars: dict[str, LayerExemplars],
+    images: torch.Tensor,
+    image_ids: torch.Tensor,
+    far_above: float = FAR_ABOVE,
+) -> pd.DataFrame:
+    """:func:`against_data` for what the OIP stage wrote in ``oip_dir`` (``oips.pt``, ``maps.csv``):
+    each map's best OIP (best seed and wavelength) against its exemplars among ``images``."""
+    folder = Path(oip_dir)
+    if not (folder / "oips.pt").is_file():
+        raise OIPError(f"no OIP outputs in {folder}: run the oip stage first (dvc repro oip)")
+    tensors = torch.load(folder / "oips.pt", map_location="cpu", weights_only=True)
+    table = pd.read_csv(folder / "maps.csv")
+    layer = str(tensors["layer"])
+    if layer not in exemplars:
+        raise OIPError(f"the OIPs are of layer {layer!r} but exemplars were found for {sorted(exemplars)}")
+    seeds, wavelengths = list(tensors["seeds"]), list(tensors["wavelengths"])
+    rows = torch.arange(len(table))
+    best_seed = torch.tensor([seeds.index(int(s)) for s in table["best_seed"]])
+    best_wl = torch.tensor([wavelengths.index(int(w)) for w in table["best_wavelength"]])
+    oips = tensors["images"][rows, best_seed, best_wl]
+    maps = [int(m) for m in tensors["maps"]]
+    ex = exemplars[layer]
+    position = {int(i): p for p, i in enumerate(image_ids.tolist())}
+    picks = torch.tensor([[position[int(i)] for i in ex.image_ids[m]] for m in maps])
+    dead = torch.tensor(table["dead"].astype(bool).to_numpy())
+    return against_data(model, layer, maps, oips, ex, images[picks], dead, far_above=far_above)
+
+
+def summary(table: pd.DataFrame) -> dict[str, float | int]:
+    """Per-network numbers the report compares variants on (normalised, so scale-free)."""
+    live = table[~table["silent_on_data"].astype(bool)]
+    ratio = live["normalised_activation"]
+    return {
+        "maps": len(table),
+        "silent_on_data": int(table["silent_on_data"].sum()),
+        "silent_to_noise": int(table["silent_to_noise"].sum()),
+        "silent_to_noise_not_on_data": int((table["silent_to_noise"] & ~table["silent_on_data"]).sum()),
+        "median_normalised_activation": float(ratio.median()) if len(ratio) else float("nan"),
+        "above_top_exemplar_fraction": float((ratio > 1).mean()) if len(ratio) else float("nan"),
+        "path_unnatural_fraction": float(table["path_unnatural"].mean()),
+        "flagged": int(table["flagged"].sum()),
+    }
