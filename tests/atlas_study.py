@@ -10,10 +10,11 @@ import torch
 
 from cnnscope.activations.exemplars import default_layers, find_exemplars, split_images
 from cnnscope.atlas import NetworkLayer, write_atlas
-from cnnscope.atlas.collect import OIP_TABLE, OIP_TENSORS, network_layers
+from cnnscope.atlas.collect import OIP_TABLE, OIP_TENSORS, figure_rows, network_layers
 from cnnscope.data.prepared import PreparedData
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table
 from cnnscope.oip.against_data import against_data
+from cnnscope.viz.atlas import oip_beside_exemplars
 from conftest import random_model
 
 SETTINGS = OIPSettings(seeds=(0, 1), wavelengths=(1, 4), steps=3)
@@ -67,4 +68,6 @@ def build_study(prepared: PreparedData, root: Path, maps: list[int] | None = Non
 
 def build_atlas(prepared: PreparedData, root: Path) -> Path:
     records = build_study(prepared, root)
-    return write_atlas("tiny", records, root / "atlas" / "tiny", note="maps matched by index")
+    networks, rows, labels = figure_rows(records, "relu3", n_maps=3)
+    figure = oip_beside_exemplars(networks, rows, labels, "relu3: OIP beside exemplars")
+    return write_atlas("tiny", records, root / "atlas" / "tiny", "maps matched by index", figure)

@@ -40,6 +40,8 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     commands += [["extract.py", "--variant", v, "--seed", str(s)] for v, s in jobs]
     commands.append(["compare.py"])
     commands += [["oip.py", "--variant", v, "--seed", str(s)] for v, s in jobs]
+    commands += [["exemplars.py", "--variant", v, "--seed", str(s)] for v, s in jobs]
+    commands.append(["atlas.py"])
     commands.append(["report.py"])
     for script, *args in commands:
         result = subprocess.run(
@@ -47,4 +49,5 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
             cwd=workdir, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert result.returncode == 0, f"{script} {args} failed:\n{result.stderr[-3000:]}"
+    assert (workdir / params["atlas"]["out_dir"] / params["study"]["name"] / "index.html").is_file()
     return params

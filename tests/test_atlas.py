@@ -34,8 +34,17 @@ def test_every_page_and_every_link_exists(atlas: Path) -> None:
     assert len(map_pages) == 32 + 64 + 128
     for page in pages:
         for link in LINK.findall(page.read_text()):
+            if link.startswith("data:image/png;base64,"):  # overview.html embeds its figure
+                continue
             assert not link.startswith(("http:", "https:", "//")), (page, link)
             assert (page.parent / link).resolve().is_file(), (page, link)
+
+
+def test_overview_is_self_contained_for_mlflow(atlas: Path) -> None:
+    text = (atlas.parent / "overview.html").read_text()
+    assert "<style>" in text and "stylesheet" not in text and "href=" not in text
+    sources = re.findall(r'src="([^"]+)"', text)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
 
 
 def test_index_lists_layers_by_networks(atlas: Path) -> None:
@@ -57,7 +66,7 @@ def test_atlas_is_small_and_uses_few_image_files(atlas: Path) -> None:
     size, files = folder_size(atlas.parent)
     sprites = list((atlas.parent / "sprites").glob("*.png"))
     assert len(sprites) == 2 * 3 + 2 * 2  # exemplars per layer, OIPs and nodes of relu3, per network
-    assert files == len(sprites) + 1 + 6 + 224 + 1  # + style.css + layer pages + map pages + index
+    assert files == len(sprites) + 1 + 6 + 224 + 3  # + style.css, layer/map pages, index, overview + its PNG
     assert size < 3_000_000
 
 

@@ -225,8 +225,8 @@ def _update(
     run.values = values.gather(0, keep)
     run.ids = torch.cat([run.ids, batch_ids]).gather(0, keep)
     run.nodes = torch.cat([run.nodes, node]).gather(0, keep)
-    run.total += flat.sum(dim=(0, 2), dtype=torch.float64)
-    run.zeros += (flat == 0).sum(dim=(0, 2))
+    run.total += flat.sum(dim=(0, 2)).double()  # float32 within a batch, float64 across batches
+    run.zeros += flat.shape[0] * flat.shape[2] - torch.count_nonzero(flat, dim=(0, 2))
     if sample.any():
         run.sample_values.append(peak[sample].cpu())
         run.sample_nodes.append(node[sample].cpu())

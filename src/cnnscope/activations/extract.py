@@ -17,6 +17,7 @@ from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import write_json
 from cnnscope.models import LayeredCNN
+from cnnscope.progress import track
 
 
 class ArchitectureMismatch(CnnscopeError, ValueError):
@@ -87,9 +88,11 @@ def extract_activations(
         writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtype)
         np.save(out / group_name / f"{INPUT}.npy", group.images.cpu().numpy())
         try:
-            for start in range(0, n, batch_size):
-                batch = group.images[start : start + batch_size].to(device)
-                writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
+            with track(f"extract {group_name}", n) as advance:
+                for start in range(0, n, batch_size):
+                    batch = group.images[start : start + batch_size].to(device)
+                    writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
+                    advance(len(batch))
         finally:
             writer.close()
         manifest_groups[group_name] = {

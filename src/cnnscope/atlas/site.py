@@ -20,6 +20,7 @@ whole folder is written under a temporary name and renamed into place.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -29,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from cnnscope.atlas.sprites import Sheet, write_sheet
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_dir
+from cnnscope.viz import save_figure
 
 #: Per-map numbers shown on the pages, when the table has them: column, label, kind.
 STATS: list[tuple[str, str, str]] = [
@@ -46,6 +49,8 @@ STATS: list[tuple[str, str, str]] = [
     ("path_unnatural", "path unnatural", "flag"),
     ("flagged", "flagged (far above data, unnatural path)", "flag"),
 ]
+#: The OIP-beside-exemplars figure in the atlas folder (embedded in ``overview.html``; the report copies it).
+FIGURE_FILE = "overview.png"
 SCALE_OIP = 2
 SCALE_CROP = 2
 
@@ -212,7 +217,8 @@ class _Writer:
         return f'<table class="stats">{"".join(cells)}</table>'
 
     # ---- pages ---------------------------------------------------------------------------
-    def index(self) -> None:
+    def summary_table(self, links: bool = True) -> str:
+        """Layers × networks, each cell a summary (and, with ``links``, a link and a preview)."""
         head = "".join(f"<th>{html.escape(n)}</th>" for n in self.names)
         rows = []
         for layer in self.layers:
@@ -228,17 +234,36 @@ class _Writer:
                         summary.append(f"{int(net.table[col].fillna(False).astype(bool).sum())} {label}")
                 if "normalised_activation" in net.table:
                     summary.append(f"median OIP÷top {_fmt(float(net.table['normalised_activation'].median()), 'num')}")
-                href = f"layers/{_slug(layer)}--{_slug(name)}.html"
-                cells.append(
-                    f'<td><a href="{href}">{html.escape(layer)}</a><br>{"<br>".join(summary)}'
-                    f'<div class="strip">{self.preview(net)}</div></td>'
-                )
+                if links:
+                    href = f"layers/{_slug(layer)}--{_slug(name)}.html"
+                    summary.insert(0, f'<a href="{href}">{html.escape(layer)}</a>')
+                    summary.append(f'<div class="strip">{self.preview(net)}</div>')
+                cells.append(f"<td>{'<br>'.join(summary)}</td>")
             rows.append(f"<tr><th>{html.escape(layer)}</th>{''.join(cells)}</tr>")
+        return f"<table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>"
+
+    def index(self) -> None:
         body = (
-            f"<h1>Unit atlas: study {html.escape(self.study)}</h1><p>{self.note}</p>"
-            f"<table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>"
+            f"<h1>Unit atlas: study {html.escape(self.study)}</h1><p>{self.note}</p>{self.summary_table()}"
+            '<p><a href="overview.html">self-contained overview</a> (the page to open inside MLflow)</p>'
         )
         (self.root / "index.html").write_text(_page(f"atlas {self.study}", body, ""))
+
+    def overview(self, figure_png: bytes) -> None:
+        """``overview.html``: no links, no files — styles inline and the figure as a ``data:`` URI,
+        because MLflow's artefact view resolves neither relative links nor images."""
+        image = base64.b64encode(figure_png).decode("ascii")
+        figure = f'<p><img alt="OIP beside exemplars" src="data:image/png;base64,{image}"></p>' if image else ""
+        body = (
+            f"<h1>Unit atlas: study {html.escape(self.study)} (overview)</h1>"
+            "<p>The full atlas (a page per layer and per map) is the folder this file is in: open its "
+            f"<code>index.html</code> from disk.</p><p>{self.note}</p>{self.summary_table(links=False)}"
+            f"{figure}"
+        )
+        page = _page(f"atlas {self.study} overview", body, "").replace(
+            '<link rel="stylesheet" href="style.css">', f"<style>{CSS}</style>"
+        )
+        (self.root / "overview.html").write_text(page)
 
     def layer_page(self, net: NetworkLayer) -> None:
         prefix = "../"
@@ -315,10 +340,17 @@ class _Writer:
         (self.root / "maps" / _slug(layer) / f"{ref}.html").write_text(_page(f"{layer} map {ref}", body, prefix))
 
 
-def write_atlas(study: str, networks: Sequence[NetworkLayer], out_dir: str | Path, note: str = "") -> Path:
+def write_atlas(
+    study: str,
+    networks: Sequence[NetworkLayer],
+    out_dir: str | Path,
+    note: str = "",
+    figure: Figure | None = None,
+) -> Path:
     """Write the atlas of ``networks`` to ``out_dir`` (replaced as a whole); returns ``index.html``.
 
-    ``note`` says how maps are matched across networks (shown on the index and map pages).
+    ``note`` says how maps are matched across networks (shown on the index and map pages);
+    ``figure`` (e.g. :func:`cnnscope.viz.atlas.oip_beside_exemplars`) goes into ``overview.html``.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -340,6 +372,10 @@ def write_atlas(study: str, networks: Sequence[NetworkLayer], out_dir: str | Pat
             (tmp / sub).mkdir()
         writer.write_sprites()
         writer.index()
+        png = b""
+        if figure is not None:
+            png = save_figure(figure, tmp / FIGURE_FILE).read_bytes()
+        writer.overview(png)
         for net in networks:
             writer.layer_page(net)
         for layer in writer.layers:

@@ -86,9 +86,11 @@ def ascend(
     suppress: Transform,
     jitter: Transform | None = None,
     snapshots: Sequence[int] = (),
+    progress: Callable[[int, float], None] | None = None,
 ) -> AscentTrace:
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
-    network's device). ``net`` must already be frozen (see :func:`frozen`)."""
+    network's device). ``net`` must already be frozen (see :func:`frozen`). ``progress`` is called
+    after every step with 1 and the batch's mean objective (:func:`cnnscope.progress.track`)."""
     wanted = set(snapshots)
     x = standardize(start).contiguous(memory_format=torch.channels_last)
     batch = x.shape[0]
@@ -105,6 +107,8 @@ def ascend(
         x.requires_grad_(True)
         value = objective(net(jitter(x) if jitter is not None else x))
         history[step] = value.detach()
+        if progress is not None:  # .item() syncs a GPU: only when someone watches
+            progress(1, float(value.detach().mean()))
         (grad,) = torch.autograd.grad(value.sum(), x)
         direction, alive = _unit_rms(grad)
         grad_seen |= alive

@@ -20,6 +20,7 @@ from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import initial_noise, standardize
 from cnnscope.oip.transforms import Jitter, suppression
+from cnnscope.progress import interactive, track
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _ascend_targets(
     noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
     net = ascent_net(model, layer)
-    with frozen(net):
+    with frozen(net), track(f"oip {layer} ({len(start)} candidates)", settings.steps, "mean objective") as advance:
         trace = ascend(
             net,
             start,
@@ -174,6 +175,7 @@ def _ascend_targets(
             suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
             Jitter(settings.jitter, seed=seeds[0]),
             snapshots,
+            advance if interactive() else None,
         )
     return noise, trace
 
