@@ -59,7 +59,7 @@ def test_map_page_shows_every_network_with_strips_and_nodes(atlas: Path) -> None
     assert text.count("<tr><th><a href") == 2
     assert "evolution (steps [0, 3])" in text and "every start" in text
     assert "one OIP per node" in text  # map 0 is the node-OIP map in the test study
-    assert "OIP ÷ top exemplar" in text and "path in pool1" in text
+    assert "OIP ÷ top exemplar" in text and "(pool1, pool2)" in text
 
 
 def test_atlas_is_small_and_uses_few_image_files(atlas: Path) -> None:
@@ -76,7 +76,7 @@ def test_sheet_tiles_are_where_the_page_says(tmp_path: Path) -> None:
     grid = np.asarray(Image.open(tmp_path / "s.png"))
     assert grid.shape == (8, 15)
     np.testing.assert_array_equal(grid[4:8, 10:15], tiles[1, 2, 0])
-    assert 'left:-20px;top:-8px"' in sheet.tile(1, 2, 2)
+    assert 'style="left:-20px;top:-8px"' in sheet.tile(1, 2, 2) and "s_2 img{width:30px}" in sheet.css(2)
     stretched = to_uint8(np.array([[[[-1.0, 0.0], [1.0, 3.0]]]]))
     assert stretched.min() == 0 and stretched.max() == 255
 

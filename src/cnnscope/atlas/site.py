@@ -59,9 +59,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#222;background:#fff}
 a{color:#0645ad}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
 th{background:#f3f3f3;text-align:left}.t{position:relative;overflow:hidden;display:inline-block;
 margin:1px;vertical-align:middle;background:#000}.t img{position:absolute;image-rendering:pixelated;max-width:none}
-.card{display:inline-block;border:1px solid #ccc;margin:3px;padding:4px;vertical-align:top;width:330px}
-.card.flag{border-color:#c00}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
-.bad{color:#c00;font-weight:bold}.stats td{font-size:12px;border:none;padding:0 6px 0 0}
+tr.flag th,tr.flag td{background:#fee}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
+.bad{color:#c00;font-weight:bold}
 """
 
 
@@ -129,6 +128,11 @@ def _fmt(value: object, kind: str) -> str:
     return f"{float(value):.3g}"  # type: ignore[arg-type]
 
 
+def _preview_scale(sheet: Sheet) -> int:
+    """Small crops are drawn larger in the index's preview, so every preview tile is ~28 px."""
+    return max(1, 28 // sheet.tile_height)
+
+
 def _page(title: str, body: str, prefix: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -155,17 +159,27 @@ class _Writer:
     # ---- sprites -------------------------------------------------------------------------
     def write_sprites(self) -> None:
         for (layer, name), net in self.by_key.items():
-            stem = f"sprites/{_slug(layer)}--{_slug(name)}"
+            stem = f"sprites/{_slug(layer)}-{self.names.index(name)}"  # short: every tile names its sheet
             sheets = _Sheets()
             crops = [a for a in (net.crops, net.median_crops) if a is not None]
             if crops:
-                sheets.exemplars = write_sheet(np.concatenate(crops, axis=1), self.root, f"{stem}-exemplars.png")
+                sheets.exemplars = write_sheet(np.concatenate(crops, axis=1), self.root, f"{stem}e.png")
             if net.oips is not None:
                 parts = [net.oips[:, None]] + [a for a in (net.evolution, net.starts) if a is not None]
-                sheets.oips = write_sheet(np.concatenate(parts, axis=1), self.root, f"{stem}-oips.png")
+                sheets.oips = write_sheet(np.concatenate(parts, axis=1), self.root, f"{stem}o.png")
             if net.nodes is not None:
-                sheets.nodes = write_sheet(net.nodes[1], self.root, f"{stem}-nodes.png")
+                sheets.nodes = write_sheet(net.nodes[1], self.root, f"{stem}n.png")
             self.sheets[(layer, name)] = sheets
+
+    def sheet_css(self) -> str:
+        """Tile rules of every sheet at every scale a page draws it (1, 2 and the preview's)."""
+        rules = []
+        for sheets in self.sheets.values():
+            for sheet in (sheets.exemplars, sheets.oips, sheets.nodes):
+                if sheet is not None:
+                    scales = sorted({1, SCALE_OIP, SCALE_CROP, _preview_scale(sheet)})
+                    rules += [sheet.css(scale) for scale in scales]
+        return "".join(rules)
 
     # ---- pieces --------------------------------------------------------------------------
     def reference_index(self, net: NetworkLayer, m: int) -> int:
@@ -179,15 +193,15 @@ class _Writer:
 
     def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].oips
-        return "" if sheet is None or not net.has_oip(m) else sheet.tile(m, 0, SCALE_OIP, prefix, "OIP")
+        return "" if sheet is None or not net.has_oip(m) else sheet.tile(m, 0, SCALE_OIP, prefix)
 
     def exemplar_tiles(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].exemplars
         if sheet is None:
             return ""
         k = 0 if net.crops is None else net.crops.shape[1]
-        top = "".join(sheet.tile(m, j, SCALE_CROP, prefix, f"top {j + 1}") for j in range(k))
-        median = "".join(sheet.tile(m, j, SCALE_CROP, prefix, "median") for j in range(k, sheet.cols))
+        top = "".join(sheet.tile(m, j, SCALE_CROP, prefix) for j in range(k))
+        median = "".join(sheet.tile(m, j, SCALE_CROP, prefix) for j in range(k, sheet.cols))
         sep = ' <span class="lab">median:</span> ' if median else ""
         return f'<div class="strip">{top}{sep}{median}</div>'
 
@@ -198,23 +212,25 @@ class _Writer:
         sheet = sheets.oips if sheets.oips is not None and all(net.has_oip(m) for m in shown) else sheets.exemplars
         if sheet is None:
             return ""
-        scale = max(1, 28 // sheet.tile_height)  # small crops drawn larger, so every preview is ~28 px
-        return "".join(sheet.tile(m, 0, scale, "", f"map {m}") for m in shown)
+        scale = _preview_scale(sheet)
+        return "".join(sheet.tile(m, 0, scale) for m in shown)
 
-    def stats(self, net: NetworkLayer, m: int) -> str:
+    def stat_header(self, net: NetworkLayer) -> str:
+        """Header cells of the numbers :meth:`stat_cells` gives (one column per number)."""
+        cells = [f"<th>{label}</th>" for col, label, _ in STATS if col in net.table]
+        paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
+        if paths:
+            cells.append(f"<th>path: OIP vs exemplars / exemplars among themselves ({', '.join(paths)})</th>")
+        return "".join(cells)
+
+    def stat_cells(self, net: NetworkLayer, m: int) -> str:
         row = net.table.iloc[m]
-        cells = [
-            f"<tr><td>{label}</td><td>{_fmt(row[col], kind)}</td></tr>" for col, label, kind in STATS if col in row
-        ]
-        for col in net.table.columns:
-            if col.startswith("path_oip_"):
-                earlier = col.removeprefix("path_oip_")
-                natural = row.get(f"path_natural_{earlier}")
-                cells.append(
-                    f"<tr><td>path in {html.escape(earlier)}: OIP vs exemplars</td>"
-                    f"<td>{_fmt(row[col], 'num')} (exemplars: {_fmt(natural, 'num')})</td></tr>"
-                )
-        return f'<table class="stats">{"".join(cells)}</table>'
+        cells = [f"<td>{_fmt(row[col], kind)}</td>" for col, _, kind in STATS if col in row]
+        paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
+        if paths:
+            pairs = [f"{_fmt(row[f'path_oip_{p}'], 'num')}/{_fmt(row[f'path_natural_{p}'], 'num')}" for p in paths]
+            cells.append(f"<td>{' · '.join(pairs)}</td>")
+        return "".join(cells)
 
     # ---- pages ---------------------------------------------------------------------------
     def summary_table(self, links: bool = True) -> str:
@@ -267,14 +283,15 @@ class _Writer:
 
     def layer_page(self, net: NetworkLayer) -> None:
         prefix = "../"
-        cards = []
+        rows = []
         for m in range(net.n_maps):
             ref = self.reference_index(net, m)
             flagged = "flagged" in net.table and bool(net.table["flagged"].iloc[m])
-            cards.append(
-                f'<div class="card{" flag" if flagged else ""}">'
-                f'<a href="../maps/{_slug(net.layer)}/{ref}.html">map {m}</a> '
-                f"{self.oip_tile(net, m, prefix)}{self.exemplar_tiles(net, m, prefix)}{self.stats(net, m)}</div>"
+            mark = ' class="flag"' if flagged else ""
+            rows.append(
+                f'<tr{mark}><th><a href="../maps/{_slug(net.layer)}/{ref}.html">'
+                f"map {m}</a></th><td>{self.oip_tile(net, m, prefix)}</td>"
+                f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
             )
         others = " · ".join(
             f'<a href="{_slug(net.layer)}--{_slug(name)}.html">{html.escape(name)}</a>'
@@ -285,14 +302,16 @@ class _Writer:
             f'<p><a href="../index.html">atlas index</a> · {others}</p>'
             f"<h1>{html.escape(net.layer)} — {html.escape(net.name)}</h1>"
             "<p>Per map: OIP (if computed), the top exemplars' receptive-field crops, images at the "
-            "median activation, and the map's numbers. Red frame: flagged.</p>" + "".join(cards)
+            "median activation, and the map's numbers. Red rows: flagged.</p>"
+            f"<table><tr><th>map</th><th>OIP</th><th>top exemplars · median</th>{self.stat_header(net)}</tr>"
+            f"{''.join(rows)}</table>"
         )
         path = self.root / "layers" / f"{_slug(net.layer)}--{_slug(net.name)}.html"
         path.write_text(_page(f"{net.layer} {net.name}", body, prefix))
 
     def map_page(self, layer: str, ref: int, count: int) -> None:
         prefix = "../../"
-        rows = []
+        rows, header = [], ""
         for name in self.names:
             net = self.by_key.get((layer, name))
             if net is None or ref >= net.n_maps:
@@ -317,7 +336,7 @@ class _Writer:
             nodes = ""
             if net.nodes is not None and net.nodes[0] == m and sheets.nodes is not None:
                 grid = "<br>".join(
-                    "".join(sheets.nodes.tile(y, x, 1, prefix, f"node ({y},{x})") for x in range(sheets.nodes.cols))
+                    "".join(sheets.nodes.tile(y, x, 1, prefix) for x in range(sheets.nodes.cols))
                     for y in range(sheets.nodes.rows)
                 )
                 nodes = f'<div><span class="lab">one OIP per node:</span><br>{grid}</div>'
@@ -325,8 +344,9 @@ class _Writer:
             rows.append(
                 f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}</th>'
                 f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}</td>"
-                f"<td>{self.exemplar_tiles(net, m, prefix)}</td><td>{self.stats(net, m)}</td></tr>"
+                f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
             )
+            header = self.stat_header(net)
         nav = [f'<a href="{prefix}index.html">atlas index</a>']
         if ref > 0:
             nav.append(f'<a href="{ref - 1}.html">previous map</a>')
@@ -335,7 +355,7 @@ class _Writer:
         body = (
             f"<p>{' · '.join(nav)}</p><h1>{html.escape(layer)} map {ref} across networks</h1>"
             f"<p>{self.note}</p><table><tr><th>network</th><th>OIP</th><th>OIP strips</th>"
-            f"<th>top exemplars · median</th><th>numbers</th></tr>{''.join(rows)}</table>"
+            f"<th>top exemplars · median</th>{header}</tr>{''.join(rows)}</table>"
         )
         (self.root / "maps" / _slug(layer) / f"{ref}.html").write_text(_page(f"{layer} map {ref}", body, prefix))
 
@@ -367,10 +387,10 @@ def write_atlas(
             raise AtlasError(f"{net.layer} of {net.name}: {net.n_maps} maps in the table but {wrong}")
     with atomic_dir(out) as tmp:
         writer = _Writer(study, networks, tmp, note)
-        (tmp / "style.css").write_text(CSS.lstrip())
         for sub in ("layers", "maps", "sprites"):
             (tmp / sub).mkdir()
         writer.write_sprites()
+        (tmp / "style.css").write_text(CSS.lstrip() + writer.sheet_css())
         writer.index()
         png = b""
         if figure is not None:

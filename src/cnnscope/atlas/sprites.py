@@ -41,14 +41,23 @@ class Sheet:
     rows: int
     cols: int
 
+    def css_class(self, scale: int) -> str:
+        """Class of this sheet's tiles at ``scale``: tile size and sheet width live in the style
+        sheet (:meth:`css`), so each tile on a page is a few dozen bytes."""
+        return f"{Path(self.file).stem}_{scale}"
+
+    def css(self, scale: int) -> str:
+        h, w = self.tile_height * scale, self.tile_width * scale
+        name = self.css_class(scale)
+        return f".{name}{{width:{w}px;height:{h}px}}.{name} img{{width:{self.cols * w}px}}\n"
+
     def tile(self, row: int, col: int, scale: int, prefix: str = "", title: str = "") -> str:
-        """HTML for the tile at ``(row, col)`` drawn ``scale`` times larger."""
+        """HTML for the tile at ``(row, col)`` drawn ``scale`` times larger (needs :meth:`css`)."""
         h, w = self.tile_height * scale, self.tile_width * scale
         title_attr = f' title="{title}"' if title else ""
         return (
-            f'<span class="t" style="width:{w}px;height:{h}px"{title_attr}>'
-            f'<img src="{prefix}{self.file}" alt="" style="width:{self.cols * w}px;'
-            f'left:-{col * w}px;top:-{row * h}px"></span>'
+            f'<b class="t {self.css_class(scale)}"{title_attr}><img src="{prefix}{self.file}" alt="" '
+            f'style="left:-{col * w}px;top:-{row * h}px"></b>'
         )
 
 
