@@ -59,7 +59,7 @@ def test_map_page_shows_every_network_with_strips_and_nodes(atlas: Path) -> None
     assert text.count("<tr><th><a href") == 2
     assert "evolution (steps [0, 3])" in text and "every start" in text
     assert "one OIP per node" in text  # map 0 is the node-OIP map in the test study
-    assert "OIP ÷ top exemplar" in text and "(pool1, pool2)" in text
+    assert "<th>OIP ÷ top</th>" in text and "path (pool1, pool2)" in text
 
 
 def test_atlas_is_small_and_uses_few_image_files(atlas: Path) -> None:

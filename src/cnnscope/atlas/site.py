@@ -39,16 +39,25 @@ from cnnscope.viz import save_figure
 
 #: Per-map numbers shown on the pages, when the table has them: column, label, kind.
 STATS: list[tuple[str, str, str]] = [
-    ("top_activation", "top exemplar activation", "num"),
-    ("mean_activation", "mean activation", "num"),
-    ("zero_fraction", "sparsity (zero fraction)", "pct"),
+    ("top_activation", "top act.", "num"),
+    ("mean_activation", "mean act.", "num"),
+    ("zero_fraction", "zeros", "pct"),
     ("silent_on_data", "silent on data", "flag"),
     ("silent_to_noise", "silent to noise", "flag"),
-    ("robustness", "OIP robustness", "num"),
-    ("normalised_activation", "OIP ÷ top exemplar", "num"),
+    ("robustness", "robust&shy;ness", "num"),
+    ("normalised_activation", "OIP ÷ top", "num"),
     ("path_unnatural", "path unnatural", "flag"),
-    ("flagged", "flagged (far above data, unnatural path)", "flag"),
+    ("flagged", "flagged", "flag"),
 ]
+#: What the columns mean, under every table.
+LEGEND = (
+    '<p class="lab">top act.: the map\'s maximum over positions on its best image; mean act.: over images and '
+    "positions; zeros: fraction of exactly-zero activations; silent on data: never positive on the split; "
+    "silent to noise: no gradient from any noise start; robustness: mean correlation of the OIPs from different "
+    "noise seeds; OIP ÷ top: the OIP's activation over the top exemplar's; path: correlation of the activations "
+    "in each earlier layer inside the node's window, OIP vs exemplars / exemplars among themselves; path "
+    "unnatural: the OIP less typical than every exemplar; flagged: unnatural path and far above any image.</p>"
+)
 #: The OIP-beside-exemplars figure in the atlas folder (embedded in ``overview.html``; the report copies it).
 FIGURE_FILE = "overview.png"
 SCALE_OIP = 2
@@ -57,7 +66,8 @@ SCALE_CROP = 2
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#222;background:#fff}
 a{color:#0645ad}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
-th{background:#f3f3f3;text-align:left}.t{position:relative;overflow:hidden;display:inline-block;
+th{background:#f3f3f3;text-align:left}tr th:first-child{white-space:nowrap}
+.t{position:relative;overflow:hidden;display:inline-block;
 margin:1px;vertical-align:middle;background:#000}.t img{position:absolute;image-rendering:pixelated;max-width:none}
 tr.flag th,tr.flag td{background:#fee}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
 .bad{color:#c00;font-weight:bold}
@@ -220,7 +230,7 @@ class _Writer:
         cells = [f"<th>{label}</th>" for col, label, _ in STATS if col in net.table]
         paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
         if paths:
-            cells.append(f"<th>path: OIP vs exemplars / exemplars among themselves ({', '.join(paths)})</th>")
+            cells.append(f"<th>path ({', '.join(paths)})</th>")
         return "".join(cells)
 
     def stat_cells(self, net: NetworkLayer, m: int) -> str:
@@ -304,7 +314,7 @@ class _Writer:
             "<p>Per map: OIP (if computed), the top exemplars' receptive-field crops, images at the "
             "median activation, and the map's numbers. Red rows: flagged.</p>"
             f"<table><tr><th>map</th><th>OIP</th><th>top exemplars · median</th>{self.stat_header(net)}</tr>"
-            f"{''.join(rows)}</table>"
+            f"{''.join(rows)}</table>{LEGEND}"
         )
         path = self.root / "layers" / f"{_slug(net.layer)}--{_slug(net.name)}.html"
         path.write_text(_page(f"{net.layer} {net.name}", body, prefix))
@@ -355,7 +365,7 @@ class _Writer:
         body = (
             f"<p>{' · '.join(nav)}</p><h1>{html.escape(layer)} map {ref} across networks</h1>"
             f"<p>{self.note}</p><table><tr><th>network</th><th>OIP</th><th>OIP strips</th>"
-            f"<th>top exemplars · median</th>{header}</tr>{''.join(rows)}</table>"
+            f"<th>top exemplars · median</th>{header}</tr>{''.join(rows)}</table>{LEGEND}"
         )
         (self.root / "maps" / _slug(layer) / f"{ref}.html").write_text(_page(f"{layer} map {ref}", body, prefix))
 
