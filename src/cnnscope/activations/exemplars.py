@@ -202,34 +202,44 @@ def _spatial(model: LayeredCNN, layers: Sequence[str]) -> dict[str, tuple[int, i
 def _update(
     state: dict[str, _Running], name: str, flat: torch.Tensor, positions: torch.Tensor, sample: torch.Tensor, k: int
 ) -> None:
-    """Merge one batch ``(B, M, P)`` of a layer into the running k-best and the sums."""
-    peak, node = flat.max(dim=2)  # (B, M)
+    """Merge one batch ``(B, M, P)`` of a layer into the running k-best and the sums.
+
+    The arg-max node is found only for the entries that enter the k-best (and the median sample):
+    ``amax`` is several times cheaper than ``max`` with indices over the whole batch, and after the
+    first batches few images enter. Zeros are counted as ``Σ|sign(x)|`` (much faster than
+    ``count_nonzero`` or a boolean sum), in float32 within one image's map, float64 across images.
+    """
+    peak = flat.amax(dim=2)  # (B, M)
     n_maps = peak.shape[1]
-    batch_ids = positions.view(-1, 1).expand(-1, n_maps)
     if name not in state:
-        empty = peak.new_empty(0, n_maps)
         state[name] = _Running(
-            values=empty,
-            ids=batch_ids.new_empty(0, n_maps),
-            nodes=node.new_empty(0, n_maps),
+            values=peak.new_empty(0, n_maps),
+            ids=positions.new_empty(0, n_maps),
+            nodes=positions.new_empty(0, n_maps),
             total=torch.zeros(n_maps, dtype=torch.float64, device=peak.device),
             zeros=torch.zeros(n_maps, dtype=torch.int64, device=peak.device),
             sample_values=[],
             sample_nodes=[],
         )
     run = state[name]
+    before = len(run.values)
     values = torch.cat([run.values, peak])
     # A stable sort, not topk: ties (a map that is 0 on many images) go to the earliest image, so
     # the result does not depend on the batch size. The running best come first and are earlier.
     keep = values.sort(dim=0, descending=True, stable=True).indices[:k]  # (k', M)
+    new = keep >= before  # entries taken from this batch
+    columns = torch.arange(n_maps, device=keep.device).expand_as(keep)
+    rows = keep[new] - before
+    nodes = torch.cat([run.nodes, positions.new_zeros(len(peak), n_maps)]).gather(0, keep)
+    nodes[new] = flat[rows, columns[new]].argmax(dim=1)
     run.values = values.gather(0, keep)
-    run.ids = torch.cat([run.ids, batch_ids]).gather(0, keep)
-    run.nodes = torch.cat([run.nodes, node]).gather(0, keep)
-    run.total += flat.sum(dim=(0, 2)).double()  # float32 within a batch, float64 across batches
-    run.zeros += flat.shape[0] * flat.shape[2] - torch.count_nonzero(flat, dim=(0, 2))
+    run.ids = torch.cat([run.ids, positions.view(-1, 1).expand(-1, n_maps)]).gather(0, keep)
+    run.nodes = nodes
+    run.total += flat.sum(dim=2).sum(dim=0, dtype=torch.float64)  # float32 within an image's map
+    run.zeros += flat.shape[0] * flat.shape[2] - flat.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).long()
     if sample.any():
         run.sample_values.append(peak[sample].cpu())
-        run.sample_nodes.append(node[sample].cpu())
+        run.sample_nodes.append(flat[sample].argmax(dim=2).cpu())
 
 
 def _finish(

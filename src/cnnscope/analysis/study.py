@@ -33,6 +33,7 @@ from cnnscope.analysis.linear_probe import pooled_features, probe_accuracy, prob
 from cnnscope.analysis.patterns import class_means, class_similarity, common_active
 from cnnscope.analysis.seeds import bootstrap_difference, seed_summary
 from cnnscope.errors import CnnscopeError
+from cnnscope.progress import track
 
 #: Layers that repeat their input (a reshape, eval-mode dropout); left out of histograms and probes.
 PASS_THROUGH = {"Flatten", "Dropout", "Identity"}
@@ -130,26 +131,37 @@ def compare_study(
         g: pooled_pixels(images[torch.as_tensor(info.sample_ids, dtype=torch.long)]) for g, info in groups.items()
     }
 
-    # Pass 1: per-image moments; shared edges per layer over every variant, seed and group.
-    moments = {(v, s, g, L): image_moments(sets[v, s].array(g, L)) for (v, s) in sets for g in groups for L in layers}
-    for L in layers:
-        lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
-        highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
-        res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)
-    res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
+    keys = [(v, s, g, L) for (v, s) in sets for g in groups for L in layers]
+    with track("compare", 2 * len(keys) + 3) as advance:  # one step per array read, then the tables
+        # Pass 1: per-image moments; shared edges per layer over every variant, seed and group.
+        moments = {}
+        for v, s, g, L in keys:
+            moments[v, s, g, L] = image_moments(sets[v, s].array(g, L))
+            advance()
+        for L in layers:
+            lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
+            highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
+            res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)
+        res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
 
-    # Pass 2: per-image histograms on the shared edges.
-    counts = {key: image_histograms(sets[key[0], key[1]].array(key[2], key[3]), res.edges[key[3]]) for key in moments}
-    input_counts = {g: image_histograms(pixels[g], res.edges[INPUT]) for g in groups}
+        # Pass 2: per-image histograms on the shared edges.
+        counts = {}
+        for v, s, g, L in keys:
+            counts[v, s, g, L] = image_histograms(sets[v, s].array(g, L), res.edges[L])
+            advance()
+        input_counts = {g: image_histograms(pixels[g], res.edges[INPUT]) for g in groups}
 
-    res.tables["layer_stats"], res.tables["input_stats"], per_image = _layer_stats(
-        res, moments, counts, input_counts, pixels
-    )
-    res.tables["histograms"] = _histogram_table(res, counts, input_counts)
-    res.tables["divergences"] = _divergences(res, counts)
-    _certainty_tables(res, sets, labels, per_image)
-    _linear_probes(res, sets, labels[EVAL], probe_test_fraction)
-    _patterns(res, sets, labels[EVAL])
+        res.tables["layer_stats"], res.tables["input_stats"], per_image = _layer_stats(
+            res, moments, counts, input_counts, pixels
+        )
+        res.tables["histograms"] = _histogram_table(res, counts, input_counts)
+        res.tables["divergences"] = _divergences(res, counts)
+        _certainty_tables(res, sets, labels, per_image)
+        advance()
+        _linear_probes(res, sets, labels[EVAL], probe_test_fraction)
+        advance()
+        _patterns(res, sets, labels[EVAL])
+        advance()
     res.kernels = {v: k for v in variants if (k := sets[v, seeds[0]].first_conv_weight()) is not None}
     probe_ids = torch.as_tensor(pr.sample_ids, dtype=torch.long)
     res.probe_images = images[probe_ids].numpy()
