@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from cnnscope.activations import ActivationSet
-from cnnscope.analysis import compare_study
+from cnnscope.analysis import Roles, compare_study
 from cnnscope.config import load_params
 from cnnscope.data.prepared import PreparedData
+from cnnscope.io import run_dir
 from cnnscope.runtime import keep_freed_memory
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     keep_freed_memory()
     params = load_params(args.params)
     root = Path(params.extract.out_dir)
-    sets = {(v, s): ActivationSet(root / v / f"seed{s}") for v in params.study.variants for s in params.study.seeds}
+    sets = {(v, s): ActivationSet(run_dir(root, v, s)) for v in params.study.variants for s in params.study.seeds}
     images = PreparedData.load(Path(params.data.out_dir)).images
 
     spent: dict[str, float] = defaultdict(float)
@@ -54,7 +55,15 @@ def main() -> None:
     ActivationSet.array = timed_array  # type: ignore[method-assign]
     cfg = params.compare
     start = time.perf_counter()
-    compare_study(sets, images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
+    compare_study(
+        sets,
+        images,
+        Roles.from_study(params.study),
+        cfg.bins,
+        cfg.bootstrap,
+        cfg.confidence,
+        cfg.linear_probe_test_fraction,
+    )
     total = time.perf_counter() - start
     ActivationSet.array = original  # type: ignore[method-assign]
 

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_overhead import load_images, make_model, plain_forward  # noqa: E402
-
-from cnnscope.activations.exemplars import default_layers, find_exemplars  # noqa: E402
-from cnnscope.models import LayeredCNN  # noqa: E402
-from cnnscope.runtime import keep_freed_memory  # noqa: E402
+from cnnscope.activations.exemplars import default_layers, find_exemplars
+from cnnscope.models import LayeredCNN
+from cnnscope.runtime import keep_freed_memory
+from extract_overhead import load_images, make_model, plain_forward
 
 
 def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: int) -> tuple[float, float]:

@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--restarts", type=int, default=2, help="noise restarts per map and wavelength")
     parser.add_argument("--wavelengths", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--steps", type=int, default=10, help="ascent steps of the batched run")
     parser.add_argument("--loop-steps", type=int, default=5, help="ascent steps per map of the loop")
@@ -96,7 +96,7 @@ def main() -> None:
     ).to(device)
     layer = args.layer or default_layer(model)
     n_maps = layer_shape(model, layer)[0]
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.restarts))
     per_map = initial_noise(seeds, args.wavelengths, 1, 28).flatten(0, 1).to(device)  # (K·W, 1, 28, 28)
     blur = suppression("blur", 0.5)
     net = model.truncated(layer) if args.model_order else ascent_net(model, layer)

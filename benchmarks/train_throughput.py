@@ -20,6 +20,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from cnnscope.config import TrainerConfig
+from cnnscope.config import TrainerConfig, load_params
 from cnnscope.data.idx import read_idx
 from cnnscope.data.prepared import PreparedData
 from cnnscope.runtime import keep_freed_memory
@@ -125,7 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()  # as every stage does
     data = load_mnist(args.data)
-    cfg = TrainerConfig(max_epochs=1, batch_size=args.batch_size, accelerator=args.accelerator, devices="1")
+    trainer = load_params(Path(__file__).resolve().parents[1] / "params.yaml").trainer  # the configured trainer
+    cfg = replace(trainer, max_epochs=1, batch_size=args.batch_size, accelerator=args.accelerator, devices="1")
     n_train = len(data.splits["train"])
     n = min(n_train, args.steps * args.batch_size) if args.steps else n_train
     raw, lightning = [], []

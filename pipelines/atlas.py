@@ -21,7 +21,7 @@ from cnnscope.atlas import folder_size, write_atlas
 from cnnscope.atlas.collect import figure_rows, network_layers
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import write_json
+from cnnscope.io import run_dir, write_json
 from cnnscope.viz.atlas import oip_beside_exemplars
 
 NOTE = (
@@ -38,11 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     for variant in params.study.variants:
         for seed in params.study.seeds:
-            tag = Path(variant) / f"seed{seed}"
-            folder = Path(params.exemplars.out_dir) / tag
+            folder = run_dir(params.exemplars.out_dir, variant, seed)
             exemplars = load_exemplars(folder / EXEMPLARS_FILE)
             against = pd.read_csv(folder / "against_data.csv")
-            records += network_layers(variant, seed, exemplars, Path(params.oip.out_dir) / tag, against)
+            records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(

@@ -15,42 +15,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cnnscope import tracking
 from cnnscope.activations import ActivationSet
-from cnnscope.analysis import StudyResults, compare_study
+from cnnscope.analysis import Roles, StudyResults, compare_study
+from cnnscope.analysis.edge_filters import edge_filter_stages
+from cnnscope.analysis.study.summary import flat_metrics
+from cnnscope.analysis.study.tables import TABLES
 from cnnscope.config import Params, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData
+from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError, run_stage
-from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
+from cnnscope.io import atomic_dir, atomic_write, provenance, run_dir, write_json
 from cnnscope.viz.study import render_study
 
 METRICS = Path("metrics/compare.json")
-TABLE_DOCS = {
-    "layer_stats": "entropy (bits), sparsity, mean, std, information gain, JS vs input; per layer and group",
-    "input_stats": "the same statistics of the input pixels per group",
-    "histograms": "counts and probabilities on the shared bin edges (variant 'input', seed -1: pixels)",
-    "divergences": "KL(variant‖reference) and JS between variants, same seed, smoothed histograms (bits)",
-    "certainty": "softmax entropy, max/true-class probability, prediction per probe; means over the eval sample",
-    "softmax": "class probabilities per variant, seed and probe",
-    "linear_probe": "held-out accuracy of a logistic regression on pooled activations per layer",
-    "similarity": "mean within-class and between-class cosine similarity of activations per layer",
-    "fcp": "nodes of the deepest feature map active in all / any probe image of one class, Jaccard",
-    "differences": "variant − reference of per-image quantities with two-level bootstrap CIs",
-    "seed_summary": "mean ± std over seeds of every per-seed quantity",
-}
 
 
 def _open_sets(params: Params) -> dict[tuple[str, int], ActivationSet]:
     root = Path(params.extract.out_dir)
     wanted = [(v, s) for v in params.study.variants for s in params.study.seeds]
-    missing = [f"{v}/seed{s}" for v, s in wanted if not (root / v / f"seed{s}" / "manifest.json").is_file()]
+    missing = [str(run_dir("", v, s)) for v, s in wanted if not (run_dir(root, v, s) / "manifest.json").is_file()]
     if missing:
         found = sorted(str(p.parent.relative_to(root)) for p in root.glob("*/seed*/manifest.json"))
         raise CnnscopeError(
             f"no activations for {', '.join(missing)} under {root}/; found: {', '.join(found) or 'none'}. "
             "Run the extract stage first (dvc repro extract)."
         )
-    return {(v, s): ActivationSet(root / v / f"seed{s}") for v, s in wanted}
+    return {(v, s): ActivationSet(run_dir(root, v, s)) for v, s in wanted}
 
 
 def _write_outputs(res: StudyResults, out: Path, max_maps: int, record: dict[str, Any]) -> None:
@@ -59,19 +51,22 @@ def _write_outputs(res: StudyResults, out: Path, max_maps: int, record: dict[str
         rel = f"tables/{name}.csv"
         with atomic_write(out / rel) as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
-        tables.append({"path": rel, "name": name, "description": TABLE_DOCS.get(name, name)})
-    figures = render_study(res, out, max_maps)
-    write_json(out / "index.json", {"figures": figures, "tables": tables, "provenance": record})
+        tables.append({"path": rel, "name": name, "description": TABLES.get(name, name)})
+    probe = res.probe_images
+    edges = edge_filter_stages(torch.from_numpy(probe[0])) if probe is not None and len(probe) else None
+    figures = render_study(res, out, max_maps, edges)
+    index = {"figures": figures, "tables": tables, "feature_maps": res.feature_maps, "provenance": record}
+    write_json(out / "index.json", index)
 
 
 def _attach_to_runs(params: Params, res: StudyResults, out: Path) -> None:
     """Attach each variant's compare metrics and figures to its training runs in MLflow."""
     models = Path(params.trainer.models_dir)
     for v in res.variants:
-        flat = _flatten(res.summary["variants"].get(v, {}), "compare")
+        flat = flat_metrics(res.summary["variants"].get(v, {}), "compare")
         figures = sorted(f for f in (out / "figures").glob("*.png") if f"_{v}_" in f"{f.stem}_")
         for s in res.seeds:
-            run_id = tracking.read_run_id(models / v / f"seed{s}")
+            run_id = tracking.read_run_id(run_dir(models, v, s))
             if run_id is None:
                 continue
             try:
@@ -84,17 +79,6 @@ def _attach_to_runs(params: Params, res: StudyResults, out: Path) -> None:
                 )
 
 
-def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name))
-        elif isinstance(value, int | float) and value == value:  # skip NaN
-            out[name] = float(value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--params", default="params.yaml")
@@ -105,13 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     sets = _open_sets(params)
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
-    res = compare_study(sets, data.images, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.probe_test_fraction)
-    manifest = data_dir / MANIFEST_FILE
-    config = to_container(params)
-    record = provenance(
-        {"compare": config["compare"], "variants": params.study.variants, "seeds": params.study.seeds},
-        manifest if manifest.is_file() else None,
+    roles = Roles.from_study(params.study)
+    res = compare_study(
+        sets, data.images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
     )
+    study = {"variants": params.study.variants, "seeds": params.study.seeds, "contrasts": params.study.contrasts}
+    record = provenance({"compare": to_container(params)["compare"], **study}, data_dir)
     out = Path(cfg.out_dir)
     with atomic_dir(out) as tmp:
         _write_outputs(res, tmp, cfg.max_maps, record)

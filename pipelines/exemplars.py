@@ -15,9 +15,9 @@ from pathlib import Path
 from cnnscope.activations import check_compatible
 from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
 from cnnscope.config import ConfigError, load_params, to_container, variant_model_config
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
+from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.models import best_device, load_model
 from cnnscope.oip.against_data import against_oip_outputs, summary
 
@@ -36,19 +36,18 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError(f"unknown variant {args.variant!r}; study.variants are: {', '.join(params.study.variants)}")
     cfg = params.exemplars
     data = PreparedData.load(params.data.out_dir)
-    tag = Path(args.variant) / f"seed{args.seed}"
-    checkpoint = Path(params.trainer.models_dir) / tag / "best.ckpt"
+    checkpoint = run_dir(params.trainer.models_dir, args.variant, args.seed) / "best.ckpt"
     model = load_model(checkpoint, map_location=best_device())
     check_compatible(model, data, variant_model_config(params, args.variant).name.value)
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
-    against = against_oip_outputs(model, Path(params.oip.out_dir) / tag, exemplars, images, ids, cfg.far_above)
+    oip_dir = run_dir(params.oip.out_dir, args.variant, args.seed)
+    against = against_oip_outputs(model, oip_dir, exemplars, images, ids, cfg.far_above)
 
-    manifest = Path(params.data.out_dir) / MANIFEST_FILE
-    record = provenance(to_container(params)["exemplars"], manifest if manifest.is_file() else None)
+    record = provenance(to_container(params)["exemplars"], params.data.out_dir)
     record.update(variant=args.variant, seed=args.seed, checkpoint_sha256=file_sha256(checkpoint))
-    out = Path(cfg.out_dir) / tag
+    out = run_dir(cfg.out_dir, args.variant, args.seed)
     with atomic_dir(out) as tmp:
         save_exemplars(exemplars, tmp / EXEMPLARS_FILE)
         for name, ex in exemplars.items():
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
     metrics = summary(against)
-    write_json(Path("metrics/exemplars") / f"{args.variant}_seed{args.seed}.json", metrics)
+    write_json(Path("metrics/exemplars") / f"{run_name(args.variant, args.seed)}.json", metrics)
     print(
         f"exemplars {args.variant} seed{args.seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; "
         f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, "

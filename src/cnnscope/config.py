@@ -4,45 +4,69 @@
 :func:`load_params`, which merges it onto these dataclasses with OmegaConf. A misspelt key or a
 value of the wrong type or outside an enum fails there — before any work starts — with a message
 naming the key and, for choices, the allowed values.
+
+The YAML in ``conf/`` is the one home of default values; the dataclasses here are the schema
+(types, documentation, checks) and hold none, so a default can never disagree with itself and a
+``params.yaml`` that lacks a key fails instead of silently taking a second default. (Only the
+entries of lists and maps — a probe, a variant — have field defaults, which YAML cannot give.)
+The choices of ``data.name`` and ``model.name`` come from the registries that implement them, so a
+new source or network is one entry in one place. ``oip.noise`` and ``oip.suppression`` are checked
+against the OIP package's registries by :func:`cnnscope.compose.compose_params` and by the OIP code
+itself, not here: importing ``cnnscope.oip`` from this module would make every stage (training
+included) depend on the OIP code in ``dvc.yaml``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from cnnscope.data.sources import SOURCES
 from cnnscope.errors import CnnscopeError
+from cnnscope.models.registry import MODELS
 
 PARAMS_FILE = Path("params.yaml")
+
+#: Keys that were renamed: an old key in ``params.yaml`` or an override fails naming the new one.
+RENAMED = {
+    "oip.seeds": "oip.restarts",
+    "compare.probe_test_fraction": "compare.linear_probe_test_fraction",
+}
 
 
 class ConfigError(CnnscopeError, ValueError):
     """A configuration value is wrong; the message says which key and what is allowed."""
 
 
-class DataSource(str, Enum):
-    embedded = "embedded"
-    mnist = "mnist"
-    fashion_mnist = "fashion_mnist"
-    cifar10 = "cifar10"
-    imagefolder = "imagefolder"
+def _choices(name: str, names: Iterable[str]) -> Any:
+    """A string enum whose members are ``names``: OmegaConf checks values against it and lists the
+    members when one is wrong."""
+    return Enum(name, [(n, n) for n in names], type=str)
+
+
+if TYPE_CHECKING:  # mypy cannot follow enums built from data: it sees string enums without members
+
+    class DataSource(str, Enum): ...
+
+    class ModelName(str, Enum): ...
+
+else:
+    #: ``data.name``: the readers of :data:`cnnscope.data.sources.SOURCES`.
+    DataSource = _choices("DataSource", SOURCES)
+    #: ``model.name``: the builders of :data:`cnnscope.models.registry.MODELS`.
+    ModelName = _choices("ModelName", MODELS)
 
 
 class ValSource(str, Enum):
     train = "train"
     test = "test"
-
-
-class ModelName(str, Enum):
-    mnist_cnn = "mnist_cnn"
-    cifar_cnn = "cifar_cnn"
-    edge_filters = "edge_filters"
 
 
 class OptimizerName(str, Enum):
@@ -68,66 +92,66 @@ class ProbeSpec:
 
 @dataclass
 class DataConfig:
-    name: DataSource = DataSource.embedded
+    name: DataSource
     #: Folder holding the source in torchvision's layout (``MNIST/raw``…), an ImageFolder tree or
     #: a tarball of one. Relative paths are relative to the repository root.
-    root: str | None = None
+    root: str | None
     #: Side length images are resized to (``imagefolder``; null keeps the source's size).
-    image_size: int | None = None
+    image_size: int | None
     #: 1 (grey) or 3 (RGB) for ``imagefolder``; null keeps what the files are.
-    channels: int | None = None
+    channels: int | None
     #: Let torchvision download a missing dataset (needs network).
-    download: bool = False
+    download: bool
     #: Fraction held out for validation (early stopping, checkpoint choice)…
-    val_fraction: float = 0.1
+    val_fraction: float
     #: …taken from the training pool (``train``) or from the source's test split (``test``, which
     #: keeps every training image for training, as the frog study's 50k-vs-10k comparison does).
-    val_from: ValSource = ValSource.train
+    val_from: ValSource
     #: Fraction held out as a test split for sources that have none (embedded, flat ImageFolder).
-    test_fraction: float = 0.2
+    test_fraction: float
     #: Cap on the training split (null: everything left after val); the seed study's 50k.
-    train_size: int | None = None
+    train_size: int | None
     #: Nested, stratified training subsets: a value ≤ 1 is a fraction of the training split, a
     #: larger one a count. Each is contained in every larger one.
-    subsets: list[float] = field(default_factory=lambda: [0.2])
-    probes: list[ProbeSpec] = field(default_factory=list)
-    split_seed: int = 0
-    out_dir: str = "data/prepared"
+    subsets: list[float]
+    probes: list[ProbeSpec]
+    split_seed: int
+    out_dir: str
 
 
 @dataclass
 class ModelConfig:
-    name: ModelName = ModelName.mnist_cnn
-    width: float = 1.0
-    hidden: int = 64
-    batch_norm: bool = False
-    dropout: float = 0.0
+    name: ModelName
+    width: float
+    hidden: int
+    batch_norm: bool
+    dropout: float
     #: Convolutions (mnist_cnn: 1-3), convolutions per stage (cifar_cnn) or trainable convolutions
     #: after the fixed kernels (edge_filters); null keeps the architecture's own.
-    depth: int | None = None
-    optimizer: OptimizerName = OptimizerName.adam
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: LRSchedule = LRSchedule.none
-    lr_step_size: int = 5
-    lr_gamma: float = 0.5
+    depth: int | None
+    optimizer: OptimizerName
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_schedule: LRSchedule
+    lr_step_size: int
+    lr_gamma: float
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 4
-    batch_size: int = 128
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
+    max_epochs: int
+    batch_size: int
+    accelerator: str
+    devices: str
+    num_nodes: int
+    strategy: str
     #: null picks bf16-mixed on a GPU and 32-true on a CPU.
-    precision: str | None = None
-    deterministic: bool = True
-    patience: int = 3
-    log_every_n_steps: int = 10
-    models_dir: str = "models"
+    precision: str | None
+    deterministic: bool
+    patience: int
+    log_every_n_steps: int
+    models_dir: str
 
 
 @dataclass
@@ -144,95 +168,83 @@ class VariantSpec:
 
 @dataclass
 class StudyConfig:
-    name: str = "default"
+    name: str
     #: The variants trained, in report order; each must be a key of ``variant_specs``.
-    variants: list[str] = field(default_factory=lambda: ["benchmark"])
-    variant_specs: dict[str, VariantSpec] = field(default_factory=lambda: {"benchmark": VariantSpec()})
-    seeds: list[int] = field(default_factory=lambda: [0])
+    variants: list[str]
+    variant_specs: dict[str, VariantSpec]
+    seeds: list[int]
+    #: ``[variant, reference]`` pairs the study is about (difference CIs, claims); every variant is
+    #: also compared with the null model(s), the variants with ``train: false``.
+    contrasts: list[list[str]]
 
 
 @dataclass
 class ExtractConfig:
     #: Layers to capture; empty means every named layer (plus ``softmax``).
-    layers: list[str] = field(default_factory=list)
+    layers: list[str]
     #: Size of the class-stratified evaluation sample drawn from the test split (the same images
     #: for every variant and seed).
-    eval_samples: int = 1000
+    eval_samples: int
     #: Store activations as float16 (half the disk; ~3 significant digits) instead of float32.
-    float16: bool = True
-    batch_size: int = 256
-    out_dir: str = "activations"
+    float16: bool
+    batch_size: int
+    out_dir: str
 
 
 @dataclass
 class CompareConfig:
     #: Equal-width histogram bins per layer, on edges shared by all variants and seeds.
-    bins: int = 64
+    bins: int
     #: Bootstrap resamples for the confidence intervals of variant differences.
-    bootstrap: int = 1000
-    confidence: float = 0.95
+    bootstrap: int
+    confidence: float
     #: Feature maps drawn per row in the feature-map grids.
-    max_maps: int = 16
-    #: Share of the evaluation sample held out to score the linear probes.
-    probe_test_fraction: float = 0.5
-    out_dir: str = "compare"
-
-
-class OIPNoise(str, Enum):
-    """How the starting noise of an OIP is drawn at a spatial wavelength."""
-
-    #: Gaussian noise on a coarse grid (spacing ≈ wavelength), bilinearly upsampled.
-    grid = "grid"
-    #: Gaussian noise band-limited in Fourier space to frequencies ≤ 1/wavelength.
-    fourier = "fourier"
-
-
-class OIPSuppression(str, Enum):
-    """How high frequencies are suppressed after each ascent step."""
-
-    blur = "blur"
-    fourier = "fourier"
-    none = "none"
+    max_maps: int
+    #: Share of the evaluation sample held out to score the linear probes (:mod:`cnnscope.analysis.linear_probe`).
+    linear_probe_test_fraction: float
+    out_dir: str
 
 
 @dataclass
 class OIPConfig:
-    """OIP generation (``oip`` stage). The defaults keep the default study at ~1 minute on 2 CPU
-    cores; the article's figures use e.g. ``seeds: 8``, ``wavelengths: [1, 2, 4, 7, 14]``,
-    ``steps: 400``, ``snapshots: [0, 25, 100, 400]``."""
+    """OIP generation (``oip`` stage). ``conf/oip/default.yaml`` is sized for the default study on
+    a CPU; the articles' settings are the ``mnist_oip`` preset (``conf/experiment/mnist_oip.yaml``)."""
 
     #: Target layer; null means the deepest convolution's activation (``model.conv_layers[-1]``).
-    layer: str | None = None
+    layer: str | None
     #: Maps to optimise; empty means all.
-    maps: list[int] = field(default_factory=list)
-    #: Noise seeds per map and wavelength (≥ 2: robustness compares them).
-    seeds: int = 2
-    #: First noise seed; the same noises are used for every variant, so variants differ only by
-    #: their network.
-    noise_seed: int = 0
+    maps: list[int]
+    #: Noise restarts per map and wavelength: ascents from independent noises (≥ 2: robustness
+    #: compares them). Not training seeds (``study.seeds``).
+    restarts: int
+    #: Noise seed of the first restart (restart ``i`` uses ``noise_seed + i``); the same noises are
+    #: used for every variant, so variants differ only by their network.
+    noise_seed: int
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
-    wavelengths: list[int] = field(default_factory=lambda: [1, 4])
-    noise: OIPNoise = OIPNoise.grid
-    steps: int = 30
+    wavelengths: list[int]
+    #: How the starting noise is drawn: a key of :data:`cnnscope.oip.param.NOISE_KINDS`.
+    noise: str
+    steps: int
     #: Ascent step on the standardised input, in units of the normalised (unit-RMS) gradient.
-    step_size: float = 0.1
-    suppression: OIPSuppression = OIPSuppression.blur
+    step_size: float
+    #: High-frequency suppression after each step: one of :data:`cnnscope.oip.transforms.SUPPRESSIONS`.
+    suppression: str
     #: Gaussian blur applied after every step (``suppression: blur``), in pixels.
-    blur_sigma: float = 0.5
+    blur_sigma: float
     #: Per-step damping of the Nyquist frequency (``suppression: fourier``), in [0, 1).
-    fourier_damping: float = 0.1
+    fourier_damping: float
     #: Random shift of the input by up to this many pixels at every step (0: none).
-    jitter: int = 0
+    jitter: int
     #: Steps at which the image is recorded (the evolution series); each in [0, steps].
-    snapshots: list[int] = field(default_factory=lambda: [0, 5, 15, 30])
+    snapshots: list[int]
     #: A map has converged when its objective moved by less than this fraction over the last
     #: tenth of the steps.
-    convergence_tol: float = 0.01
+    convergence_tol: float
     #: Maps shown in the evolution figure; empty means the most active ones.
-    evolution_maps: list[int] = field(default_factory=list)
+    evolution_maps: list[int]
     #: Map of the wavelength comparison and per-node grid; null means the most active map.
-    focus_map: int | None = None
-    out_dir: str = "oip"
+    focus_map: int | None
+    out_dir: str
 
 
 @dataclass
@@ -240,63 +252,89 @@ class ExemplarsConfig:
     """Dataset exemplars per map (``exemplars`` stage) and the OIPs held against them."""
 
     #: Layers whose maps get exemplars; empty means the last layer of each block and the deepest map.
-    layers: list[str] = field(default_factory=list)
+    layers: list[str]
     #: Split searched (probe images excluded): ``train``, ``val``, ``test`` or a subset key.
-    split: str = "test"
+    split: str
     #: Top images kept per map, ranked by the map's maximum over positions.
-    k: int = 9
+    k: int
     #: Images at the median activation shown for contrast.
-    median_images: int = 3
+    median_images: int
     #: Size of the uniform random sample of the split the median is taken over (flat memory).
-    median_sample: int = 1000
-    batch_size: int = 256
+    median_sample: int
+    batch_size: int
     #: An OIP is flagged when it drives its map this many times above the top exemplar while its
     #: path through the earlier layers is unlike the exemplars'.
-    far_above: float = 2.0
-    out_dir: str = "exemplars"
+    far_above: float
+    out_dir: str
 
 
 @dataclass
 class AtlasConfig:
     """The unit atlas (``atlas`` stage): a static HTML site at ``<out_dir>/<study.name>/``."""
 
-    out_dir: str = "atlas"
+    out_dir: str
     #: Maps per network in the report's and the MLflow overview's OIP-beside-exemplars figure.
-    figure_maps: int = 4
+    figure_maps: int
 
 
 @dataclass
 class TrackingConfig:
     #: MLflow experiment name; runs of one study share it.
-    experiment: str = "cnnscope"
+    experiment: str
     #: Tracking URI; null means ``$MLFLOW_TRACKING_URI`` or ``sqlite:///<repo>/mlflow.db``.
-    uri: str | None = None
+    uri: str | None
 
 
 @dataclass
 class Params:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    study: StudyConfig = field(default_factory=StudyConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
-    compare: CompareConfig = field(default_factory=CompareConfig)
-    oip: OIPConfig = field(default_factory=OIPConfig)
-    exemplars: ExemplarsConfig = field(default_factory=ExemplarsConfig)
-    atlas: AtlasConfig = field(default_factory=AtlasConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig
+    model: ModelConfig
+    trainer: TrainerConfig
+    study: StudyConfig
+    extract: ExtractConfig
+    compare: CompareConfig
+    oip: OIPConfig
+    exemplars: ExemplarsConfig
+    atlas: AtlasConfig
+    tracking: TrackingConfig
 
 
 def validate(raw: dict[str, Any] | DictConfig) -> Params:
-    """Merge ``raw`` onto the schema; raise :class:`ConfigError` naming the offending key."""
+    """Merge ``raw`` (a whole ``params.yaml``) onto the schema; raise :class:`ConfigError` naming
+    the offending key."""
+    check_renamed(_dotted_keys(raw))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Params), raw)
         params: Params = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except MissingMandatoryValue as err:
+        raise ConfigError(
+            f"'{err.full_key}' is not set: params.yaml must hold every key of conf/ — regenerate it with "
+            "`make params` (python -m cnnscope.compose) and set the key there or in conf/"
+        ) from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"invalid configuration at '{key}': {err.msg}") from None
     _check_semantics(params)
     return params
+
+
+def check_renamed(keys: Iterable[str]) -> None:
+    """Fail on a key of :data:`RENAMED` (or one below it), naming its new name."""
+    for key in keys:
+        for before, after in RENAMED.items():
+            if key == before or key.startswith(f"{before}."):
+                raise ConfigError(f"{before} was renamed to {after}: write {after}{key[len(before) :]} instead")
+
+
+def _dotted_keys(tree: Mapping[str, Any] | DictConfig, prefix: str = "") -> list[str]:
+    """Every key path of a nested mapping, dotted (``oip.restarts``)."""
+    keys = []
+    for key, value in tree.items():
+        path = f"{prefix}{key!s}"
+        keys.append(path)
+        if isinstance(value, Mapping | DictConfig):
+            keys += _dotted_keys(value, f"{path}.")
+    return keys
 
 
 def _check_semantics(params: Params) -> None:
@@ -307,6 +345,12 @@ def _check_semantics(params: Params) -> None:
         raise ConfigError(
             f"study.variants names {unknown} but study.variant_specs defines only {sorted(study.variant_specs)}"
         )
+    for pair in study.contrasts:
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(study.variants):
+            raise ConfigError(
+                f"study.contrasts entry {list(pair)} must name two different variants of study.variants "
+                f"({', '.join(study.variants)}), as [variant, reference]; drop it or add the variants"
+            )
     subsets = [float(s) for s in params.data.subsets]
     for name in study.variants:
         spec = study.variant_specs[name]
@@ -339,14 +383,22 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     return validate(raw)
 
 
+def check_variant(study: StudyConfig, variant: str) -> None:
+    """The one check (and wording) for a ``--variant`` that the study does not run."""
+    if variant not in study.variants:
+        raise ConfigError(
+            f"unknown variant {variant!r}; study '{study.name}' runs: {', '.join(study.variants)} (study.variants)"
+        )
+
+
 def variant_model_config(params: Params, variant: str) -> ModelConfig:
     """The model configuration of ``variant``: the study's ``model`` with the variant's overrides."""
-    if variant not in params.study.variant_specs:
-        raise ConfigError(f"unknown variant {variant!r}; the study defines: {', '.join(params.study.variants)}")
+    check_variant(params.study, variant)
     merged = OmegaConf.merge(OmegaConf.structured(params.model), params.study.variant_specs[variant].model)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def to_container(params: Params) -> dict[str, Any]:
-    """Plain-dict form of ``params`` (enums as strings), for logging and manifests."""
+def to_container(params: Params | DataConfig) -> dict[str, Any]:
+    """Plain-dict form of ``params`` or one of its sections (enums as strings), for logging and
+    manifests."""
     return OmegaConf.to_container(OmegaConf.structured(params), enum_to_str=True)  # type: ignore[return-value]

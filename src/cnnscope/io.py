@@ -1,12 +1,15 @@
-"""Atomic writes and provenance: a stage never leaves half-written output behind.
+"""Atomic writes, provenance and the layout of per-run outputs shared by the stages.
 
 Every file a stage produces is written to a temporary name in the same folder and renamed into
 place only when complete, so a crash, a bad input or Ctrl-C leaves the previous state intact.
+Per-run outputs live at ``<dir>/<variant>/seed<k>`` or ``<dir>/<variant>_seed<k>.<ext>``; the
+helpers below are the only place that spells those names, so the stages and the report agree.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -18,6 +21,28 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+#: The prepared data's manifest (written by the ``prepare`` stage), holding its checksum.
+MANIFEST_FILE = "manifest.json"
+
+
+def run_dir(root: str | Path, variant: str, seed: int) -> Path:
+    """``<root>/<variant>/seed<k>``: the folder of one trained run's outputs in a stage's tree."""
+    return Path(root) / variant / f"seed{seed}"
+
+
+def run_name(variant: str, seed: int) -> str:
+    """``<variant>_seed<k>``: the file stem of one run's metrics and plots."""
+    return f"{variant}_seed{seed}"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks so a large checkpoint or dataset needs no extra memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -110,17 +135,19 @@ def git_commit(cwd: str | Path | None = None) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def provenance(params: dict[str, Any], data_manifest: str | Path | None = None) -> dict[str, Any]:
+def provenance(params: dict[str, Any], data_dir: str | Path | None = None) -> dict[str, Any]:
     """What produced a result: the params it used, the git commit, and the prepared data's checksum.
 
     Stages store this beside every result (metrics JSON, manifests) so a number can always be
-    traced back to its configuration and data.
+    traced back to its configuration and data. The checksum comes from ``data_dir``'s manifest
+    when the folder has one (a stage run on hand-made data has none, and records no checksum).
     """
     record: dict[str, Any] = {"params": params, "git_commit": git_commit()}
-    if data_manifest is not None:
-        manifest = json.loads(Path(data_manifest).read_text())
-        record["data_sha256"] = manifest.get("dataset_sha256")
-        record["data_source"] = manifest.get("source")
+    manifest = Path(data_dir) / MANIFEST_FILE if data_dir is not None else None
+    if manifest is not None and manifest.is_file():
+        data = json.loads(manifest.read_text())
+        record["data_sha256"] = data.get("dataset_sha256")
+        record["data_source"] = data.get("source")
     return record
 
 

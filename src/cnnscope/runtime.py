@@ -17,9 +17,9 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     Why: PyTorch allocates CPU tensors with plain ``malloc``. glibc serves large blocks (above a
     dynamic threshold of at most 32 MB) with ``mmap`` and returns them to the kernel on ``free``,
     and it trims the top of the heap; a training or OIP step re-allocates the same activation-sized
-    buffers every iteration, so every step page-faults them in again. For a 512-candidate OIP batch
-    of ``mnist_cnn`` on 2 cores that was about half of the step (0.12 → 0.05 s per step measured
-    with this setting) — the effect performance guides get from jemalloc or tcmalloc. The cost is
+    buffers every iteration, so every step page-faults them in again; for a large OIP batch on a
+    CPU that was a large share of the step (measured: benchmarks/README.md) — the effect
+    performance guides get from jemalloc or tcmalloc. The cost is
     that the process keeps its peak heap until it exits, which the stages (one process per stage)
     can afford. Results do not change: only where memory comes from.
 

@@ -71,9 +71,8 @@ def capture(
     ``layers`` must come from :func:`resolve_layers`. A module with ``inplace=True`` gets a copy of
     its input when that input is a captured output, so no captured tensor is overwritten later.
     With ``dtype`` (e.g. float16 for storage) each output is converted as soon as it is computed:
-    it is still in cache then, and its float32 original is freed for the next layer to reuse.
-    (Extracting ``mnist_cnn`` on 2 cores, converting on the writer thread after the pass instead
-    took 1.67–1.70× a plain forward pass against 1.23–1.48×, in two alternating runs.)
+    it is still in cache then, and its float32 original is freed for the next layer to reuse
+    (converting on the writer thread after the pass was slower: benchmarks/README.md).
     """
     wanted = set(layers)
     if not wanted:

@@ -9,16 +9,16 @@ Two kinds of layer cost more to write than to recompute:
   maximum. The one difference is the sign of a zero (``-0.0`` where float32's ReLU gave ``+0.0``):
   equal as numbers, and every analysis compares values.
 * A convolution applied to the network's input. It expands a few uint8 channels into many float
-  maps (``mnist_cnn``'s ``conv1``: 784 bytes of image → 43 kB of float16 per image, 71 % of all
-  bytes), with only ``in_channels × k²`` multiply-adds per output value. The input images are kept
+  maps (``mnist_cnn``'s ``conv1``: 784 bytes of image → 43 kB of float16 per image), with only
+  ``in_channels × k²`` multiply-adds per output value. The input images are kept
   (``<group>/input.npy``, uint8) with the convolution's weights, and the reader runs the same
   standardisation and convolution, in float32, in batches of the size the extraction used, so on
   the machine that extracted it reads the very values the forward pass computed (elsewhere, e.g.
   after a GPU extraction, they agree to float32 rounding — far inside float16's).
 
-For ``mnist_cnn`` that leaves 5 of 13 outputs to write (conv2, conv3, fc1, fc2, softmax) and 29 %
-of the bytes. Everything else with arithmetic (deeper convolutions, dense layers, batch norm — not
-exact in float16 — and the softmax) is stored.
+For ``mnist_cnn`` that leaves 5 of 13 outputs to write (conv2, conv3, fc1, fc2, softmax); the bytes
+saved are measured in benchmarks/README.md. Everything else with arithmetic (deeper convolutions,
+dense layers, batch norm — not exact in float16 — and the softmax) is stored.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def apply(layer: str, recipe: Recipe, x: torch.Tensor, params: Mapping[str, np.n
         return torch.relu(x)
     if op == "max_pool2d":
         # channels-last: PyTorch's CPU max-pool vectorises float16 over channels only in that layout
-        # (2.5× faster here); the values, and the logical layout readers see, are the same
+        # (faster: benchmarks/README.md); the values, and the logical layout readers see, are the same
         return F.max_pool2d(x.contiguous(memory_format=torch.channels_last), **{k: recipe[k] for k in _POOL_ARGS})
     if op == "flatten":
         return x.flatten(recipe["start_dim"], recipe["end_dim"])

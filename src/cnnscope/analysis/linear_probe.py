@@ -39,7 +39,8 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, 
     if len(np.unique(labels[train])) < 2:
         return float("nan")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
-    # one BLAS thread: the problems are tiny, and thread start-up/oversubscription dominated (≈10×)
+    # one BLAS thread: the problems are tiny, and thread start-up/oversubscription dominated
+    # (benchmarks/README.md)
     with threadpool_limits(limits=1):
         clf.fit(features[train], labels[train])
         return float(clf.score(features[test], labels[test]))

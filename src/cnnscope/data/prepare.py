@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from cnnscope.config import DataConfig, ValSource, to_container
-from cnnscope.data.prepared import MANIFEST_FILE, PreparedData, file_sha256, subset_key
+from cnnscope.data.prepared import PreparedData, subset_key
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.data.splits import resolve_probes, split_off, stratified_order, subset_counts
-from cnnscope.io import atomic_dir, resolve_user_path, write_json
+from cnnscope.io import MANIFEST_FILE, atomic_dir, file_sha256, resolve_user_path, write_json
 
 
 def build_prepared(source: RawSource, cfg: DataConfig) -> PreparedData:
@@ -95,9 +95,7 @@ def manifest(prepared: PreparedData, source: RawSource, cfg: DataConfig, dataset
 
 
 def to_container_data(cfg: DataConfig) -> dict[str, Any]:
-    from cnnscope.config import Params
-
-    return to_container(Params(data=cfg))["data"]
+    return to_container(cfg)
 
 
 def _display_path(path: Path, root: Path | None) -> str:

@@ -9,7 +9,6 @@ A ``manifest.json`` beside it records the source, file checksums, sizes and prob
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import torch
 from cnnscope.io import atomic_write
 
 DATASET_FILE = "dataset.pt"
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -88,11 +86,3 @@ class PreparedData:
 def subset_key(size: float) -> str:
     """Canonical key of a subset size: ``0.2`` → ``"0.2"``, ``10000.0`` → ``"10000"``."""
     return str(int(size)) if float(size) > 1 else repr(float(size))
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -12,18 +12,22 @@ import gzip
 import pickle
 import shutil
 import tarfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cnnscope.config import DataConfig, DataSource
 from cnnscope.data.idx import read_idx
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import resolve_user_path
+
+if TYPE_CHECKING:  # cnnscope.config takes the choices of data.name from SOURCES below
+    from cnnscope.config import DataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -46,21 +50,29 @@ class RawSource:
     files: list[Path] = field(default_factory=list)
 
 
+#: ``data.name`` → its reader ``(config, cache folder for extracted tarballs) → RawSource``. The
+#: config's choices for ``data.name`` are these keys.
+SOURCES: dict[str, Callable[[DataConfig, Path], RawSource]] = {
+    "embedded": lambda cfg, cache_dir: _embedded(),
+    "mnist": lambda cfg, cache_dir: _idx_dataset(cfg, "MNIST", [str(i) for i in range(10)]),
+    "fashion_mnist": lambda cfg, cache_dir: _idx_dataset(cfg, "FashionMNIST", FASHION_CLASSES),
+    "cifar10": lambda cfg, cache_dir: _cifar10(cfg, cache_dir),
+    "imagefolder": lambda cfg, cache_dir: _imagefolder(_require_root(cfg), cfg, cache_dir),
+}
+
+
 def load_source(cfg: DataConfig, cache_dir: Path) -> RawSource:
     """Read the source ``cfg.name`` selects. ``cache_dir`` receives extracted tarballs."""
-    readers = {
-        DataSource.embedded: lambda: _embedded(),
-        DataSource.mnist: lambda: _idx_dataset(cfg, "MNIST", [str(i) for i in range(10)]),
-        DataSource.fashion_mnist: lambda: _idx_dataset(cfg, "FashionMNIST", FASHION_CLASSES),
-        DataSource.cifar10: lambda: _cifar10(cfg, cache_dir),
-        DataSource.imagefolder: lambda: _imagefolder(_require_root(cfg), cfg, cache_dir),
-    }
-    return readers[DataSource(cfg.name)]()
+    return SOURCES[_source_name(cfg)](cfg, cache_dir)
+
+
+def _source_name(cfg: DataConfig) -> str:
+    return str(getattr(cfg.name, "value", cfg.name))
 
 
 def _require_root(cfg: DataConfig) -> Path:
     if cfg.root is None:
-        raise DataError(f"data.root is not set: point it at the folder or tarball holding {cfg.name.value} data")
+        raise DataError(f"data.root is not set: point it at the folder or tarball holding {_source_name(cfg)} data")
     return resolve_user_path(cfg.root)
 
 

@@ -16,7 +16,7 @@ from cnnscope.oip.generate import (
     generate_node_oips,
     generate_oips,
 )
-from cnnscope.oip.metrics import map_table, robustness, summary
+from cnnscope.oip.metrics import map_table, pick_maps, robustness, summary
 
 __all__ = [
     "NodeOIPResult",
@@ -27,6 +27,7 @@ __all__ = [
     "generate_node_oips",
     "generate_oips",
     "map_table",
+    "pick_maps",
     "robustness",
     "summary",
 ]

@@ -44,9 +44,9 @@ def pool_before_relu(net: nn.Sequential) -> nn.Sequential:
     Exact, values and input gradients alike: ``max`` and ``relu`` are both monotone, so
     ``maxpool(relu(x)) == relu(maxpool(x))``, and the gradient reaches the same argmax element
     (or nothing, when the window's maximum is ≤ 0). The ReLU then runs on the pooled, 4× smaller
-    map, forward and backward: 7–8 % of an ascent step of ``mnist_cnn`` on a 2-core CPU, where
-    the first block is memory-bound. Only for the ascent — the named layers of the model keep
-    their meaning (the output of ``relu1`` is still the un-pooled map).
+    map, forward and backward, which matters on a CPU where the first block is memory-bound
+    (measured: benchmarks/README.md, ``oip_batching.py --model-order``). Only for the ascent — the
+    named layers of the model keep their meaning (the output of ``relu1`` is still the un-pooled map).
     """
     children = list(net.named_children())
     for i in range(len(children) - 1):
@@ -63,7 +63,7 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     Eval mode makes batch elements independent (no batch-norm statistics, no dropout); frozen
     parameters make autograd compute only the input gradient. Weights go channels-last for the
     duration (with channels-last inputs in :func:`ascend`): oneDNN's convolutions, forward and
-    input-gradient, ran ~1.5× faster that way on a 2-core CPU for ``mnist_cnn``'s batch.
+    input-gradient, run faster that way on a CPU for ``mnist_cnn``'s batch (benchmarks/README.md).
     """
     flags = [p.requires_grad for p in module.parameters()]
     training = module.training

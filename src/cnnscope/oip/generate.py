@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,31 +19,58 @@ from cnnscope.models import LayeredCNN
 from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
-from cnnscope.oip.param import initial_noise, standardize
-from cnnscope.oip.transforms import Jitter, suppression
+from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
+from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, suppression
 from cnnscope.progress import interactive, track
+
+if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
+    from cnnscope.config import OIPConfig
 
 
 @dataclass(frozen=True)
 class OIPSettings:
     """How candidates start and how they are stepped: shared by map and node OIPs, so that the
-    per-node grid of a map is comparable with that map's OIPs."""
+    per-node grid of a map is comparable with that map's OIPs. No defaults here: they live in the
+    configuration (``conf/oip/default.yaml``); build from it with :meth:`from_config`."""
 
-    #: Noise seeds; every (seed, wavelength) pair is one candidate per target.
-    seeds: Sequence[int] = (0, 1, 2)
+    #: Noise seeds, one per restart; every (seed, wavelength) pair is one candidate per target.
+    seeds: Sequence[int]
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
-    wavelengths: Sequence[int] = (1, 4, 8)
-    steps: int = 100
+    wavelengths: Sequence[int]
+    steps: int
     #: Step on the standardised input, in units of the unit-RMS gradient.
-    step_size: float = 0.05
-    #: Starting noise: ``grid`` or ``fourier`` (:mod:`cnnscope.oip.param`).
-    noise: str = "grid"
-    #: High-frequency suppression after each step: ``blur``, ``fourier`` or ``none``.
-    suppress: str = "blur"
-    blur_sigma: float = 0.5
-    fourier_damping: float = 0.1
+    step_size: float
+    #: Starting noise: one of :data:`cnnscope.oip.param.NOISE_KINDS`.
+    noise: str
+    #: High-frequency suppression after each step: one of :data:`cnnscope.oip.transforms.SUPPRESSIONS`.
+    suppress: str
+    blur_sigma: float
+    fourier_damping: float
     #: Random shift of up to this many pixels before each forward pass (0: none).
-    jitter: int = 0
+    jitter: int
+
+    def __post_init__(self) -> None:
+        # fail when the settings are made, before any model is loaded, naming the registered kinds
+        if self.noise not in NOISE_KINDS:
+            raise OIPError(f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISE_KINDS)}")
+        if self.suppress not in SUPPRESSIONS:
+            raise OIPError(f"unknown suppression {self.suppress!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+
+    @classmethod
+    def from_config(cls, cfg: OIPConfig) -> OIPSettings:
+        """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
+        ``noise_seed``, and the section's ascent knobs."""
+        return cls(
+            seeds=[cfg.noise_seed + i for i in range(cfg.restarts)],
+            wavelengths=list(cfg.wavelengths),
+            steps=cfg.steps,
+            step_size=cfg.step_size,
+            noise=cfg.noise,
+            suppress=cfg.suppression,
+            blur_sigma=cfg.blur_sigma,
+            fourier_damping=cfg.fourier_damping,
+            jitter=cfg.jitter,
+        )
 
     @property
     def candidates(self) -> int:
@@ -78,6 +106,28 @@ class OIPResult:
     def final(self) -> torch.Tensor:
         """Objective after the last step ``(M, K, W)``."""
         return self.history[-1]
+
+    def best_candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per map, the (seed index, wavelength index) of its highest final objective, ``(M,)`` each."""
+        n_wl = self.final.shape[2]
+        flat = self.final.flatten(1).argmax(dim=1)
+        return flat // n_wl, flat % n_wl
+
+    def tensors(self, nodes: NodeOIPResult | None = None) -> dict[str, Any]:
+        """Everything needed to redraw the figures without re-running the ascent (``oips.pt``)."""
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "maps": self.maps,
+            "seeds": self.seeds,
+            "wavelengths": self.wavelengths,
+            "images": self.images,
+            "history": self.history,
+            "grad_seen": self.grad_seen,
+            "snapshots": self.snapshots,
+        }
+        if nodes is not None:
+            out |= {"node_map": nodes.map, "node_images": nodes.images, "node_activation": nodes.activation}
+        return out
 
 
 @dataclass
@@ -182,9 +232,9 @@ def _ascend_targets(
 
 def generate_oips(
     model: LayeredCNN,
-    layer: str | None = None,
-    maps: Sequence[int] | None = None,
-    settings: OIPSettings = OIPSettings(),
+    layer: str | None,
+    maps: Sequence[int] | None,
+    settings: OIPSettings,
     snapshots: Sequence[int] = (),
 ) -> OIPResult:
     """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all seeds and
@@ -234,8 +284,8 @@ def _reference_activations(
 def generate_node_oips(
     model: LayeredCNN,
     map_index: int,
-    layer: str | None = None,
-    settings: OIPSettings = OIPSettings(seeds=(0,), wavelengths=(4,)),
+    layer: str | None,
+    settings: OIPSettings,
 ) -> NodeOIPResult:
     """One OIP per node of map ``map_index``: batch = node × seed × wavelength, one run."""
     layer = layer if layer is not None else default_layer(model)

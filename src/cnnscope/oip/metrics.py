@@ -7,12 +7,14 @@ correlations of flat images count as 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
 import pandas as pd
 import torch
 
+from cnnscope.oip.errors import OIPError
 from cnnscope.oip.generate import OIPResult
 
 
@@ -47,10 +49,8 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
     """One row per map: best activation and where it was reached, reference activations,
     robustness at the best wavelength (and averaged over wavelengths), convergence, dead flag."""
     final = result.final  # (M, K, W)
-    n_maps, _, n_wl = final.shape
-    flat_best = final.flatten(1).argmax(dim=1)
-    best_seed, best_wl = flat_best // n_wl, flat_best % n_wl
-    rows = torch.arange(n_maps)
+    best_seed, best_wl = result.best_candidates()
+    rows = torch.arange(final.shape[0])
     robust = robustness(result.images)  # (M, W)
     history_best = result.history[:, rows, best_seed, best_wl]  # (T, M)
     dead = ~result.grad_seen.flatten(1).any(dim=1)
@@ -98,3 +98,20 @@ def summary(table: pd.DataFrame) -> dict[str, Any]:
         )
         out[f"median_activation_wl{wavelength}"] = med(f"activation_wl{wavelength}")
     return out
+
+
+def pick_maps(table: pd.DataFrame, chosen: Sequence[int], count: int, key: str) -> list[int]:
+    """The maps a figure follows: ``chosen`` (the ``oip.<key>`` setting) when given, else the
+    ``count`` most active maps of ``table``, live maps first, ties to the lower index."""
+    available = table["map"].tolist()
+    if chosen:
+        missing = [m for m in chosen if m not in available]
+        if missing:
+            raise OIPError(f"oip.{key}={missing} are not among the optimised maps; valid: {_ranges(available)}")
+        return list(chosen)
+    ranked = table.sort_values(["dead", "best_activation", "map"], ascending=[True, False, True])
+    return [int(m) for m in ranked["map"].iloc[:count]]
+
+
+def _ranges(values: list[int]) -> str:
+    return f"{values[0]}..{values[-1]}" if values == list(range(values[0], values[-1] + 1)) else str(values)

@@ -15,13 +15,12 @@ standardised one it was trained in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from cnnscope.oip.errors import OIPError
-
-NOISE_KINDS = ("grid", "fourier")
 
 
 def standardize(images: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -42,13 +41,9 @@ def wavelength_noise(
     """``count`` standardised noise images ``(count, channels, size, size)`` at ``wavelength`` pixels."""
     if not 1 <= wavelength <= size:
         raise OIPError(f"wavelength {wavelength} is outside the image; valid wavelengths are 1..{size} pixels")
-    if kind == "grid":
-        noise = _grid_noise(count, channels, size, wavelength, generator)
-    elif kind == "fourier":
-        noise = _fourier_noise(count, channels, size, wavelength, generator)
-    else:
+    if kind not in NOISE_KINDS:
         raise OIPError(f"unknown noise kind {kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
-    return standardize(noise)
+    return standardize(NOISE_KINDS[kind](count, channels, size, wavelength, generator))
 
 
 def _grid_noise(count: int, channels: int, size: int, wavelength: int, gen: torch.Generator) -> torch.Tensor:
@@ -69,6 +64,13 @@ def _fourier_noise(count: int, channels: int, size: int, wavelength: int, gen: t
     shape = (count, channels, size, size // 2 + 1)
     spectrum = torch.complex(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen))
     return torch.fft.irfft2(spectrum * keep, s=(size, size))
+
+
+#: ``oip.noise`` → its generator ``(count, channels, size, wavelength, generator) → noise``.
+NOISE_KINDS: dict[str, Callable[[int, int, int, int, torch.Generator], torch.Tensor]] = {
+    "grid": _grid_noise,
+    "fourier": _fourier_noise,
+}
 
 
 def initial_noise(

@@ -17,8 +17,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from cnnscope.oip.errors import OIPError
 
-SUPPRESSIONS = ("blur", "fourier", "none")
-
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -57,15 +55,19 @@ def fourier_damping(damping: float) -> Transform:
     return damp
 
 
+#: ``oip.suppression`` → its transform, built from ``(blur_sigma, fourier_damping)``.
+SUPPRESSIONS: dict[str, Callable[[float, float], Transform]] = {
+    "blur": lambda sigma, damping: gaussian_blur(sigma),
+    "fourier": lambda sigma, damping: fourier_damping(damping),
+    "none": lambda sigma, damping: _identity,
+}
+
+
 def suppression(kind: str, blur_sigma: float = 0.5, damping: float = 0.1) -> Transform:
-    """The high-frequency suppression named ``kind`` (``blur``, ``fourier`` or ``none``)."""
-    if kind == "blur":
-        return gaussian_blur(blur_sigma)
-    if kind == "fourier":
-        return fourier_damping(damping)
-    if kind == "none":
-        return _identity
-    raise OIPError(f"unknown suppression {kind!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+    """The high-frequency suppression named ``kind`` (a key of :data:`SUPPRESSIONS`)."""
+    if kind not in SUPPRESSIONS:
+        raise OIPError(f"unknown suppression {kind!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+    return SUPPRESSIONS[kind](blur_sigma, damping)
 
 
 class Jitter:

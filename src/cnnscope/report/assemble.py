@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from cnnscope.config import Params
-from cnnscope.io import atomic_dir, atomic_write
+from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir
 from cnnscope.report import collect
 from cnnscope.report.atlas import atlas_section
 from cnnscope.viz import save_figure
@@ -61,7 +61,7 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
 
 
 def _header(report: Report, params: Params, root: Path) -> None:
-    manifest = collect.read_json(root / params.data.out_dir / "manifest.json")
+    manifest = collect.read_json(root / params.data.out_dir / MANIFEST_FILE)
     study = params.study
     report.add(
         f"# cnnscope report — study `{study.name}`",
@@ -125,7 +125,7 @@ def _training(report: Report, params: Params, root: Path) -> None:
     caption = "Training curves per variant: mean over seeds, band from min to max (`dvc plots show` draws them too)."
     report.add(f"![{caption}](figures/training_curves.png)", f"*{caption}*")
     first = study.variants[0]
-    confusion = root / params.trainer.models_dir / first / f"seed{study.seeds[0]}" / "confusion.png"
+    confusion = run_dir(root / params.trainer.models_dir, first, study.seeds[0]) / "confusion.png"
     if confusion.is_file():
         caption = f"Test confusion matrix of `{first}`, seed {study.seeds[0]}."
         report.figure(confusion, f"train/{first}_confusion.png", caption)
@@ -142,13 +142,14 @@ FIGURE_SECTIONS = [
     ("edge_filters", "The hand-made filters of the tutorials"),
 ]
 
-#: The seed articles' impressions as testable statements on ``compare/tables/differences.csv``:
-#: (claim, quantity, layer selector, expected sign of benchmark − dummy).
+#: The seed articles' impressions as testable statements on ``compare/tables/differences.csv``,
+#: for each ``study.contrasts`` pair ``[variant, reference]``: (claim, quantity, layer selector,
+#: expected sign of variant − reference). ``deepest`` is the model's deepest feature map.
 CLAIMS = [
-    ("the benchmark throws away more of the image (more exact zeros) in the deepest map", "sparsity", "deepest", 1),
-    ("the dummy's deepest-map activations spread wider (higher entropy)", "entropy_bits", "deepest", -1),
+    ("the {variant} throws away more of the image (more exact zeros) in the deepest map", "sparsity", "deepest", 1),
+    ("the {reference}'s deepest-map activations spread wider (higher entropy)", "entropy_bits", "deepest", -1),
     (
-        "the benchmark is more certain of its answer (lower predictive entropy)",
+        "the {variant} is more certain of its answer (lower predictive entropy)",
         "predictive_entropy_bits",
         "softmax",
         -1,
@@ -171,10 +172,13 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         report.add(f"**{label}** per layer over the evaluation sample (mean ± std over seeds):")
         report.table(_layer_table(summary, quantity, params.study.variants))
     differences = pd.read_csv(tables / "differences.csv")
-    claims = _claims(differences)
-    if claims is not None:
+    deepest = index["feature_maps"][-1] if index["feature_maps"] else None
+    for variant, reference in params.study.contrasts:
+        claims = _claims(differences, variant, reference, deepest)
+        if claims is None:
+            continue
         report.add(
-            "**The seed articles' claims**, benchmark − dummy with a bootstrap confidence interval over "
+            f"**The seed articles' claims**, {variant} − {reference} with a bootstrap confidence interval over "
             f"images and seeds ({params.compare.confidence:.0%}); *holds* means the interval excludes 0 "
             "with the claimed sign. Histogram entropies use bin edges shared by all variants of the study, "
             "so they are comparable within a study, not across studies; with few seeds the interval mostly "
@@ -192,8 +196,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         if entries:
             report.add(f"### {heading}")
         for entry in entries:
-            relative = entry.get("file") or entry["path"]
-            report.figure(folder / relative, f"compare/{Path(relative).name}", entry["caption"])
+            report.figure(folder / entry["path"], f"compare/{Path(entry['path']).name}", entry["caption"])
 
 
 LAYER_QUANTITIES = {
@@ -214,14 +217,14 @@ def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> p
     return table[[v for v in variants if v in table]].reset_index()
 
 
-def _claims(differences: pd.DataFrame) -> pd.DataFrame | None:
-    pairs = differences[(differences["variant"] == "benchmark") & (differences["reference"] == "dummy")]
+def _claims(differences: pd.DataFrame, variant: str, reference: str, deepest: str | None) -> pd.DataFrame | None:
+    """The :data:`CLAIMS` checked on ``variant − reference``; None when compare has no such pair."""
+    pairs = differences[(differences["variant"] == variant) & (differences["reference"] == reference)]
     if pairs.empty:
         return None
-    conv = [layer for layer in dict.fromkeys(pairs["layer"]) if layer.startswith("relu") and "_" not in layer]
     rows = []
     for claim, quantity, selector, sign in CLAIMS:
-        layer = conv[-1] if selector == "deepest" and conv else selector
+        layer = deepest if selector == "deepest" else selector
         match = pairs[(pairs["quantity"] == quantity) & (pairs["layer"] == layer)]
         if match.empty:
             continue
@@ -229,9 +232,9 @@ def _claims(differences: pd.DataFrame) -> pd.DataFrame | None:
         holds = (row["ci_low"] > 0) if sign > 0 else (row["ci_high"] < 0)
         rows.append(
             {
-                "claim": claim,
+                "claim": claim.format(variant=variant, reference=reference),
                 "quantity": f"{quantity} of `{layer}`",
-                "benchmark − dummy": f"{row['difference']:.4f}",
+                f"{variant} − {reference}": f"{row['difference']:.4f}",
                 "CI": f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
                 "holds": "yes" if holds else "no",
             }
@@ -251,7 +254,7 @@ def _oip(report: Report, params: Params, root: Path) -> None:
     report.table(collect.mean_std(runs, numeric, study.variants))
     seed = study.seeds[0]
     for variant in study.variants:
-        folder = root / params.oip.out_dir / variant / f"seed{seed}"
+        folder = run_dir(root / params.oip.out_dir, variant, seed)
         report.add(f"### `{variant}` (seed {seed})")
         for entry in collect.figure_index(folder / "index.json"):
-            report.figure(folder / entry["file"], f"oip/{variant}_{entry['file']}", entry["caption"])
+            report.figure(folder / entry["path"], f"oip/{variant}_{entry['path']}", entry["caption"])

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cnnscope.errors import CnnscopeError
+from cnnscope.io import run_name
 
 
 def read_json(path: Path) -> Any:
@@ -26,7 +27,7 @@ def per_run_json(folder: Path, variants: list[str], seeds: list[int]) -> pd.Data
     rows = []
     for variant in variants:
         for seed in seeds:
-            record = read_json(folder / f"{variant}_seed{seed}.json")
+            record = read_json(folder / f"{run_name(variant, seed)}.json")
             numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
             rows.append({"variant": variant, "seed": seed, **numbers})
     return pd.DataFrame(rows)
@@ -37,7 +38,7 @@ def histories(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFra
     frames = []
     for variant in variants:
         for seed in seeds:
-            path = folder / f"{variant}_seed{seed}.csv"
+            path = folder / f"{run_name(variant, seed)}.csv"
             if not path.is_file():
                 raise CnnscopeError(f"{path} is missing: run dvc repro train")
             frame = pd.read_csv(path)
@@ -70,4 +71,4 @@ def figure_index(path: Path) -> list[dict[str, str]]:
     """Figures listed by a stage's ``index.json`` (a list, or a dict with a ``figures`` list)."""
     data = read_json(path)
     entries = data.get("figures", []) if isinstance(data, dict) else data
-    return [{"file": str(e.get("file") or e["path"]), "caption": str(e.get("caption", ""))} for e in entries]
+    return [{"path": str(e["path"]), "caption": str(e.get("caption", ""))} for e in entries]

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnscope.config import ConfigError, Params, to_container, variant_model_config
+from cnnscope.config import ConfigError, Params, check_variant, to_container, variant_model_config
 from cnnscope.data.prepared import PreparedData, subset_key
 from cnnscope.training.datamodule import PreparedDataModule
 from cnnscope.training.module import CNNModule
@@ -42,8 +42,7 @@ def resolve_variant(
     params: Params, variant: str, seed: int, prepared: PreparedData, data_sha256: str | None = None
 ) -> VariantJob:
     study = params.study
-    if variant not in study.variants:
-        raise ConfigError(f"unknown variant {variant!r}; study '{study.name}' trains: {', '.join(study.variants)}")
+    check_variant(study, variant)
     try:
         model_cfg = variant_model_config(params, variant)
     except OmegaConfBaseException as err:

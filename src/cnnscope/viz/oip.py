@@ -1,5 +1,6 @@
 """OIP figures: the per-layer grid (each OIP twice, plain and contrast-enhanced, as in the MNIST
-article), evolution series, a wavelength comparison and a per-node grid.
+article), evolution series, a wavelength comparison and a per-node grid; :func:`render_oips` draws
+them all for the ``oip`` stage and returns their index entries.
 
 Functions take numpy arrays of standardised images ``(..., C, H, W)`` and numbers already
 computed; display scaling (min–max, histogram equalisation) is the only processing here.
@@ -9,11 +10,17 @@ Dead maps are drawn with a red frame and the word "dead", never as a silent blan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from cnnscope.oip import NodeOIPResult, OIPResult
+from cnnscope.viz.common import save_figure
 
 PLAIN_CMAP = "viridis"
 ENHANCED_CMAP = "gray"
@@ -164,3 +171,66 @@ def node_grid(images: np.ndarray, activations: np.ndarray, dead: np.ndarray, tit
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def render_oips(
+    out: Path,
+    result: OIPResult,
+    table: pd.DataFrame,
+    nodes: NodeOIPResult | None,
+    focus: int,
+    evolution_maps: list[int],
+    tag: str,
+) -> list[dict[str, str]]:
+    """Write the figures of one OIP run under ``out`` (the per-node grid only for a spatial
+    layer) and return their index entries (``path`` relative to ``out``, ``caption``)."""
+    best_seed, best_wl = result.best_candidates()
+    maps = torch.arange(len(result.maps))
+    best_images = result.images[maps, best_seed, best_wl]
+    labels = [f"{m}: {a:.2g}" for m, a in zip(table["map"], table["best_activation"], strict=True)]
+    grid = oip_grid(best_images.numpy(), labels, table["dead"].tolist(), f"{tag} {result.layer}")
+    save_figure(grid, out / "oip_grid.png")
+
+    index = torch.as_tensor([result.maps.index(m) for m in evolution_maps], dtype=torch.long)
+    steps = sorted(result.snapshots)
+    snaps = torch.stack([result.snapshots[s][index, best_seed[index], best_wl[index]] for s in steps], dim=1)
+    hist = result.history[:, index, best_seed[index], best_wl[index]].T
+    series = evolution(snaps.numpy(), steps, hist[:, steps].numpy(), hist.numpy(), [f"map {m}" for m in evolution_maps])
+    save_figure(series, out / "evolution.png")
+
+    i = result.maps.index(focus)
+    comparison = wavelength_comparison(
+        result.start.transpose(0, 1).numpy(),
+        result.images[i].transpose(0, 1).numpy(),
+        result.final[i].T.numpy(),
+        result.wavelengths,
+        result.seeds,
+        f"{tag} {result.layer} map {focus}",
+    )
+    save_figure(comparison, out / "wavelengths.png")
+
+    entries = [
+        {
+            "path": "oip_grid.png",
+            "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), plain "
+            f"and contrast-enhanced; {int(table['dead'].sum())} dead maps framed red.",
+        },
+        {
+            "path": "evolution.png",
+            "caption": f"Evolution of the OIPs of maps {evolution_maps} ({tag}) at steps "
+            f"{steps}, with the objective over all steps.",
+        },
+        {
+            "path": "wavelengths.png",
+            "caption": f"Map {focus} of {result.layer} ({tag}): starting noise and OIP per "
+            f"wavelength {result.wavelengths} and seed.",
+        },
+    ]
+    if nodes is not None:
+        title = f"{tag} {result.layer} map {focus} per node"
+        save_figure(
+            node_grid(nodes.images.numpy(), nodes.activation.numpy(), nodes.dead.numpy(), title), out / "nodes.png"
+        )
+        caption = f"One OIP per node of map {focus} of {result.layer} ({tag}), laid out as the map."
+        entries.append({"path": "nodes.png", "caption": caption})
+    return entries

@@ -27,8 +27,15 @@ from cnnscope.viz.activations import (
 from cnnscope.viz.common import save_figure
 
 
-def render_study(res: StudyResults, out_dir: str | Path, max_maps: int = 16) -> list[dict[str, Any]]:
-    """Write all figures under ``out_dir/figures`` and return their index entries."""
+def render_study(
+    res: StudyResults,
+    out_dir: str | Path,
+    max_maps: int = 16,
+    edge_stages: dict[str, dict[str, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """Write all figures under ``out_dir/figures`` and return their index entries; ``edge_stages``
+    (:func:`cnnscope.analysis.edge_filters.edge_filter_stages` of the first probe) adds the
+    hand-made-filter figures."""
     out = Path(out_dir)
     entries: list[dict[str, Any]] = []
 
@@ -110,11 +117,11 @@ def render_study(res: StudyResults, out_dir: str | Path, max_maps: int = 16) -> 
             "fcp",
             f"Class-mean activation patterns of {v} on {res.feature_maps[-1]} over the evaluation sample.",
         )
-    if res.probe_images is not None and len(res.probe_images) and res.edge_stages:
+    if res.probe_images is not None and len(res.probe_images) and edge_stages:
         grey = res.probe_images[0].mean(axis=0).round().astype(np.uint8)
         probe = res.probe_names[0]
         save(
-            edge_filter_figure(grey, res.edge_stages, f"Hand-made filters on probe '{probe}'"),
+            edge_filter_figure(grey, edge_stages, f"Hand-made filters on probe '{probe}'"),
             "edge_filters",
             "edge_filters",
             f"Probe '{probe}' → each fixed edge kernel → ReLU → 2×2 max-pool.",
