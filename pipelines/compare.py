@@ -11,7 +11,6 @@ metrics to its training run in MLflow.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,24 +58,20 @@ def _write_outputs(res: StudyResults, out: Path, max_maps: int, record: dict[str
     write_json(out / "index.json", index)
 
 
-def _attach_to_runs(params: Params, res: StudyResults, out: Path) -> None:
-    """Attach each variant's compare metrics and figures to its training runs in MLflow."""
-    models = Path(params.trainer.models_dir)
-    for v in res.variants:
-        flat = flat_metrics(res.summary["variants"].get(v, {}), "compare")
-        figures = sorted(f for f in (out / "figures").glob("*.png") if f"_{v}_" in f"{f.stem}_")
-        for s in res.seeds:
-            run_id = tracking.read_run_id(run_dir(models, v, s))
-            if run_id is None:
-                continue
-            try:
-                tracking.log_metrics(run_id, flat, uri=params.tracking.uri)
-                for path in [METRICS, *figures]:
-                    tracking.log_artifact(run_id, path, uri=params.tracking.uri, artifact_path="compare")
-            except Exception as err:  # the results are written; a tracking outage must not lose them
-                print(
-                    f"compare: warning: could not attach to MLflow run {run_id} ({v} seed {s}): {err}", file=sys.stderr
-                )
+def _record_run(params: Params, res: StudyResults, out: Path, uri: str) -> None:
+    """This execution as its own MLflow run under the study run, with its settings, figures and
+    every variant's summary numbers, so each point of a sweep over ``compare.*`` stays reviewable."""
+    config = to_container(params)
+    tracking.record_stage(
+        params.tracking.experiment,
+        "compare",
+        "compare",
+        lambda: tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri),
+        {"compare": config["compare"], "study": {"variants": res.variants, "seeds": res.seeds}},
+        {k: v for var in res.variants for k, v in flat_metrics(res.summary["variants"].get(var, {}), var).items()},
+        [METRICS, *sorted((out / "figures").glob("*.png"))],
+        uri=uri,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
+    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.compare
     sets = _open_sets(params)
     data_dir = Path(params.data.out_dir)
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(out) as tmp:
         _write_outputs(res, tmp, cfg.max_maps, record)
     write_json(METRICS, res.summary)
-    _attach_to_runs(params, res, out)
+    _record_run(params, res, out, uri)
     print(
         f"compare: {len(res.variants)} variants × {len(res.seeds)} seeds, {len(res.layers)} layers → {out}/, {METRICS}"
     )

@@ -18,7 +18,6 @@ import torch
 
 from cnnscope.activations import (
     ImageGroup,
-    check_compatible,
     extract_activations,
     resolve_layers,
     stratified_sample,
@@ -27,7 +26,7 @@ from cnnscope.config import load_params, to_container, variant_model_config
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir
-from cnnscope.models import best_device, load_model
+from cnnscope.models import best_device, load_for_config
 
 CHECKPOINT = "best.ckpt"
 
@@ -57,13 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
     ckpt = _checkpoint(Path(params.trainer.models_dir), args.variant, args.seed)
-    try:
-        model = load_model(ckpt, map_location=best_device())
-    except ValueError as err:  # weights of another architecture
-        raise CnnscopeError(
-            f"{err}. Re-run train for this variant (dvc repro train@{args.variant}-{args.seed})."
-        ) from None
-    check_compatible(model, data, expected)
+    shape = (data.channels, data.image_size, data.num_classes)
+    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    model = load_for_config(ckpt, expected, rerun, shape, map_location=best_device())
     layers = resolve_layers(model, cfg.layers)
 
     test_ids = data.splits["test"]

@@ -10,17 +10,16 @@ variant's MLflow run when one is recorded next to the checkpoint.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnscope import tracking
-from cnnscope.config import Params, check_variant, load_params, to_container
+from cnnscope.config import Params, check_variant, load_params, to_container, variant_model_config
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
-from cnnscope.models import best_device, load_model
+from cnnscope.models import best_device, load_for_config
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table, pick_maps, summary
 from cnnscope.oip.generate import layer_shape
 from cnnscope.viz.oip import render_oips
@@ -38,10 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     check_variant(params.study, args.variant)
+    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.oip
     model_dir = run_dir(params.trainer.models_dir, args.variant, args.seed)
     checkpoint = model_dir / "best.ckpt"
-    model = load_model(checkpoint, map_location=best_device())
+    expected = variant_model_config(params, args.variant).name.value
+    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    model = load_for_config(checkpoint, expected, rerun, map_location=best_device())
 
     settings = OIPSettings.from_config(cfg)
     result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
@@ -66,25 +68,33 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {**summary(table), "layer": result.layer, "focus_map": focus}
     metrics_path = Path("metrics/oip") / f"{run_name(args.variant, args.seed)}.json"
     write_json(metrics_path, metrics)
-    _attach_to_run(model_dir, out_dir, metrics_path, metrics, params)
+    _record_run(model_dir, out_dir, metrics_path, metrics, params, uri, args.seed)
     print(
         f"oip {tag}: {len(result.maps)} maps of {result.layer}, {metrics['dead_maps']} dead, "
         f"median robustness {metrics['median_robustness']:.3f} → {out_dir}"
     )
 
 
-def _attach_to_run(model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params) -> None:
-    """Attach figures and summary numbers to the variant's training run, if it has one."""
-    run_id = tracking.read_run_id(model_dir)
-    if run_id is None:
-        return
-    scalars = {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    try:
-        tracking.log_metrics(run_id, scalars, params.tracking.uri)
-        for path in [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path]:
-            tracking.log_artifact(run_id, path, params.tracking.uri, artifact_path="oip")
-    except Exception as err:  # the results are written; a tracking outage must not lose them
-        print(f"oip: warning: could not attach to MLflow run {run_id}: {err}", file=sys.stderr)
+def _record_run(
+    model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params, uri: str, seed: int
+) -> None:
+    """This execution as its own MLflow run (under the variant's training run, else the study
+    run), with its settings, so every point of a sweep over ``oip.*`` stays reviewable."""
+    variant, config = model_dir.parent.name, to_container(params)
+    tracking.record_stage(
+        params.tracking.experiment,
+        "oip",
+        f"oip-{variant}-seed{seed}",
+        lambda: (
+            tracking.read_run_id(model_dir)
+            or tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri)
+        ),
+        {"oip": config["oip"], "variant": {"name": variant, "seed": seed}},
+        {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path],
+        {"variant": variant, "seed": str(seed)},
+        uri,
+    )
 
 
 if __name__ == "__main__":

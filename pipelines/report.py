@@ -19,25 +19,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     readme = build_report(params, Path(args.out))
     print(f"wrote {readme}")
-    _attach_to_study_run(params, Path(args.out))
+    _attach_to_study_run(params, Path(args.out), uri)
 
 
-def _attach_to_study_run(params: Params, out: Path) -> None:
+def _attach_to_study_run(params: Params, out: Path, uri: str) -> None:
     """Put the report and its figures on the study's parent run, beside its variants' runs."""
-    key = tracking.study_key(to_container(params))
+    runs = per_run_json(Path("metrics/train"), params.study.variants, params.study.seeds)
+    means = runs.groupby("variant")[["test_acc", "test_loss"]].mean()
+    summary = {f"{col}.{variant}": float(means.loc[variant, col]) for variant in means.index for col in means}
     try:
-        run_id = tracking.study_run(params.tracking.experiment, params.study.name, key, params.tracking.uri)
-        tracking.log_artifacts(run_id, out, params.tracking.uri, artifact_path="report")
-        runs = per_run_json(Path("metrics/train"), params.study.variants, params.study.seeds)
-        means = runs.groupby("variant")[["test_acc", "test_loss"]].mean()
-        summary = {f"{col}.{variant}": float(means.loc[variant, col]) for variant in means.index for col in means}
-        tracking.log_metrics(run_id, summary, params.tracking.uri)
+        run_id = tracking.study_run_for(params.tracking.experiment, params.study.name, to_container(params), uri)
     except Exception as err:  # the report on disk is the product; tracking is a view of it
-        print(f"cnnscope: warning: could not attach the report to MLflow ({err})", file=sys.stderr)
+        print(f"report: warning: could not find the MLflow study run ({err})", file=sys.stderr)
         return
-    print(f"attached {out} to MLflow study run {run_id}")
+    if tracking.attach(run_id, uri, summary, [out], artifact_path="report", stage="report"):
+        print(f"attached {out} to MLflow study run {run_id}")
 
 
 if __name__ == "__main__":

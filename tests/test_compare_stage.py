@@ -55,10 +55,7 @@ def _run(stage: str, argv: list[str]) -> None:
 def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cnnscope import tracking
 
-    logged: list[tuple[str, str, Any]] = []
-    monkeypatch.setattr(tracking, "log_metrics", lambda run, m, **_: logged.append((run, "metrics", dict(m))))
-    monkeypatch.setattr(tracking, "log_artifact", lambda run, path, **_: logged.append((run, "artifact", Path(path))))
-    tracking.write_run_id(workspace / "models/dummy/seed0", "run-dummy-0")
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-compare")
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
@@ -91,13 +88,15 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     assert "relu3" in metrics["benchmark_minus_dummy"]
     ci = metrics["benchmark_minus_dummy"]["relu3"]["entropy_bits"]
     assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"]
-    # the dummy's run (the only one with a run id) gets its metrics and its own figures
-    assert {run for run, _, _ in logged} == {"run-dummy-0"}
-    metrics_logged = next(m for _, kind, m in logged if kind == "metrics")
-    assert "compare/relu3/entropy_bits" in metrics_logged
-    artifacts = {p.name for _, kind, p in logged if kind == "artifact"}
-    assert "compare.json" in artifacts and "kernels_dummy.png" in artifacts
-    assert not any("benchmark" in name for name in artifacts)
+    # the execution is one MLflow run of its own, under the study run, with its params and figures
+    client = tracking.client(f"sqlite:///{workspace / 'mlflow.db'}")
+    (run,) = client.search_runs(["1"], filter_string="tags.`cnnscope.kind` = 'compare'")
+    study = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert study.data.tags["cnnscope.kind"] == "study" and run.info.status == "FINISHED"
+    assert run.data.params["compare/bins"] == "64" and run.data.tags["dvc_exp_name"] == "exp-compare"
+    assert "dummy/relu3/entropy_bits" in run.data.metrics
+    artifacts = {Path(f.path).name for f in client.list_artifacts(run.info.run_id)}
+    assert {"compare.json", "kernels_dummy.png", "kernels_benchmark.png"} <= artifacts
     diffs = pd.read_csv(workspace / "compare/tables/differences.csv")
     assert {("benchmark", "dummy"), ("benchmark", "untrained"), ("dummy", "untrained")} <= set(
         zip(diffs["variant"], diffs["reference"], strict=True)

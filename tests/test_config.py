@@ -75,7 +75,7 @@ def test_variant_must_be_defined() -> None:
 
 
 def test_variant_subset_must_be_prepared() -> None:
-    raw = committed(study={"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}})
+    raw = committed(study={"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}, "contrasts": []})
     with pytest.raises(ConfigError, match=r"train_subset=0.3 is not one of data.subsets"):
         validate(raw)
 

@@ -76,15 +76,21 @@ def test_study_and_variant_runs_are_served(tmp_path: Path) -> None:
         studies = [r for r in runs if tags(r).get("cnnscope.kind") == "study"]
         assert len(studies) == 1, "one study run per pipeline run"
         study_id = studies[0]["info"]["run_id"]
-        variants = {tags(r)["variant"]: r for r in runs if tags(r).get("mlflow.parentRunId") == study_id}
+        children = [r for r in runs if tags(r).get("mlflow.parentRunId") == study_id]
+        variants = {tags(r)["variant"]: r for r in children if "cnnscope.kind" not in tags(r)}
         assert set(variants) == set(params["study"]["variants"])
+        assert [tags(r)["cnnscope.kind"] for r in children if "cnnscope.kind" in tags(r)] == ["compare"]
         for name, run in variants.items():
             metrics = {m["key"] for m in run["data"]["metrics"]}
             assert {"test_acc", "test_loss"} <= metrics, name
-            assert any(k.startswith("oip") for k in metrics), f"oip stage did not attach to {name}"
             assert run["info"]["status"] == "FINISHED"
             files = server.get("/api/2.0/mlflow/artifacts/list", run_id=run["info"]["run_id"]).get("files", [])
             assert "confusion.png" in {Path(f["path"]).name for f in files}, name
+            (oip,) = [r for r in runs if tags(r).get("mlflow.parentRunId") == run["info"]["run_id"]]
+            assert tags(oip)["cnnscope.kind"] == "oip" and oip["info"]["status"] == "FINISHED", name
+            assert "oip/dead_maps" in {m["key"] for m in oip["data"]["metrics"]}, name
+            files = server.get("/api/2.0/mlflow/artifacts/list", run_id=oip["info"]["run_id"]).get("files", [])
+            assert "oip_grid.png" in {Path(f["path"]).name for f in files}, name
         benchmark = variants["benchmark"]["info"]["run_id"]
         png = server.get("/get-artifact", path="confusion.png", run_uuid=benchmark)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -71,7 +71,10 @@ def test_dvc_queue_sweep_runs_in_isolation_and_lands_in_mlflow(tmp_path: Path) -
     runs = client.search_runs([client.get_experiment_by_name("cnnscope").experiment_id])
     studies = {r.data.tags["dvc_exp_name"] for r in runs if r.data.tags.get("cnnscope.kind") == "study"}
     assert len(studies) == 2 and "" not in studies
-    assert sum(r.data.tags.get("variant") == "benchmark" for r in runs) == 2
+    training = [r for r in runs if "cnnscope.kind" not in r.data.tags]
+    assert sum(r.data.tags.get("variant") == "benchmark" for r in training) == 2
+    oip = {r.data.tags["dvc_exp_name"] for r in runs if r.data.tags.get("cnnscope.kind") == "oip"}
+    assert oip == studies, "each experiment's oip runs are its own"
 
 
 def test_optuna_multirun_logs_every_trial(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from cnnscope.training import (
     resolve_variant,
     start_or_resume,
 )
-from cnnscope.training.rundir import mark_complete
+from cnnscope.training.rundir import promote
 from conftest import REPO_ROOT, synthetic_prepared
 from pipeline import run_stage_main
 
@@ -150,14 +150,18 @@ def test_interrupted_fit_resumes_from_last_checkpoint_to_the_uninterrupted_resul
 
 
 def test_run_dir_resumes_only_an_unfinished_run_of_the_same_fingerprint(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    assert start_or_resume(out, "abc") is None
-    (out / "last.ckpt").write_bytes(b"x")
-    assert start_or_resume(out, "abc") == out / "last.ckpt"
-    assert start_or_resume(out, "other") is None and not (out / "last.ckpt").exists()  # stale: cleared
-    (out / "last.ckpt").write_bytes(b"x")
-    mark_complete(out, "other")
-    assert start_or_resume(out, "other") is None  # finished runs are retrained, never continued
+    out = tmp_path / "seed0"
+    begin = start_or_resume(out, "abc")
+    assert begin.resume is None and begin.work == tmp_path / ".seed0.partial" and not out.exists()
+    torch.save({"state_dict": {}}, begin.work / "last.ckpt")
+    assert start_or_resume(out, "abc").resume == begin.work / "last.ckpt"
+    stale = start_or_resume(out, "other")  # another configuration: cleared
+    assert stale.resume is None and not (begin.work / "last.ckpt").exists()
+    torch.save({"state_dict": {}}, begin.work / "last.ckpt")
+    promote(begin.work, out, "other")
+    assert (out / "last.ckpt").is_file() and not begin.work.exists()
+    assert start_or_resume(out, "other").resume is None  # finished runs are retrained, never continued
+    assert (out / "last.ckpt").is_file()  # ... and the finished one stays until the new one succeeds
 
 
 # ---------------------------------------------------------------- edge filters stay frozen
@@ -266,9 +270,9 @@ def test_nan_loss_stops_with_a_clear_message_and_a_failed_run(
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
     assert _run_stage("--variant", "sgd") == 2
     assert "NaN" in capsys.readouterr().err
-    run_id = (stage_dir / "models" / "sgd" / "seed0" / "mlflow_run_id.txt").read_text().strip()
+    run_id = (stage_dir / "models" / "sgd" / ".seed0.partial" / "mlflow_run_id.txt").read_text().strip()
     assert _run(stage_dir, run_id).info.status == "FAILED"  # type: ignore[attr-defined]
-    assert not (stage_dir / "metrics").exists()
+    assert not (stage_dir / "metrics").exists() and not (stage_dir / "models" / "sgd" / "seed0").exists()
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ included) depend on the OIP code in ``dvc.yaml``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -313,7 +315,8 @@ def validate(raw: dict[str, Any] | DictConfig) -> Params:
         ) from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"invalid configuration at '{key}': {err.msg}") from None
+        raise ConfigError(f"invalid configuration at '{key}': {str(err.msg).splitlines()[0]}") from None
+    check_values(params)
     _check_semantics(params)
     return params
 
@@ -371,6 +374,103 @@ def _check_semantics(params: Params) -> None:
             raise ConfigError(f"data.{key}={value} must be in [0, 1)")
     if any(s <= 0 for s in subsets):
         raise ConfigError(f"data.subsets={params.data.subsets}: sizes must be positive")
+
+
+# ---------------------------------------------------------------- value checks (issue 16)
+# Types alone let through values no stage can use (a negative learning rate, zero epochs or bins,
+# NaN anywhere) and names that escape the repository; each would fail late — after minutes of work,
+# with a traceback or a silently wrong result — or delete something. They fail here, up front.
+
+#: Accelerators Lightning accepts by name.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_OUTPUT_DIRS = ("data.out_dir", "trainer.models_dir", "extract.out_dir", "compare.out_dir", "oip.out_dir")
+
+
+def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
+    """(key, value, ok, rule) for every bounded number outside the OIP settings (checked by the
+    OIP code itself) and the data fractions (checked in :func:`_check_semantics`)."""
+    t, e, c, d = params.trainer, params.extract, params.compare, params.data
+    rules = [
+        ("trainer.max_epochs", t.max_epochs, t.max_epochs >= 1, "≥ 1"),
+        ("trainer.batch_size", t.batch_size, t.batch_size >= 1, "≥ 1"),
+        ("trainer.num_nodes", t.num_nodes, t.num_nodes >= 1, "≥ 1"),
+        ("trainer.patience", t.patience, t.patience >= 0, "≥ 0"),
+        ("trainer.log_every_n_steps", t.log_every_n_steps, t.log_every_n_steps >= 1, "≥ 1"),
+        ("trainer.accelerator", t.accelerator, t.accelerator in ACCELERATORS, f"one of {', '.join(ACCELERATORS)}"),
+        ("extract.eval_samples", e.eval_samples, e.eval_samples >= 1, "≥ 1"),
+        ("extract.batch_size", e.batch_size, e.batch_size >= 1, "≥ 1"),
+        ("compare.bins", c.bins, c.bins >= 2, "≥ 2"),
+        ("compare.bootstrap", c.bootstrap, c.bootstrap >= 1, "≥ 1"),
+        ("compare.confidence", c.confidence, 0 < c.confidence < 1, "in (0, 1)"),
+        ("compare.max_maps", c.max_maps, c.max_maps >= 1, "≥ 1"),
+        (
+            "compare.linear_probe_test_fraction",
+            c.linear_probe_test_fraction,
+            0 < c.linear_probe_test_fraction < 1,
+            "in (0, 1)",
+        ),
+        ("data.image_size", d.image_size, d.image_size is None or d.image_size >= 1, "≥ 1 or null"),
+        ("data.channels", d.channels, d.channels in (None, 1, 3), "1, 3 or null"),
+        ("data.train_size", d.train_size, d.train_size is None or d.train_size >= 1, "≥ 1 or null"),
+    ]
+    models = [("model", params.model)]
+    for name in [v for v in params.study.variants if v in params.study.variant_specs]:  # others: _check_semantics
+        try:
+            models.append((f"study.variant_specs.{name}.model", variant_model_config(params, name)))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"study.variant_specs.{name}.model is invalid: {err.msg}") from None
+    for prefix, m in models:
+        rules += [
+            (f"{prefix}.lr", m.lr, m.lr > 0, "> 0"),
+            (f"{prefix}.momentum", m.momentum, 0 <= m.momentum < 1, "in [0, 1)"),
+            (f"{prefix}.weight_decay", m.weight_decay, m.weight_decay >= 0, "≥ 0"),
+            (f"{prefix}.dropout", m.dropout, 0 <= m.dropout < 1, "in [0, 1)"),
+            (f"{prefix}.width", m.width, m.width > 0, "> 0"),
+            (f"{prefix}.hidden", m.hidden, m.hidden >= 1, "≥ 1"),
+            (f"{prefix}.depth", m.depth, m.depth is None or m.depth >= 1, "≥ 1 or null"),
+            (f"{prefix}.lr_step_size", m.lr_step_size, m.lr_step_size >= 1, "≥ 1"),
+            (f"{prefix}.lr_gamma", m.lr_gamma, 0 < m.lr_gamma <= 1, "in (0, 1]"),
+        ]
+    return rules
+
+
+def _non_finite(tree: Any, key: str = "") -> list[str]:
+    """Keys (dotted) of every NaN or infinite number in a plain config tree."""
+    if isinstance(tree, float):
+        return [] if math.isfinite(tree) else [key]
+    if isinstance(tree, dict):
+        return [k for sub, value in tree.items() for k in _non_finite(value, f"{key}.{sub}" if key else str(sub))]
+    if isinstance(tree, list):
+        return [k for i, value in enumerate(tree) for k in _non_finite(value, f"{key}[{i}]")]
+    return []
+
+
+def check_values(params: Params) -> None:
+    """Reject non-finite numbers, out-of-range settings, variant names that are not plain
+    identifiers and output folders outside the repository — each naming the key and the fix."""
+    bad = _non_finite(to_container(params))
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} must be a finite number (got NaN or infinity): set a real value")
+    for key, value, ok, rule in _ranges(params):
+        if not ok:
+            raise ConfigError(f"{key}={value} is out of range: it must be {rule}")
+    study = params.study
+    for name in [*study.variants, *study.variant_specs]:
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"variant name {name!r} is not a plain identifier (letters, digits, '_', starting with a "
+                "letter): it names folders and DVC stages, so rename it in study.variants and study.variant_specs"
+            )
+    config = to_container(params)
+    for key in _OUTPUT_DIRS:
+        section, field_name = key.split(".")
+        path = Path(config[section][field_name])
+        if path.is_absolute() or ".." in path.parts:
+            raise ConfigError(
+                f"{key}={str(path)!r} points outside the repository: use a relative path inside it "
+                "(outputs are DVC-tracked and replaced as a whole)"
+            )
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -2,7 +2,9 @@
 
 Anything raised as :class:`CnnscopeError` (or a missing file) is the user's to fix: stage scripts
 print its message — which names the key or file and says how to fix it — and exit non-zero,
-instead of a traceback. Everything else is a bug and keeps its traceback.
+instead of a traceback. Ctrl-C ends a stage with one line too: every output is written atomically
+(:mod:`cnnscope.io`), so an interrupted stage has written nothing. Everything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import sys
 from collections.abc import Callable
 
 from cnnscope.runtime import keep_freed_memory
+
+#: Exit status of a stage stopped by Ctrl-C (128 + SIGINT, what shells report).
+INTERRUPTED = 130
 
 
 class CnnscopeError(Exception):
@@ -29,3 +34,10 @@ def run_stage(main: Callable[[], object]) -> None:
     except (CnnscopeError, FileNotFoundError) as err:
         print(f"cnnscope: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(
+            "cnnscope: interrupted: nothing written, earlier outputs are unchanged; "
+            "re-run the stage to continue (training resumes from its last checkpoint)",
+            file=sys.stderr,
+        )
+        sys.exit(INTERRUPTED)

@@ -9,6 +9,7 @@ helpers below are the only place that spells those names, so the stages and the 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
@@ -90,21 +92,46 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name; swap it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            _rmtree(old)  # left over by a crash between the two renames of an earlier run
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _rmtree(old)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         _rmtree(tmp)
         raise
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Put the finished folder ``new`` in place of ``path`` (which may exist): two renames, so at
+    every moment ``path`` is either the old folder or the new one."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        _rmtree(old)  # left over by a crash between the two renames of an earlier run
+        os.replace(path, old)
+        os.replace(new, path)
+        _rmtree(old)
+    else:
+        os.replace(new, path)
+
+
+def clean_stale(path: Path) -> list[Path]:
+    """Remove what an earlier, killed writer of ``path`` left beside it (``.<name>.*.tmp``,
+    ``.<name>.old``); returns what was removed.
+
+    A process killed by SIGKILL or a power cut cannot run its own cleanup, and a prepared CIFAR
+    copy is hundreds of MB. Only one process writes a given output (DVC runs each stage once;
+    under DDP only rank 0 writes), so anything matching is stale by the time the next run writes.
+    """
+    stale = [*path.parent.glob(f".{glob.escape(path.name)}.*.tmp"), path.with_name(f".{path.name}.old")]
+    removed = [p for p in stale if p.exists() or p.is_symlink()]
+    for item in removed:
+        if item.is_dir() and not item.is_symlink():
+            _rmtree(item)
+        else:
+            item.unlink(missing_ok=True)
+    return removed
 
 
 def _umask() -> int:

@@ -9,21 +9,32 @@ the embedded default ``sqlite:///<repository root>/mlflow.db`` with artefacts in
 runs the stage — queued experiments run in a temporary copy, and a relative path would put the
 store inside it — and otherwise the git root of the working directory.
 
-Each training job (variant × seed) is one run; its id is written next to the checkpoint
-(``mlflow_run_id.txt``) so later stages attach their metrics and figures to the same run with
-:func:`log_metrics` and :func:`log_artifact`.
+Each training job (variant × seed) is one run, nested under its study's run; its id is written
+next to the checkpoint (``mlflow_run_id.txt``). Every execution of a later stage (``compare``, each
+``oip``) gets a run of its own (:func:`stage_run`), nested under the training run it analyses or
+under the study run, with the stage's params and the DVC experiment name: a sweep over OIP or
+compare settings keeps every point's figures and numbers, side by side.
+
+Policy: a stage checks the store once, before any work (:func:`preflight`), and fails in seconds
+naming the fix when it does not answer; results attached after the work is done only warn when
+tracking fails (:func:`attach`) — the files on disk are the product, MLflow a view of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write, git_commit, repo_root
 
 if TYPE_CHECKING:
@@ -34,6 +45,15 @@ RUN_ID_FILE = "mlflow_run_id.txt"
 DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 T = TypeVar("T")
+#: MLflow's own HTTP settings for the rest of a stage once the server answered: a server that
+#: goes away mid-run costs seconds, not MLflow's defaults (120 s timeout, 7 retries with backoff).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+#: ... and for the one preflight request: a single try.
+PREFLIGHT_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
+class TrackingUnavailable(CnnscopeError):
+    """The MLflow store does not answer; the message says how to reach it or what to use instead."""
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -57,9 +77,65 @@ def _ensure_store(uri: str) -> str:
 
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(database) + ".lock", timeout=300):
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in quiet]
+    try:  # "Creating initial MLflow database tables..." is noise on the stage's stderr
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        with FileLock(str(database) + ".lock", timeout=300):
+            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     _READY.add(uri)
+    return uri
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def preflight(configured: str | None = None) -> str:
+    """Check once, before a stage does any work, that the MLflow store answers; return its URI.
+
+    A remote server gets one request with a short timeout and no retries (MLflow's own
+    ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), and the rest of the
+    stage runs with :data:`HTTP_DEFAULTS` unless the user set those variables. An embedded SQLite
+    store is created (or migrated) here. Raises :class:`TrackingUnavailable` naming the fix.
+    """
+    uri = tracking_uri(configured)
+    embedded = f"sqlite:///{repo_root() / DB_FILE}"
+    source = "tracking.uri" if configured else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
+    try:
+        if uri.startswith(("http://", "https://")):
+            from mlflow.tracking import MlflowClient
+
+            with _environ({k: v for k, v in PREFLIGHT_HTTP.items() if k not in os.environ}):
+                MlflowClient(uri).search_experiments(max_results=1)
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+        else:
+            _ensure_store(uri)
+    except Exception as err:  # connection refused, timeout, HTTP error, unwritable or full disk
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))  # e.g. "Connection refused"
+        reason = errno.group(1) if errno else (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        if uri.startswith(("http://", "https://")):
+            fix = "start the server (mlflow server --host 127.0.0.1 --port <port>)"
+        else:
+            fix = "check that its folder is writable and the disk has space"
+        if source is not None and uri != embedded:
+            fix += f", or unset {source} to log to the embedded store {embedded}"
+        raise TrackingUnavailable(f"MLflow store {uri} does not answer ({reason}): {fix}") from None
     return uri
 
 
@@ -141,6 +217,160 @@ def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> No
     _retry(lambda: client(uri).set_terminated(run_id, status))
 
 
+@contextlib.contextmanager
+def run_status(run_id: str | None, uri: str | None = None) -> Iterator[None]:
+    """End run ``run_id`` as the block ends: ``FINISHED``, ``KILLED`` (Ctrl-C, exit) or ``FAILED``.
+
+    The one place train and tune decide a run's status; ``None`` (a DDP rank other than 0, which
+    owns no run) does nothing. Failing to set the status only warns: it must not hide the error
+    that ended the block.
+    """
+    if run_id is None:
+        yield
+        return
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            end_run(run_id, status, uri)
+        except Exception as err:
+            _warn("tracking", f"could not mark MLflow run {run_id} {status}: {err}")
+
+
+def close_if_running(run_id: str | None, status: str, uri: str | None = None) -> bool:
+    """Mark a run ``status`` if it is still ``RUNNING`` — a run that can no longer be resumed (its
+    process was killed, or the next run starts clean) would otherwise stay RUNNING forever."""
+    if run_id is None:
+        return False
+    try:
+        run = client(uri).get_run(run_id)
+        if run.info.status != "RUNNING":
+            return False
+        end_run(run_id, status, uri)
+    except Exception as err:  # a deleted run, a store that moved: nothing to close
+        _warn("tracking", f"could not close MLflow run {run_id}: {err}")
+        return False
+    return True
+
+
+def _warn(stage: str, message: str) -> None:
+    print(f"{stage}: warning: {message}", file=sys.stderr)
+
+
+def attach(
+    run_id: str,
+    uri: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    files: Iterable[str | Path] = (),
+    artifact_path: str | None = None,
+    stage: str = "tracking",
+) -> bool:
+    """Attach metrics and files (a folder: its whole content) to a run; on failure warn and return
+    False, never raise.
+
+    Called after a stage has written its results: a tracking outage then must not lose them (the
+    stage checked the store before its work with :func:`preflight`).
+    """
+    try:
+        if metrics:
+            log_metrics(run_id, metrics, uri)
+        for path in files:
+            if Path(path).is_dir():
+                log_artifacts(run_id, path, uri, artifact_path)
+            else:
+                log_artifact(run_id, path, uri, artifact_path)
+    except Exception as err:
+        _warn(stage, f"could not attach results to MLflow run {run_id}: {err}")
+        return False
+    return True
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
+    """``{"oip": {"steps": 30}}`` → ``{"oip/steps": 30}`` (MLflow params and metrics are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name, sep))
+        else:
+            out[name] = value
+    return out
+
+
+def stage_run(
+    experiment: str,
+    stage: str,
+    run_name: str,
+    parent_run_id: str | None,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    uri: str | None = None,
+) -> str:
+    """Open a run of its own for one execution of ``stage`` (nested under ``parent_run_id``), with
+    ``params`` (flattened), the code version and the DVC experiment name; returns its id.
+
+    End it with :func:`run_status`. Each execution is a new run, so two sweep points that share a
+    training run keep their own figures and numbers.
+    """
+    from mlflow.entities import Param
+
+    resolved = tracking_uri(uri)
+    mlflow_client = client(resolved)
+    run_tags = {"cnnscope.kind": stage, "git_commit": git_commit(), "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")}
+    run_tags |= dict(tags or {}) | (parent_tag(parent_run_id) if parent_run_id else {})
+
+    def create() -> str:
+        run = mlflow_client.create_run(
+            _experiment_id(mlflow_client, experiment, resolved), run_name=run_name, tags=run_tags
+        )
+        batch = [Param(key, str(value)[:6000]) for key, value in flatten(params).items()]
+        mlflow_client.log_batch(run.info.run_id, params=batch)
+        return str(run.info.run_id)
+
+    return _retry(create)
+
+
+def record_stage(
+    experiment: str,
+    stage: str,
+    run_name: str,
+    parent: Callable[[], str | None],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    files: Iterable[str | Path],
+    tags: Mapping[str, str] | None = None,
+    uri: str | None = None,
+) -> str | None:
+    """Record one finished execution of ``stage`` as its own run under ``parent()`` (called here,
+    so a failing lookup only warns too): params, metrics and files. Returns the run id, or ``None``
+    with a warning when tracking fails — the stage's files are written by then."""
+    try:
+        run_id = stage_run(experiment, stage, run_name, parent(), params, tags, uri)
+    except Exception as err:
+        _warn(stage, f"could not open an MLflow run for this {stage} run: {err}")
+        return None
+    with run_status(run_id, uri):
+        attach(run_id, uri, metrics, files, stage=stage)
+    return run_id
+
+
+def study_run_for(experiment: str, study_name: str, params: Mapping[str, Any], uri: str | None = None) -> str:
+    """The study run of the networks ``params`` (a plain config) defines; see :func:`study_run`."""
+    return study_run(experiment, study_name, study_key(params), uri)
+
+
+def _experiment_id(mlflow_client: MlflowClient, experiment: str, resolved: str) -> str:
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(mlflow_client.create_experiment(experiment, artifact_location=_artifact_location(resolved)))
+
+
 #: The params that define a study's trained networks; a change to them starts a new study run,
 #: a change to analysis params (extract, compare, oip) adds to the existing one.
 STUDY_KEY_SECTIONS = ("data", "model", "trainer", "study")
@@ -163,12 +393,7 @@ def study_run(experiment: str, study_name: str, key: str, uri: str | None = None
     mlflow_client = client(resolved)
 
     def find_or_create() -> str:
-        exp = mlflow_client.get_experiment_by_name(experiment)
-        exp_id = (
-            exp.experiment_id
-            if exp is not None
-            else mlflow_client.create_experiment(experiment, artifact_location=_artifact_location(resolved))
-        )
+        exp_id = _experiment_id(mlflow_client, experiment, resolved)
         found = mlflow_client.search_runs([exp_id], filter_string=f"tags.`cnnscope.study_key` = '{key}'", max_results=1)
         if found:
             return str(found[0].info.run_id)

@@ -21,13 +21,15 @@ from cnnscope.data.prepare import build_prepared
 from cnnscope.data.sources import load_source
 from cnnscope.io import repo_root
 from cnnscope.runtime import keep_freed_memory
-from cnnscope.training import build_modules, fit_and_test, resolve_variant
+from cnnscope.training import build_modules, check_accelerator, fit_and_test, resolve_variant
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> float:
     keep_freed_memory()
     params = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    check_accelerator(params.trainer)
+    uri = tracking.preflight(params.tracking.uri)  # before any work, as the stages do
     variant, seed = params.study.variants[0], params.study.seeds[0]
     prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
     job = resolve_variant(params, variant, seed, prepared)
@@ -37,17 +39,13 @@ def main(cfg: DictConfig) -> float:
         f"{params.tracking.experiment}-tune",
         run_name=f"trial-{trial}",
         tags={**tracking.run_tags(variant, seed, params.study.name, None), "cnnscope.trial": str(trial)},
-        uri=params.tracking.uri,
+        uri=uri,
     )
     tracking.log_params(logger, to_container(params))
     run_id = str(logger.run_id)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    with tracking.run_status(run_id, uri):
         result = fit_and_test(module, data, params.trainer, out_dir, logger, None, progress=False)
-    except BaseException:
-        tracking.end_run(run_id, "FAILED", params.tracking.uri)
-        raise
-    tracking.end_run(run_id, "FINISHED", params.tracking.uri)
     return float(result.best_val_acc or 0.0)
 
 

@@ -9,21 +9,19 @@ from cnnscope.activations.capture import (
     output_shapes,
     resolve_layers,
 )
-from cnnscope.activations.extract import ArchitectureMismatch, ImageGroup, check_compatible, extract_activations
+from cnnscope.activations.extract import ImageGroup, extract_activations
 from cnnscope.activations.sampling import EmptySampleError, stratified_sample
 from cnnscope.activations.store import ActivationSet, GroupInfo
 
 __all__ = [
     "SOFTMAX",
     "ActivationSet",
-    "ArchitectureMismatch",
     "EmptySampleError",
     "GroupInfo",
     "ImageGroup",
     "LayerError",
     "available_layers",
     "capture",
-    "check_compatible",
     "extract_activations",
     "layer_kinds",
     "output_shapes",

@@ -13,15 +13,9 @@ import torch
 from cnnscope.activations.capture import capture, first_conv_weight, layer_kinds, output_shapes
 from cnnscope.activations.recipes import INPUT, derivable, weights
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
-from cnnscope.data.prepared import PreparedData
-from cnnscope.errors import CnnscopeError
 from cnnscope.io import write_json
 from cnnscope.models import LayeredCNN
 from cnnscope.progress import track
-
-
-class ArchitectureMismatch(CnnscopeError, ValueError):
-    """The network does not fit the data (channels, image size or number of classes)."""
 
 
 @dataclass
@@ -32,26 +26,6 @@ class ImageGroup:
     sample_ids: torch.Tensor
     labels: torch.Tensor
     names: list[str] = field(default_factory=list)
-
-
-def check_compatible(model: LayeredCNN, data: PreparedData, expected_name: str | None = None) -> None:
-    """Fail with one message when the checkpoint's network cannot have been trained on ``data``."""
-    arch = dict(model.arch)
-    problems = []
-    if expected_name is not None and arch.get("name") != expected_name:
-        problems.append(f"model {arch.get('name')!r}, but the study configures {expected_name!r}")
-    if model.in_channels != data.channels:
-        problems.append(f"{model.in_channels} input channels, data has {data.channels}")
-    if model.image_size != data.image_size:
-        problems.append(f"image size {model.image_size}, data has {data.image_size}")
-    if arch.get("num_classes") is not None and arch["num_classes"] != data.num_classes:
-        problems.append(f"{arch['num_classes']} classes, data has {data.num_classes}")
-    if problems:
-        raise ArchitectureMismatch(
-            "checkpoint does not match this configuration: "
-            + "; ".join(problems)
-            + f" (checkpoint architecture: {arch}). Re-run train for this variant (dvc repro train)."
-        )
 
 
 def extract_activations(

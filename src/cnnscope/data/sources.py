@@ -111,6 +111,14 @@ def _idx_dataset(cfg: DataConfig, folder: str, classes: list[str]) -> RawSource:
             )
     paths = {k: p for k, p in found.items() if p is not None}
     arrays = {key: read_idx(path) for key, path in paths.items()}
+    for key, array in arrays.items():  # a swapped pair has matching lengths: the ranks tell them apart
+        want = 3 if key.endswith("images") else 1
+        if array.ndim != want:
+            kind = "images (N×H×W)" if want == 3 else "labels (N)"
+            raise DataError(
+                f"{paths[key]} holds {array.ndim}-D data {array.shape} where {kind} are expected: the images "
+                f"and labels files look swapped or renamed — put each under its own name ({stems[key]}[.gz])"
+            )
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:

@@ -6,8 +6,15 @@ Downstream stages never import this package: they load checkpoints with
 
 from cnnscope.training.datamodule import PreparedDataModule, TensorBatches
 from cnnscope.training.module import CNNModule, NonFiniteLossError
-from cnnscope.training.recipe import HISTORY_COLUMNS, TrainResult, fit_and_test, make_trainer, test_only
-from cnnscope.training.rundir import mark_complete, resume_point, start_or_resume
+from cnnscope.training.recipe import (
+    HISTORY_COLUMNS,
+    TrainResult,
+    check_accelerator,
+    fit_and_test,
+    make_trainer,
+    test_only,
+)
+from cnnscope.training.rundir import RunStart, promote, resume_point, start_or_resume, work_dir
 from cnnscope.training.variant import VariantJob, build_modules, resolve_variant
 
 __all__ = [
@@ -15,15 +22,18 @@ __all__ = [
     "CNNModule",
     "NonFiniteLossError",
     "PreparedDataModule",
+    "RunStart",
     "TensorBatches",
     "TrainResult",
     "VariantJob",
     "build_modules",
+    "check_accelerator",
     "fit_and_test",
     "make_trainer",
-    "mark_complete",
+    "promote",
     "resolve_variant",
     "resume_point",
     "start_or_resume",
     "test_only",
+    "work_dir",
 ]

@@ -3,17 +3,21 @@
 One function per use: :func:`fit_and_test` trains (resuming from a checkpoint when given one) and
 tests the best checkpoint; :func:`test_only` evaluates the untrained null model through the same
 test loop, so its numbers are comparable. Precision and determinism follow the device: bf16-mixed
-on a GPU and 32-bit deterministic on a CPU unless the config says otherwise.
+on a GPU and 32-bit deterministic on a CPU unless the config says otherwise. Checkpoints are read
+back (resume, test on the best) with ``weights_only=True`` explicitly: a checkpoint never runs code.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -23,7 +27,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import Logger
 
-from cnnscope.config import TrainerConfig
+from cnnscope.config import ConfigError, TrainerConfig
 from cnnscope.training.datamodule import PreparedDataModule
 from cnnscope.training.module import CNNModule
 
@@ -71,6 +75,24 @@ def _on_gpu(cfg: TrainerConfig) -> bool:
     return cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
+def check_accelerator(cfg: TrainerConfig) -> None:
+    """Fail before any work, naming the fix, when ``trainer.accelerator`` asks for hardware this
+    machine lacks (Lightning would say so only with a traceback, after the run has started)."""
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+    present = {
+        "gpu": CUDAAccelerator.is_available() or MPSAccelerator.is_available(),
+        "cuda": CUDAAccelerator.is_available(),
+        "mps": MPSAccelerator.is_available(),
+        "tpu": XLAAccelerator.is_available(),
+    }
+    if not present.get(cfg.accelerator, True):
+        raise ConfigError(
+            f"trainer.accelerator={cfg.accelerator} but this machine has no such device: "
+            "set trainer.accelerator=auto (uses one when present) or cpu"
+        )
+
+
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -106,6 +128,21 @@ def make_trainer(
         ]
         if logger:
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    try:
+        return _trainer(cfg, out_dir, logger, callbacks, precision, deterministic, progress)
+    except MisconfigurationException as err:  # devices/strategy/precision this machine cannot serve
+        raise ConfigError(f"trainer settings cannot run here: {err} (see trainer.* in params.yaml)") from None
+
+
+def _trainer(
+    cfg: TrainerConfig,
+    out_dir: Path,
+    logger: Logger | bool,
+    callbacks: list[Callback],
+    precision: str,
+    deterministic: bool | str,
+    progress: bool,
+) -> L.Trainer:
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=_devices(cfg.devices),
@@ -123,8 +160,21 @@ def make_trainer(
     )
 
 
+@contextlib.contextmanager
+def _ctrl_c(trainer: L.Trainer) -> Iterator[None]:
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` after its graceful shutdown; give it back to the
+    caller as the interruption it was (the stage then says so, and the run is marked KILLED)."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _test(trainer: L.Trainer, module: CNNModule, data: PreparedDataModule, ckpt: str | None) -> TrainResult:
-    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
+    with _ctrl_c(trainer):
+        (metrics,) = trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=True)
     assert module.confusion is not None  # set by CNNModule.on_test_epoch_end
     return TrainResult(
         test_acc=float(metrics["test_acc"]), test_loss=float(metrics["test_loss"]), confusion=module.confusion
@@ -142,7 +192,8 @@ def fit_and_test(
 ) -> TrainResult:
     """Train (continuing from ``resume_from`` if given), then test the best checkpoint."""
     trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress)
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    with _ctrl_c(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     result = _test(trainer, module, data, ckpt="best")
     history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory)).rows  # type: ignore[attr-defined]
     result.history, result.epochs, result.resumed_from = history, len(history), resume_from

@@ -1,26 +1,50 @@
-"""The output folder of one training job, and when it may be resumed.
+"""The folders of one training job: where it trains, when it may be resumed, when it replaces the last good model.
 
-The stage's folder is a DVC ``persist`` output, so an interrupted run's ``last.ckpt`` survives
-until the stage is re-run. It is resumed only when ``run_state.json`` says the previous run had
-the same fingerprint (same config, seed and data) and did not finish; any other content —
-a finished run, a different config, a stray file — is cleared, so a stale checkpoint is never
-continued and a completed stage re-run (code changed) retrains from scratch.
+A job trains in a sibling working folder, ``<models>/<variant>/.seed<k>.partial/``, and its result
+replaces ``<models>/<variant>/seed<k>/`` (the DVC output) only after the run succeeded
+(:func:`promote`): a bad setting, a NaN loss, Ctrl-C or a crash leaves the last good model as it
+was. The working folder survives an interruption, and the next run resumes its ``last.ckpt``
+only when ``run_state.json`` says the run had the same fingerprint (same config, seed, data and
+code), did not finish, and the checkpoint reads back as weights only. Anything else — another
+fingerprint, a run killed before its first checkpoint, a truncated or corrupt ``last.ckpt`` — is
+cleared and the job starts clean, reporting the MLflow run it abandons so the caller can close it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from cnnscope.io import write_json
+from cnnscope.io import replace_dir, write_json
+from cnnscope.models import CheckpointError, read_checkpoint
+from cnnscope.tracking import read_run_id
 
 STATE_FILE = "run_state.json"
 LAST_CKPT = "last.ckpt"
 
 
-def _state(out_dir: Path) -> dict[str, object]:
-    path = out_dir / STATE_FILE
+def work_dir(out_dir: Path) -> Path:
+    """The working folder of the job whose result goes to ``out_dir`` (not a DVC output)."""
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a job trains and from what: decided once, before the Trainer exists."""
+
+    work: Path
+    #: ``last.ckpt`` to continue, or ``None`` for a clean start.
+    resume: Path | None = None
+    #: MLflow run of an unfinished run that will not be continued (to be marked KILLED).
+    abandoned_run: str | None = None
+    #: Why an unfinished run of the same job was not continued (e.g. its checkpoint is corrupt).
+    problem: str | None = None
+
+
+def _state(work: Path) -> dict[str, object]:
+    path = work / STATE_FILE
     if not path.is_file():
         return {}
     try:
@@ -33,25 +57,39 @@ def _state(out_dir: Path) -> dict[str, object]:
 def resume_point(out_dir: Path, fingerprint: str) -> Path | None:
     """``last.ckpt`` of an unfinished run of the same job, else ``None`` (reads only).
 
-    Non-zero DDP ranks call this: they must take the same decision as rank 0 without touching files.
+    Non-zero DDP ranks call this: they must take the same decision as rank 0 without touching
+    files (Lightning starts them after rank 0 has prepared the folder).
     """
-    state, last = _state(out_dir), out_dir / LAST_CKPT
+    work = work_dir(out_dir)
+    state, last = _state(work), work / LAST_CKPT
     if state.get("fingerprint") == fingerprint and not state.get("complete") and last.is_file():
         return last
     return None
 
 
-def start_or_resume(out_dir: Path, fingerprint: str) -> Path | None:
-    """The checkpoint to resume from, or ``None`` after resetting ``out_dir`` for a fresh run."""
-    last = resume_point(out_dir, fingerprint)
+def start_or_resume(out_dir: Path, fingerprint: str) -> RunStart:
+    """Continue an unfinished run of the same job, or reset the working folder for a clean start.
+
+    ``out_dir`` itself is never touched here.
+    """
+    work = work_dir(out_dir)
+    last, problem = resume_point(out_dir, fingerprint), None
     if last is not None:
-        return last
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "complete": False})
-    return None
+        try:
+            read_checkpoint(last)  # weights only: a checkpoint carrying code is refused like a corrupt one
+        except CheckpointError as err:
+            problem = f"the interrupted run's {err}"
+        else:
+            return RunStart(work, resume=last)
+    abandoned = read_run_id(work) if work.is_dir() else None
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    write_json(work / STATE_FILE, {"fingerprint": fingerprint, "complete": False})
+    return RunStart(work, abandoned_run=abandoned, problem=problem)
 
 
-def mark_complete(out_dir: Path, fingerprint: str) -> None:
-    write_json(out_dir / STATE_FILE, {"fingerprint": fingerprint, "complete": True})
+def promote(work: Path, out_dir: Path, fingerprint: str) -> None:
+    """Mark the run in ``work`` complete and put it in place of ``out_dir`` (the last good model)."""
+    write_json(work / STATE_FILE, {"fingerprint": fingerprint, "complete": True})
+    replace_dir(work, out_dir)
