@@ -11,8 +11,8 @@ layers this module keeps, over a whole split:
 * a few images at the median of the same statistic, for contrast. The median is taken over a fixed
   uniform random sample of the split (``median_sample`` images, the same for every map), so the
   memory stays flat in the split size; below that size it is the exact median;
-* per-map mean activation, the exact-zero fraction (sparsity after the ReLU) and whether the map
-  was ever positive (``silent`` on data: never);
+* per-map mean activation and exact-zero fraction (sparsity after the ReLU) over the same sample,
+  and whether the map was ever positive on the whole split (``silent`` on data: never);
 * the crop of each exemplar's receptive field (:mod:`cnnscope.models.receptive_field`) around the
   arg-max node, padded with 0 where the window reaches into the network's padding.
 
@@ -66,9 +66,9 @@ class LayerExemplars:
     median_ids: torch.Tensor
     median_nodes: torch.Tensor
     median_crops: torch.Tensor
-    #: ``(M,)`` mean activation over images and positions.
+    #: ``(M,)`` mean activation over the median sample's images and all positions.
     mean_activation: torch.Tensor
-    #: ``(M,)`` fraction of exactly-zero activations over images and positions.
+    #: ``(M,)`` fraction of exactly-zero activations over the median sample's images and positions.
     zero_fraction: torch.Tensor
 
     @property
@@ -144,8 +144,8 @@ class _Running:
     values: torch.Tensor  # (k', M) best values so far, descending
     ids: torch.Tensor  # (k', M) positions in the split
     nodes: torch.Tensor  # (k', M) flat node index
-    total: torch.Tensor  # (M,) float64 sum of activations
-    zeros: torch.Tensor  # (M,) int64 count of exact zeros
+    total: torch.Tensor  # (M,) float64 sum of activations over the median sample
+    zeros: torch.Tensor  # (M,) int64 count of exact zeros over the median sample
     sample_values: list[torch.Tensor]  # (b, M) per batch
     sample_nodes: list[torch.Tensor]
 
@@ -202,12 +202,13 @@ def _spatial(model: LayeredCNN, layers: Sequence[str]) -> dict[str, tuple[int, i
 def _update(
     state: dict[str, _Running], name: str, flat: torch.Tensor, positions: torch.Tensor, sample: torch.Tensor, k: int
 ) -> None:
-    """Merge one batch ``(B, M, P)`` of a layer into the running k-best and the sums.
+    """Merge one batch ``(B, M, P)`` of a layer into the running k-best and the sample's sums.
 
-    The arg-max node is found only for the entries that enter the k-best (and the median sample):
-    ``amax`` is several times cheaper than ``max`` with indices over the whole batch, and after the
-    first batches few images enter. Zeros are counted as ``Σ|sign(x)|`` (much faster than
-    ``count_nonzero`` or a boolean sum), in float32 within one image's map, float64 across images.
+    Only maps with an image above their current k-th best are re-sorted (after the first batches
+    most maps have none), and the arg-max node is found only for entries that enter the k-best:
+    ``amax`` over the batch is several times cheaper than ``max`` with indices. Mean activation and
+    zeros (counted as ``Σ|sign(x)|``, faster than ``count_nonzero``) are summed over the median
+    sample's images only.
     """
     peak = flat.amax(dim=2)  # (B, M)
     n_maps = peak.shape[1]
@@ -223,23 +224,32 @@ def _update(
         )
     run = state[name]
     before = len(run.values)
-    values = torch.cat([run.values, peak])
-    # A stable sort, not topk: ties (a map that is 0 on many images) go to the earliest image, so
-    # the result does not depend on the batch size. The running best come first and are earlier.
-    keep = values.sort(dim=0, descending=True, stable=True).indices[:k]  # (k', M)
-    new = keep >= before  # entries taken from this batch
-    columns = torch.arange(n_maps, device=keep.device).expand_as(keep)
-    rows = keep[new] - before
-    nodes = torch.cat([run.nodes, positions.new_zeros(len(peak), n_maps)]).gather(0, keep)
-    nodes[new] = flat[rows, columns[new]].argmax(dim=1)
-    run.values = values.gather(0, keep)
-    run.ids = torch.cat([run.ids, positions.view(-1, 1).expand(-1, n_maps)]).gather(0, keep)
-    run.nodes = nodes
-    run.total += flat.sum(dim=2).sum(dim=0, dtype=torch.float64)  # float32 within an image's map
-    run.zeros += flat.shape[0] * flat.shape[2] - flat.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).long()
+    # strictly above the k-th best: an equal value from a later image never displaces an earlier one
+    active = (peak > run.values[-1]).any(dim=0) if before == k else torch.ones(n_maps, dtype=torch.bool)
+    if active.any():
+        cols = active.nonzero().squeeze(1)
+        values = torch.cat([run.values[:, cols], peak[:, cols]])
+        # A stable sort, not topk: ties (a map that is 0 on many images) go to the earliest image,
+        # so the result does not depend on the batch size. The running best come first and are earlier.
+        keep = values.sort(dim=0, descending=True, stable=True).indices[:k]  # (k', A)
+        new = keep >= before  # entries taken from this batch
+        ids = torch.cat([run.ids[:, cols], positions.view(-1, 1).expand(-1, len(cols))]).gather(0, keep)
+        nodes = torch.cat([run.nodes[:, cols], positions.new_zeros(len(peak), len(cols))]).gather(0, keep)
+        rows = (keep[new] - before) * n_maps + cols.expand_as(keep)[new]  # into flat viewed (B·M, P)
+        nodes[new] = flat.reshape(-1, flat.shape[2]).index_select(0, rows).argmax(dim=1)
+        if len(cols) == n_maps:
+            run.values, run.ids, run.nodes = values.gather(0, keep), ids, nodes
+        else:
+            run.values[:, cols], run.ids[:, cols], run.nodes[:, cols] = values.gather(0, keep), ids, nodes
     if sample.any():
-        run.sample_values.append(peak[sample].cpu())
-        run.sample_nodes.append(flat[sample].argmax(dim=2).cpu())
+        picked = sample.nonzero().squeeze(1)
+        chosen = flat.index_select(0, picked)  # (much faster than boolean-mask indexing)
+        run.sample_values.append(peak.index_select(0, picked).cpu())
+        run.sample_nodes.append(chosen.argmax(dim=2).cpu())
+        run.total += chosen.sum(dim=2).sum(dim=0, dtype=torch.float64)
+        run.zeros += (
+            chosen.shape[0] * chosen.shape[2] - chosen.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).long()
+        )
 
 
 def _finish(
@@ -265,7 +275,7 @@ def _finish(
     median_positions = sample_positions[closest].T
     median_flat = sample_nodes.gather(0, closest).T
     median_nodes = torch.stack([median_flat // width, median_flat % width], dim=-1)
-    count = len(images) * hw[0] * hw[1]
+    count = len(sample_positions) * hw[0] * hw[1]
     return LayerExemplars(
         layer=geometry.layer,
         rf_size=geometry.size if geometry.spatial else geometry.image_size,
