@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnscope.activations import check_compatible
 from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
-from cnnscope.config import ConfigError, load_params, to_container, variant_model_config
+from cnnscope.config import check_variant, load_params, to_container, variant_model_config
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
-from cnnscope.models import best_device, load_model
+from cnnscope.models import best_device, load_for_config
 from cnnscope.oip.against_data import against_oip_outputs, summary
 
 AGAINST_FILE = "against_data.csv"
@@ -32,13 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    if args.variant not in params.study.variants:
-        raise ConfigError(f"unknown variant {args.variant!r}; study.variants are: {', '.join(params.study.variants)}")
+    check_variant(params.study, args.variant)
     cfg = params.exemplars
     data = PreparedData.load(params.data.out_dir)
     checkpoint = run_dir(params.trainer.models_dir, args.variant, args.seed) / "best.ckpt"
-    model = load_model(checkpoint, map_location=best_device())
-    check_compatible(model, data, variant_model_config(params, args.variant).name.value)
+    expected = variant_model_config(params, args.variant).name.value
+    shape = (data.channels, data.image_size, data.num_classes)
+    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    model = load_for_config(checkpoint, expected, rerun, shape, map_location=best_device())
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)

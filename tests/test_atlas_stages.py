@@ -45,7 +45,7 @@ def study(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatc
 
 def _params(root: Path, **exemplars: Any) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["study"].update(variants=VARIANTS, seeds=[0])
+    params["study"].update(variants=VARIANTS, seeds=[0], contrasts=[["benchmark", "untrained"]])
     params["exemplars"].update({"k": 4, "median_images": 2, "batch_size": 16, **exemplars})
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
