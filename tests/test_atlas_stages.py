@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from atlas_study import write_oip_outputs
-from cnnscope.config import ConfigError
+from cnnscope.config import ConfigError, load_params
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
 from cnnscope.models import save_checkpoint
+from cnnscope.report.assemble import Report
+from cnnscope.report.atlas import atlas_section
 from conftest import REPO_ROOT, random_model
 
 VARIANTS = ["benchmark", "untrained"]
@@ -64,6 +66,12 @@ def test_exemplars_then_atlas(study: Path) -> None:
     index = study / "atlas" / "default" / "index.html"
     assert index.is_file() and (study / "atlas/default/overview.html").is_file()
     assert (study / "metrics/atlas.json").is_file()
+    report = Report(study / "report_tmp")
+    atlas_section(report, load_params(), study, study / "reports")
+    text = "\n".join(report.lines)
+    assert "## 4. OIPs held against the data" in text and "median_normalised_activation" in text
+    assert "](../atlas/default/index.html)" in text and "figures/atlas/oip_beside_exemplars.png" in text
+    assert (study / "report_tmp/figures/atlas/oip_beside_exemplars.png").is_file()
 
 
 @pytest.mark.parametrize(
