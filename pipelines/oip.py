@@ -17,10 +17,12 @@ import torch
 
 from cnnscope import tracking
 from cnnscope.config import Params, check_variant, load_params, to_container, variant_model_config
+from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.models import best_device, load_for_config
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table, pick_maps, summary
+from cnnscope.oip.color import colour_sqrt
 from cnnscope.oip.generate import layer_shape
 from cnnscope.viz.oip import render_oips
 
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     rerun = f"dvc repro train@{args.variant}-{args.seed}"
     model = load_for_config(checkpoint, expected, rerun, map_location=best_device())
 
-    settings = OIPSettings.from_config(cfg)
+    # oip.decorrelate: the ascent works in the training split's decorrelated colour space
+    colours = colour_sqrt(PreparedData.load(params.data.out_dir).split("train")[0]) if cfg.decorrelate else None
+    settings = OIPSettings.from_config(cfg, colours)
     result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
     table = map_table(result, cfg.convergence_tol)
     focus = pick_maps(table, [] if cfg.focus_map is None else [cfg.focus_map], 1, "focus_map")[0]

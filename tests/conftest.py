@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  # before any test captures stderr: its log handler keeps the stream it saw
 import pytest
 import torch
 

@@ -59,11 +59,12 @@ def _outside_dvc_and_mlflow() -> Iterator[None]:
         yield
 
 
-def run_stage_main(name: str, argv: list[str], cwd: Path | None = None) -> int:
-    """Run stage ``name`` with ``argv`` in ``cwd`` (default: the current folder); its exit code
+def run_stage_main(name: str, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
+    """Run stage ``name`` with ``argv`` in ``cwd`` (default: the current folder) and the extra
+    environment ``env`` (e.g. the ``DVC_EXP_NAME`` that ``dvc exp run`` sets); its exit code
     (0, or 2 with one line on stderr for a user error; a bug propagates its exception)."""
     main = load_stage(name).main
-    with contextlib.chdir(cwd or Path.cwd()), _outside_dvc_and_mlflow():
+    with contextlib.chdir(cwd or Path.cwd()), _outside_dvc_and_mlflow(), mock.patch.dict(os.environ, env or {}):
         try:
             run_stage(lambda: main(argv))
         except SystemExit as exit_:

@@ -48,14 +48,13 @@ def _fails(stage: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> s
     return err
 
 
-def _run(stage: str, argv: list[str]) -> None:
-    assert run_stage_main(stage, argv) == 0
+def _run(stage: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    assert run_stage_main(stage, argv, env=env) == 0
 
 
-def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     from cnnscope import tracking
 
-    monkeypatch.setenv("DVC_EXP_NAME", "exp-compare")
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     manifest = json.loads((workspace / "activations/benchmark/seed0/manifest.json").read_text())
@@ -66,7 +65,7 @@ def test_extract_and_compare_end_to_end(workspace: Path, monkeypatch: pytest.Mon
     _run("extract", ["--variant", "dummy", "--seed", "0"])
     assert (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes() == first  # deterministic
 
-    _run("compare", [])
+    _run("compare", [], env={"DVC_EXP_NAME": "exp-compare"})
     index = json.loads((workspace / "compare/index.json").read_text())
     kinds = {f["kind"] for f in index["figures"]}
     assert {"feature_maps", "histograms", "softmax", "kernels", "fcp", "edge_filters"} <= kinds

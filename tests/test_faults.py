@@ -27,9 +27,8 @@ import yaml
 
 from cnnscope import tracking
 from cnnscope.config import ConfigError, load_params, to_container, validate
-from cnnscope.data.prepared import MANIFEST_FILE, file_sha256
 from cnnscope.errors import INTERRUPTED, run_stage
-from cnnscope.io import atomic_dir, atomic_write
+from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, file_sha256
 from cnnscope.models import CheckpointError, load_model, save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
 from test_data import make_mnist_tree
@@ -62,7 +61,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     raw = to_container(load_params(REPO_ROOT / "params.yaml"))
     raw["trainer"].update(max_epochs=1, batch_size=32, accelerator="cpu", devices="1", log_every_n_steps=1)
     raw["extract"].update(eval_samples=20, batch_size=16)
-    raw["oip"].update(maps=[0, 1], seeds=2, wavelengths=[1, 4], steps=2, snapshots=[0, 2])
+    raw["oip"].update(maps=[0, 1], restarts=2, wavelengths=[1, 4], steps=2, snapshots=[0, 2])
     raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     return tmp_path

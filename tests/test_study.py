@@ -159,11 +159,13 @@ def test_renamed_variants_give_the_same_tables_and_report(
     study_sets: Sets, results: StudyResults, tmp_path: Path
 ) -> None:
     renamed_sets = {(RENAMED[v], s): aset for (v, s), aset in study_sets.items()}
-    params = validate({"study": {
-        "variants": ["big", "small", "random"],
-        "variant_specs": {"big": {}, "small": {}, "random": {"train": False}},
-        "contrasts": [["big", "small"]],
-    }})  # fmt: skip
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())  # a whole params.yaml: conf/ holds the defaults
+    raw["study"].update(
+        variants=["big", "small", "random"],
+        variant_specs={"big": {}, "small": {}, "random": {"train": False}},
+        contrasts=[["big", "small"]],
+    )
+    params = validate(raw)
     roles = Roles.from_study(params.study)
     assert roles == Roles(contrasts=[("big", "small")], null_models=["random"])
     other = _compare_sets(renamed_sets, roles)

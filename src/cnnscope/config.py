@@ -207,6 +207,13 @@ class CompareConfig:
     out_dir: str
 
 
+class OIPParameterization(str, Enum):
+    """What an OIP ascent steps: the pixels (the seed article's recipe) or the image's spectrum."""
+
+    pixel = "pixel"
+    fourier = "fourier"
+
+
 @dataclass
 class OIPConfig:
     """OIP generation (``oip`` stage). ``conf/oip/default.yaml`` is sized for the default study on
@@ -237,6 +244,22 @@ class OIPConfig:
     fourier_damping: float
     #: Random shift of the input by up to this many pixels at every step (0: none).
     jitter: int
+    #: Random zoom by up to ± this fraction at every step, in [0, 1) (0: none).
+    scale: float
+    #: Random rotation by up to ± this many degrees at every step (0: none).
+    rotate: float
+    #: ``pixel``: blur and re-standardise after each step; ``fourier``: spectral variables with
+    #: 1/f scaling through a sigmoid to valid pixels (suppression, blur_sigma and
+    #: fourier_damping then do not apply).
+    parameterization: OIPParameterization
+    #: ``fourier`` only: optimise in the decorrelated colour space of the training split's pixels.
+    decorrelate: bool
+    #: ``fourier`` only: amplitude decay of the spectrum, 1 / f ** decay (1: natural images).
+    decay: float
+    #: ``fourier`` only: amplitude of the starting noise relative to the data's colour contrast.
+    init_scale: float
+    #: Shrink the step along a half cosine to 0 over the run, so the ascent settles.
+    anneal: bool
     #: Steps at which the image is recorded (the evolution series); each in [0, steps].
     snapshots: list[int]
     #: A map has converged when its objective moved by less than this fraction over the last
@@ -374,6 +397,23 @@ def _check_semantics(params: Params) -> None:
             raise ConfigError(f"data.{key}={value} must be in [0, 1)")
     if any(s <= 0 for s in subsets):
         raise ConfigError(f"data.subsets={params.data.subsets}: sizes must be positive")
+    _check_oip(params.oip)
+
+
+def _check_oip(oip: OIPConfig) -> None:
+    """The OIP parameterisation's options: ranges, and decorrelation only where it applies."""
+    if oip.decorrelate and oip.parameterization != OIPParameterization.fourier:
+        raise ConfigError(
+            "oip.decorrelate=true needs oip.parameterization=fourier (the pixel recipe has no colour space)"
+        )
+    if not 0 <= oip.scale < 1:
+        raise ConfigError(f"oip.scale={oip.scale} must be in [0, 1) (a relative zoom)")
+    if not 0 <= oip.rotate <= 180:
+        raise ConfigError(f"oip.rotate={oip.rotate} must be 0..180 degrees")
+    if oip.decay < 0:
+        raise ConfigError(f"oip.decay={oip.decay} must be >= 0 (1 = natural images' 1/f spectrum)")
+    if oip.init_scale <= 0:
+        raise ConfigError(f"oip.init_scale={oip.init_scale} must be > 0 (1 = the data's colour contrast)")
 
 
 # ---------------------------------------------------------------- value checks (issue 16)

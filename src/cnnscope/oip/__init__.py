@@ -2,9 +2,11 @@
 of a map, of a trained network as strongly as possible.
 
 Split as in Lucent: :mod:`~cnnscope.oip.param` (noise at spatial wavelengths),
-:mod:`~cnnscope.oip.objectives` (map mean, node), :mod:`~cnnscope.oip.transforms` (high-frequency
-suppression, jitter), :mod:`~cnnscope.oip.ascent` (the loop), :mod:`~cnnscope.oip.metrics`
-(per-map numbers); :mod:`~cnnscope.oip.generate` batches all candidates of a layer.
+:mod:`~cnnscope.oip.spectral` and :mod:`~cnnscope.oip.color` (the Fourier parameterisation and the
+data's decorrelated colour space, for colour images), :mod:`~cnnscope.oip.objectives` (map mean,
+node), :mod:`~cnnscope.oip.transforms` (high-frequency suppression, jitter, zoom and rotation),
+:mod:`~cnnscope.oip.ascent` (the loop), :mod:`~cnnscope.oip.metrics` (per-map numbers);
+:mod:`~cnnscope.oip.generate` batches all candidates of a layer.
 """
 
 from cnnscope.oip.errors import OIPError

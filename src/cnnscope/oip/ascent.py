@@ -6,14 +6,21 @@ element's gradient to unit RMS (so a map with tiny gradients moves as fast as on
 and the step size means the same for all), step, suppress high frequencies, and re-standardise
 each image — the network only knows standardised inputs, and a fixed norm keeps the objective
 bounded so that "converged" means something.
+
+That is the seed article's pixel recipe. With a :class:`Parameterization` (e.g. the spectral one
+of :mod:`cnnscope.oip.spectral`) the ascent steps that parameterisation's variables instead, and
+the image is whatever they render to — bounded by construction, so neither the suppression nor
+the re-standardisation applies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -22,6 +29,18 @@ from cnnscope.oip.param import standardize
 from cnnscope.oip.transforms import Transform
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Parameterization(Protocol):
+    """Variables an ascent steps, and how they render to images in the network's input space."""
+
+    def init(self, start: torch.Tensor) -> torch.Tensor:
+        """The variables of the starting images ``start`` ``(B, C, H, W)``."""
+        ...
+
+    def image(self, params: torch.Tensor) -> torch.Tensor:
+        """The images ``(B, C, H, W)`` of ``params`` (differentiable)."""
+        ...
 
 
 @dataclass
@@ -86,40 +105,64 @@ def ascend(
     suppress: Transform,
     jitter: Transform | None = None,
     snapshots: Sequence[int] = (),
+    param: Parameterization | None = None,
+    anneal: bool = False,
     progress: Callable[[int, float], None] | None = None,
 ) -> AscentTrace:
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
-    network's device). ``net`` must already be frozen (see :func:`frozen`). ``progress`` is called
-    after every step with 1 and the batch's mean objective (:func:`cnnscope.progress.track`)."""
+    network's device). ``net`` must already be frozen (see :func:`frozen`).
+
+    Without ``param`` the variables are the pixels (re-standardised and ``suppress``-ed after each
+    step); with it, they are ``param.init(start)`` and the images ``param.image(variables)``.
+    ``jitter`` is applied to the images before every forward pass of a step. ``anneal`` shrinks the
+    step along a half cosine from ``step_size`` to 0: a fixed-size normalised step never settles on
+    a maximum (it keeps circling it by one step), an annealed one does. ``progress`` is called after
+    every step with 1 and the batch's mean objective (:func:`cnnscope.progress.track`)."""
     wanted = set(snapshots)
-    x = standardize(start).contiguous(memory_format=torch.channels_last)
-    batch = x.shape[0]
-    history = torch.empty(steps + 1, batch, device=x.device)
-    grad_seen = torch.zeros(batch, dtype=torch.bool, device=x.device)
+    if param is None:
+        state = standardize(start).contiguous(memory_format=torch.channels_last)
+        render: Callable[[torch.Tensor], torch.Tensor] = _pixels
+    else:
+        state, render = param.init(start), param.image
+    batch = start.shape[0]
+    history = torch.empty(steps + 1, batch, device=start.device)
+    grad_seen = torch.zeros(batch, dtype=torch.bool, device=start.device)
     recorded: dict[int, torch.Tensor] = {}
     for step in range(steps + 1):
         if step in wanted:
-            recorded[step] = x.detach().to("cpu", copy=True)
+            with torch.no_grad():
+                recorded[step] = render(state).detach().to("cpu", copy=True)
         if step == steps:
             with torch.no_grad():
-                history[step] = objective(net(x))
+                history[step] = objective(net(render(state)))
             break
-        x.requires_grad_(True)
+        state.requires_grad_(True)
+        x = render(state)
         value = objective(net(jitter(x) if jitter is not None else x))
         history[step] = value.detach()
         if progress is not None:  # .item() syncs a GPU: only when someone watches
             progress(1, float(value.detach().mean()))
-        (grad,) = torch.autograd.grad(value.sum(), x)
+        (grad,) = torch.autograd.grad(value.sum(), state)
         direction, alive = _unit_rms(grad)
         grad_seen |= alive
+        size = step_size * 0.5 * (1 + math.cos(math.pi * step / steps)) if anneal else step_size
         with torch.no_grad():
-            x = standardize(suppress(x + step_size * direction)).contiguous(memory_format=torch.channels_last)
+            state = state + size * direction
+            if param is None:
+                state = standardize(suppress(state)).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        images = render(state.detach())
     return AscentTrace(
-        images=x.detach().cpu(),
+        images=images.cpu(),
         history=history.cpu(),
         snapshots=recorded,
         grad_seen=grad_seen.cpu(),
     )
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """The pixel recipe's rendering: the variables are the image."""
+    return images
 
 
 def _unit_rms(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,8 +171,9 @@ def _unit_rms(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Dividing by the max first keeps tiny gradients (whose squares underflow in float32) from
     being mistaken for zero; an all-zero gradient stays zero instead of becoming NaN.
     """
+    per_element = (-1,) + (1,) * (grad.dim() - 1)
     peak = grad.abs().flatten(1).amax(dim=1)
     alive = peak > 0
-    scaled = grad / torch.where(alive, peak, 1.0).view(-1, 1, 1, 1)
+    scaled = grad / torch.where(alive, peak, 1.0).view(per_element)
     rms = scaled.pow(2).flatten(1).mean(dim=1).sqrt()
-    return scaled / torch.where(alive, rms, 1.0).view(-1, 1, 1, 1), alive
+    return scaled / torch.where(alive, rms, 1.0).view(per_element), alive

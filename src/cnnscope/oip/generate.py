@@ -16,15 +16,21 @@ import torch
 from torch import nn
 
 from cnnscope.models import LayeredCNN
-from cnnscope.oip.ascent import AscentTrace, Objective, ascend, frozen, pool_before_relu
+from cnnscope.oip.ascent import AscentTrace, Objective, Parameterization, ascend, frozen, pool_before_relu
+from cnnscope.oip.color import ValidImage
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
-from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, suppression
+from cnnscope.oip.spectral import FourierImage
+from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, RandomAffine, Transform, compose, suppression
 from cnnscope.progress import interactive, track
 
 if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
     from cnnscope.config import OIPConfig
+
+#: How an ascent's variables map to the image: ``pixel`` (the seed article's recipe: the pixels,
+#: blurred and re-standardised after each step) or ``fourier`` (:mod:`cnnscope.oip.spectral`).
+PARAMETERIZATIONS = ("pixel", "fourier")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,24 @@ class OIPSettings:
     fourier_damping: float
     #: Random shift of up to this many pixels before each forward pass (0: none).
     jitter: int
+    #: Random zoom by up to ± this fraction before each forward pass (0: none).
+    scale: float = 0.0
+    #: Random rotation by up to ± this many degrees before each forward pass (0: none).
+    rotate: float = 0.0
+    #: ``pixel`` (suppression and re-standardisation after each step) or ``fourier`` (spectral
+    #: variables with ``1/f ** decay`` scaling through a sigmoid to valid pixels; no suppression).
+    parameterization: str = "pixel"
+    #: Spectrum decay of the ``fourier`` parameterisation (1: natural images' 1/f).
+    decay: float = 1.0
+    #: ``fourier`` only: square root of the training data's pixel colour covariance ([0, 1]
+    #: scale, ``C × C`` rows), the decorrelated colour space; ``None``: channels uncorrelated,
+    #: each with the network's training std.
+    colour_sqrt: tuple[tuple[float, ...], ...] | None = None
+    #: Shrink the step along a half cosine to 0 over the run (:func:`~cnnscope.oip.ascent.ascend`).
+    anneal: bool = False
+    #: ``fourier`` only: amplitude of the starting noise in decorrelated colours (1: the data's own
+    #: colour contrast; Lucid starts from 0.01, nearly the mean image).
+    init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         # fail when the settings are made, before any model is loaded, naming the registered kinds
@@ -55,11 +79,16 @@ class OIPSettings:
             raise OIPError(f"unknown noise {self.noise!r}; choose one of: {', '.join(NOISE_KINDS)}")
         if self.suppress not in SUPPRESSIONS:
             raise OIPError(f"unknown suppression {self.suppress!r}; choose one of: {', '.join(SUPPRESSIONS)}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise OIPError(
+                f"unknown parameterization {self.parameterization!r}; choose one of: {', '.join(PARAMETERIZATIONS)}"
+            )
 
     @classmethod
-    def from_config(cls, cfg: OIPConfig) -> OIPSettings:
+    def from_config(cls, cfg: OIPConfig, colour_sqrt: tuple[tuple[float, ...], ...] | None = None) -> OIPSettings:
         """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
-        ``noise_seed``, and the section's ascent knobs."""
+        ``noise_seed``, and the section's ascent knobs; ``colour_sqrt`` is the decorrelated colour
+        space (:func:`cnnscope.oip.color.colour_sqrt`) when ``oip.decorrelate`` is on."""
         return cls(
             seeds=[cfg.noise_seed + i for i in range(cfg.restarts)],
             wavelengths=list(cfg.wavelengths),
@@ -70,6 +99,13 @@ class OIPSettings:
             blur_sigma=cfg.blur_sigma,
             fourier_damping=cfg.fourier_damping,
             jitter=cfg.jitter,
+            scale=cfg.scale,
+            rotate=cfg.rotate,
+            parameterization=cfg.parameterization.value,
+            decay=cfg.decay,
+            colour_sqrt=colour_sqrt,
+            init_scale=cfg.init_scale,
+            anneal=cfg.anneal,
         )
 
     @property
@@ -194,6 +230,14 @@ def check_request(
         raise OIPError(f"steps={steps}: the ascent needs at least 1 step")
     if len(seeds) < min_seeds:
         raise OIPError(f"{len(seeds)} seed(s) given; at least {min_seeds} are needed (robustness compares seeds)")
+    if settings.parameterization not in PARAMETERIZATIONS:
+        raise OIPError(
+            f"unknown parameterization {settings.parameterization!r}; choose one of: {', '.join(PARAMETERIZATIONS)}"
+        )
+    if not settings.init_scale > 0:
+        raise OIPError(f"init_scale={settings.init_scale}: the starting noise needs a positive amplitude")
+    if settings.colour_sqrt is not None and settings.parameterization != "fourier":
+        raise OIPError("a decorrelated colour space needs the fourier parameterization; the pixel recipe has none")
     bad_snap = [s for s in snapshots if not 0 <= s <= steps]
     if bad_snap:
         raise OIPError(f"snapshot steps {bad_snap} are outside the run: valid steps are 0..{steps}")
@@ -214,6 +258,8 @@ def _ascend_targets(
     seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
     noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
+    if settings.parameterization != "pixel":
+        start = start * settings.init_scale
     net = ascent_net(model, layer)
     with frozen(net), track(f"oip {layer} ({len(start)} candidates)", settings.steps, "mean objective") as advance:
         trace = ascend(
@@ -223,11 +269,32 @@ def _ascend_targets(
             settings.steps,
             settings.step_size,
             suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
-            Jitter(settings.jitter, seed=seeds[0]),
+            _transforms(settings, seeds[0]),
             snapshots,
+            _parameterization(model, settings),
+            settings.anneal,
             advance if interactive() else None,
         )
     return noise, trace
+
+
+def _transforms(settings: OIPSettings, seed: int) -> Transform | None:
+    """Jitter, then random zoom and rotation: one draw per step for the whole batch."""
+    jitter = Jitter(settings.jitter, seed=seed)
+    if settings.scale == 0 and settings.rotate == 0:
+        return jitter
+    return compose(jitter, RandomAffine(settings.scale, settings.rotate, seed=seed))
+
+
+def _parameterization(model: LayeredCNN, settings: OIPSettings) -> Parameterization | None:
+    """``None`` for the pixel recipe; else the spectral variables rendered through the (optionally
+    decorrelated) colour space to valid pixels, standardised with the model's statistics."""
+    if settings.parameterization == "pixel":
+        return None
+    device = next(model.buffers()).device
+    root = None if settings.colour_sqrt is None else torch.tensor(settings.colour_sqrt, device=device)
+    valid = ValidImage(model.mean, model.std, root)
+    return FourierImage(model.image_size, valid, settings.decay, device)
 
 
 def generate_oips(
@@ -249,8 +316,11 @@ def generate_oips(
     grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
     images = trace.images.view(*grid, *noise.shape[2:])
     net = ascent_net(model, layer)
+    restandardize = settings.parameterization == "pixel"
     with frozen(net):
-        mean_act, base_act = _reference_activations(net, images, trace.history[-1].view(grid), maps, device)
+        mean_act, base_act = _reference_activations(
+            net, images, trace.history[-1].view(grid), maps, device, restandardize
+        )
     return OIPResult(
         layer=layer,
         maps=maps,
@@ -267,12 +337,21 @@ def generate_oips(
 
 
 def _reference_activations(
-    net: nn.Module, images: torch.Tensor, final: torch.Tensor, maps: list[int], device: torch.device
+    net: nn.Module,
+    images: torch.Tensor,
+    final: torch.Tensor,
+    maps: list[int],
+    device: torch.device,
+    restandardize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image."""
+    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image.
+
+    The pixel recipe's images live on the standardised sphere, so their mean is re-standardised;
+    a parameterisation's images are valid images already, and so is their mean."""
     best_wl = final.max(dim=1).values.argmax(dim=1)  # (M,)
     rows = torch.arange(len(maps))
-    mean_images = standardize(images[rows, :, best_wl].mean(dim=1))
+    mean_images = images[rows, :, best_wl].mean(dim=1)
+    mean_images = standardize(mean_images) if restandardize else mean_images
     channels = torch.tensor(maps, device=device)
     with torch.no_grad():
         mean_act = MapMean(channels)(net(mean_images.to(device))).cpu()

@@ -1,10 +1,13 @@
-"""Keeping OIPs free of high-frequency artefacts, and optional jitter.
+"""Keeping OIPs free of high-frequency artefacts, and transformation robustness.
 
 Plain gradient ascent on the input amplifies pixel-scale patterns that excite a map without being
 a structure a human would recognise (and that lead the ascent into side maxima). After each step
 the image is therefore smoothed — by a Gaussian blur, or by damping its Fourier spectrum towards
 the Nyquist frequency. Jitter (a random shift per step) further discourages patterns tied to exact
-pixel positions.
+pixel positions; a small random zoom and rotation per step (:class:`RandomAffine`) completes
+Lucid's *transformation robustness*: a pattern that still drives the map after being moved,
+scaled and turned a little is a structure, not an adversarial pixel arrangement (Olah et al.,
+Distill 2017, "Feature Visualization").
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from cnnscope.oip.errors import OIPError
@@ -85,6 +89,45 @@ class Jitter:
             return images
         dy, dx = torch.randint(-self.pixels, self.pixels + 1, (2,), generator=self._gen).tolist()
         return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+
+
+class RandomAffine:
+    """A random zoom by up to ``±scale`` (relative) and rotation by up to ``±rotate`` degrees per
+    call, one draw for the whole batch from its own generator (like :class:`Jitter`); borders are
+    reflected, so no constant frame appears for the ascent to exploit."""
+
+    def __init__(self, scale: float = 0.0, rotate: float = 0.0, seed: int = 0) -> None:
+        if not 0 <= scale < 1:
+            raise OIPError(f"random scale must be in [0, 1) (a relative zoom), got {scale}")
+        if not 0 <= rotate <= 180:
+            raise OIPError(f"random rotation must be 0..180 degrees, got {rotate}")
+        self.scale, self.rotate = scale, rotate
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.scale == 0 and self.rotate == 0:
+            return images
+        u_scale, u_angle = (2 * torch.rand(2, generator=self._gen, dtype=torch.float64) - 1).tolist()
+        zoom = 1.0 + self.scale * u_scale
+        angle = math.radians(self.rotate * u_angle)
+        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=images.dtype, device=images.device)
+        grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def compose(*transforms: Transform | None) -> Transform | None:
+    """The transforms applied in order (``None`` entries skipped); ``None`` when there are none."""
+    chain = [t for t in transforms if t is not None]
+    if not chain:
+        return None
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        for transform in chain:
+            images = transform(images)
+        return images
+
+    return apply
 
 
 def _identity(images: torch.Tensor) -> torch.Tensor:
