@@ -82,7 +82,10 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     commands += [("extract", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
     commands.append(("compare", []))
     commands += [("oip", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    commands += [("exemplars", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    commands.append(("atlas", []))
     commands.append(("report", []))
     for stage, argv in commands:
         assert run_stage_main(stage, argv, workdir) == 0, f"{stage} {argv} failed (its error is on stderr above)"
+    assert (workdir / params["atlas"]["out_dir"] / params["study"]["name"] / "index.html").is_file()
     return params

@@ -287,6 +287,36 @@ class OIPConfig:
 
 
 @dataclass
+class ExemplarsConfig:
+    """Dataset exemplars per map (``exemplars`` stage) and the OIPs held against them."""
+
+    #: Layers whose maps get exemplars; empty means the last layer of each block and the deepest map.
+    layers: list[str]
+    #: Split searched (probe images excluded): ``train``, ``val``, ``test`` or a subset key.
+    split: str
+    #: Top images kept per map, ranked by the map's maximum over positions.
+    k: int
+    #: Images at the median activation shown for contrast.
+    median_images: int
+    #: Size of the uniform random sample of the split the median is taken over (flat memory).
+    median_sample: int
+    batch_size: int
+    #: An OIP is flagged when it drives its map this many times above the top exemplar while its
+    #: path through the earlier layers is unlike the exemplars'.
+    far_above: float
+    out_dir: str
+
+
+@dataclass
+class AtlasConfig:
+    """The unit atlas (``atlas`` stage): a static HTML site at ``<out_dir>/<study.name>/``."""
+
+    out_dir: str
+    #: Maps per network in the report's and the MLflow overview's OIP-beside-exemplars figure.
+    figure_maps: int
+
+
+@dataclass
 class TrackingConfig:
     #: MLflow experiment name; runs of one study share it.
     experiment: str
@@ -303,6 +333,8 @@ class Params:
     extract: ExtractConfig
     compare: CompareConfig
     oip: OIPConfig
+    exemplars: ExemplarsConfig
+    atlas: AtlasConfig
     tracking: TrackingConfig
 
 

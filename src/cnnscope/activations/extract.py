@@ -15,6 +15,7 @@ from cnnscope.activations.recipes import INPUT, derivable, weights
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
 from cnnscope.io import write_json
 from cnnscope.models import LayeredCNN
+from cnnscope.progress import track
 
 
 @dataclass
@@ -63,9 +64,11 @@ def extract_activations(
         writer = GroupWriter(out / group_name, n, {name: shapes[name] for name in stored}, dtypes)
         np.save(out / group_name / f"{INPUT}.npy", group.images.cpu().numpy())
         try:
-            for start in range(0, n, batch_size):
-                batch = group.images[start : start + batch_size].to(device)
-                writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
+            with track(f"extract {group_name}", n) as advance:
+                for start in range(0, n, batch_size):
+                    batch = group.images[start : start + batch_size].to(device)
+                    writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
+                    advance(len(batch))
         finally:
             writer.close()
         manifest_groups[group_name] = {

@@ -107,6 +107,7 @@ def ascend(
     snapshots: Sequence[int] = (),
     param: Parameterization | None = None,
     anneal: bool = False,
+    progress: Callable[[int, float], None] | None = None,
 ) -> AscentTrace:
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the
     network's device). ``net`` must already be frozen (see :func:`frozen`).
@@ -115,7 +116,8 @@ def ascend(
     step); with it, they are ``param.init(start)`` and the images ``param.image(variables)``.
     ``jitter`` is applied to the images before every forward pass of a step. ``anneal`` shrinks the
     step along a half cosine from ``step_size`` to 0: a fixed-size normalised step never settles on
-    a maximum (it keeps circling it by one step), an annealed one does."""
+    a maximum (it keeps circling it by one step), an annealed one does. ``progress`` is called after
+    every step with 1 and the batch's mean objective (:func:`cnnscope.progress.track`)."""
     wanted = set(snapshots)
     if param is None:
         state = standardize(start).contiguous(memory_format=torch.channels_last)
@@ -138,6 +140,8 @@ def ascend(
         x = render(state)
         value = objective(net(jitter(x) if jitter is not None else x))
         history[step] = value.detach()
+        if progress is not None:  # .item() syncs a GPU: only when someone watches
+            progress(1, float(value.detach().mean()))
         (grad,) = torch.autograd.grad(value.sum(), state)
         direction, alive = _unit_rms(grad)
         grad_seen |= alive

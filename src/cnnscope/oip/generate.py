@@ -23,6 +23,7 @@ from cnnscope.oip.objectives import MapMean, Node
 from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
 from cnnscope.oip.spectral import FourierImage
 from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, RandomAffine, Transform, compose, suppression
+from cnnscope.progress import interactive, track
 
 if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
     from cnnscope.config import OIPConfig
@@ -260,7 +261,7 @@ def _ascend_targets(
     if settings.parameterization != "pixel":
         start = start * settings.init_scale
     net = ascent_net(model, layer)
-    with frozen(net):
+    with frozen(net), track(f"oip {layer} ({len(start)} candidates)", settings.steps, "mean objective") as advance:
         trace = ascend(
             net,
             start,
@@ -272,6 +273,7 @@ def _ascend_targets(
             snapshots,
             _parameterization(model, settings),
             settings.anneal,
+            advance if interactive() else None,
         )
     return noise, trace
 

@@ -16,6 +16,7 @@ import pandas as pd
 from cnnscope.config import Params
 from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir
 from cnnscope.report import collect, measures
+from cnnscope.report.atlas import atlas_section
 from cnnscope.viz import save_figure
 from cnnscope.viz.curves import training_curves
 
@@ -53,6 +54,7 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
         _training(report, params, root)
         _compare(report, params, root)
         _oip(report, params, root)
+        atlas_section(report, params, root, out_dir)
         with atomic_write(tmp / "README.md") as fh:
             fh.write("\n".join(report.lines).rstrip() + "\n")
     return out_dir / "README.md"

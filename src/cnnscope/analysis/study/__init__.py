@@ -29,6 +29,7 @@ from cnnscope.analysis.study.common import EVAL, INPUT, PASS_THROUGH, Sets
 from cnnscope.analysis.study.roles import Roles
 from cnnscope.analysis.study.summary import dvc_summary
 from cnnscope.errors import CnnscopeError
+from cnnscope.progress import track
 
 __all__ = ["EVAL", "INPUT", "Roles", "StudyError", "StudyResults", "compare_study"]
 
@@ -125,19 +126,27 @@ def compare_study(
         g: pooled_pixels(images[torch.as_tensor(info.sample_ids, dtype=torch.long)]) for g, info in groups.items()
     }
 
-    # Pass 1: per-image moments; shared edges per layer over every variant, seed and group. The
-    # softmax is a distribution over classes, not a map: no histogram, entropy-of-values or sparsity
-    # rows (its certainty tables use the float32 probabilities themselves).
+    # The softmax is a distribution over classes, not a map: no histogram, entropy-of-values or
+    # sparsity rows (its certainty tables use the float32 probabilities themselves).
     binned = [L for L in layers if L != SOFTMAX]
-    moments = {(v, s, g, L): image_moments(sets[v, s].array(g, L)) for (v, s) in sets for g in groups for L in binned}
-    for L in binned:
-        lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
-        highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
-        res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)
-    res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
+    keys = [(v, s, g, L) for (v, s) in sets for g in groups for L in binned]
+    with track("compare: reading activations", 2 * len(keys)) as advance:  # the reads dominate the stage
+        # Pass 1: per-image moments; shared edges per layer over every variant, seed and group.
+        moments = {}
+        for v, s, g, L in keys:
+            moments[v, s, g, L] = image_moments(sets[v, s].array(g, L))
+            advance()
+        for L in binned:
+            lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
+            highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
+            res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)
+        res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
 
-    # Pass 2: per-image histograms on the shared edges.
-    counts = {key: image_histograms(sets[key[0], key[1]].array(key[2], key[3]), res.edges[key[3]]) for key in moments}
+        # Pass 2: per-image histograms on the shared edges.
+        counts = {}
+        for v, s, g, L in keys:
+            counts[v, s, g, L] = image_histograms(sets[v, s].array(g, L), res.edges[L])
+            advance()
     input_counts = {g: image_histograms(pixels[g], res.edges[INPUT]) for g in groups}
 
     t = res.tables

@@ -1,0 +1,104 @@
+"""Benchmark: the exemplar pass (top-k per map of the default layers, median sample, sums, crops)
+vs one plain forward pass of the whole network over the same split.
+
+In one process it alternates a plain batched forward pass (standardise + ``model(x)``, no grad)
+and :func:`cnnscope.activations.exemplars.find_exemplars` over the 10,000 real MNIST test images
+(``../shared/data``; a trained-looking network is not needed for the cost), ``--repeats`` times,
+and reports medians and bests, wall clock and process CPU time. Then it measures the peak
+resident memory growth of the exemplar pass alone in fresh subprocesses for two split sizes, to
+show it does not grow with N. Prints one JSON object; the goal is a ratio ≤ 1.5.
+
+    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cnnscope.activations.exemplars import default_layers, find_exemplars
+from cnnscope.models import LayeredCNN
+from cnnscope.runtime import keep_freed_memory
+from extract_overhead import load_images, make_model, plain_forward
+
+
+def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of the exemplar pass over ``images``."""
+    ids = torch.arange(len(images))
+    wall, cpu = time.perf_counter(), time.process_time()
+    find_exemplars(model, images, ids, default_layers(model), k=k, batch_size=batch_size)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
+def child(n: int, batch_size: int, k: int) -> None:
+    """The exemplar pass only, in a fresh process: peak RSS growth over the state just before it."""
+    images = load_images(n)
+    model = make_model(images)
+    exemplar_pass(model, images[:64], batch_size, k)  # warm-up: allocator, thread pool
+    before = rss_mb()
+    exemplar_pass(model, images, batch_size, k)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "rss_before_mb": round(before, 1), "peak_growth_mb": round(peak - before, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--k", type=int, default=9)
+    parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    keep_freed_memory()
+    if args.child:
+        child(args.child, args.batch_size, args.k)
+        return
+    images = load_images(10_000)
+    model = make_model(images)
+    plain_forward(model, images[:512], args.batch_size)  # warm-up
+    exemplar_pass(model, images[:512], args.batch_size, args.k)
+    forward, runs = [], []
+    for _ in range(args.repeats):
+        forward.append(plain_forward(model, images, args.batch_size))
+        runs.append(exemplar_pass(model, images, args.batch_size, args.k))
+    fw, fc = np.array(forward).T
+    ew, ec = np.array(runs).T
+    memory = []
+    for n in args.memory_n:
+        cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size), "--k", str(args.k)]
+        memory.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
+    result = {
+        "benchmark": "exemplars_overhead",
+        "images": len(images),
+        "layers": default_layers(model),
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "forward_wall_s": fw.round(3).tolist(),
+        "exemplars_wall_s": ew.round(3).tolist(),
+        "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
+        "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
+        "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),
+        "goal_ratio": 1.5,
+        "peak_memory": memory,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

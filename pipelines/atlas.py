@@ -1,0 +1,69 @@
+"""DVC stage `atlas`: the study's unit atlas, a static HTML site at ``atlas/<study>/index.html``.
+
+Reads every network's ``exemplars/<variant>/seed<k>/`` and ``oip/<variant>/seed<k>/``; writes the
+site (replaced as a whole, from a temporary folder) and ``metrics/atlas.json`` (its size), and
+attaches the site to the study's MLflow run. MLflow's artefact view does not resolve relative
+links, so the site also carries ``overview.html``, a self-contained page (the index table and the
+OIP-beside-exemplars figure as ``data:`` images) that reads correctly inside MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from cnnscope import tracking
+from cnnscope.activations.exemplars import EXEMPLARS_FILE, load_exemplars
+from cnnscope.atlas import folder_size, write_atlas
+from cnnscope.atlas.collect import figure_rows, network_layers
+from cnnscope.config import Params, load_params, to_container
+from cnnscope.errors import run_stage
+from cnnscope.io import run_dir, write_json
+from cnnscope.viz.atlas import oip_beside_exemplars
+
+NOTE = (
+    "Across networks, map <i>i</i> is shown beside map <i>i</i> of every other network: the variants "
+    "share their initialisation per seed, so the same index starts as the same filter."
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    records = []
+    for variant in params.study.variants:
+        for seed in params.study.seeds:
+            folder = run_dir(params.exemplars.out_dir, variant, seed)
+            exemplars = load_exemplars(folder / EXEMPLARS_FILE)
+            against = pd.read_csv(folder / "against_data.csv")
+            records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
+    out = Path(params.atlas.out_dir) / params.study.name
+    oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
+    networks, rows, labels = figure_rows(
+        [r for r in records if r.seed == params.study.seeds[0]], oip_layer, params.atlas.figure_maps
+    )
+    figure = oip_beside_exemplars(networks, rows, labels, f"{oip_layer}: OIP beside its top exemplars")
+    index = write_atlas(params.study.name, records, out, NOTE, figure)
+    size, files = folder_size(out)
+    write_json(Path("metrics/atlas.json"), {"bytes": size, "files": files, "networks": len(records)})
+    print(f"atlas: {files} files, {size / 1e6:.1f} MB → {index}")
+    _attach(params, out)
+
+
+def _attach(params: Params, out: Path) -> None:
+    """Put the atlas on the study's MLflow run (open ``overview.html`` there; the full site from disk)."""
+    key = tracking.study_key(to_container(params))
+    try:
+        run_id = tracking.study_run(params.tracking.experiment, params.study.name, key, params.tracking.uri)
+        tracking.log_artifacts(run_id, out, params.tracking.uri, artifact_path="atlas")
+    except Exception as err:  # the atlas on disk is the product; tracking is a view of it
+        print(f"cnnscope: warning: could not attach the atlas to MLflow ({err})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,69 @@
+"""DVC stage `exemplars@<variant>-<seed>`: dataset exemplars of every map, and the OIPs held against them.
+
+Reads ``models/<variant>/seed<k>/best.ckpt``, the prepared data and the OIP stage's
+``oip/<variant>/seed<k>/``; writes ``exemplars/<variant>/seed<k>/`` — ``exemplars.pt`` (top-k and
+median images per map with their receptive-field crops), one ``<layer>.csv`` per layer,
+``against_data.csv`` (normalised OIP activation, silent flags, path check) and ``index.json`` —
+and ``metrics/exemplars/<variant>_seed<k>.json``, all atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
+from cnnscope.config import check_variant, load_params, to_container, variant_model_config
+from cnnscope.data.prepared import PreparedData
+from cnnscope.errors import run_stage
+from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
+from cnnscope.models import best_device, load_for_config
+from cnnscope.oip.against_data import against_oip_outputs, summary
+
+AGAINST_FILE = "against_data.csv"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    check_variant(params.study, args.variant)
+    cfg = params.exemplars
+    data = PreparedData.load(params.data.out_dir)
+    checkpoint = run_dir(params.trainer.models_dir, args.variant, args.seed) / "best.ckpt"
+    expected = variant_model_config(params, args.variant).name.value
+    shape = (data.channels, data.image_size, data.num_classes)
+    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    model = load_for_config(checkpoint, expected, rerun, shape, map_location=best_device())
+    images, ids = split_images(data, cfg.split)
+    layers = list(cfg.layers) or default_layers(model)
+    exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
+    oip_dir = run_dir(params.oip.out_dir, args.variant, args.seed)
+    against = against_oip_outputs(model, oip_dir, exemplars, images, ids, cfg.far_above)
+
+    record = provenance(to_container(params)["exemplars"], params.data.out_dir)
+    record.update(variant=args.variant, seed=args.seed, checkpoint_sha256=file_sha256(checkpoint))
+    out = run_dir(cfg.out_dir, args.variant, args.seed)
+    with atomic_dir(out) as tmp:
+        save_exemplars(exemplars, tmp / EXEMPLARS_FILE)
+        for name, ex in exemplars.items():
+            with atomic_write(tmp / f"{name}.csv") as fh:
+                ex.table().to_csv(fh, index=False, float_format="%.6g")
+        with atomic_write(tmp / AGAINST_FILE) as fh:
+            against.to_csv(fh, index=False, float_format="%.6g")
+        write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
+    metrics = summary(against)
+    write_json(Path("metrics/exemplars") / f"{run_name(args.variant, args.seed)}.json", metrics)
+    print(
+        f"exemplars {args.variant} seed{args.seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; "
+        f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, "
+        f"{metrics['flagged']} flagged → {out}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

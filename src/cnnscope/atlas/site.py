@@ -1,0 +1,422 @@
+"""The unit atlas: a static HTML site per study that shows every map's OIP beside the real images
+that drive it, across variants and seeds.
+
+Reading an OIP needs the dataset exemplars beside it (Olah et al., Distill 2017; Borowski et al.,
+ICLR 2021) and a check against them (Geirhos et al., ICML 2024); OpenAI Microscope offered such
+pages for a fixed set of ImageNet models. This module writes them for the study's own networks:
+
+* ``index.html`` — layers × networks (variant, seed), each cell a summary linking to a layer page;
+* ``layers/<layer>--<network>.html`` — every map of the layer in one network: OIP, top and median
+  exemplars' receptive-field crops, sparsity, mean activation, silent flags, robustness,
+  normalised OIP activation, path check;
+* ``maps/<layer>/<map>.html`` — one map across all networks side by side (the matched map of each
+  network, see :attr:`NetworkLayer.matches`), with evolution and wavelength strips and the
+  per-node OIPs where the OIP stage computed them.
+
+Pages use relative links and a few sprite sheets (:mod:`cnnscope.atlas.sprites`), no scripts and
+nothing from the network, so the folder works from ``file://`` and can be copied anywhere. The
+whole folder is written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cnnscope.atlas.sprites import Sheet, write_sheet
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import atomic_dir
+from cnnscope.viz import save_figure
+
+#: Per-map numbers shown on the pages, when the table has them: column, label, kind.
+STATS: list[tuple[str, str, str]] = [
+    ("top_activation", "top act.", "num"),
+    ("mean_activation", "mean act.", "num"),
+    ("zero_fraction", "zeros", "pct"),
+    ("silent_on_data", "silent on data", "flag"),
+    ("silent_to_noise", "silent to noise", "flag"),
+    ("robustness", "robust&shy;ness", "num"),
+    ("normalised_activation", "OIP ÷ top", "num"),
+    ("path_unnatural", "path unnatural", "flag"),
+    ("flagged", "flagged", "flag"),
+]
+#: What the columns mean, under every table.
+LEGEND = (
+    '<p class="lab">top act.: the map\'s maximum over positions on its best image; mean act.: over images and '
+    "positions; zeros: fraction of exactly-zero activations; silent on data: never positive on the split; "
+    "silent to noise: no gradient from any noise start; robustness: mean correlation of the OIPs from different "
+    "noise seeds; OIP ÷ top: the OIP's activation over the top exemplar's; path: correlation of the activations "
+    "in each earlier layer inside the node's window, OIP vs exemplars / exemplars among themselves; path "
+    "unnatural: the OIP less typical than every exemplar; flagged: unnatural path and far above any image.</p>"
+)
+#: The OIP-beside-exemplars figure in the atlas folder (embedded in ``overview.html``; the report copies it).
+FIGURE_FILE = "overview.png"
+SCALE_OIP = 2
+SCALE_CROP = 2
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#222;background:#fff}
+a{color:#0645ad}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
+th{background:#f3f3f3;text-align:left}tr th:first-child{white-space:nowrap}
+.t{position:relative;overflow:hidden;display:inline-block;
+margin:1px;vertical-align:middle;background:#000}.t img{position:absolute;image-rendering:pixelated;max-width:none}
+tr.flag th,tr.flag td{background:#fee}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
+.bad{color:#c00;font-weight:bold}
+"""
+
+
+class AtlasError(CnnscopeError, ValueError):
+    """The atlas cannot be written where asked, or its inputs do not fit together."""
+
+
+@dataclass
+class NetworkLayer:
+    """Everything the atlas shows for one layer of one trained network (variant, seed).
+
+    Arrays are indexed by map first; any of them may be None when that stage did not produce it
+    (OIPs exist for the OIP stage's layer only).
+    """
+
+    variant: str
+    seed: int
+    layer: str
+    #: One row per map with a ``map`` column and any of the :data:`STATS` columns (and
+    #: ``path_oip_<layer>``/``path_natural_<layer>`` pairs).
+    table: pd.DataFrame
+    #: ``(M, k, C, r, r)`` uint8 top exemplars' receptive-field crops.
+    crops: np.ndarray | None = None
+    #: ``(M, m, C, r, r)`` uint8 crops of images at the median activation.
+    median_crops: np.ndarray | None = None
+    #: ``(M, C, H, W)`` the maps' OIPs (any scale; shown stretched per image).
+    oips: np.ndarray | None = None
+    #: The maps that have an OIP (the OIP stage may optimise a subset); None: all.
+    oip_maps: list[int] | None = None
+    #: ``(M, S, C, H, W)`` the OIP at steps :attr:`evolution_steps`.
+    evolution: np.ndarray | None = None
+    evolution_steps: list[int] = field(default_factory=list)
+    #: ``(M, V, C, H, W)`` final OIPs of every start (seed × wavelength), labelled :attr:`start_labels`.
+    starts: np.ndarray | None = None
+    start_labels: list[str] = field(default_factory=list)
+    #: Per-node OIPs of one map: ``(map, images (Hn, Wn, C, H, W))``.
+    nodes: tuple[int, np.ndarray] | None = None
+    #: ``matches[i]``: this network's map matched to map ``i`` of the reference (first) network;
+    #: None means the same index (networks share their initialisation per seed).
+    matches: list[int] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} seed{self.seed}"
+
+    def has_oip(self, m: int) -> bool:
+        return self.oips is not None and (self.oip_maps is None or m in self.oip_maps)
+
+    @property
+    def n_maps(self) -> int:
+        return len(self.table)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _fmt(value: object, kind: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "flag":
+        return '<span class="bad">yes</span>' if bool(value) else "no"
+    if kind == "pct":
+        return f"{float(value):.0%}"  # type: ignore[arg-type]
+    return f"{float(value):.3g}"  # type: ignore[arg-type]
+
+
+def _preview_scale(sheet: Sheet) -> int:
+    """Small crops are drawn larger in the index's preview, so every preview tile is ~28 px."""
+    return max(1, 28 // sheet.tile_height)
+
+
+def _page(title: str, body: str, prefix: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        f'<link rel="stylesheet" href="{prefix}style.css"></head><body>\n{body}\n</body></html>\n'
+    )
+
+
+@dataclass
+class _Sheets:
+    exemplars: Sheet | None = None
+    oips: Sheet | None = None
+    nodes: Sheet | None = None
+
+
+class _Writer:
+    def __init__(self, study: str, networks: Sequence[NetworkLayer], root: Path, note: str) -> None:
+        self.study, self.root, self.note = study, root, note
+        self.layers = list(dict.fromkeys(n.layer for n in networks))
+        self.names = list(dict.fromkeys(n.name for n in networks))
+        self.by_key = {(n.layer, n.name): n for n in networks}
+        self.sheets: dict[tuple[str, str], _Sheets] = {}
+
+    # ---- sprites -------------------------------------------------------------------------
+    def write_sprites(self) -> None:
+        for (layer, name), net in self.by_key.items():
+            stem = f"sprites/{_slug(layer)}-{self.names.index(name)}"  # short: every tile names its sheet
+            sheets = _Sheets()
+            crops = [a for a in (net.crops, net.median_crops) if a is not None]
+            if crops:
+                sheets.exemplars = write_sheet(np.concatenate(crops, axis=1), self.root, f"{stem}e.png")
+            if net.oips is not None:
+                parts = [net.oips[:, None]] + [a for a in (net.evolution, net.starts) if a is not None]
+                sheets.oips = write_sheet(np.concatenate(parts, axis=1), self.root, f"{stem}o.png")
+            if net.nodes is not None:
+                sheets.nodes = write_sheet(net.nodes[1], self.root, f"{stem}n.png")
+            self.sheets[(layer, name)] = sheets
+
+    def sheet_css(self) -> str:
+        """Tile rules of every sheet at every scale a page draws it (1, 2 and the preview's)."""
+        rules = []
+        for sheets in self.sheets.values():
+            for sheet in (sheets.exemplars, sheets.oips, sheets.nodes):
+                if sheet is not None:
+                    scales = sorted({1, SCALE_OIP, SCALE_CROP, _preview_scale(sheet)})
+                    rules += [sheet.css(scale) for scale in scales]
+        return "".join(rules)
+
+    # ---- pieces --------------------------------------------------------------------------
+    def reference_index(self, net: NetworkLayer, m: int) -> int:
+        """The map page (reference map index) on which map ``m`` of ``net`` appears."""
+        if net.matches is None:
+            return m
+        return net.matches.index(m) if m in net.matches else m
+
+    def matched(self, net: NetworkLayer, ref: int) -> int:
+        return ref if net.matches is None else int(net.matches[ref])
+
+    def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
+        sheet = self.sheets[(net.layer, net.name)].oips
+        return "" if sheet is None or not net.has_oip(m) else sheet.tile(m, 0, SCALE_OIP, prefix)
+
+    def exemplar_tiles(self, net: NetworkLayer, m: int, prefix: str) -> str:
+        sheet = self.sheets[(net.layer, net.name)].exemplars
+        if sheet is None:
+            return ""
+        k = 0 if net.crops is None else net.crops.shape[1]
+        top = "".join(sheet.tile(m, j, SCALE_CROP, prefix) for j in range(k))
+        median = "".join(sheet.tile(m, j, SCALE_CROP, prefix) for j in range(k, sheet.cols))
+        sep = ' <span class="lab">median:</span> ' if median else ""
+        return f'<div class="strip">{top}{sep}{median}</div>'
+
+    def preview(self, net: NetworkLayer, count: int = 6) -> str:
+        """The first maps' OIPs (or top exemplar crops where there are no OIPs), for the index."""
+        sheets = self.sheets[(net.layer, net.name)]
+        shown = range(min(count, net.n_maps))
+        sheet = sheets.oips if sheets.oips is not None and all(net.has_oip(m) for m in shown) else sheets.exemplars
+        if sheet is None:
+            return ""
+        scale = _preview_scale(sheet)
+        return "".join(sheet.tile(m, 0, scale) for m in shown)
+
+    def stat_header(self, net: NetworkLayer) -> str:
+        """Header cells of the numbers :meth:`stat_cells` gives (one column per number)."""
+        cells = [f"<th>{label}</th>" for col, label, _ in STATS if col in net.table]
+        paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
+        if paths:
+            cells.append(f"<th>path ({', '.join(paths)})</th>")
+        return "".join(cells)
+
+    def stat_cells(self, net: NetworkLayer, m: int) -> str:
+        row = net.table.iloc[m]
+        cells = [f"<td>{_fmt(row[col], kind)}</td>" for col, _, kind in STATS if col in row]
+        paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
+        if paths:
+            pairs = [f"{_fmt(row[f'path_oip_{p}'], 'num')}/{_fmt(row[f'path_natural_{p}'], 'num')}" for p in paths]
+            cells.append(f"<td>{' · '.join(pairs)}</td>")
+        return "".join(cells)
+
+    # ---- pages ---------------------------------------------------------------------------
+    def summary_table(self, links: bool = True) -> str:
+        """Layers × networks, each cell a summary (and, with ``links``, a link and a preview)."""
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in self.names)
+        rows = []
+        for layer in self.layers:
+            cells = []
+            for name in self.names:
+                net = self.by_key.get((layer, name))
+                if net is None:
+                    cells.append("<td>–</td>")
+                    continue
+                summary = [f"{net.n_maps} maps"]
+                for col, label in (("silent_on_data", "silent on data"), ("flagged", "flagged")):
+                    if col in net.table:
+                        summary.append(f"{int(net.table[col].fillna(False).astype(bool).sum())} {label}")
+                if "normalised_activation" in net.table:
+                    summary.append(f"median OIP÷top {_fmt(float(net.table['normalised_activation'].median()), 'num')}")
+                if links:
+                    href = f"layers/{_slug(layer)}--{_slug(name)}.html"
+                    summary.insert(0, f'<a href="{href}">{html.escape(layer)}</a>')
+                    summary.append(f'<div class="strip">{self.preview(net)}</div>')
+                cells.append(f"<td>{'<br>'.join(summary)}</td>")
+            rows.append(f"<tr><th>{html.escape(layer)}</th>{''.join(cells)}</tr>")
+        return f"<table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>"
+
+    def index(self) -> None:
+        body = (
+            f"<h1>Unit atlas: study {html.escape(self.study)}</h1><p>{self.note}</p>{self.summary_table()}"
+            '<p><a href="overview.html">self-contained overview</a> (the page to open inside MLflow)</p>'
+        )
+        (self.root / "index.html").write_text(_page(f"atlas {self.study}", body, ""))
+
+    def overview(self, figure_png: bytes) -> None:
+        """``overview.html``: no links, no files — styles inline and the figure as a ``data:`` URI,
+        because MLflow's artefact view resolves neither relative links nor images."""
+        image = base64.b64encode(figure_png).decode("ascii")
+        figure = f'<p><img alt="OIP beside exemplars" src="data:image/png;base64,{image}"></p>' if image else ""
+        body = (
+            f"<h1>Unit atlas: study {html.escape(self.study)} (overview)</h1>"
+            "<p>The full atlas (a page per layer and per map) is the folder this file is in: open its "
+            f"<code>index.html</code> from disk.</p><p>{self.note}</p>{self.summary_table(links=False)}"
+            f"{figure}"
+        )
+        page = _page(f"atlas {self.study} overview", body, "").replace(
+            '<link rel="stylesheet" href="style.css">', f"<style>{CSS}</style>"
+        )
+        (self.root / "overview.html").write_text(page)
+
+    def layer_page(self, net: NetworkLayer) -> None:
+        prefix = "../"
+        rows = []
+        for m in range(net.n_maps):
+            ref = self.reference_index(net, m)
+            flagged = "flagged" in net.table and bool(net.table["flagged"].iloc[m])
+            mark = ' class="flag"' if flagged else ""
+            rows.append(
+                f'<tr{mark}><th><a href="../maps/{_slug(net.layer)}/{ref}.html">'
+                f"map {m}</a></th><td>{self.oip_tile(net, m, prefix)}</td>"
+                f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
+            )
+        others = " · ".join(
+            f'<a href="{_slug(net.layer)}--{_slug(name)}.html">{html.escape(name)}</a>'
+            for name in self.names
+            if (net.layer, name) in self.by_key
+        )
+        body = (
+            f'<p><a href="../index.html">atlas index</a> · {others}</p>'
+            f"<h1>{html.escape(net.layer)} — {html.escape(net.name)}</h1>"
+            "<p>Per map: OIP (if computed), the top exemplars' receptive-field crops, images at the "
+            "median activation, and the map's numbers. Red rows: flagged.</p>"
+            f"<table><tr><th>map</th><th>OIP</th><th>top exemplars · median</th>{self.stat_header(net)}</tr>"
+            f"{''.join(rows)}</table>{LEGEND}"
+        )
+        path = self.root / "layers" / f"{_slug(net.layer)}--{_slug(net.name)}.html"
+        path.write_text(_page(f"{net.layer} {net.name}", body, prefix))
+
+    def map_page(self, layer: str, ref: int, count: int) -> None:
+        prefix = "../../"
+        rows, header = [], ""
+        for name in self.names:
+            net = self.by_key.get((layer, name))
+            if net is None or ref >= net.n_maps:
+                continue
+            m = self.matched(net, ref)
+            sheets = self.sheets[(layer, name)]
+            strips = ""
+            if sheets.oips is not None and net.has_oip(m):
+                evo = 0 if net.evolution is None else net.evolution.shape[1]
+                evolution = "".join(
+                    sheets.oips.tile(m, 1 + j, SCALE_OIP, prefix, f"step {s}")
+                    for j, s in enumerate(net.evolution_steps[:evo])
+                )
+                starts = "".join(
+                    sheets.oips.tile(m, 1 + evo + j, SCALE_OIP, prefix, label)
+                    for j, label in enumerate(net.start_labels)
+                )
+                strips = (
+                    f'<div class="strip"><span class="lab">evolution (steps {net.evolution_steps[:evo]}):</span> '
+                    f'{evolution}</div><div class="strip"><span class="lab">every start:</span> {starts}</div>'
+                )
+            nodes = ""
+            if net.nodes is not None and net.nodes[0] == m and sheets.nodes is not None:
+                grid = "<br>".join(
+                    "".join(sheets.nodes.tile(y, x, 1, prefix) for x in range(sheets.nodes.cols))
+                    for y in range(sheets.nodes.rows)
+                )
+                nodes = f'<div><span class="lab">one OIP per node:</span><br>{grid}</div>'
+            layer_href = f"../../layers/{_slug(layer)}--{_slug(name)}.html"
+            rows.append(
+                f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}</th>'
+                f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}</td>"
+                f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
+            )
+            header = self.stat_header(net)
+        nav = [f'<a href="{prefix}index.html">atlas index</a>']
+        if ref > 0:
+            nav.append(f'<a href="{ref - 1}.html">previous map</a>')
+        if ref + 1 < count:
+            nav.append(f'<a href="{ref + 1}.html">next map</a>')
+        body = (
+            f"<p>{' · '.join(nav)}</p><h1>{html.escape(layer)} map {ref} across networks</h1>"
+            f"<p>{self.note}</p><table><tr><th>network</th><th>OIP</th><th>OIP strips</th>"
+            f"<th>top exemplars · median</th>{header}</tr>{''.join(rows)}</table>{LEGEND}"
+        )
+        (self.root / "maps" / _slug(layer) / f"{ref}.html").write_text(_page(f"{layer} map {ref}", body, prefix))
+
+
+def write_atlas(
+    study: str,
+    networks: Sequence[NetworkLayer],
+    out_dir: str | Path,
+    note: str = "",
+    figure: Figure | None = None,
+) -> Path:
+    """Write the atlas of ``networks`` to ``out_dir`` (replaced as a whole); returns ``index.html``.
+
+    ``note`` says how maps are matched across networks (shown on the index and map pages);
+    ``figure`` (e.g. :func:`cnnscope.viz.atlas.oip_beside_exemplars`) goes into ``overview.html``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"the atlas folder {out} exists and is a file: remove it or set another output folder")
+    if not networks:
+        raise AtlasError("no networks to show: the atlas needs at least one variant's exemplars")
+    for net in networks:
+        if net.n_maps == 0:
+            raise AtlasError(f"layer {net.layer!r} of {net.name} has no maps; choose layers with feature maps")
+        arrays = {"crops": net.crops, "median_crops": net.median_crops, "oips": net.oips}
+        arrays |= {"evolution": net.evolution, "starts": net.starts}
+        wrong = {key: len(a) for key, a in arrays.items() if a is not None and len(a) != net.n_maps}
+        if wrong:
+            raise AtlasError(f"{net.layer} of {net.name}: {net.n_maps} maps in the table but {wrong}")
+    with atomic_dir(out) as tmp:
+        writer = _Writer(study, networks, tmp, note)
+        for sub in ("layers", "maps", "sprites"):
+            (tmp / sub).mkdir()
+        writer.write_sprites()
+        (tmp / "style.css").write_text(CSS.lstrip() + writer.sheet_css())
+        writer.index()
+        png = b""
+        if figure is not None:
+            png = save_figure(figure, tmp / FIGURE_FILE).read_bytes()
+        writer.overview(png)
+        for net in networks:
+            writer.layer_page(net)
+        for layer in writer.layers:
+            (tmp / "maps" / _slug(layer)).mkdir()
+            count = max(n.n_maps for n in networks if n.layer == layer)
+            for ref in range(count):
+                writer.map_page(layer, ref, count)
+    return out / "index.html"
+
+
+def folder_size(path: str | Path) -> tuple[int, int]:
+    """Total bytes and number of files under ``path`` (the README states the default atlas's size)."""
+    files = [p for p in Path(path).rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)

@@ -1,0 +1,59 @@
+"""The report's section on OIPs held against the data, with a link to the unit atlas.
+
+Variants are compared on the OIP's activation ÷ its top exemplar's (scale-free), not on raw OIP
+activations, whose scale differs per network; silent-on-data and silent-to-noise maps are counted
+apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnnscope.atlas.site import FIGURE_FILE
+from cnnscope.config import Params
+from cnnscope.report import collect
+
+if TYPE_CHECKING:
+    from cnnscope.report.assemble import Report
+
+COLUMNS = [
+    "median_normalised_activation",
+    "above_top_exemplar_fraction",
+    "silent_on_data",
+    "silent_to_noise",
+    "silent_to_noise_not_on_data",
+    "path_unnatural_fraction",
+    "flagged",
+]
+
+
+def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> None:
+    """Section 4: per-variant OIP-vs-data numbers, the deepest layer's figure, the atlas link."""
+    study = params.study
+    runs = collect.per_run_json(root / "metrics/exemplars", study.variants, study.seeds)
+    atlas = root / params.atlas.out_dir / study.name
+    report.add(
+        "## 4. OIPs held against the data",
+        "Stage `exemplars@<variant>-<seed>` (params `exemplars`): each map's top test images and the OIP "
+        "measured against them. *Normalised activation*: the OIP's activation ÷ its top exemplar's (both the "
+        "map's maximum over positions), comparable across variants. *Silent on data*: never positive on the "
+        "split; *silent to noise*: no gradient from any noise start (the OIP table's `dead`). *Path unnatural*: "
+        "the OIP's activations in the earlier block ends correlate less with the exemplars' than every exemplar "
+        f"with the others; *flagged*: that, and ≥ {params.exemplars.far_above:g}× the top exemplar. "
+        "Mean ± std over seeds:",
+    )
+    report.table(collect.mean_std(runs, [c for c in COLUMNS if c in runs.columns], study.variants))
+    figure = atlas / FIGURE_FILE
+    if figure.is_file():
+        caption = (
+            f"Top maps of the OIP layer by their best image (seed {study.seeds[0]}): each variant's OIP "
+            "(normalised activation above it) beside the receptive-field crops of its top exemplars."
+        )
+        report.figure(figure, "atlas/oip_beside_exemplars.png", caption)
+    link = Path(os.path.relpath((atlas / "index.html").resolve(), out_dir.resolve()))  # README.md → atlas
+    report.add(
+        f"Every map of every layer, variant and seed: the unit atlas, [`{link.as_posix()}`]({link.as_posix()}) "
+        "(stage `atlas`; open it from disk — in MLflow open `atlas/overview.html` of the study run)."
+    )

@@ -1,0 +1,105 @@
+"""The exemplars and atlas stage scripts on a tiny study, and their bad-input messages."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from atlas_study import write_oip_outputs
+from cnnscope.config import ConfigError, load_params
+from cnnscope.data.prepared import PreparedData
+from cnnscope.errors import CnnscopeError
+from cnnscope.models import save_checkpoint
+from cnnscope.report.assemble import Report
+from cnnscope.report.atlas import atlas_section
+from conftest import REPO_ROOT, random_model
+
+VARIANTS = ["benchmark", "untrained"]
+
+
+def _stage(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "pipelines" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def study(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Prepared data, two checkpoints and their OIP outputs (maps 0-3), params.yaml; cwd = tmp."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    prepared.save(tmp_path / "data/prepared")
+    for i, variant in enumerate(VARIANTS):
+        model = random_model(prepared, seed=i)
+        save_checkpoint(model, tmp_path / "models" / variant / "seed0" / "best.ckpt")
+        write_oip_outputs(model.eval(), tmp_path / "oip" / variant / "seed0", [0, 1, 2, 3])
+    _params(tmp_path)
+    return tmp_path
+
+
+def _params(root: Path, **exemplars: Any) -> None:
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["study"].update(variants=VARIANTS, seeds=[0], contrasts=[["benchmark", "untrained"]])
+    params["exemplars"].update({"k": 4, "median_images": 2, "batch_size": 16, **exemplars})
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_exemplars_then_atlas(study: Path) -> None:
+    for variant in VARIANTS:
+        _stage("exemplars").main(["--variant", variant, "--seed", "0"])
+    out = study / "exemplars" / "benchmark" / "seed0"
+    assert {p.name for p in out.iterdir()} == {
+        "exemplars.pt", "pool1.csv", "pool2.csv", "relu3.csv", "against_data.csv", "index.json",
+    }  # fmt: skip
+    against = pd.read_csv(out / "against_data.csv")
+    assert against["map"].tolist() == [0, 1, 2, 3] and "path_oip_pool2" in against
+    assert (study / "metrics/exemplars/untrained_seed0.json").is_file()
+    _stage("atlas").main([])
+    index = study / "atlas" / "default" / "index.html"
+    assert index.is_file() and (study / "atlas/default/overview.html").is_file()
+    assert (study / "metrics/atlas.json").is_file()
+    report = Report(study / "report_tmp")
+    atlas_section(report, load_params(), study, study / "reports")
+    text = "\n".join(report.lines)
+    assert "## 4. OIPs held against the data" in text and "median_normalised_activation" in text
+    assert "](../atlas/default/index.html)" in text and "figures/atlas/oip_beside_exemplars.png" in text
+    assert (study / "report_tmp/figures/atlas/oip_beside_exemplars.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"split": "tset"}, "the prepared data has no split 'tset'; choose one of"),
+        ({"k": 100_000}, "k=100000 top exemplars requested, but the split has"),
+        ({"layers": ["flatten"]}, "have no feature maps"),
+    ],
+)
+def test_exemplars_bad_input_writes_nothing(study: Path, setting: dict[str, Any], message: str) -> None:
+    _params(study, **setting)
+    with pytest.raises(CnnscopeError, match=message):
+        _stage("exemplars").main(["--variant", "benchmark", "--seed", "0"])
+    assert not (study / "exemplars").exists() and not (study / "metrics").exists()
+
+
+def test_exemplars_unknown_variant(study: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown variant 'sdg'"):
+        _stage("exemplars").main(["--variant", "sdg", "--seed", "0"])
+
+
+def test_atlas_folder_that_is_a_file(study: Path) -> None:
+    for variant in VARIANTS:
+        _stage("exemplars").main(["--variant", variant, "--seed", "0"])
+    (study / "atlas").mkdir()
+    (study / "atlas" / "default").write_text("not a folder")
+    with pytest.raises(CnnscopeError, match="atlas/default exists and is a file: remove it"):
+        _stage("atlas").main([])
+    assert (study / "atlas" / "default").read_text() == "not a folder"
+    assert not (study / "metrics" / "atlas.json").exists()
