@@ -290,7 +290,7 @@ def test_swapped_images_and_labels_files(repo: Path, stage: Stage) -> None:
 @pytest.mark.parametrize(
     ("override", "needles"),
     [
-        ("model=resnet", ("unknown model 'resnet'", "choose one of cifar_cnn, edge_filters, mnist_cnn")),
+        ("model=resnet", ("unknown model 'resnet'", "choose one of cifar_cnn, edge_filters, mlp, mnist_cnn")),
         ("data=imagenet", ("unknown data 'imagenet'", "cifar10", "embedded", "mnist")),
         ("compare.bins=0", ("compare.bins=0", "≥ 2")),
         ("oip.step_size=nan", ("oip.step_size", "finite")),
@@ -335,7 +335,7 @@ def test_ctrl_c_during_training_keeps_the_last_good_model_and_kills_the_run(repo
         time.sleep(0.2)
     time.sleep(3)  # inside the epochs
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == INTERRUPTED, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("cnnscope: interrupted: nothing written")
     assert outputs(repo) == before and not leftovers(repo)

@@ -29,7 +29,8 @@ class _Report(Protocol):
 
 def _read(tables: Path, name: str) -> pd.DataFrame | None:
     path = tables / f"{name}.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    # a table with no rows (e.g. no probe class with two images for the FCP contrast) is written header-less
+    return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
 
 
 def _pm(values: pd.Series) -> str:
