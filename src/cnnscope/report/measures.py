@@ -29,8 +29,12 @@ class _Report(Protocol):
 
 def _read(tables: Path, name: str) -> pd.DataFrame | None:
     path = tables / f"{name}.csv"
-    # a table with no rows (e.g. no probe class with two images for the FCP contrast) is written header-less
-    return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a table with no columns (e.g. no probe class with two images for FCPs)
+        return None
 
 
 def _pm(values: pd.Series) -> str:
