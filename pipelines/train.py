@@ -1,6 +1,6 @@
 """DVC stage `train@<variant>-<seed>`: train (or, for the null model, only evaluate) one variant.
 
-Writes ``models/<variant>/seed<k>/`` (best.ckpt, last.ckpt, mlflow_run_id.txt, confusion.png,
+Writes ``models/<variant>/seed<k>/`` (initial.ckpt, best.ckpt, last.ckpt, mlflow_run_id.txt, confusion.png,
 confusion.csv, provenance.json, run_state.json), ``metrics/train/<variant>_seed<k>.json`` and
 ``plots/train/<variant>_seed<k>.csv``; one MLflow run per variant and seed, nested under the study's
 run. The run trains in ``models/<variant>/.seed<k>.partial/`` and replaces the folder only when it
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         if run_id is not None and begin.resume is None:
             steps.log_config(logger, config, job)
         if job.train:
+            if begin.resume is None:  # the weights training starts from, for trained-minus-initial kernels
+                save_checkpoint(module.model, begin.work / steps.INITIAL_WEIGHTS)
             result = fit_and_test(module, data, params.trainer, begin.work, logger, begin.resume, progress)
         else:
             save_checkpoint(module.model, begin.work / "best.ckpt")

@@ -209,13 +209,16 @@ def _run(stage_dir: Path, run_id: str) -> object:
 def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run_stage("--variant", "dummy", "--seed", "0")
     out = stage_dir / "models" / "dummy" / "seed0"
-    assert {"best.ckpt", "last.ckpt", "mlflow_run_id.txt", "confusion.png"} <= {p.name for p in out.iterdir()}
+    assert {"initial.ckpt", "best.ckpt", "last.ckpt", "mlflow_run_id.txt", "confusion.png"} <= {
+        p.name for p in out.iterdir()
+    }
     metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
     assert {"test_acc", "test_loss", "best_val_loss", "epochs"} <= set(metrics) and metrics["epochs"] == 1
     assert metrics["train_size"] == len(synthetic_prepared().subsets["0.2"])
     sha = file_sha256(stage_dir / "data" / "prepared" / "dataset.pt")
-    assert metrics["provenance"]["data_sha256"] == sha and metrics["provenance"]["git_commit"]
+    assert all(isinstance(v, (int, float)) for v in metrics.values())  # numbers only: `dvc metrics show`
     record = json.loads((out / "provenance.json").read_text())
+    assert record["data_sha256"] == sha and record["git_commit"] and record["fingerprint"]
     assert record["params"]["variant"] == {"name": "dummy", "seed": 0, "train": True, "split": "0.2"}
     history = pd.read_csv(stage_dir / "plots" / "train" / "dummy_seed0.csv")
     assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr"] and len(history) == 1
@@ -227,6 +230,20 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
     assert data.params["trainer/max_epochs"] == "1" and data.params["variant/split"] == "0.2"
     assert data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
     assert "val_loss" in data.metrics and "lr-Adam" in data.metrics
+
+
+def test_initial_weights_are_the_untrained_network_of_the_same_seed(stage_dir: Path) -> None:
+    # trained-minus-initial kernels in the report rely on both: the start is saved, and it is the
+    # network the untrained variant of that seed evaluates
+    _run_stage("--variant", "dummy", "--seed", "0")
+    _run_stage("--variant", "untrained", "--seed", "0")
+    models = stage_dir / "models"
+    initial = torch.load(models / "dummy" / "seed0" / "initial.ckpt", weights_only=True)["state_dict"]
+    untrained = torch.load(models / "untrained" / "seed0" / "best.ckpt", weights_only=True)["state_dict"]
+    trained = torch.load(models / "dummy" / "seed0" / "best.ckpt", weights_only=True)["state_dict"]
+    assert initial.keys() == untrained.keys()
+    assert all(torch.equal(initial[k], untrained[k]) for k in initial)
+    assert not torch.equal(initial["model.conv1.weight"], trained["model.conv1.weight"])
 
 
 def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

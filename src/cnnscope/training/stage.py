@@ -97,6 +97,10 @@ def log_config(logger: MLFlowLogger, config: dict[str, Any], job: VariantJob) ->
     tracking.log_params(logger, {**config, "arch": {k: job.arch[k] for k in ("in_channels", "image_size")}})
 
 
+#: The weights a trained job starts from, saved before its first step (the untrained variant's
+#: ``best.ckpt`` is the same network for the same seed).
+INITIAL_WEIGHTS = "initial.ckpt"
+
 #: Files of a job's folder attached to its MLflow run (besides the history table).
 ARTIFACTS = ("confusion.png", "confusion.csv", "provenance.json")
 
@@ -127,9 +131,7 @@ def write_outputs(
             "best_val_acc": result.best_val_acc,
             "epochs": result.epochs,
             "train_size": data.train_size if job.train else 0,
-            "resumed": result.resumed_from is not None,
-            # the full record (with every param) is models/<variant>/seed<k>/provenance.json; here only
-            # what identifies it, so `dvc metrics show` stays a readable table
-            "provenance": {k: record.get(k) for k in ("git_commit", "data_sha256")} | {"fingerprint": job.fingerprint},
+            # provenance (config, git commit, data checksum) is models/<variant>/seed<k>/provenance.json:
+            # `dvc metrics show` holds numbers only
         },
     )
