@@ -26,7 +26,7 @@ from cnnscope.analysis.edge_filters import edge_filter_stages
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
 from cnnscope.analysis.measures import MeasureSettings, headline, measure_study, split_reference_heads
-from cnnscope.analysis.study.summary import flat_metrics
+from cnnscope.analysis.study.summary import flat_metrics, layer_profiles
 from cnnscope.analysis.study.tables import TABLES
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.data.prepared import PreparedData
@@ -36,6 +36,7 @@ from cnnscope.viz.measures import render_measures
 from cnnscope.viz.study import render_study
 
 METRICS = Path("metrics/compare.json")
+PROFILES = Path("plots/compare")
 
 
 def _open_sets(params: Params) -> dict[tuple[str, int], ActivationSet]:
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(out) as tmp:
         _write_outputs(res, tmp, cfg.max_maps, record)
     write_json(METRICS, res.summary)
+    with atomic_dir(PROFILES) as tmp:  # `dvc plots diff`: each variant's layer profile, experiment vs experiment
+        for variant, profile in layer_profiles(res.tables, res.variants).items():
+            profile.to_csv(tmp / f"{variant}.csv", index=False)
     _record_run(params, res, out, uri)
     print(
         f"compare: {len(res.variants)} variants × {len(res.seeds)} seeds, {len(res.layers)} layers → {out}/, {METRICS}"

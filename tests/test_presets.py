@@ -43,7 +43,7 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
     probes = [p["name"] for p in params["data"]["probes"]]
     assert [p["name"] for p in manifest["probes"]] == probes
     assert {f"softmax_{p}.png" for p in probes} <= figures(root / "compare/index.json")
-    report = (root / "reports/README.md").read_text()
+    report = (root / "reports" / params["study"]["name"] / "README.md").read_text()
     certainty = report.split("**Softmax certainty")[-1]
     for p in probes:
         assert re.search(rf"^\| \S+ +\| +0 \| {re.escape(p)} +\|", certainty, re.M), f"probe {p} not in the report"

@@ -96,3 +96,23 @@ def test_slurm_launcher_preset_composes() -> None:
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.direction == "maximize"
+
+
+def test_switching_studies_back_restores_training_from_the_run_cache(tmp_path: Path) -> None:
+    # train outputs are not `persist`, so DVC's run cache holds every trained job: going back to a
+    # configuration trained before restores its networks instead of retraining them
+    repo = copy_of_repo(tmp_path / "repo")
+
+    def train(*overrides: str) -> tuple[str, bytes]:
+        compose = [str(BIN / "python"), "-m", "cnnscope.compose", *TINY, *overrides]
+        subprocess.run(compose, cwd=repo, env=clean_env(), check=True, capture_output=True)
+        log = dvc(repo, "repro", "train@benchmark-0")
+        return log, (repo / "models/benchmark/seed0/best.ckpt").read_bytes()
+
+    first_log, first = train("study.name=a")
+    assert "Running stage 'train@benchmark-0'" in first_log
+    other_log, other = train("study.name=b", "model.lr=0.01")
+    assert "Running stage 'train@benchmark-0'" in other_log and other != first
+    back_log, back = train("study.name=a")
+    assert "Running stage 'train@benchmark-0'" not in back_log, back_log
+    assert "is cached" in back_log and back == first

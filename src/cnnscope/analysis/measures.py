@@ -450,14 +450,12 @@ def headline(
         out["variants"][v] = entry
     claims = tables.get("claims")
     if claims is not None and len(claims):
-        out["claims"] = [
-            {
-                "claim": str(r["claim"]),
-                "statement": str(r["statement"]),
-                "verdict": str(r["verdict"]),
-                "n_seeds": int(r["n_seeds"]),
-                "mean_difference": round(float(r["mean_difference"]), 4),
-            }
-            for _, r in claims.iterrows()
-        ]
+        # numbers only (`dvc metrics show` / `dvc exp show` columns): each claim's mean paired
+        # difference, keyed by its letter and rank; statements and verdicts are in tables/claims.csv
+        rank: dict[str, int] = {}
+        out["claims"] = {}
+        for _, r in claims.iterrows():
+            rank[str(r["claim"])] = rank.get(str(r["claim"]), 0) + 1
+            out["claims"][f"{r['claim']}{rank[str(r['claim'])]}"] = round(float(r["mean_difference"]), 4)
+        out["claims_holding"] = int((claims["verdict"] == "holds").sum())
     return out

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from cnnscope.analysis.claims import COLUMNS, oip_claims
+from cnnscope.report.findings import claims_frame
 
 
 class _Report(Protocol):
@@ -196,14 +196,9 @@ def _claims(
     contrasts: Sequence[Sequence[str]],
     confidence: float,
 ) -> None:
-    claims = _read(tables, "claims")
-    frames = [claims] if claims is not None else []
-    for variant in dict.fromkeys(c[0] for c in contrasts):
-        frames.append(pd.DataFrame(oip_claims(variant, oip_metrics, confidence), columns=COLUMNS))
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    table = claims_frame(tables, oip_metrics, contrasts, confidence)
+    if table.empty:
         return
-    table = pd.concat(frames, ignore_index=True).sort_values("claim", kind="stable")
     report.add(
         "### The seed articles' claims, one table",
         f"Each claim on paired per-seed differences (variants share the initialisation per seed): mean, "
