@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[str, ...]) -> Figure:
@@ -19,6 +20,7 @@ def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[s
             (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=variant)
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_title(metric)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
