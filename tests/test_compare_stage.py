@@ -122,9 +122,7 @@ def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     )
 
 
-def test_compare_without_initial_weights_names_the_file(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_compare_without_initial_weights_names_the_file(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
     (workspace / "models/dummy/seed0/initial.ckpt").unlink()

@@ -3,6 +3,7 @@ clipped intervals, layer kinds apart, integer epochs; and the report's compact t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -35,7 +36,7 @@ from cnnscope.viz.style import (
 
 
 @pytest.fixture(autouse=True)
-def _close_figures() -> None:
+def _close_figures() -> Iterator[None]:
     yield
     plt.close("all")
 
@@ -100,7 +101,7 @@ def test_intervals_are_clipped_to_probabilities() -> None:
     fig = softmax_bars({"a": (np.array([0.98, 0.02]), np.array([0.2, 0.2]))}, ["x", "y"], 0, "t")
     (bars,) = fig.axes[0].collections
     for segment in bars.get_segments():
-        assert 0 <= segment[:, 1].min() and segment[:, 1].max() <= 1
+        assert segment[:, 1].min() >= 0 and segment[:, 1].max() <= 1
 
 
 def test_layer_profile_keeps_layer_kinds_apart() -> None:
@@ -172,6 +173,6 @@ def test_compact_certainty_summarises_probes_per_variant() -> None:
     )
     table = compact_certainty(probes, ["a", "b"]).set_index("variant")
     assert table.loc["a", "mean top-1 probability"] == pytest.approx((0.8 + 0.5) / 2)
-    assert table.loc["a", "correct"] == pytest.approx(0.75)
+    assert table.loc["a", "share correct"] == pytest.approx(0.75)
     assert table.loc["a", "least certain probe"] == "q (0.500)"
-    assert table.loc["b", "correct"] == 0.0
+    assert table.loc["b", "share correct"] == 0.0

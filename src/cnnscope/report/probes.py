@@ -36,7 +36,7 @@ def compact_certainty(probes: pd.DataFrame, variants: list[str]) -> pd.DataFrame
                 "variant": v,
                 "probes": len(per_probe),
                 "mean top-1 probability": per_probe.mean(),
-                "correct": (mine["predicted"] == mine["label"]).mean(),
+                "share correct": (mine["predicted"] == mine["label"]).mean(),
                 "least certain probe": f"{per_probe.idxmin()} ({per_probe.min():.3f})",
             }
         )

@@ -91,7 +91,8 @@ def oip_grid(
         ),
     ]
     ch, cw = panels[0][1].shape[:2]
-    left, right, gap, top, bottom = 0.15, 0.9, 0.35, 0.35, 0.1
+    right, gap, top, bottom = 0.9, 0.3, 0.6, 0.1
+    left = max(0.15, (5.0 - cw * inch - right) / 2)  # at least 5 inches wide, so the titles fit
     panel_h = ch * inch
     fig_w, fig_h = left + cw * inch + right, bottom + 2 * panel_h + gap + top
     fig = plt.figure(figsize=(fig_w, fig_h))
@@ -101,7 +102,7 @@ def oip_grid(
         _show(ax, canvas, cmap)
         for side in ax.spines.values():
             side.set_visible(False)
-        ax.set_title(f"{title} — {kind}", fontsize=9)
+        ax.set_title(kind, fontsize=8)
         for i, (label, is_dead) in enumerate(zip(labels, dead, strict=True)):
             r, k = divmod(i, cols)
             x0, y0_px = k * (w + 1) + 0.5, 1 + r * (h + band) - 0.5
@@ -115,6 +116,7 @@ def oip_grid(
             bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap=PLAIN_CMAP), cax=cax)
             bar.set_label("input (standardised)", fontsize=7)
             cax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
