@@ -103,8 +103,9 @@ def histogram_overlay(
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
-    for ax in axes[-1]:
-        ax.set_xlabel("value", fontsize=7)
+    for i, ax in enumerate(axes.flat[: len(names)]):
+        if i + columns >= len(names):  # the lowest panel of its column
+            ax.set_xlabel("value", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("fraction of values", fontsize=7)
     for ax in list(axes.flat)[len(names) :]:
@@ -115,9 +116,8 @@ def histogram_overlay(
             handles.setdefault(label, handle)
     fig.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, ncol=min(len(handles), 6))
     fig.suptitle(title, fontsize=9, x=0.02, ha="left")
-    fig.subplots_adjust(
-        left=0.07, right=0.98, bottom=0.45 / (2.5 * rows + 0.6) + 0.06, top=0.86, wspace=0.3, hspace=0.55
-    )
+    height = 2.5 * rows + 0.6  # inches: the margins below stay the same whatever the number of rows
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.7 / height, wspace=0.3, hspace=0.55)
     return fig
 
 
