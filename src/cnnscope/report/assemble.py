@@ -142,7 +142,7 @@ FIGURE_SECTIONS = [
     ("feature_maps", "Feature maps of the probe images (the frog article's Fig. 2–5)"),
     ("histograms", "Activation histograms on shared bins, input pixels first (Fig. 6/7)"),
     ("softmax", "Softmax certainty per probe (Fig. 8)"),
-    ("kernels", "Learned first-layer kernels"),
+    ("kernels", "First-layer kernels: what training changed"),
     ("fcp", "Class patterns (FCPs) on the deepest map"),
     ("edge_filters", "The hand-made filters of the tutorials"),
 ]
