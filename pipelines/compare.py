@@ -3,9 +3,10 @@ probes for every variant and seed of the study, with seed statistics and bootstr
 scale-free statistics, CKA, map matching, spatial probes, class-pattern chance levels and the
 claims with seed-level verdicts (:func:`cnnscope.analysis.measures.measure_study`).
 
-Reads ``activations/<variant>/seed<k>/`` for ``study.variants × study.seeds`` and the prepared
-images; writes ``compare/`` (``figures/*.png``, ``tables/*.csv`` — one tidy table per quantity —
-and ``index.json`` listing every figure with a caption and every table) and the compact
+Reads ``activations/<variant>/seed<k>/`` for ``study.variants × study.seeds``, the prepared
+images and the first seed's ``models/<variant>/seed<k>/initial.ckpt`` (kernels before training);
+writes ``compare/`` (``figures/*.png``, ``tables/*.csv`` — one tidy table per quantity — and
+``index.json`` listing every figure with a caption and every table) and the compact
 ``metrics/compare.json`` for ``dvc metrics show``. Then attaches each variant's figures and
 metrics to its training run in MLflow.
 """
@@ -26,6 +27,7 @@ from cnnscope.analysis.edge_filters import edge_filter_stages
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
 from cnnscope.analysis.measures import MeasureSettings, headline, measure_study, split_reference_heads
+from cnnscope.analysis.study.figures import initial_kernels, kernel_changes
 from cnnscope.analysis.study.summary import flat_metrics, layer_profiles
 from cnnscope.analysis.study.tables import TABLES
 from cnnscope.config import Params, load_params, to_container
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params.compare
     sets, heads = split_reference_heads(_open_sets(params))
     check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after
+    trained = [v for v in params.study.variants if params.study.variant_specs[v].train]
+    initial = initial_kernels(Path(params.trainer.models_dir), trained, min(params.study.seeds))
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
     roles = Roles.from_study(params.study)
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
     )  # fmt: skip
     res.tables.update(extra.tables)
+    res.kernel_changes = kernel_changes(res.kernels, initial)
     res.summary = headline(res.tables, res.variants, res.seeds, res.feature_maps, res.eval_images)
     study = {"variants": params.study.variants, "seeds": params.study.seeds, "contrasts": params.study.contrasts}
     record = provenance({"compare": to_container(params)["compare"], **study}, data_dir)

@@ -11,8 +11,8 @@ from typing import Any
 from cnnscope import tracking
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.report.collect import read_json
 from cnnscope.report import build_report
+from cnnscope.report.collect import read_json
 from cnnscope.report.index import HEADLINE_FILE, write_index
 
 

@@ -44,6 +44,8 @@ def workspace(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.Monkey
     prepared.save(tmp_path / "data" / "prepared")
     for i, variant in enumerate(VARIANTS):
         save_checkpoint(random_model(prepared, seed=i), tmp_path / "models" / variant / "seed0" / "best.ckpt")
+        if variant != "untrained":  # the train stage saves the weights before the first step
+            save_checkpoint(random_model(prepared, seed=7), tmp_path / "models" / variant / "seed0" / "initial.ckpt")
     _write_params(tmp_path)
     return tmp_path
 
@@ -113,11 +115,22 @@ def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     assert run.data.params["compare/bins"] == "64" and run.data.tags["dvc_exp_name"] == "exp-compare"
     assert "dummy/relu3_hoyer" in run.data.metrics
     artifacts = {Path(f.path).name for f in client.list_artifacts(run.info.run_id)}
-    assert {"compare.json", "kernels_dummy.png", "kernels_benchmark.png"} <= artifacts
+    assert {"compare.json", "kernel_changes.png", "feature_maps_relu1.png"} <= artifacts
+    (kernels,) = [f for f in index["figures"] if f["kind"] == "kernels"]
+    assert "left out: untrained" in kernels["caption"]
     diffs = pd.read_csv(workspace / "compare/tables/differences.csv")
     assert {("benchmark", "dummy"), ("benchmark", "untrained"), ("dummy", "untrained")} <= set(
         zip(diffs["variant"], diffs["reference"], strict=True)
     )
+
+
+def test_compare_without_initial_weights_names_the_file(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    (workspace / "models/dummy/seed0/initial.ckpt").unlink()
+    err = _fails("compare", [], capsys)
+    assert "models/dummy/seed0/initial.ckpt" in err and "dvc repro train" in err
+    assert not (workspace / "compare").exists()
 
 
 def _plant_tiny_probability(checkpoint: Path) -> None:

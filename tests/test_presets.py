@@ -43,10 +43,13 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
     probes = [p["name"] for p in params["data"]["probes"]]
     assert [p["name"] for p in manifest["probes"]] == probes
     assert {f"softmax_{p}.png" for p in probes} <= figures(root / "compare/index.json")
-    report = (root / "reports" / params["study"]["name"] / "README.md").read_text()
-    certainty = report.split("**Softmax certainty")[-1]
-    for p in probes:
-        assert re.search(rf"^\| \S+ +\| +0 \| {re.escape(p)} +\|", certainty, re.M), f"probe {p} not in the report"
+    folder = root / "reports" / params["study"]["name"]
+    report = (folder / "README.md").read_text()
+    certainty = pd.read_csv(folder / "tables/probe_softmax.csv")
+    assert set(certainty["sample"]) == set(probes) and set(certainty["variant"]) == set(variants)
+    compact = report.split("**Softmax certainty")[-1]
+    for v in variants:
+        assert re.search(rf"^\| {v} +\| +{len(probes)} \|", compact, re.M), f"no probe summary for {v}"
 
     maps = params["oip"]["maps"]
     oip_section = report.split("## 3.")[1].split("###")[0]
@@ -68,7 +71,7 @@ def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
     report = check_results(tmp_path, params)
     assert params["data"]["probes"][0]["label"] == "frog"
     shown = figures(tmp_path / "compare/index.json")
-    assert {"feature_maps_frog_relu1.png", "feature_maps_frog_relu6.png"} <= shown
+    assert {"feature_maps_relu1.png", "feature_maps_relu6.png"} <= shown
     assert "benchmark − dummy" in report
 
 

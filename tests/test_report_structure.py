@@ -74,8 +74,9 @@ def test_accuracy_sentence_puts_chance_beside_the_variants() -> None:
 
 def test_claims_frame_joins_compare_and_oip_claims_and_skips_an_empty_table(tmp_path: Path) -> None:
     (tmp_path / "claims.csv").write_text("\n")  # written without columns: no claim testable
-    runs = {("benchmark", s): {"layer": "relu3", "same_map_similarity": 0.5, "cross_map_similarity": 0.1 + s / 100,
-                               "silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1} for s in range(3)}  # fmt: skip
+    run = {"layer": "relu3", "same_map_similarity": 0.5, "silent_start_fraction_wl1": 0.5}
+    runs = {("benchmark", s): run | {"cross_map_similarity": 0.1 + s / 100, "silent_start_fraction_wl4": 0.1 * s}
+            for s in range(3)}  # fmt: skip
     frame = claims_frame(tmp_path, runs, [["benchmark", "dummy"]], 0.95)
     assert list(frame["claim"]) == ["c", "d"]
     pd.DataFrame([_claim("holds", 0.01, 0.2)]).to_csv(tmp_path / "claims.csv", index=False)

@@ -22,7 +22,9 @@ from cnnscope.report import collect, findings, measures
 from cnnscope.report.atlas import atlas_section
 from cnnscope.report.index import HEADLINE_FILE
 from cnnscope.report.model_table import model_table
+from cnnscope.report.probes import probe_certainty_section
 from cnnscope.viz import save_figure
+from cnnscope.viz.confusion import confusion_panels
 from cnnscope.viz.curves import training_curves
 
 TRAIN_COLUMNS = ["test_acc", "test_loss", "best_val_acc", "epochs"]
@@ -206,11 +208,14 @@ def _training(report: Report, params: Params, root: Path) -> None:
     save_figure(training_curves(history, trained, ("train_loss", "val_loss", "val_acc")), curves)
     caption = "Training curves per variant: mean over seeds, band from min to max (`dvc plots show` draws them too)."
     report.add(f"![{caption}](figures/training_curves.png)", f"*{caption}*")
-    first = study.variants[0]
-    confusion = run_dir(root / params.trainer.models_dir, first, study.seeds[0]) / "confusion.png"
-    if confusion.is_file():
-        caption = f"Test confusion matrix of `{first}`, seed {study.seeds[0]}."
-        report.figure(confusion, f"train/{first}_confusion.png", caption)
+    classes, rates = collect.confusion_rates(root / params.trainer.models_dir, study.variants, study.seeds)
+    title = f"Test confusion, row-normalised, mean over {len(study.seeds)} seed(s)"
+    save_figure(confusion_panels(rates, classes, title), report.folder / "figures/train/confusion.png")
+    caption = (
+        f"Test confusion matrix of every variant, each row (true class) normalised to 1 and averaged over seeds "
+        f"{study.seeds}; cells in percent."
+    )
+    report.add(f"![{caption}](figures/train/confusion.png)", f"*{caption}*")
 
 
 #: Order and headings of the compare figures in the report, by the ``kind`` compare gives them.
@@ -219,7 +224,7 @@ FIGURE_SECTIONS = [
     ("feature_maps", "Feature maps of the probe images (the frog article's Fig. 2–5)"),
     ("histograms", "Activation histograms on shared bins, input pixels first (Fig. 6/7)"),
     ("softmax", "Softmax certainty per probe (Fig. 8)"),
-    ("kernels", "Learned first-layer kernels"),
+    ("kernels", "First-layer kernels: what training changed"),
     ("fcp", "Class patterns (FCPs) on the deepest map"),
     ("edge_filters", "The hand-made filters of the tutorials"),
 ]
@@ -240,10 +245,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         report.add(f"**{label}** per layer over the evaluation sample (mean ± std over seeds):")
         report.table(_layer_table(summary, quantity, params.study.variants))
     if (tables / "certainty.csv").is_file():  # only when the softmax was extracted
-        certainty = pd.read_csv(tables / "certainty.csv")
-        probes = certainty[certainty["sample"] != "eval"]
-        report.add("**Softmax certainty per probe image** (seed-level rows; entropy of the class distribution):")
-        report.table(probes[["variant", "seed", "sample", "label", "predicted", "max_prob", "entropy_bits"]])
+        probe_certainty_section(report, pd.read_csv(tables / "certainty.csv"), params.study.variants)
     study = params.study
     oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.seeds)
     measures.measures_sections(

@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cnnscope.errors import CnnscopeError
-from cnnscope.io import run_name
+from cnnscope.io import run_dir, run_name
 
 
 def read_json(path: Path) -> Any:
@@ -72,3 +73,22 @@ def figure_index(path: Path) -> list[dict[str, str]]:
     data = read_json(path)
     entries = data.get("figures", []) if isinstance(data, dict) else data
     return [{"path": str(e["path"]), "caption": str(e.get("caption", ""))} for e in entries]
+
+
+def confusion_rates(models_dir: Path, variants: list[str], seeds: list[int]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Class names and, per variant, the test confusion matrix row-normalised (each true class's
+    row sums to 1) and averaged over ``seeds``, from ``models/<variant>/seed<k>/confusion.csv``."""
+    classes: list[str] = []
+    out = {}
+    for variant in variants:
+        rates = []
+        for seed in seeds:
+            path = run_dir(models_dir, variant, seed) / "confusion.csv"
+            if not path.is_file():
+                raise CnnscopeError(f"{path} is missing: run dvc repro train")
+            frame = pd.read_csv(path, index_col=0)
+            classes = [str(c) for c in frame.columns]
+            counts = frame.to_numpy(dtype=np.float64)
+            rates.append(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0))
+        out[variant] = np.mean(rates, axis=0)
+    return classes, out

@@ -8,6 +8,7 @@ baseline. The same numbers are the study's headline for the reports index and it
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,10 +46,8 @@ def claims_frame(
     frames = []
     path = tables / "claims.csv"
     if path.is_file():
-        try:
+        with contextlib.suppress(pd.errors.EmptyDataError):  # written without columns: no claim testable
             frames.append(pd.read_csv(path))
-        except pd.errors.EmptyDataError:  # written without columns: no claim could be tested
-            pass
     for variant in dict.fromkeys(c[0] for c in contrasts):
         frames.append(pd.DataFrame(oip_claims(variant, oip_metrics, confidence), columns=COLUMNS))
     frames = [f for f in frames if len(f)]
@@ -77,9 +76,7 @@ def claim_sentence(row: Mapping[str, Any], confidence: float, headings: set[str]
 
 def accuracy_sentence(means: pd.Series, stds: pd.Series, chance: float, n_seeds: int) -> str:
     """Test accuracy of every variant (mean ± std over seeds) beside the chance level."""
-    parts = [
-        f"`{v}` {100 * means[v]:.1f} %" + (f" ± {100 * stds[v]:.1f}" if n_seeds > 1 else "") for v in means.index
-    ]
+    parts = [f"`{v}` {100 * means[v]:.1f} %" + (f" ± {100 * stds[v]:.1f}" if n_seeds > 1 else "") for v in means.index]
     seeds = f"{n_seeds} training seed{'s' if n_seeds != 1 else ''}"
     return f"- Test accuracy ({seeds}): {', '.join(parts)}; chance {100 * chance:.1f} %. [evidence](#1-training)"
 

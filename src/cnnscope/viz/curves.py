@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[str, ...]) -> Figure:
@@ -19,6 +20,9 @@ def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[s
             (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=variant)
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers
+        if not history.empty:  # half an epoch either side: one epoch still gets its tick
+            ax.set_xlim(history["epoch"].min() - 0.5, history["epoch"].max() + 0.5)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)

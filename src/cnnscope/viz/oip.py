@@ -1,5 +1,5 @@
-"""OIP figures: the per-layer grid (each OIP twice, plain and contrast-enhanced, as in the MNIST
-article), evolution series, a wavelength comparison and a per-node grid; :func:`render_oips` draws
+"""OIP figures: the per-layer grid (each OIP twice, on one shared scale and contrast-enhanced, as
+in the MNIST article), evolution series, a wavelength comparison and a per-node grid; :func:`render_oips` draws
 them all for the ``oip`` stage and returns their index entries.
 
 Functions take numpy arrays of standardised images ``(..., C, H, W)`` and numbers already
@@ -16,11 +16,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from cnnscope.oip import NodeOIPResult, OIPResult
 from cnnscope.viz.common import save_figure
+from cnnscope.viz.style import shared_range
 
 PLAIN_CMAP = "viridis"
 ENHANCED_CMAP = "gray"
@@ -70,26 +73,62 @@ def oip_grid(
     title: str,
     cols: int = 16,
 ) -> Figure:
-    """All maps of a layer: the plain OIPs above, the same OIPs contrast-enhanced below."""
-    n, _, h, w = images.shape
+    """All maps of a layer: the OIPs on one shared scale (input units, with a colour bar) above, the
+    same OIPs contrast-enhanced below; each tile's label (map index and activation) is printed
+    beneath it, outside the image, at a size that stays legible."""
+    n, c, h, w = images.shape
     cols = min(cols, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, cols * 0.75), 2 * rows * 0.85 + 1.2))
-    for ax, (kind, scale, cmap) in zip(
-        axes, [("plain", plain, PLAIN_CMAP), ("contrast-enhanced", enhanced, ENHANCED_CMAP)], strict=True
-    ):
-        _show(ax, _mosaic([scale(img) for img in images], cols), cmap)
-        ax.set_title(f"{title} — {kind}", fontsize=9)
+    inch = 0.7 / w  # a tile is 0.7 inch wide whatever the image size
+    band = int(np.ceil(0.16 / inch))  # room for one line of 7-pt text under each tile
+    lo, hi = shared_range([images])
+    shared = [np.squeeze(np.moveaxis((img - lo) / (hi - lo), 0, -1)) for img in images]
+    panels = [
+        ("on one scale", _banded(shared, cols, band), PLAIN_CMAP),
+        (
+            "contrast-enhanced (each OIP equalised)",
+            _banded([enhanced(img) for img in images], cols, band),
+            ENHANCED_CMAP,
+        ),
+    ]
+    ch, cw = panels[0][1].shape[:2]
+    right, gap, top, bottom = 0.9, 0.3, 0.6, 0.1
+    left = max(0.15, (5.0 - cw * inch - right) / 2)  # at least 5 inches wide, so the titles fit
+    panel_h = ch * inch
+    fig_w, fig_h = left + cw * inch + right, bottom + 2 * panel_h + gap + top
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    for p, (kind, canvas, cmap) in enumerate(panels):
+        y0 = bottom + (1 - p) * (panel_h + gap)
+        ax = fig.add_axes((left / fig_w, y0 / fig_h, cw * inch / fig_w, panel_h / fig_h))
+        _show(ax, canvas, cmap)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(kind, fontsize=8)
         for i, (label, is_dead) in enumerate(zip(labels, dead, strict=True)):
-            r, c = divmod(i, cols)
-            x0, y0 = 1 + c * (w + 1) - 0.5, 1 + r * (h + 1) - 0.5
-            if kind == "plain":
-                ax.text(x0 + 1, y0 + 3, label, fontsize=5, color="red" if is_dead else "white", va="top")
+            r, k = divmod(i, cols)
+            x0, y0_px = k * (w + 1) + 0.5, 1 + r * (h + band) - 0.5
+            ax.text(x0 + w / 2, y0_px + h + 1, label, fontsize=7, color="red" if is_dead else "black",
+                    ha="center", va="top")  # fmt: skip
             if is_dead:
-                ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor="red", linewidth=1.2))
-                ax.text(x0 + w / 2, y0 + h / 2, "dead", fontsize=6, color="red", ha="center", va="center")
-    fig.tight_layout()
+                ax.add_patch(Rectangle((x0, y0_px), w, h, fill=False, edgecolor="red", linewidth=1.2))
+                ax.text(x0 + w / 2, y0_px + h / 2, "dead", fontsize=7, color="red", ha="center", va="center")
+        if p == 0 and c == 1:
+            cax = fig.add_axes(((left + cw * inch + 0.12) / fig_w, y0 / fig_h, 0.12 / fig_w, panel_h / fig_h))
+            bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap=PLAIN_CMAP), cax=cax)
+            bar.set_label("input (standardised)", fontsize=7)
+            cax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _banded(tiles: list[np.ndarray], cols: int, band: int) -> np.ndarray:
+    """Like :func:`_mosaic` with ``band`` empty pixel rows under each tile row for its labels."""
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // cols)
+    canvas = np.full((rows * (h + band), cols * (w + 1) + 1, *tiles[0].shape[2:]), np.nan)
+    for i, tile in enumerate(tiles):
+        r, k = divmod(i, cols)
+        canvas[1 + r * (h + band) : 1 + r * (h + band) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = tile
+    return canvas
 
 
 def evolution(
@@ -212,8 +251,9 @@ def render_oips(
     entries = [
         {
             "path": "oip_grid.png",
-            "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), plain "
-            f"and contrast-enhanced; {int(table['dead'].sum())} dead maps framed red.",
+            "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), labelled map index: "
+            f"activation; on one shared scale (colour bar) and contrast-enhanced; "
+            f"{int(table['dead'].sum())} dead maps framed red.",
         },
         {
             "path": "evolution.png",

@@ -17,14 +17,15 @@ from cnnscope.viz.activations import (
     class_mean_grid,
     edge_filter_figure,
     fcp_grid,
-    feature_map_grid,
+    feature_map_figure,
     histogram_overlay,
-    kernel_grid,
+    kernel_change_figure,
     layer_profile,
     pixel_values_figure,
     softmax_bars,
 )
 from cnnscope.viz.common import save_figure
+from cnnscope.viz.style import MIN_HISTOGRAM_VALUES
 
 
 def render_study(
@@ -45,20 +46,23 @@ def render_study(
         entries.append({"path": rel, "kind": kind, "caption": caption})
 
     first = res.seeds[0]
-    for i, probe in enumerate(res.probe_names):
-        for layer, by_variant in res.probe_maps.items():
-            save(
-                feature_map_grid({v: m[i] for v, m in by_variant.items()}, f"{layer} of probe {probe}", max_maps),
-                f"feature_maps_{probe}_{layer}",
-                "feature_maps",
-                f"Feature maps of {layer} for probe '{probe}' (first {max_maps} maps, seed {first}); "
-                "one colour scale across variants.",
-            )
+    for layer, by_variant in res.probe_maps.items():
+        save(
+            feature_map_figure(
+                {p: {v: m[i] for v, m in by_variant.items()} for i, p in enumerate(res.probe_names)},
+                f"{layer}: first {max_maps} maps of every probe (seed {first})",
+                max_maps,
+            ),
+            f"feature_maps_{layer}",
+            "feature_maps",
+            f"Feature maps of {layer} for every probe (rows: probe · variant; columns: the first {max_maps} "
+            f"maps, by index; seed {first}); one colour scale for the whole figure.",
+        )
     for group in [EVAL, *res.probe_names]:
         panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
             "input pixels ([0, 1])": (res.edges[INPUT], {"input": _prob(res.histograms[INPUT, group, INPUT])})
         }
-        for layer in (name for name in res.layers if name in res.edges):  # the softmax has no histogram
+        for layer in _histogram_layers(res):
             panels[layer] = (
                 res.edges[layer],
                 {
@@ -72,8 +76,9 @@ def render_study(
             histogram_overlay(panels, f"Activation distributions over {what} (shared bins, seeds pooled)"),
             f"histograms_{group}",
             "histograms",
-            f"Activation histograms per layer on shared bin edges for {what}, input pixels first; "
-            "log scale, seeds pooled.",
+            f"Activation histograms per layer on shared bin edges for {what}, input pixels first (black); "
+            f"log scale, seeds pooled, empty bins left out; layers with ≤ {MIN_HISTOGRAM_VALUES} values per "
+            "image (logits, softmax) are in the tables, not here.",
         )
     for i, probe in enumerate(res.probe_names):
         if res.probe_softmax:
@@ -89,12 +94,15 @@ def render_study(
                 "softmax",
                 f"Class probabilities for probe '{probe}' per variant (mean ± std over seeds).",
             )
-    for v, weights in res.kernels.items():
+    if res.kernel_changes:
+        untrained = [v for v in res.kernels if v not in res.kernel_changes]
         save(
-            kernel_grid(weights, f"First-layer kernels of {v} (seed {first})"),
-            f"kernels_{v}",
+            kernel_change_figure(res.kernel_changes, f"First-layer kernels: trained − initial (seed {first})"),
+            "kernel_changes",
             "kernels",
-            f"Learned first-layer kernels of {v} (seed {first}), input channels averaged.",
+            f"How training moved each first-layer kernel (trained minus initial weights, seed {first}, input "
+            "channels averaged), one colour scale for all variants"
+            + (f"; left out: {', '.join(untrained)} (not trained, change zero)." if untrained else "."),
         )
     for fcp in res.fcp_groups:
         cls = res.classes[fcp["class"]]
@@ -130,15 +138,24 @@ def render_study(
             pixel_values_figure(grey, f"Probe '{probe}': pixel values"),
             "pixel_values",
             "edge_filters",
-            f"Probe '{probe}' with each pixel's grey value (0–255) written in its cell.",
+            f"Probe '{probe}' cropped to the digit (pixels unlike the border's background, 1 px margin), "
+            "each pixel's grey value (0–255) written in its cell; ticks give the original row and column.",
         )
     save(
-        layer_profile(_profiles(res), res.layers, "Per-layer summary (mean ± std over seeds, evaluation sample)"),
+        layer_profile(
+            _profiles(res), res.layers, res.layer_kinds, "Per-layer summary (mean ± std over seeds, evaluation sample)"
+        ),
         "layer_profile",
         "summary",
-        "Entropy, sparsity and linear-probe accuracy per layer and variant (mean ± std over seeds).",
+        "Entropy, sparsity and linear-probe accuracy per layer and variant (mean ± std over seeds), one column "
+        "per layer kind, layers of a kind in network order.",
     )
     return entries
+
+
+def _histogram_layers(res: StudyResults) -> list[str]:
+    """Binned layers with more than :data:`MIN_HISTOGRAM_VALUES` values per image."""
+    return [L for L in res.layers if L in res.edges and res.layer_sizes.get(L, 0) > MIN_HISTOGRAM_VALUES]
 
 
 def _prob(counts: np.ndarray) -> np.ndarray:

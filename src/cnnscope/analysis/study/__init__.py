@@ -61,6 +61,12 @@ class StudyResults:
     #: variant → (mean, std) over seeds of the probes' softmax ``(P, K)``.
     probe_softmax: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     kernels: dict[str, np.ndarray] = field(default_factory=dict)
+    #: variant → first-layer kernels after minus before training (first seed; trained variants only),
+    #: set by the stage from the checkpoints (:func:`.figures.kernel_changes`).
+    kernel_changes: dict[str, np.ndarray] = field(default_factory=dict)
+    #: layer → module kind (``Conv2d``, ``ReLU``, …) and layer → values per image.
+    layer_kinds: dict[str, str] = field(default_factory=dict)
+    layer_sizes: dict[str, int] = field(default_factory=dict)
     #: FCP groups: class label, probe names, and per variant the maps ``(k, C, H, W)`` and common mask.
     fcp_groups: list[dict[str, Any]] = field(default_factory=list)
     #: variant → class-mean maps ``(K, C, H, W)`` of the deepest conv layer (first seed).
@@ -118,6 +124,8 @@ def compare_study(
         probe_names=pr.names or [f"probe{i}" for i in range(len(pr))],
         probe_labels=pr.labels,
         eval_images=len(ev),
+        layer_kinds={L: ref.kinds.get(L, "other") for L in layers},
+        layer_sizes={L: int(np.prod(ref.manifest["shapes"][L])) for L in layers},
     )
     names, first = res.probe_names, seeds[0]
     groups = {EVAL: ev, "probe": pr}

@@ -1,18 +1,26 @@
 """The arrays the compare figures draw, gathered from the activation sets; each function returns them.
 
-Figures show the first seed of each variant (maps, FCP masks, class means) or pool the seeds
-(histograms, softmax mean ± std); the tables hold every seed.
+Figures show the first seed of each variant (maps, FCP masks, class means, kernel changes) or pool
+the seeds (histograms, softmax mean ± std); the tables hold every seed.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnscope.activations import SOFTMAX
+from cnnscope.activations.capture import first_conv_weight
 from cnnscope.analysis.patterns import class_means, common_active
 from cnnscope.analysis.study.common import EVAL, INPUT, Key, Sets, class_groups, split_groups
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import run_dir
+from cnnscope.models import load_model
+
+#: The weights the train stage saves before a trained job's first step.
+INITIAL_CHECKPOINT = "initial.ckpt"
 
 
 def summed_histograms(
@@ -70,3 +78,24 @@ def fcp_groups(
 def first_kernels(sets: Sets, variants: list[str], seed: int) -> dict[str, np.ndarray]:
     """variant → learned first-layer kernels of ``seed`` (variants without a stored conv are left out)."""
     return {v: k for v in variants if (k := sets[v, seed].first_conv_weight()) is not None}
+
+
+def initial_kernels(models_dir: Path, variants: list[str], seed: int) -> dict[str, np.ndarray]:
+    """variant → first-layer kernels of ``seed`` before training, from the ``initial.ckpt`` the
+    train stage saves before the first step (loaded through :mod:`cnnscope.models`)."""
+    out = {}
+    for v in variants:
+        path = run_dir(models_dir, v, seed) / INITIAL_CHECKPOINT
+        if not path.is_file():
+            raise CnnscopeError(
+                f"no initial weights at {path}: the train stage saves them before the first step; "
+                f"re-run it for {v} seed {seed} (dvc repro train)"
+            )
+        if (first := first_conv_weight(load_model(path))) is not None:
+            out[v] = first[1].float().numpy()
+    return out
+
+
+def kernel_changes(trained: dict[str, np.ndarray], initial: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """variant → trained minus initial first-layer kernels, for the variants that have both."""
+    return {v: trained[v] - initial[v] for v in initial if v in trained}
