@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cnnscope.activations.exemplars import default_layers, find_exemplars
 from cnnscope.models import LayeredCNN
 from cnnscope.runtime import keep_freed_memory
-from extract_overhead import load_images, make_model, plain_forward
+from extract_overhead import load_images, make_model, plain_forward, print_peak_growth, timing
 
 
 def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: int) -> tuple[float, float]:
@@ -38,21 +35,6 @@ def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: i
     wall, cpu = time.perf_counter(), time.process_time()
     find_exemplars(model, images, ids, default_layers(model), k=k, batch_size=batch_size)
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
-
-
-def child(n: int, batch_size: int, k: int) -> None:
-    """The exemplar pass only, in a fresh process: peak RSS growth over the state just before it."""
-    images = load_images(n)
-    model = make_model(images)
-    exemplar_pass(model, images[:64], batch_size, k)  # warm-up: allocator, thread pool
-    before = rss_mb()
-    exemplar_pass(model, images, batch_size, k)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"n": n, "rss_before_mb": round(before, 1), "peak_growth_mb": round(peak - before, 1)}))
 
 
 def main() -> None:
@@ -65,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()
     if args.child:
-        child(args.child, args.batch_size, args.k)
+        print_peak_growth(args.child, lambda m, x: exemplar_pass(m, x, args.batch_size, args.k))
         return
     images = load_images(10_000)
     model = make_model(images)
@@ -75,8 +57,6 @@ def main() -> None:
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
         runs.append(exemplar_pass(model, images, args.batch_size, args.k))
-    fw, fc = np.array(forward).T
-    ew, ec = np.array(runs).T
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size), "--k", str(args.k)]
@@ -87,15 +67,8 @@ def main() -> None:
         "layers": default_layers(model),
         "k": args.k,
         "batch_size": args.batch_size,
-        "torch_threads": torch.get_num_threads(),
-        "forward_wall_s": fw.round(3).tolist(),
-        "exemplars_wall_s": ew.round(3).tolist(),
-        "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
-        "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
-        "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),
-        "goal_ratio": 1.5,
+        **timing("exemplars", forward, runs, 1.5),
         "peak_memory": memory,
-        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
 
