@@ -8,7 +8,7 @@ and reports medians and bests, wall clock and process CPU time. Then it measures
 resident memory growth of the exemplar pass alone in fresh subprocesses for two split sizes, to
 show it does not grow with N. Prints one JSON object; the goal is a ratio ≤ 1.5.
 
-    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9]
+    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9] [--threads N]
 """
 
 from __future__ import annotations
@@ -43,9 +43,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--k", type=int, default=9)
     parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     keep_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         print_peak_growth(args.child, lambda m, x: exemplar_pass(m, x, args.batch_size, args.k))
         return
@@ -60,6 +63,7 @@ def main() -> None:
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size), "--k", str(args.k)]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         memory.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
     result = {
         "benchmark": "exemplars_overhead",

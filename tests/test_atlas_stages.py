@@ -53,7 +53,16 @@ def test_exemplars_then_atlas(study: Path) -> None:
     against = pd.read_csv(out / "against_data.csv")
     assert against["map"].tolist() == [0, 1, 2, 3] and "path_oip_pool2" in against
     assert (study / "metrics/exemplars/untrained_seed0.json").is_file()
+    maps = list(range(128))  # relu3 of the compare stage's matching: maps 3 and 5 swapped, the rest same index
+    matched = pd.DataFrame({"map_a": maps, "map_b": [{3: 5, 5: 3}.get(m, m) for m in maps], "matched_corr": 0.87})
+    ids = {"layer": "relu3", "variant_a": "benchmark", "seed_a": 0, "variant_b": "untrained", "seed_b": 0}
+    (study / "compare" / "tables").mkdir(parents=True)
+    matched.assign(**ids).to_csv(study / "compare" / "tables" / "matching.csv", index=False)
     load_stage("atlas").main([])
+    page = (study / "atlas" / "default" / "maps" / "relu3" / "3.html").read_text()
+    assert 'untrained seed0</a><br>map 5<br><span class="lab">matched, r = 0.87</span>' in page
+    pool = (study / "atlas" / "default" / "maps" / "pool2" / "3.html").read_text()
+    assert 'untrained seed0</a><br>map 3<br><span class="lab">same index</span>' in pool
     index = study / "atlas" / "default" / "index.html"
     assert index.is_file() and (study / "atlas/default/overview.html").is_file()
     assert (study / "metrics/atlas.json").is_file()
