@@ -8,13 +8,15 @@ and reports medians and bests, wall clock and process CPU time. Then it measures
 resident memory growth of the exemplar pass alone in fresh subprocesses for two split sizes, to
 show it does not grow with N. Prints one JSON object; the goal is a ratio ≤ 1.5.
 
-    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9] [--threads N]
+    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9] [--threads N] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import subprocess
 import sys
 import time
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=9)
     parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one pass (top 25 by own time)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     keep_freed_memory()
@@ -56,6 +59,11 @@ def main() -> None:
     model = make_model(images)
     plain_forward(model, images[:512], args.batch_size)  # warm-up
     exemplar_pass(model, images[:512], args.batch_size, args.k)
+    if args.profile:
+        with cProfile.Profile() as profile:
+            exemplar_pass(model, images, args.batch_size, args.k)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        return
     forward, runs = [], []
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
