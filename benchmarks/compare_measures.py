@@ -14,7 +14,6 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -22,28 +21,18 @@ from pathlib import Path
 
 import torch
 
-from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, compare_study
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import MeasureSettings, measure_study, split_reference_heads
-from cnnscope.config import load_params
-from cnnscope.data.prepared import PreparedData
-from cnnscope.runtime import keep_freed_memory
 from cnnscope.viz.measures import render_measures
 from cnnscope.viz.study import render_study
+from finished_study import finished_study
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    keep_freed_memory()
-    params = load_params(args.params)
+    params, every, images = finished_study(__doc__.splitlines()[0] if __doc__ else None)
     cfg = params.compare
-    root = Path(params.extract.out_dir)
-    every = {(v, s): ActivationSet(root / v / f"seed{s}") for v in params.study.variants for s in params.study.seeds}
     sets, heads = split_reference_heads(every)
-    images = PreparedData.load(Path(params.data.out_dir)).images
     roles = Roles.from_study(params.study)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,32 +12,20 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, compare_study
-from cnnscope.config import load_params
-from cnnscope.data.prepared import PreparedData
-from cnnscope.io import run_dir
-from cnnscope.runtime import keep_freed_memory
+from finished_study import finished_study
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    keep_freed_memory()
-    params = load_params(args.params)
-    root = Path(params.extract.out_dir)
-    sets = {(v, s): ActivationSet(run_dir(root, v, s)) for v in params.study.variants for s in params.study.seeds}
-    images = PreparedData.load(Path(params.data.out_dir)).images
+    params, sets, images = finished_study(__doc__.splitlines()[0] if __doc__ else None)
 
     spent: dict[str, float] = defaultdict(float)
     reads = 0

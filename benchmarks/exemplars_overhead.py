@@ -8,28 +8,27 @@ and reports medians and bests, wall clock and process CPU time. Then it measures
 resident memory growth of the exemplar pass alone in fresh subprocesses for two split sizes, to
 show it does not grow with N. Prints one JSON object; the goal is a ratio ≤ 1.5.
 
-    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9]
+    python benchmarks/exemplars_overhead.py [--repeats 5] [--batch-size 256] [--k 9] [--threads N] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
-import os
-import resource
+import pstats
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cnnscope.activations.exemplars import default_layers, find_exemplars
 from cnnscope.models import LayeredCNN
 from cnnscope.runtime import keep_freed_memory
-from extract_overhead import load_images, make_model, plain_forward
+from extract_overhead import load_images, make_model, plain_forward, print_peak_growth, timing
 
 
 def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: int) -> tuple[float, float]:
@@ -40,46 +39,39 @@ def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: i
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
-
-
-def child(n: int, batch_size: int, k: int) -> None:
-    """The exemplar pass only, in a fresh process: peak RSS growth over the state just before it."""
-    images = load_images(n)
-    model = make_model(images)
-    exemplar_pass(model, images[:64], batch_size, k)  # warm-up: allocator, thread pool
-    before = rss_mb()
-    exemplar_pass(model, images, batch_size, k)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"n": n, "rss_before_mb": round(before, 1), "peak_growth_mb": round(peak - before, 1)}))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--k", type=int, default=9)
     parser.add_argument("--memory-n", type=int, nargs=2, default=[1000, 10000])
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one pass (top 25 by own time)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     keep_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
-        child(args.child, args.batch_size, args.k)
+        print_peak_growth(args.child, lambda m, x: exemplar_pass(m, x, args.batch_size, args.k))
         return
     images = load_images(10_000)
     model = make_model(images)
     plain_forward(model, images[:512], args.batch_size)  # warm-up
     exemplar_pass(model, images[:512], args.batch_size, args.k)
+    if args.profile:
+        with cProfile.Profile() as profile:
+            exemplar_pass(model, images, args.batch_size, args.k)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        return
     forward, runs = [], []
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
         runs.append(exemplar_pass(model, images, args.batch_size, args.k))
-    fw, fc = np.array(forward).T
-    ew, ec = np.array(runs).T
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size), "--k", str(args.k)]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         memory.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
     result = {
         "benchmark": "exemplars_overhead",
@@ -87,15 +79,8 @@ def main() -> None:
         "layers": default_layers(model),
         "k": args.k,
         "batch_size": args.batch_size,
-        "torch_threads": torch.get_num_threads(),
-        "forward_wall_s": fw.round(3).tolist(),
-        "exemplars_wall_s": ew.round(3).tolist(),
-        "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
-        "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
-        "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),
-        "goal_ratio": 1.5,
+        **timing("exemplars", forward, runs, 1.5),
         "peak_memory": memory,
-        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
 

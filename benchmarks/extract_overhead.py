@@ -32,10 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -117,15 +117,39 @@ def rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
-def child(n: int, batch_size: int, float16: bool, derive: bool) -> None:
-    """Extraction only, in a fresh process: peak RSS growth over the state just before it."""
+def print_peak_growth(n: int, run: Callable[[LayeredCNN, torch.Tensor], object]) -> None:
+    """``run(model, images)`` over the first ``n`` images, in a fresh process (a child of the
+    benchmark): print its peak RSS growth over the state just before it."""
     images = load_images(n)
     model = make_model(images)
-    extraction(model, images[:64], batch_size, float16, derive)  # warm-up: allocator, thread pool
+    run(model, images[:64])  # warm-up: allocator, thread pool
     before = rss_mb()
-    extraction(model, images, batch_size, float16, derive)
+    run(model, images)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"n": n, "rss_before_mb": round(before, 1), "peak_growth_mb": round(peak - before, 1)}))
+
+
+def timing(
+    name: str, forward: list[tuple[float, float]], runs: list[tuple[float, float]], goal: float
+) -> dict[str, Any]:
+    """The timing keys of an overhead benchmark: ``forward`` and ``runs`` are alternating (wall,
+    CPU) seconds of the plain forward pass and of the pass measured, ``name``."""
+    fw, fc = np.array(forward).T
+    ew, ec = np.array(runs).T
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "forward_wall_s": fw.round(3).tolist(),
+        f"{name}_wall_s": ew.round(3).tolist(),
+        "forward_cpu_s": fc.round(3).tolist(),
+        f"{name}_cpu_s": ec.round(3).tolist(),
+        "forward_wall_median_s": round(float(np.median(fw)), 3),
+        f"{name}_wall_median_s": round(float(np.median(ew)), 3),
+        "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
+        "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
+        "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),
+        "goal_ratio": goal,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> None:
@@ -143,7 +167,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     float16, derive = not args.float32, not args.store_all
     if args.child:
-        child(args.child, args.batch_size, float16, derive)
+        print_peak_growth(args.child, lambda m, x: extraction(m, x, args.batch_size, float16, derive))
         return
     images = load_images(10_000)
     model = make_model(images)
@@ -152,8 +176,7 @@ def main() -> None:
     for _ in range(args.repeats):
         forward.append(plain_forward(model, images, args.batch_size))
         runs.append(extraction(model, images, args.batch_size, float16, derive))
-    fw, fc = np.array(forward).T
-    ew, ec, writes = np.array([(r.wall, r.cpu, r.write) for r in runs]).T
+    writes = np.array([r.write for r in runs])
     memory = []
     for n in args.memory_n:
         cmd = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)]
@@ -168,20 +191,9 @@ def main() -> None:
         "batch_size": args.batch_size,
         "dtype": "float16" if float16 else "float32",
         "bytes_written": runs[0].bytes,
-        "torch_threads": torch.get_num_threads(),
-        "forward_wall_s": fw.round(3).tolist(),
-        "extract_wall_s": ew.round(3).tolist(),
-        "forward_cpu_s": fc.round(3).tolist(),
-        "extract_cpu_s": ec.round(3).tolist(),
         "extract_write_s": writes.round(3).tolist(),
-        "forward_wall_median_s": round(float(np.median(fw)), 3),
-        "extract_wall_median_s": round(float(np.median(ew)), 3),
-        "ratio_wall_best": round(float(ew.min() / fw.min()), 3),
-        "ratio_wall_median": round(float(np.median(ew) / np.median(fw)), 3),
-        "ratio_cpu_median": round(float(np.median(ec) / np.median(fc)), 3),
-        "goal_ratio": 1.3,
+        **timing("extract", forward, [(r.wall, r.cpu) for r in runs], 1.3),
         "peak_memory": memory,
-        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
 

@@ -1,6 +1,8 @@
 """DVC stage `atlas`: the study's unit atlas, a static HTML site at ``atlas/<study>/index.html``.
 
-Reads every network's ``exemplars/<variant>/seed<k>/`` and ``oip/<variant>/seed<k>/``; writes the
+Reads every network's ``exemplars/<variant>/seed<k>/`` and ``oip/<variant>/seed<k>/``, and the
+compare stage's ``compare/tables/matching.csv`` (which map of each network is matched to which map
+of the first; a layer it does not cover is shown by the same index); writes the
 site (replaced as a whole, from a temporary folder) and ``metrics/atlas.json`` (its size), and
 attaches the site to the study's MLflow run. MLflow's artefact view does not resolve relative
 links, so the site also carries ``overview.html``, a self-contained page (the index table and the
@@ -18,16 +20,18 @@ import pandas as pd
 from cnnscope import tracking
 from cnnscope.activations.exemplars import EXEMPLARS_FILE, load_exemplars
 from cnnscope.atlas import folder_size, write_atlas
-from cnnscope.atlas.collect import figure_rows, network_layers
+from cnnscope.atlas.collect import (
+    MATCHING_NOTE,
+    MATCHING_TABLE,
+    apply_matching,
+    figure_rows,
+    network_layers,
+    read_matching,
+)
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import run_dir, write_json
 from cnnscope.viz.atlas import oip_beside_exemplars
-
-NOTE = (
-    "Across networks, map <i>i</i> is shown beside map <i>i</i> of every other network: the variants "
-    "share their initialisation per seed, so the same index starts as the same filter."
-)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,13 +46,14 @@ def main(argv: list[str] | None = None) -> None:
             exemplars = load_exemplars(folder / EXEMPLARS_FILE)
             against = pd.read_csv(folder / "against_data.csv")
             records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
+    records = apply_matching(records, read_matching(Path(params.compare.out_dir) / MATCHING_TABLE))
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(
         [r for r in records if r.seed == params.study.seeds[0]], oip_layer, params.atlas.figure_maps
     )
     figure = oip_beside_exemplars(networks, rows, labels, f"{oip_layer}: OIP beside its top exemplars")
-    index = write_atlas(params.study.name, records, out, NOTE, figure)
+    index = write_atlas(params.study.name, records, out, MATCHING_NOTE, figure)
     size, files = folder_size(out)
     write_json(Path("metrics/atlas.json"), {"bytes": size, "files": files, "networks": len(records)})
     print(f"atlas: {files} files, {size / 1e6:.1f} MB → {index}")

@@ -9,45 +9,33 @@ and ``metrics/exemplars/<variant>_seed<k>.json``, all atomically.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
-from cnnscope.config import check_variant, load_params, to_container, variant_model_config
+from cnnscope.config import to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
-from cnnscope.models import best_device, load_for_config
+from cnnscope.network_stage import load_network, network_args
 from cnnscope.oip.against_data import against_oip_outputs, summary
 
 AGAINST_FILE = "against_data.csv"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
-    check_variant(params.study, args.variant)
+    params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
     cfg = params.exemplars
     data = PreparedData.load(params.data.out_dir)
-    checkpoint = run_dir(params.trainer.models_dir, args.variant, args.seed) / "best.ckpt"
-    expected = variant_model_config(params, args.variant).name.value
-    shape = (data.channels, data.image_size, data.num_classes)
-    rerun = f"dvc repro train@{args.variant}-{args.seed}"
-    model = load_for_config(checkpoint, expected, rerun, shape, map_location=best_device())
+    model, checkpoint = load_network(params, variant, seed, (data.channels, data.image_size, data.num_classes))
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
-    oip_dir = run_dir(params.oip.out_dir, args.variant, args.seed)
+    oip_dir = run_dir(params.oip.out_dir, variant, seed)
     against = against_oip_outputs(model, oip_dir, exemplars, images, ids, cfg.far_above)
 
     record = provenance(to_container(params)["exemplars"], params.data.out_dir)
-    record.update(variant=args.variant, seed=args.seed, checkpoint_sha256=file_sha256(checkpoint))
-    out = run_dir(cfg.out_dir, args.variant, args.seed)
+    record.update(variant=variant, seed=seed, checkpoint_sha256=file_sha256(checkpoint))
+    out = run_dir(cfg.out_dir, variant, seed)
     with atomic_dir(out) as tmp:
         save_exemplars(exemplars, tmp / EXEMPLARS_FILE)
         for name, ex in exemplars.items():
@@ -57,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
             against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
     metrics = summary(against)
-    write_json(Path("metrics/exemplars") / f"{run_name(args.variant, args.seed)}.json", metrics)
+    write_json(Path("metrics/exemplars") / f"{run_name(variant, seed)}.json", metrics)
     print(
-        f"exemplars {args.variant} seed{args.seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; "
+        f"exemplars {variant} seed{seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; "
         f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, "
         f"{metrics['flagged']} flagged → {out}"
     )

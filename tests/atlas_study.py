@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from cnnscope.activations.exemplars import default_layers, find_exemplars, split_images
 from cnnscope.atlas import NetworkLayer, write_atlas
-from cnnscope.atlas.collect import OIP_TABLE, OIP_TENSORS, figure_rows, network_layers
+from cnnscope.atlas.collect import MATCHING_NOTE, OIP_TABLE, OIP_TENSORS, apply_matching, figure_rows, network_layers
 from cnnscope.data.prepared import PreparedData
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table
 from cnnscope.oip.against_data import against_data
@@ -52,8 +54,19 @@ def build_study(prepared: PreparedData, root: Path, maps: list[int] | None = Non
     return records
 
 
+def relu3_matching(n_maps: int = 128) -> pd.DataFrame:
+    """A matching table as the compare stage writes it, for ``relu3`` only: map ``i`` of the first
+    network matched to map ``n - 1 - i`` of the second (the other layers fall back to the same index)."""
+    maps = np.arange(n_maps)
+    ids = {"layer": "relu3", "variant_a": NETWORKS[0][0], "seed_a": NETWORKS[0][1]}
+    ids |= {"variant_b": NETWORKS[1][0], "seed_b": NETWORKS[1][1]}
+    return pd.DataFrame({"map_a": maps, "map_b": maps[::-1], "matched_corr": np.linspace(0.9, 0.1, n_maps)}).assign(
+        **ids
+    )
+
+
 def build_atlas(prepared: PreparedData, root: Path) -> Path:
-    records = build_study(prepared, root)
+    records = apply_matching(build_study(prepared, root), relu3_matching())
     networks, rows, labels = figure_rows(records, "relu3", n_maps=3)
     figure = oip_beside_exemplars(networks, rows, labels, "relu3: OIP beside exemplars")
-    return write_atlas("tiny", records, root / "atlas" / "tiny", "maps matched by index", figure)
+    return write_atlas("tiny", records, root / "atlas" / "tiny", MATCHING_NOTE, figure)

@@ -153,3 +153,76 @@ def test_report_figure_of_top_maps_across_networks(tmp_path: Path) -> None:
     assert path.read_bytes() == again.read_bytes()
     (REPO_ARTIFACTS / "atlas_figure.png").parent.mkdir(parents=True, exist_ok=True)
     (REPO_ARTIFACTS / "atlas_figure.png").write_bytes(path.read_bytes())
+
+
+def _matching_table(layer: str, pairs: dict[int, int], corr: dict[int, float], reverse: bool = False) -> pd.DataFrame:
+    """The compare stage's ``matching.csv`` for networks ``A seed0`` → ``B seed0`` (or stored as B → A)."""
+    rows = [
+        {"layer": layer, "variant_a": "A", "seed_a": 0, "variant_b": "B", "seed_b": 0, "map_a": a, "map_b": b,
+         "matched_corr": corr.get(a, 0.5), "same_index_corr": 0.1, "best_corr": 0.9, "dead_a": False, "dead_b": False}
+        for a, b in pairs.items()
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    if reverse:
+        swap = {"variant_a": "variant_b", "variant_b": "variant_a", "seed_a": "seed_b", "seed_b": "seed_a"}
+        table = table.rename(columns={**swap, "map_a": "map_b", "map_b": "map_a"})
+    return table
+
+
+def _networks(layers: tuple[str, ...] = ("relu1",), n_maps: int = 8) -> list[NetworkLayer]:
+    """Networks A and B whose crops say which map they belong to (crop value = map index)."""
+    crops = np.arange(n_maps, dtype=np.uint8)[:, None, None, None, None] * np.ones((1, 2, 1, 3, 3), np.uint8)
+    return [
+        NetworkLayer(v, 0, layer, pd.DataFrame({"map": range(n_maps)}), crops=crops.copy())
+        for layer in layers
+        for v in ("A", "B")
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_map_page_shows_the_matched_map_of_each_other_network(tmp_path: Path, reverse: bool) -> None:
+    from cnnscope.atlas.collect import MATCHING_NOTE, apply_matching
+
+    pairs = {m: m for m in range(8)} | {3: 5, 5: 3}
+    matching = _matching_table("relu1", pairs, {3: 0.87, 5: 0.61}, reverse)
+    records = apply_matching(_networks(("relu1", "relu2")), matching)
+    a, b = records[0], records[1]
+    assert a.matches is None and b.matches == [0, 1, 2, 5, 4, 3, 6, 7]
+    assert b.match_corr is not None and b.match_corr[3] == pytest.approx(0.87)
+    assert records[3].matches is None  # relu2: not in the table → same index
+    out = write_atlas("s", records, tmp_path / "atlas", MATCHING_NOTE)
+
+    page = (out.parent / "maps" / "relu1" / "3.html").read_text()
+    rows = re.findall(r"<tr><th><a href=[^>]*>([^<]+)</a><br>(map \d+)(.*?)</th>", page)
+    assert [(name, m) for name, m, _ in rows] == [("A seed0", "map 3"), ("B seed0", "map 5")]
+    assert "matched, r = 0.87" in rows[1][2] and "matched" not in rows[0][2]
+    assert "Hungarian matching" in page
+    # B's own layer page sends its map 5 to the page of A's map 3, and its map 3 to A's map 5
+    layer = (out.parent / "layers" / "relu1--B_seed0.html").read_text()
+    assert 'href="../maps/relu1/3.html">map 5</a>' in layer and 'href="../maps/relu1/5.html">map 3</a>' in layer
+
+    same = (out.parent / "maps" / "relu2" / "3.html").read_text()
+    assert re.search(r"B seed0</a><br>map 3<br><span class=\"lab\">same index</span>", same)
+
+
+def test_a_table_that_does_not_cover_every_map_falls_back_to_the_same_index() -> None:
+    from cnnscope.atlas.collect import apply_matching, read_matching
+
+    partial = _matching_table("relu1", {0: 1, 1: 0}, {})  # 2 of 8 maps
+    assert all(r.matches is None for r in apply_matching(_networks(), partial))
+    other_pair = _matching_table("relu1", {m: m for m in range(8)}, {}).assign(variant_b="C")
+    assert all(r.matches is None for r in apply_matching(_networks(), other_pair))
+    assert read_matching(Path("no/such/matching.csv")) is None
+
+
+def test_figure_labels_the_matched_map_with_its_correlation() -> None:
+    from cnnscope.atlas.collect import apply_matching, figure_rows
+
+    records = _networks()
+    for r in records:
+        r.table["top_activation"] = np.linspace(1, 0, 8)
+    matching = _matching_table("relu1", {m: m for m in range(8)} | {0: 5, 5: 0}, {0: 0.42})
+    _, rows, labels = figure_rows(apply_matching(records, matching), "relu1", n_maps=1)
+    assert labels == ["map 0"] and [cell.map for cell in rows[0]] == [0, 5]
+    assert rows[0][0].label == "" and rows[0][1].label == "map 5, r 0.42"
+    assert int(rows[0][1].crops[0].max()) == 5  # B's own map 5 crops

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -19,16 +17,9 @@ from cnnscope.models import save_checkpoint
 from cnnscope.report.assemble import Report
 from cnnscope.report.atlas import atlas_section
 from conftest import REPO_ROOT, random_model
+from pipeline import load_stage
 
 VARIANTS = ["benchmark", "untrained"]
-
-
-def _stage(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "pipelines" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -54,7 +45,7 @@ def _params(root: Path, **exemplars: Any) -> None:
 
 def test_exemplars_then_atlas(study: Path) -> None:
     for variant in VARIANTS:
-        _stage("exemplars").main(["--variant", variant, "--seed", "0"])
+        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
     out = study / "exemplars" / "benchmark" / "seed0"
     assert {p.name for p in out.iterdir()} == {
         "exemplars.pt", "pool1.csv", "pool2.csv", "relu3.csv", "against_data.csv", "index.json",
@@ -62,7 +53,16 @@ def test_exemplars_then_atlas(study: Path) -> None:
     against = pd.read_csv(out / "against_data.csv")
     assert against["map"].tolist() == [0, 1, 2, 3] and "path_oip_pool2" in against
     assert (study / "metrics/exemplars/untrained_seed0.json").is_file()
-    _stage("atlas").main([])
+    maps = list(range(128))  # relu3 of the compare stage's matching: maps 3 and 5 swapped, the rest same index
+    matched = pd.DataFrame({"map_a": maps, "map_b": [{3: 5, 5: 3}.get(m, m) for m in maps], "matched_corr": 0.87})
+    ids = {"layer": "relu3", "variant_a": "benchmark", "seed_a": 0, "variant_b": "untrained", "seed_b": 0}
+    (study / "compare" / "tables").mkdir(parents=True)
+    matched.assign(**ids).to_csv(study / "compare" / "tables" / "matching.csv", index=False)
+    load_stage("atlas").main([])
+    page = (study / "atlas" / "default" / "maps" / "relu3" / "3.html").read_text()
+    assert 'untrained seed0</a><br>map 5<br><span class="lab">matched, r = 0.87</span>' in page
+    pool = (study / "atlas" / "default" / "maps" / "pool2" / "3.html").read_text()
+    assert 'untrained seed0</a><br>map 3<br><span class="lab">same index</span>' in pool
     index = study / "atlas" / "default" / "index.html"
     assert index.is_file() and (study / "atlas/default/overview.html").is_file()
     assert (study / "metrics/atlas.json").is_file()
@@ -85,21 +85,21 @@ def test_exemplars_then_atlas(study: Path) -> None:
 def test_exemplars_bad_input_writes_nothing(study: Path, setting: dict[str, Any], message: str) -> None:
     _params(study, **setting)
     with pytest.raises(CnnscopeError, match=message):
-        _stage("exemplars").main(["--variant", "benchmark", "--seed", "0"])
+        load_stage("exemplars").main(["--variant", "benchmark", "--seed", "0"])
     assert not (study / "exemplars").exists() and not (study / "metrics").exists()
 
 
 def test_exemplars_unknown_variant(study: Path) -> None:
     with pytest.raises(ConfigError, match="unknown variant 'sdg'"):
-        _stage("exemplars").main(["--variant", "sdg", "--seed", "0"])
+        load_stage("exemplars").main(["--variant", "sdg", "--seed", "0"])
 
 
 def test_atlas_folder_that_is_a_file(study: Path) -> None:
     for variant in VARIANTS:
-        _stage("exemplars").main(["--variant", variant, "--seed", "0"])
+        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
     (study / "atlas").mkdir()
     (study / "atlas" / "default").write_text("not a folder")
     with pytest.raises(CnnscopeError, match="atlas/default exists and is a file: remove it"):
-        _stage("atlas").main([])
+        load_stage("atlas").main([])
     assert (study / "atlas" / "default").read_text() == "not a folder"
     assert not (study / "metrics" / "atlas.json").exists()

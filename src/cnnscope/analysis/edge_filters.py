@@ -30,3 +30,10 @@ def edge_filter_stages(image_uint8: torch.Tensor) -> dict[str, dict[str, np.ndar
             "pool": pool[0, 0].numpy(),
         }
     return out
+
+
+def first_probe_stages(probe_images: np.ndarray | None) -> dict[str, dict[str, np.ndarray]] | None:
+    """:func:`edge_filter_stages` of the first probe image (``(P, C, H, W)`` uint8), None without probes."""
+    if probe_images is None or not len(probe_images):
+        return None
+    return edge_filter_stages(torch.from_numpy(probe_images[0]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import combinations
 from typing import Any
 
@@ -79,20 +79,16 @@ class MeasureSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> MeasureSettings:
-        """From the ``compare`` section of ``params.yaml`` (a :class:`cnnscope.config.CompareConfig`)."""
+        """From the ``compare`` section of ``params.yaml`` (a :class:`cnnscope.config.CompareConfig`):
+        its keys named as a field here pass through; the others are converted or renamed."""
+        same_named = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
         first, second = cfg.confusion_pair
-        return cls(
-            bins=cfg.bins,
-            scale_quantile=cfg.scale_quantile,
-            cka_batch=cfg.cka_batch,
-            matching_layers=tuple(cfg.matching_layers),
-            probe_grid=cfg.probe_grid,
-            probe_test_fraction=cfg.linear_probe_test_fraction,
-            fcp_draws=cfg.fcp_draws,
-            overlap_resamples=cfg.overlap_resamples,
-            confidence=cfg.confidence,
-            confusion_pair=(str(first), str(second)),
-        )
+        converted = {
+            "matching_layers": tuple(cfg.matching_layers),
+            "probe_test_fraction": cfg.linear_probe_test_fraction,
+            "confusion_pair": (str(first), str(second)),
+        }
+        return cls(**(same_named | converted))
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Gather what the stages wrote for one network into the :class:`~cnnscope.atlas.site.NetworkLayer`
 records the atlas draws: exemplars (``exemplars.pt``), the OIP stage's tensors and per-map table
-(``oips.pt``, ``maps.csv``) and the OIP-vs-data table (``against_data.csv``)."""
+(``oips.pt``, ``maps.csv``) and the OIP-vs-data table (``against_data.csv``); and, across networks,
+the compare stage's map matching (``tables/matching.csv``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,16 @@ from cnnscope.viz.atlas import FigureCell
 
 OIP_TENSORS = "oips.pt"
 OIP_TABLE = "maps.csv"
+#: The compare stage's per-map matching, under its output folder.
+MATCHING_TABLE = "tables/matching.csv"
+#: How the atlas lines maps up across networks, shown on its index and map pages.
+MATCHING_NOTE = (
+    "Across networks, each map of the first network is shown beside its <b>matched</b> map in every other network: "
+    "the one-to-one Hungarian matching of the compare stage (<code>compare/tables/matching.csv</code>; r is the "
+    "correlation of the two maps over the evaluation images × positions; Li et al., ICLR 2016). Where that table "
+    "does not cover a layer, map <i>i</i> is shown beside map <i>i</i>, labelled <i>same index</i>: the variants "
+    "share their initialisation per seed, so the same index starts as the same filter."
+)
 
 
 def _merge(base: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
@@ -112,7 +125,8 @@ def figure_rows(
     """Networks, cells and row labels of :func:`cnnscope.viz.atlas.oip_beside_exemplars` for ``layer``.
 
     The rows are the ``n_maps`` maps of the first network that its top exemplars drive most; each
-    other network shows its matched map (:attr:`NetworkLayer.matches`, else the same index).
+    other network shows its matched map (:attr:`NetworkLayer.matches`, labelled with the map and
+    the correlation), else the same index.
     """
     nets = [r for r in records if r.layer == layer]
     if not nets:
@@ -130,8 +144,57 @@ def figure_rows(
             j = m if net.matches is None else int(net.matches[m])
             ratio = net.table["normalised_activation"].iloc[j] if "normalised_activation" in net.table else math.nan
             crops = net.crops[j, :n_exemplars] if net.crops is not None else np.zeros((0, 1, 1, 1), np.uint8)
-            row.append(
-                FigureCell(j, net.oips[j] if net.oips is not None and net.has_oip(j) else None, crops, float(ratio))
-            )
+            oip = net.oips[j] if net.oips is not None and net.has_oip(j) else None
+            label = f"map {j}, r {net.match_corr[m]:.2f}" if net.match_corr is not None else ""
+            row.append(FigureCell(j, oip, crops, float(ratio), label))
         rows.append(row)
     return [n.name for n in nets], rows, [f"map {m}" for m in chosen]
+
+
+def read_matching(path: str | Path) -> pd.DataFrame | None:
+    """The compare stage's matching table, or None when it wrote none (no feature-map layer matched)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def matched_maps(
+    matching: pd.DataFrame, layer: str, reference: tuple[str, int], other: tuple[str, int], n_maps: int
+) -> tuple[list[int], list[float]] | None:
+    """For each map ``i`` of ``reference``: the map of ``other`` matched to it and their correlation,
+    from the matching table (either orientation of the pair); None when the table does not match
+    every map of ``layer`` one to one for this pair."""
+    a = (matching["variant_a"].astype(str) == reference[0]) & (matching["seed_a"] == reference[1])
+    b = (matching["variant_b"].astype(str) == other[0]) & (matching["seed_b"] == other[1])
+    rows = matching[(matching["layer"] == layer) & a & b]
+    ours, theirs = "map_a", "map_b"
+    if rows.empty:  # stored as (other, reference)
+        a = (matching["variant_a"].astype(str) == other[0]) & (matching["seed_a"] == other[1])
+        b = (matching["variant_b"].astype(str) == reference[0]) & (matching["seed_b"] == reference[1])
+        rows, ours, theirs = matching[(matching["layer"] == layer) & a & b], "map_b", "map_a"
+    if sorted(rows[ours].astype(int)) != list(range(n_maps)) or rows[theirs].nunique() != n_maps:
+        return None
+    rows = rows.sort_values(ours)
+    return [int(m) for m in rows[theirs]], [float(r) for r in rows["matched_corr"]]
+
+
+def apply_matching(records: Sequence[NetworkLayer], matching: pd.DataFrame | None) -> list[NetworkLayer]:
+    """``records`` with :attr:`NetworkLayer.matches` and :attr:`NetworkLayer.match_corr` set for
+    every network that the matching table pairs with the layer's first (reference) network; the
+    others keep the same index (``matches`` None)."""
+    out = list(records)
+    if matching is None:
+        return out
+    reference: dict[str, NetworkLayer] = {}
+    for i, net in enumerate(out):
+        ref = reference.setdefault(net.layer, net)
+        if ref is net or net.n_maps != ref.n_maps:
+            continue
+        found = matched_maps(matching, net.layer, (ref.variant, ref.seed), (net.variant, net.seed), ref.n_maps)
+        if found is not None:
+            out[i] = dataclasses.replace(net, matches=found[0], match_corr=found[1])
+    return out

@@ -111,6 +111,8 @@ class NetworkLayer:
     #: ``matches[i]``: this network's map matched to map ``i`` of the reference (first) network;
     #: None means the same index (networks share their initialisation per seed).
     matches: list[int] | None = None
+    #: ``match_corr[i]``: correlation of map ``matches[i]`` with map ``i`` of the reference.
+    match_corr: list[float] | None = None
 
     @property
     def name(self) -> str:
@@ -200,6 +202,14 @@ class _Writer:
 
     def matched(self, net: NetworkLayer, ref: int) -> int:
         return ref if net.matches is None else int(net.matches[ref])
+
+    def match_label(self, net: NetworkLayer, ref: int) -> str:
+        """How map ``ref`` of the reference network was paired with ``net``'s map on a map page."""
+        if net.name == next(n for n in self.names if (net.layer, n) in self.by_key):
+            return ""  # the reference network of the layer
+        if net.match_corr is None:
+            return '<br><span class="lab">same index</span>'
+        return f'<br><span class="lab">matched, r = {net.match_corr[ref]:.2f}</span>'
 
     def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].oips
@@ -352,7 +362,7 @@ class _Writer:
                 nodes = f'<div><span class="lab">one OIP per node:</span><br>{grid}</div>'
             layer_href = f"../../layers/{_slug(layer)}--{_slug(name)}.html"
             rows.append(
-                f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}</th>'
+                f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}{self.match_label(net, ref)}</th>'
                 f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}</td>"
                 f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
             )

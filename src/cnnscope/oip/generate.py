@@ -9,7 +9,7 @@ work; on a GPU it is what fills the device at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -88,25 +88,17 @@ class OIPSettings:
     def from_config(cls, cfg: OIPConfig, colour_sqrt: tuple[tuple[float, ...], ...] | None = None) -> OIPSettings:
         """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
         ``noise_seed``, and the section's ascent knobs; ``colour_sqrt`` is the decorrelated colour
-        space (:func:`cnnscope.oip.color.colour_sqrt`) when ``oip.decorrelate`` is on."""
-        return cls(
-            seeds=[cfg.noise_seed + i for i in range(cfg.restarts)],
-            wavelengths=list(cfg.wavelengths),
-            steps=cfg.steps,
-            step_size=cfg.step_size,
-            noise=cfg.noise,
-            suppress=cfg.suppression,
-            blur_sigma=cfg.blur_sigma,
-            fourier_damping=cfg.fourier_damping,
-            jitter=cfg.jitter,
-            scale=cfg.scale,
-            rotate=cfg.rotate,
-            parameterization=cfg.parameterization.value,
-            decay=cfg.decay,
-            colour_sqrt=colour_sqrt,
-            init_scale=cfg.init_scale,
-            anneal=cfg.anneal,
-        )
+        space (:func:`cnnscope.oip.color.colour_sqrt`) when ``oip.decorrelate`` is on. Keys named
+        as a field here pass through; the others are converted or renamed."""
+        same_named = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
+        converted = {
+            "seeds": [cfg.noise_seed + i for i in range(cfg.restarts)],
+            "wavelengths": list(cfg.wavelengths),
+            "suppress": cfg.suppression,
+            "parameterization": cfg.parameterization.value,
+            "colour_sqrt": colour_sqrt,
+        }
+        return cls(**(same_named | converted))
 
     @property
     def candidates(self) -> int:

@@ -37,6 +37,16 @@ def _read(tables: Path, name: str) -> pd.DataFrame | None:
         return None
 
 
+def _section(report: _Report, tables: Path, name: str, heading: str, text: str) -> pd.DataFrame | None:
+    """Table ``name`` with its heading and text added to ``report``; None (and nothing added)
+    when the compare stage wrote no rows for it."""
+    table = _read(tables, name)
+    if table is None or table.empty:
+        return None
+    report.add(heading, text)
+    return table
+
+
 def _pm(values: pd.Series) -> str:
     mean = values.mean()
     if pd.isna(mean):
@@ -69,15 +79,17 @@ def measures_sections(
     """The scale-free statistics, divergences and information gain, CKA, map matching, spatial
     probes, class patterns, pattern classification and the claims table."""
     tables = compare_dir / "tables"
-    sf = _read(tables, "scale_free")
-    if sf is not None and len(sf):
-        report.add(
-            "### Scale-free layer statistics",
-            "Entropy after dividing each (network, layer) by its own robust scale (99th percentile of the non-zero "
-            "|x|), on bins shared over the *normalised* values; Hoyer sparsity and kurtosis per image, averaged. "
-            "Multiplying a layer by a constant leaves all three unchanged (the raw shared-bin entropy above does "
-            "not). Mean ± std over seeds; `softmax` has no rows (it is a distribution: see predictive entropy).",
-        )
+    sf = _section(
+        report,
+        tables,
+        "scale_free",
+        "### Scale-free layer statistics",
+        "Entropy after dividing each (network, layer) by its own robust scale (99th percentile of the non-zero "
+        "|x|), on bins shared over the *normalised* values; Hoyer sparsity and kurtosis per image, averaged. "
+        "Multiplying a layer by a constant leaves all three unchanged (the raw shared-bin entropy above does "
+        "not). Mean ± std over seeds; `softmax` has no rows (it is a distribution: see predictive entropy).",
+    )
+    if sf is not None:
         for value, label in (("entropy_norm_bits", "Normalised entropy (bits)"), ("hoyer", "Hoyer sparsity")):
             report.add(f"**{label}**:")
             report.table(layer_by_variant(sf, value, variants))
@@ -144,17 +156,15 @@ def _cka(report: _Report, compare_dir: Path, tables: Path) -> None:
 
 
 def _matching(report: _Report, tables: Path) -> None:
-    summary = _read(tables, "matching_overview")
-    if summary is None or summary.empty:
-        return
-    report.add(
-        "### Map matching across networks",
+    text = (
         "Per feature map layer and pair of networks: the Pearson correlation of every map with every map over "
         "images × positions, a one-to-one Hungarian matching, and the matched vs same-index correlations (the "
         "variants share their initialisation per seed). Means over live maps and seeds; the per-map assignments "
-        "are in `tables/matching.csv`.",
+        "are in `tables/matching.csv`."
     )
-    report.table(summary.drop(columns=["kind"]))
+    summary = _section(report, tables, "matching_overview", "### Map matching across networks", text)
+    if summary is not None:
+        report.table(summary.drop(columns=["kind"]))
 
 
 def _class_patterns(report: _Report, tables: Path, variants: Sequence[str]) -> None:

@@ -28,6 +28,8 @@ class FigureCell:
     #: ``(k, C, r, r)`` uint8 crops, best first.
     crops: np.ndarray
     ratio: float
+    #: Drawn under the OIP, e.g. which map of this network was matched to the row's map.
+    label: str = ""
 
 
 def oip_beside_exemplars(
@@ -55,6 +57,8 @@ def oip_beside_exemplars(
                 ax.set_title(label, fontsize=6, pad=2, color="#c00" if cell.ratio > 1 else "black")
             else:
                 ax.text(0.5, 0.5, "no OIP", ha="center", va="center", fontsize=6)
+            if cell.label:
+                ax.set_xlabel(cell.label, fontsize=5, labelpad=1)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=7)
             for e in range(n_ex):

@@ -25,7 +25,16 @@ from cnnscope.viz.activations import (
     softmax_bars,
 )
 from cnnscope.viz.common import save_figure
+from cnnscope.viz.measures import render_measures
 from cnnscope.viz.style import MIN_HISTOGRAM_VALUES
+
+
+def render_compare(
+    res: StudyResults, out_dir: str | Path, max_maps: int, edge_stages: dict[str, dict[str, np.ndarray]] | None
+) -> list[dict[str, Any]]:
+    """Every figure of the compare stage (:func:`render_study`'s and the CKA heatmap of
+    :func:`~cnnscope.viz.measures.render_measures`); returns their ``index.json`` entries."""
+    return render_study(res, out_dir, max_maps, edge_stages) + render_measures(res.tables["cka_overview"], out_dir)
 
 
 def render_study(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cnnscope.activations import SOFTMAX
+from cnnscope.io import atomic_dir
 
 
 def dvc_summary(
@@ -105,3 +107,10 @@ def layer_profiles(tables: dict[str, pd.DataFrame], variants: list[str]) -> dict
         profile.insert(0, "depth", range(len(profile)))
         out[v] = profile[PROFILE_COLUMNS]
     return out
+
+
+def write_layer_profiles(tables: dict[str, pd.DataFrame], variants: list[str], folder: Path) -> None:
+    """:func:`layer_profiles` as ``<folder>/<variant>.csv``, the folder replaced atomically."""
+    with atomic_dir(folder) as tmp:
+        for variant, profile in layer_profiles(tables, variants).items():
+            profile.to_csv(tmp / f"{variant}.csv", index=False)

@@ -1,0 +1,72 @@
+"""The ``compare`` stage's steps as named library functions, so its script reads
+load → compute → tables → render → write: open the study's activation sets, compute every table
+(:func:`~cnnscope.analysis.study.compare_study` plus the issue-13 measures and the headline
+summary), and write the tables with their index entries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+from cnnscope.activations import ActivationSet
+from cnnscope.analysis.histograms import pooled_pixels
+from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
+from cnnscope.analysis.measures import MeasureSettings, headline, measure_study
+from cnnscope.analysis.study import EVAL, Roles, StudyResults, compare_study
+from cnnscope.analysis.study.common import Sets
+from cnnscope.analysis.study.tables import TABLES
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import atomic_write, run_dir
+
+if TYPE_CHECKING:  # the library needs no config (and omegaconf) to run
+    from cnnscope.config import CompareConfig
+
+
+def open_sets(
+    extract_dir: str | Path, variants: Sequence[str], seeds: Sequence[int]
+) -> dict[tuple[str, int], ActivationSet]:
+    """The activation sets of ``variants × seeds``, or one error naming the missing networks and
+    those that were extracted (all are checked before any is opened)."""
+    root = Path(extract_dir)
+    wanted = [(v, s) for v in variants for s in seeds]
+    missing = [str(run_dir("", v, s)) for v, s in wanted if not (run_dir(root, v, s) / "manifest.json").is_file()]
+    if missing:
+        found = sorted(str(p.parent.relative_to(root)) for p in root.glob("*/seed*/manifest.json"))
+        raise CnnscopeError(
+            f"no activations for {', '.join(missing)} under {root}/; found: {', '.join(found) or 'none'}. "
+            "Run the extract stage first (dvc repro extract)."
+        )
+    return {(v, s): ActivationSet(run_dir(root, v, s)) for v, s in wanted}
+
+
+def full_study(
+    sets: Sets, heads: Mapping[tuple[str, int], ActivationSet], images: torch.Tensor, roles: Roles, cfg: CompareConfig
+) -> StudyResults:
+    """Every table of the compare stage: :func:`compare_study`'s, the measures of
+    :func:`~cnnscope.analysis.measures.measure_study` (``heads``: networks of another architecture,
+    see :func:`~cnnscope.analysis.measures.split_reference_heads`) and the headline summary."""
+    res = compare_study(sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction)
+    ids = torch.as_tensor(next(iter(sets.values())).group(EVAL).sample_ids, dtype=torch.long)
+    extra = measure_study(
+        sets, pooled_pixels(images[ids]), res.layers, res.feature_maps, res.classes, res.tables,
+        roles.present(res.variants), MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
+    )  # fmt: skip
+    res.tables.update(extra.tables)
+    res.summary = headline(res.tables, res.variants, res.seeds, res.feature_maps, res.eval_images)
+    return res
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> list[dict[str, Any]]:
+    """Write each table to ``out_dir/tables/<name>.csv``; returns their ``index.json`` entries."""
+    descriptions = {**TABLES, **MEASURE_TABLES}
+    entries = []
+    for name, table in tables.items():
+        rel = f"tables/{name}.csv"
+        with atomic_write(Path(out_dir) / rel) as fh:
+            table.to_csv(fh, index=False, float_format="%.6g")
+        entries.append({"path": rel, "name": name, "description": descriptions.get(name, name)})
+    return entries

@@ -1,0 +1,37 @@
+"""What the per-network stage scripts (``oip``, ``exemplars``: one run per variant × seed) share:
+their command line, with the variant checked against the study, and the trained network they
+read, checked against the configuration."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnscope.config import Params, check_variant, load_params, variant_model_config
+from cnnscope.io import run_dir
+from cnnscope.models import LayeredCNN, best_device, load_for_config
+
+
+def network_args(description: str | None, argv: list[str] | None) -> tuple[Params, str, int]:
+    """Parse ``--params``, ``--variant`` and ``--seed``; returns the validated params, the variant
+    (one of ``study.variants``, else one clear error) and the seed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    parser.add_argument("--variant", required=True, help="study variant, e.g. benchmark")
+    parser.add_argument("--seed", type=int, required=True, help="training seed of the variant")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    check_variant(params.study, args.variant)
+    return params, args.variant, args.seed
+
+
+def load_network(
+    params: Params, variant: str, seed: int, data_shape: tuple[int, int, int] | None = None
+) -> tuple[LayeredCNN, Path]:
+    """The trained network of ``variant`` × ``seed`` (``best.ckpt``, on the best device) and its
+    checkpoint path; a checkpoint of another architecture or data shape (``(channels, image size,
+    classes)``) is refused with the command that rebuilds it."""
+    checkpoint = run_dir(params.trainer.models_dir, variant, seed) / "best.ckpt"
+    expected = variant_model_config(params, variant).name.value
+    rerun = f"dvc repro train@{variant}-{seed}"
+    return load_for_config(checkpoint, expected, rerun, data_shape, map_location=best_device()), checkpoint
