@@ -7,8 +7,8 @@ Reads ``activations/<variant>/seed<k>/`` for ``study.variants × study.seeds``, 
 images and the first seed's ``models/<variant>/seed<k>/initial.ckpt`` (kernels before training);
 writes ``compare/`` (``figures/*.png``, ``tables/*.csv`` — one tidy table per quantity —
 and ``index.json`` listing every figure with a caption and every table) and the compact
-``metrics/compare.json`` for ``dvc metrics show`` and ``plots/compare/<variant>.csv`` for ``dvc plots``. Then attaches each variant's figures and
-metrics to its training run in MLflow.
+``metrics/compare.json`` for ``dvc metrics show`` and ``plots/compare/<variant>.csv`` for
+``dvc plots``. Then records the execution as an MLflow run under the study's run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Assemble ``reports/README.md`` from stage outputs only (nothing in ``reports/`` is hand-written)."""
+"""Assemble ``reports/<study>/README.md`` and the index ``reports/README.md`` from stage outputs only
+(nothing in ``reports/`` is hand-written)."""
 
 from cnnscope.report.assemble import build_report
 
