@@ -7,22 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from cnnscope.analysis.claims import COLUMNS
+from cnnscope.report.assemble import Report
 from cnnscope.report.measures import measures_sections
-
-
-class _Report:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.lines: list[str] = []
-
-    def add(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.lines.append(frame.to_markdown(index=False))
-
-    def figure(self, source: Path, name: str, caption: str) -> None:
-        self.lines.append(f"![{caption}]({name})")
 
 
 def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
@@ -52,7 +38,7 @@ def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
     run = {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5}
     run |= {"silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1}
     oip = {(v, s): run | {"cross_map_similarity": 0.1 + 0.01 * s} for v, s in nets}
-    report = _Report(tmp_path)
+    report = Report(tmp_path)  # the report's own builder: figures are copied into tmp_path/figures
     measures_sections(
         report, tmp_path / "compare", ["benchmark", "dummy"], [0, 1, 2], oip, [["benchmark", "dummy"]], 0.95
     )
