@@ -14,14 +14,7 @@ import pytest
 from cnnscope.analysis import StudyResults
 from cnnscope.report.collect import confusion_rates
 from cnnscope.report.probes import compact_certainty
-from cnnscope.viz.activations import (
-    feature_map_figure,
-    histogram_overlay,
-    kernel_change_figure,
-    layer_profile,
-    pixel_values_figure,
-    softmax_bars,
-)
+from cnnscope.viz import activations as panels
 from cnnscope.viz.curves import training_curves
 from cnnscope.viz.oip import oip_grid
 from cnnscope.viz.study import _histogram_layers
@@ -51,7 +44,7 @@ def test_symmetric_limit_is_the_largest_magnitude_of_all_arrays() -> None:
 def test_kernel_changes_share_one_colour_scale_across_variants() -> None:
     rng = np.random.default_rng(1)
     deltas = {"small": 0.01 * rng.normal(size=(8, 1, 5, 5)), "big": rng.normal(size=(8, 1, 5, 5))}
-    fig = kernel_change_figure(deltas, "t")
+    fig = panels.kernel_change_figure(deltas, "t")
     images = [im for ax in fig.axes for im in ax.images]
     assert len(images) == 1  # every variant in one image: one scale, one colour bar
     bound = np.abs(deltas["big"].mean(axis=1)).max()
@@ -64,7 +57,7 @@ def test_empty_bins_are_nan_not_a_floor() -> None:
     heights = empty_as_nan(p)
     assert np.isnan(heights[[1, 3]]).all() and heights[[0, 2, 4]].tolist() == [0.5, 0.25, 0.25]
     edges = np.linspace(0, 1, 6)
-    fig = histogram_overlay({"relu1": (edges, {"input": p, "benchmark": p[::-1]})}, "t")
+    fig = panels.histogram_overlay({"relu1": (edges, {"input": p, "benchmark": p[::-1]})}, "t")
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     drawn = np.asarray(lines["benchmark"].get_ydata(), dtype=float)
     assert np.isnan(drawn).sum() >= 2 and np.nanmin(drawn) == 0.25  # nothing drawn below the data
@@ -91,14 +84,14 @@ def test_foreground_box_crops_to_the_digit_with_a_margin() -> None:
     assert foreground_box(image)[0].start == 0
     flat = np.full((6, 6), 9, dtype=np.uint8)
     assert foreground_box(flat) == (slice(0, 6), slice(0, 6))
-    fig = pixel_values_figure(np.pad(np.full((3, 4), 90, np.uint8), 10), "t")
+    fig = panels.pixel_values_figure(np.pad(np.full((3, 4), 90, np.uint8), 10), "t")
     assert len(fig.axes[0].texts) == 5 * 6  # 3 × 4 digit plus the 1-pixel margin, every value printed
 
 
 def test_intervals_are_clipped_to_probabilities() -> None:
     err = clipped_errors(np.array([0.95, 0.02, 0.5]), np.array([0.1, 0.1, 0.1]))
     np.testing.assert_allclose(err, [[0.1, 0.02, 0.1], [0.05, 0.1, 0.1]])
-    fig = softmax_bars({"a": (np.array([0.98, 0.02]), np.array([0.2, 0.2]))}, ["x", "y"], 0, "t")
+    fig = panels.softmax_bars({"a": (np.array([0.98, 0.02]), np.array([0.2, 0.2]))}, ["x", "y"], 0, "t")
     (bars,) = fig.axes[0].collections
     for segment in bars.get_segments():
         assert segment[:, 1].min() >= 0 and segment[:, 1].max() <= 1
@@ -111,7 +104,7 @@ def test_layer_profile_keeps_layer_kinds_apart() -> None:
         "Conv2d": ["conv1", "conv2"], "ReLU": ["relu1", "relu2"], "MaxPool2d": ["pool1"], "Linear": ["fc1"]
     }  # fmt: skip
     values = np.arange(6.0)
-    fig = layer_profile({"q": {"a": (values, 0 * values)}}, layers, kinds, "t")
+    fig = panels.layer_profile({"q": {"a": (values, 0 * values)}}, layers, kinds, "t")
     assert [ax.get_title() for ax in fig.axes] == ["Conv2d", "ReLU", "MaxPool2d", "Linear"]
     (line,) = fig.axes[1].get_lines()[:1]
     assert line.get_ydata().tolist() == [1.0, 4.0]  # relu1, relu2 and nothing else on the ReLU line
@@ -120,7 +113,7 @@ def test_layer_profile_keeps_layer_kinds_apart() -> None:
 def test_feature_maps_of_every_probe_in_one_figure_without_margins() -> None:
     rng = np.random.default_rng(2)
     maps = {p: {v: rng.random((6, 7, 7)) for v in ("a", "b")} for p in ("one", "two", "three")}
-    fig = feature_map_figure(maps, "relu1", max_maps=4)
+    fig = panels.feature_map_figure(maps, "relu1", max_maps=4)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{p} · {v}" for p in maps for v in ("a", "b")]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
