@@ -91,6 +91,6 @@ def headline(
         "command": command,
         "data": data,
         "seeds": n_seeds,
-        "test_acc": {str(v): round(float(a), 4) for v, a in means.items()},
+        "test_acc": {str(v): float(a) for v, a in means.items()},
         "claims": {str(k): int(c) for k, c in verdicts.items()},
     }
