@@ -217,13 +217,8 @@ def _claims(
         "otherwise, *too few seeds* below 3. The image bootstrap is image-level only (not the verdict).",
     )
     shown = table.assign(
-        seed_interval=[
-            f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(table["seed_ci_low"], table["seed_ci_high"], strict=True)
-        ],
-        image_interval=[
-            "—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]"
-            for lo, hi in zip(table["image_ci_low"], table["image_ci_high"], strict=True)
-        ],
+        seed_interval=_intervals(table["seed_ci_low"], table["seed_ci_high"]),
+        image_interval=_intervals(table["image_ci_low"], table["image_ci_high"]),
         sign_flip=[
             f"{p:.3g} (min {m:.3g})" for p, m in zip(table["sign_flip_p"], table["sign_flip_min_p"], strict=True)
         ],
