@@ -1,6 +1,7 @@
 """DVC stage `atlas`: the study's unit atlas, a static HTML site at ``atlas/<study>/index.html``.
 
-Reads every network's ``exemplars/<variant>/seed<k>/`` and ``oip/<variant>/seed<k>/``, and the
+Reads every network's ``exemplars/<variant>/seed<k>/`` and, for ``study.oip_seeds``,
+``oip/<variant>/seed<k>/``, and the
 compare stage's ``compare/tables/matching.csv`` (which map of each network is matched to which map
 of the first; a layer it does not cover is shown by the same index); writes the
 site (replaced as a whole, from a temporary folder) and ``metrics/atlas.json`` (its size), and
@@ -44,13 +45,16 @@ def main(argv: list[str] | None = None) -> None:
         for seed in params.study.seeds:
             folder = run_dir(params.exemplars.out_dir, variant, seed)
             exemplars = load_exemplars(folder / EXEMPLARS_FILE)
+            if seed not in params.study.oip_seeds:  # exemplars only: no OIPs were made for this seed
+                records += network_layers(variant, seed, exemplars)
+                continue
             against = pd.read_csv(folder / "against_data.csv")
             records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
     records = apply_matching(records, read_matching(Path(params.compare.out_dir) / MATCHING_TABLE))
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(
-        [r for r in records if r.seed == params.study.seeds[0]], oip_layer, params.atlas.figure_maps
+        [r for r in records if r.seed == params.study.oip_seeds[0]], oip_layer, params.atlas.figure_maps
     )
     figure = oip_beside_exemplars(networks, rows, labels, f"{oip_layer}: OIP beside its top exemplars")
     index = write_atlas(params.study.name, records, out, MATCHING_NOTE, figure)

@@ -1,10 +1,11 @@
 """DVC stage `exemplars@<variant>-<seed>`: dataset exemplars of every map, and the OIPs held against them.
 
-Reads ``models/<variant>/seed<k>/best.ckpt``, the prepared data and the OIP stage's
-``oip/<variant>/seed<k>/``; writes ``exemplars/<variant>/seed<k>/`` — ``exemplars.pt`` (top-k and
-median images per map with their receptive-field crops), one ``<layer>.csv`` per layer,
-``against_data.csv`` (normalised OIP activation, silent flags, path check) and ``index.json`` —
-and ``metrics/exemplars/<variant>_seed<k>.json``, all atomically.
+Reads ``models/<variant>/seed<k>/best.ckpt``, the prepared data and, for a seed of
+``study.oip_seeds``, the OIP stage's ``oip/<variant>/seed<k>/``; writes
+``exemplars/<variant>/seed<k>/`` — ``exemplars.pt`` (top-k and median images per map with their
+receptive-field crops), one ``<layer>.csv`` per layer, ``against_data.csv`` (normalised OIP
+activation, silent flags, path check; only where OIPs were made) and ``index.json`` — and
+``metrics/exemplars/<variant>_seed<k>.json``, all atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.network_stage import load_network, network_args
-from cnnscope.oip.against_data import against_oip_outputs, summary
+from cnnscope.oip.against_data import against_oip_outputs, data_summary, summary
+from cnnscope.oip.generate import default_layer
 
 AGAINST_FILE = "against_data.csv"
 
@@ -30,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
-    oip_dir = run_dir(params.oip.out_dir, variant, seed)
-    against = against_oip_outputs(model, oip_dir, exemplars, images, ids, cfg.far_above)
+    has_oips = seed in params.study.oip_seeds
+    if has_oips:
+        oip_dir = run_dir(params.oip.out_dir, variant, seed)
+        against = against_oip_outputs(model, oip_dir, exemplars, images, ids, cfg.far_above)
 
     record = provenance(to_container(params)["exemplars"], params.data.out_dir)
     record.update(variant=variant, seed=seed, checkpoint_sha256=file_sha256(checkpoint))
@@ -41,16 +45,18 @@ def main(argv: list[str] | None = None) -> None:
         for name, ex in exemplars.items():
             with atomic_write(tmp / f"{name}.csv") as fh:
                 ex.table().to_csv(fh, index=False, float_format="%.6g")
-        with atomic_write(tmp / AGAINST_FILE) as fh:
-            against.to_csv(fh, index=False, float_format="%.6g")
+        if has_oips:
+            with atomic_write(tmp / AGAINST_FILE) as fh:
+                against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
-    metrics = summary(against)
+    metrics = summary(against) if has_oips else data_summary(exemplars[params.oip.layer or default_layer(model)])
     write_json(Path("metrics/exemplars") / f"{run_name(variant, seed)}.json", metrics)
-    print(
-        f"exemplars {variant} seed{seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; "
-        f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, "
-        f"{metrics['flagged']} flagged → {out}"
+    held = (
+        f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, {metrics['flagged']} flagged"
+        if has_oips
+        else "no OIPs for this seed (study.oip_seeds)"
     )
+    print(f"exemplars {variant} seed{seed}: {len(layers)} layers over {len(ids)} {cfg.split} images; {held} → {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def study(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatc
     return tmp_path
 
 
-def _params(root: Path, **exemplars: Any) -> None:
+def _params(root: Path, seeds: tuple[int, ...] = (0,), **exemplars: Any) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["study"].update(variants=VARIANTS, seeds=[0], contrasts=[["benchmark", "untrained"]])
+    study = {"variants": VARIANTS, "seeds": list(seeds), "oip_seeds": [0], "contrasts": [["benchmark", "untrained"]]}
+    params["study"].update(study)
     params["exemplars"].update({"k": 4, "median_images": 2, "batch_size": 16, **exemplars})
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -72,6 +74,27 @@ def test_exemplars_then_atlas(study: Path) -> None:
     assert "## 4. OIPs held against the data" in text and "median_normalised_activation" in text
     assert "](../atlas/default/index.html)" in text and "figures/atlas/oip_beside_exemplars.png" in text
     assert (study / "report_tmp/figures/atlas/oip_beside_exemplars.png").is_file()
+
+
+def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedData) -> None:
+    """``study.oip_seeds=[0]`` of seeds 0 and 1: seed 1 gets exemplars and its silent maps, no OIP
+    comparison, and the atlas and report section read OIP numbers from seed 0 only."""
+    for i, variant in enumerate(VARIANTS):
+        save_checkpoint(random_model(prepared, seed=10 + i), study / "models" / variant / "seed1" / "best.ckpt")
+    _params(study, seeds=(0, 1))
+    for variant in VARIANTS:
+        for seed in ("0", "1"):
+            load_stage("exemplars").main(["--variant", variant, "--seed", seed])
+    assert not (study / "exemplars/benchmark/seed1/against_data.csv").exists()
+    assert (study / "exemplars/benchmark/seed1/relu3.csv").is_file()
+    metrics = json.loads((study / "metrics/exemplars/benchmark_seed1.json").read_text())
+    assert set(metrics) == {"maps", "silent_on_data"} and metrics["maps"] == 128
+    load_stage("atlas").main([])
+    assert json.loads((study / "metrics/atlas.json").read_text())["networks"] == 12  # 2 variants × 2 seeds × 3 layers
+    report = Report(study / "report_tmp")
+    atlas_section(report, load_params(), study, study / "reports")
+    text = "\n".join(report.lines)
+    assert "seeds with OIPs ([0], `study.oip_seeds`)" in text and "| benchmark |" in text
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ VARIANTS = ["benchmark", "dummy", "untrained"]
 def _write_params(root: Path, **sections: dict[str, Any]) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["study"]["variants"] = VARIANTS
-    params["study"]["seeds"] = [0]
+    params["study"]["seeds"] = params["study"]["oip_seeds"] = [0]
     params["extract"].update(eval_samples=40, batch_size=16)
     params["compare"].update(bootstrap=50, max_maps=4)
     for key, values in sections.items():

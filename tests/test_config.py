@@ -74,6 +74,17 @@ def test_variant_must_be_defined() -> None:
         validate(raw)
 
 
+@pytest.mark.parametrize("oip_seeds", [[], [0, 3]])
+def test_oip_seeds_must_be_trained_seeds(oip_seeds: list[int]) -> None:
+    with pytest.raises(ConfigError, match=r"study\.oip_seeds=.* must be a non-empty subset of study\.seeds=\[0, 1, 2\]"):
+        validate(committed(study={"seeds": [0, 1, 2], "oip_seeds": oip_seeds}))
+
+
+def test_oip_seeds_follow_the_seeds_unless_set() -> None:
+    assert compose_params(["study.seeds=[4,5]"])["study"]["oip_seeds"] == [4, 5]
+    assert compose_params(["experiment=mnist_oip"])["study"]["oip_seeds"] == [0]
+
+
 def test_variant_subset_must_be_prepared() -> None:
     raw = committed(study={"variants": ["dummy"], "variant_specs": {"dummy": {"train_subset": 0.3}}, "contrasts": []})
     with pytest.raises(ConfigError, match=r"train_subset=0.3 is not one of data.subsets"):

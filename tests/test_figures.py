@@ -16,7 +16,7 @@ from cnnscope.report.collect import confusion_rates
 from cnnscope.report.probes import compact_certainty
 from cnnscope.viz import activations as panels
 from cnnscope.viz.curves import training_curves
-from cnnscope.viz.oip import oip_grid
+from cnnscope.viz.oip import node_grid, oip_grid
 from cnnscope.viz.study import _histogram_layers
 from cnnscope.viz.style import (
     INPUT_COLOUR,
@@ -169,3 +169,16 @@ def test_compact_certainty_summarises_probes_per_variant() -> None:
     assert table.loc["a", "share correct"] == pytest.approx(0.75)
     assert table.loc["a", "least certain probe"] == "q (0.500)"
     assert table.loc["b", "share correct"] == 0.0
+
+
+@pytest.mark.parametrize(("side", "shown", "note"), [(8, 8, False), (16, 8, True), (14, 7, True)])
+def test_node_grid_draws_at_most_eight_nodes_a_side(side: int, shown: int, note: bool) -> None:
+    """A large map's per-node figure shows every step-th node (and says so), so the RGB figure
+    stays small enough for a report in git; an 8 × 8 map is drawn whole."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(side, side, 3, 8, 8)).astype(np.float32)
+    activations = rng.random((side, side))
+    fig = node_grid(images, activations, np.zeros((side, side), dtype=bool), "map 5")
+    mosaic = fig.axes[0].get_images()[0].get_array()
+    assert mosaic.shape[0] == 1 + shown * (8 + 1)  # tiles of 8 px and their 1-px borders
+    assert ("one node in 2 along each axis" in fig._suptitle.get_text()) is note

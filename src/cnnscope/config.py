@@ -175,6 +175,11 @@ class StudyConfig:
     variants: list[str]
     variant_specs: dict[str, VariantSpec]
     seeds: list[int]
+    #: The training seeds whose networks get OIPs, a non-empty subset of ``seeds``. OIPs are the
+    #: costliest stage on a CPU (benchmarks/README.md), so a study can keep three training seeds for
+    #: its verdicts and synthesise OIPs for fewer; OIP numbers then carry the verdict *too few seeds*.
+    #: ``conf/study/default.yaml`` sets it to ``seeds``.
+    oip_seeds: list[int]
     #: ``[variant, reference]`` pairs the study is about (difference CIs, claims); every variant is
     #: also compared with the null model(s), the variants with ``train: false``.
     contrasts: list[list[str]]
@@ -391,6 +396,12 @@ def _check_semantics(params: Params) -> None:
                 f"study.contrasts entry {list(pair)} must name two different variants of study.variants "
                 f"({', '.join(study.variants)}), as [variant, reference]; drop it or add the variants"
             )
+    stray = [s for s in study.oip_seeds if s not in study.seeds]
+    if not study.oip_seeds or stray:
+        raise ConfigError(
+            f"study.oip_seeds={list(study.oip_seeds)} must be a non-empty subset of study.seeds="
+            f"{list(study.seeds)}: OIPs are made of trained networks; list some of those seeds"
+        )
     subsets = [float(s) for s in params.data.subsets]
     for name in study.variants:
         spec = study.variant_specs[name]

@@ -174,6 +174,12 @@ def against_oip_outputs(
     return against_data(model, layer, maps, oips, ex, images[picks], dead, far_above=far_above)
 
 
+def data_summary(exemplars: LayerExemplars) -> dict[str, float | int]:
+    """The part of :func:`summary` that needs no OIP, for a network whose OIPs were not made
+    (``study.oip_seeds``): how many maps the layer has and how many never fire on the split."""
+    return {"maps": len(exemplars.values), "silent_on_data": int(exemplars.silent.sum())}
+
+
 def summary(table: pd.DataFrame) -> dict[str, float | int]:
     """Per-network numbers the report compares variants on (normalised, so scale-free)."""
     live = table[~table["silent_on_data"].astype(bool)]

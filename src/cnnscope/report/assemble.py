@@ -104,7 +104,7 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
     means, stds = acc.mean().reindex(study.variants), acc.std(ddof=1).reindex(study.variants)
     claims = findings.claims_frame(
         root / params.compare.out_dir / "tables",
-        measures.oip_runs(root / "metrics/oip", study.variants, study.seeds),
+        measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds),
         study.contrasts,
         params.compare.confidence,
     )
@@ -247,7 +247,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
     if (tables / "certainty.csv").is_file():  # only when the softmax was extracted
         probe_certainty_section(report, pd.read_csv(tables / "certainty.csv"), params.study.variants)
     study = params.study
-    oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.seeds)
+    oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds)
     measures.measures_sections(
         report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence
     )
@@ -282,15 +282,16 @@ def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> p
 
 def _oip(report: Report, params: Params, root: Path) -> None:
     study = params.study
-    runs = collect.per_run_json(root / "metrics/oip", study.variants, study.seeds)
+    runs = collect.per_run_json(root / "metrics/oip", study.variants, study.oip_seeds)
     numeric = [c for c in runs.columns if c not in ("variant", "seed", *OIP_BOOKKEEPING)]
+    seeds = f"seeds {study.oip_seeds}" if study.oip_seeds != study.seeds else "seeds"
     report.add(
         "## 3. Input patterns each map reacts to (OIPs)",
         "Stage `oip@<variant>-<seed>` (params `oip`): inputs found by gradient ascent from noise at several "
-        "wavelengths. Summary per variant, mean ± std over seeds:",
+        f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`):",
     )
     report.table(collect.mean_std(runs, numeric, study.variants))
-    seed = study.seeds[0]
+    seed = study.oip_seeds[0]
     for variant in study.variants:
         folder = run_dir(root / params.oip.out_dir, variant, seed)
         report.add(f"### `{variant}` (seed {seed})")

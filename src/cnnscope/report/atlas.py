@@ -32,7 +32,7 @@ COLUMNS = [
 def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> None:
     """Section 4: per-variant OIP-vs-data numbers, the deepest layer's figure, the atlas link."""
     study = params.study
-    runs = collect.per_run_json(root / "metrics/exemplars", study.variants, study.seeds)
+    runs = collect.per_run_json(root / "metrics/exemplars", study.variants, study.oip_seeds)
     atlas = root / params.atlas.out_dir / study.name
     report.add(
         "## 4. OIPs held against the data",
@@ -42,13 +42,13 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
         "split; *silent to noise*: no gradient from any noise start (the OIP table's `dead`). *Path unnatural*: "
         "the OIP's activations in the earlier block ends correlate less with the exemplars' than every exemplar "
         f"with the others; *flagged*: that, and ≥ {params.exemplars.far_above:g}× the top exemplar. "
-        "Mean ± std over seeds:",
+        f"Mean ± std over the seeds with OIPs ({study.oip_seeds}, `study.oip_seeds`):",
     )
     report.table(collect.mean_std(runs, [c for c in COLUMNS if c in runs.columns], study.variants))
     figure = atlas / FIGURE_FILE
     if figure.is_file():
         caption = (
-            f"Top maps of the OIP layer by their best image (seed {study.seeds[0]}): each variant's OIP "
+            f"Top maps of the OIP layer by their best image (seed {study.oip_seeds[0]}): each variant's OIP "
             "(normalised activation above it) beside the receptive-field crops of its top exemplars."
         )
         report.figure(figure, "atlas/oip_beside_exemplars.png", caption)

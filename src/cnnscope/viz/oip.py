@@ -187,9 +187,20 @@ def wavelength_comparison(
     return fig
 
 
+#: Nodes per side the per-node grid draws at most (an 8 × 8 map is drawn whole).
+MAX_NODES_PER_SIDE = 8
+
+
 def node_grid(images: np.ndarray, activations: np.ndarray, dead: np.ndarray, title: str) -> Figure:
     """One OIP per node, laid out like the map itself; plain (left) and enhanced (right).
-    ``images`` is ``(Hn, Wn, C, H, W)``."""
+    ``images`` is ``(Hn, Wn, C, H, W)``. A map wider than :data:`MAX_NODES_PER_SIDE` shows every
+    ``step``-th node in each direction (said in the title): the OIPs of a 16 × 16 map of RGB tiles
+    are noise-like pixels that PNG cannot compress, over a megabyte a figure — too much for a
+    report kept in git; every node stays in ``oips.pt`` and the atlas."""
+    step = -(-max(images.shape[:2]) // MAX_NODES_PER_SIDE)
+    if step > 1:
+        images, activations, dead = images[::step, ::step], activations[::step, ::step], dead[::step, ::step]
+        title = f"{title} (one node in {step} along each axis)"
     hn, wn = images.shape[:2]
     tiles = [images[y, x] for y in range(hn) for x in range(wn)]
     fig, axes = plt.subplots(1, 2, figsize=(2 * max(3.0, wn * 1.1), max(3.0, hn * 1.1) + 0.6))
