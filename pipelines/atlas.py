@@ -13,6 +13,7 @@ OIP-beside-exemplars figure as ``data:`` images) that reads correctly inside MLf
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     for variant in params.study.variants:
         for seed in params.study.seeds:
             folder = run_dir(params.exemplars.out_dir, variant, seed)
+            if not json.loads((folder / "index.json").read_text())["layers"]:  # a network without feature maps (mlp)
+                continue
             exemplars = load_exemplars(folder / EXEMPLARS_FILE)
             if seed not in params.study.oip_seeds:  # exemplars only: no OIPs were made for this seed
                 records += network_layers(variant, seed, exemplars)

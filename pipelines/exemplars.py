@@ -17,7 +17,7 @@ from cnnscope.config import to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
-from cnnscope.network_stage import load_network, network_args
+from cnnscope.network_stage import load_network, network_args, write_no_maps
 from cnnscope.oip.against_data import against_oip_outputs, data_summary, summary
 from cnnscope.oip.generate import default_layer
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     model, checkpoint = load_network(params, variant, seed, (data.channels, data.image_size, data.num_classes))
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
+    out, metrics_path = run_dir(cfg.out_dir, variant, seed), Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
+    if not layers:  # the pixel mlp: nothing to rank images for
+        return write_no_maps(out, metrics_path, {"layers": [], "split": cfg.split, "images": len(ids)})
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
     has_oips = seed in params.study.oip_seeds
     if has_oips:
@@ -39,7 +42,6 @@ def main(argv: list[str] | None = None) -> None:
 
     record = provenance(to_container(params)["exemplars"], params.data.out_dir)
     record.update(variant=variant, seed=seed, checkpoint_sha256=file_sha256(checkpoint))
-    out = run_dir(cfg.out_dir, variant, seed)
     with atomic_dir(out) as tmp:
         save_exemplars(exemplars, tmp / EXEMPLARS_FILE)
         for name, ex in exemplars.items():
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                 against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
     metrics = summary(against) if has_oips else data_summary(exemplars[params.oip.layer or default_layer(model)])
-    write_json(Path("metrics/exemplars") / f"{run_name(variant, seed)}.json", metrics)
+    write_json(metrics_path, metrics)
     held = (
         f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, {metrics['flagged']} flagged"
         if has_oips

@@ -17,7 +17,7 @@ from cnnscope.config import Params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir, run_name, write_json
-from cnnscope.network_stage import load_network, network_args
+from cnnscope.network_stage import load_network, network_args, write_no_maps
 from cnnscope.oip.color import colour_sqrt
 from cnnscope.oip.run import TABLES, run_oips
 from cnnscope.viz.oip import render_oips
@@ -28,12 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.oip
     model, checkpoint = load_network(params, variant, seed)
+    out_dir, metrics_path = run_dir(cfg.out_dir, variant, seed), Path("metrics/oip") / f"{run_name(variant, seed)}.json"
+    if cfg.layer is None and not model.conv_layers:
+        return write_no_maps(out_dir, metrics_path, {"variant": variant, "seed": seed, "layer": None, "figures": []})
     # oip.decorrelate: the ascent works in the training split's decorrelated colour space
     colours = colour_sqrt(PreparedData.load(params.data.out_dir).split("train")[0]) if cfg.decorrelate else None
     run = run_oips(model, cfg, colours)
 
     tag, result = f"{variant} seed{seed}", run.result
-    out_dir = run_dir(cfg.out_dir, variant, seed)
     record = provenance(to_container(params)["oip"], params.data.out_dir)
     record["checkpoint_sha256"] = file_sha256(checkpoint)
     with atomic_dir(out_dir) as tmp:
@@ -42,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
         index = {"variant": variant, "seed": seed, "layer": result.layer, "figures": figures}
         write_json(tmp / "index.json", {**index, "tables": TABLES, "provenance": record})
     metrics = run.metrics()
-    metrics_path = Path("metrics/oip") / f"{run_name(variant, seed)}.json"
     write_json(metrics_path, metrics)
     _record_run(checkpoint.parent, out_dir, metrics_path, metrics, params, uri, seed)
     print(

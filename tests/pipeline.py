@@ -81,7 +81,8 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     commands += [("train", ["--variant", v, "--seed", str(s), "--no-progress"]) for v, s in jobs]
     commands += [("extract", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
     commands.append(("compare", []))
-    commands += [("oip", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    oip_seeds = params["study"]["oip_seeds"]
+    commands += [("oip", ["--variant", v, "--seed", str(s)]) for v, s in jobs if s in oip_seeds]
     commands += [("exemplars", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
     commands.append(("atlas", []))
     commands.append(("report", []))

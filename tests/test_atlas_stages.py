@@ -97,6 +97,29 @@ def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedDa
     assert "seeds with OIPs ([0], `study.oip_seeds`)" in text and "| benchmark |" in text
 
 
+def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: PreparedData) -> None:
+    """The pixel ``mlp`` has no feature maps: its oip and exemplars stages say so (and count zero
+    maps) instead of failing the study, and the atlas shows the networks that have maps."""
+    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / "best.ckpt")
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["study"]["variants"] = [*VARIANTS, "mlp"]
+    params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("oip", "exemplars"):
+        load_stage(stage).main(["--variant", "mlp", "--seed", "0"])
+        index = json.loads((study / stage / "mlp" / "seed0" / "index.json").read_text())
+        assert index["note"].startswith("no feature maps")
+        assert json.loads((study / "metrics" / stage / "mlp_seed0.json").read_text()) == {"maps": 0}
+    for variant in VARIANTS:
+        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
+    load_stage("atlas").main([])
+    assert json.loads((study / "metrics/atlas.json").read_text())["networks"] == 6  # 2 networks × 3 layers
+    report = Report(study / "report_tmp")
+    atlas_section(report, load_params(), study, study / "reports")
+    text = "\n".join(report.lines)
+    assert "Without exemplars: `mlp` (no convolution" in text and "| mlp " not in text
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [

@@ -40,6 +40,8 @@ def check_results(root: Path, params: dict[str, Any]) -> str:
         assert acc[v] > chance + 0.05, f"{v} is at chance: {acc}"
         assert all(acc[v] > acc[n] for n in nulls), acc
 
+    # the pixel mlp joins the accuracies and the pattern-classification table, not the per-map sections
+    variants = [v for v in variants if specs[v]["model"].get("name") != "mlp"]
     probes = [p["name"] for p in params["data"]["probes"]]
     assert [p["name"] for p in manifest["probes"]] == probes
     assert {f"softmax_{p}.png" for p in probes} <= figures(root / "compare/index.json")
@@ -78,9 +80,11 @@ def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
 def test_mnist_oip(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=mnist_oip", f"data.root={shared_data}", "data.train_size=3000", "study.seeds=[0]"]
     overrides += ["extract.eval_samples=1000"]
-    overrides += ["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"]
+    overrides += ["study.variants=[benchmark,dummy,untrained,mlp]", "study.contrasts=[[benchmark,dummy]]"]
     params = run_pipeline(tmp_path, overrides)
-    check_results(tmp_path, params)
+    report = check_results(tmp_path, params)
+    assert "Without OIPs: `mlp` (no convolution" in report and "Without exemplars: `mlp`" in report
+    assert re.search(r"^\| mlp +\| network head +\| 0\.\d+", report, re.M), "no pixel-MLP row in pattern classification"
     assert {"oip_grid.png", "evolution.png", "wavelengths.png"} <= figures(tmp_path / "oip/benchmark/seed0/index.json")
     assert "fcp_benchmark_class4.png" in figures(tmp_path / "compare/index.json")
 

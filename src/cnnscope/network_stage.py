@@ -1,6 +1,6 @@
 """What the per-network stage scripts (``oip``, ``exemplars``: one run per variant × seed) share:
-their command line, with the variant checked against the study, and the trained network they
-read, checked against the configuration."""
+their command line, with the variant checked against the study, the trained network they read,
+checked against the configuration, and what they write for a network without feature maps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from cnnscope.config import Params, check_variant, load_params, variant_model_config
-from cnnscope.io import run_dir
+from cnnscope.io import atomic_dir, run_dir, write_json
 from cnnscope.models import LayeredCNN, best_device, load_for_config
 
 
@@ -35,3 +35,17 @@ def load_network(
     expected = variant_model_config(params, variant).name.value
     rerun = f"dvc repro train@{variant}-{seed}"
     return load_for_config(checkpoint, expected, rerun, data_shape, map_location=best_device()), checkpoint
+
+
+#: What the per-map stages record for a network without feature maps (the pixel ``mlp``).
+NO_MAPS = "no feature maps: the network has no convolution, so there is no map to optimise or rank images for"
+
+
+def write_no_maps(out_dir: Path, metrics_path: Path, index: dict[str, object]) -> None:
+    """The outputs of a per-map stage for a network without feature maps: ``index.json`` saying
+    so (``index`` plus the note) and a metrics file counting zero maps — so the pipeline's other
+    variants go on, and the report can say why this one has no OIPs or exemplars."""
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "index.json", {**index, "note": NO_MAPS})
+    write_json(metrics_path, {"maps": 0})
+    print(f"{out_dir}: {NO_MAPS}")

@@ -92,9 +92,10 @@ class LayerExemplars:
 
 
 def default_layers(model: LayeredCNN) -> list[str]:
-    """The last layer of each block (every pooling layer) and the deepest feature map, in order."""
+    """The last layer of each block (every pooling layer) and the deepest feature map, in order;
+    none for a network without feature maps (the pixel ``mlp``), which has no maps to show."""
     if not model.conv_layers:
-        raise ExemplarError(f"the model has no convolutional feature maps; layers are: {model.layer_names}")
+        return []
     wanted = {name for name, m in model.named_children() if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)}
     wanted.add(model.conv_layers[-1])
     return [name for name in model.layer_names if name in wanted]

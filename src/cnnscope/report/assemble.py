@@ -282,7 +282,7 @@ def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> p
 
 def _oip(report: Report, params: Params, root: Path) -> None:
     study = params.study
-    runs = collect.per_run_json(root / "metrics/oip", study.variants, study.oip_seeds)
+    runs, mapless = collect.with_maps(collect.per_run_json(root / "metrics/oip", study.variants, study.oip_seeds))
     numeric = [c for c in runs.columns if c not in ("variant", "seed", *OIP_BOOKKEEPING)]
     seeds = f"seeds {study.oip_seeds}" if study.oip_seeds != study.seeds else "seeds"
     report.add(
@@ -291,8 +291,10 @@ def _oip(report: Report, params: Params, root: Path) -> None:
         f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`):",
     )
     report.table(collect.mean_std(runs, numeric, study.variants))
+    if mapless:
+        report.add(f"Without OIPs: {', '.join(f'`{v}`' for v in mapless)} (no convolution, so no feature maps).")
     seed = study.oip_seeds[0]
-    for variant in study.variants:
+    for variant in [v for v in study.variants if v not in mapless]:
         folder = run_dir(root / params.oip.out_dir, variant, seed)
         report.add(f"### `{variant}` (seed {seed})")
         for entry in collect.figure_index(folder / "index.json"):

@@ -32,7 +32,7 @@ COLUMNS = [
 def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> None:
     """Section 4: per-variant OIP-vs-data numbers, the deepest layer's figure, the atlas link."""
     study = params.study
-    runs = collect.per_run_json(root / "metrics/exemplars", study.variants, study.oip_seeds)
+    runs, mapless = collect.with_maps(collect.per_run_json(root / "metrics/exemplars", study.variants, study.oip_seeds))
     atlas = root / params.atlas.out_dir / study.name
     report.add(
         "## 4. OIPs held against the data",
@@ -45,6 +45,8 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
         f"Mean ± std over the seeds with OIPs ({study.oip_seeds}, `study.oip_seeds`):",
     )
     report.table(collect.mean_std(runs, [c for c in COLUMNS if c in runs.columns], study.variants))
+    if mapless:
+        report.add(f"Without exemplars: {', '.join(f'`{v}`' for v in mapless)} (no convolution, so no feature maps).")
     figure = atlas / FIGURE_FILE
     if figure.is_file():
         caption = (

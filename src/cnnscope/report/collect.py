@@ -34,6 +34,13 @@ def per_run_json(folder: Path, variants: list[str], seeds: list[int]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def with_maps(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The per-run rows of networks that have feature maps, and the variants that have none (the
+    per-map stages record ``maps: 0`` for them): a row of dashes would read as missing data."""
+    mapless = runs["maps"] == 0 if "maps" in runs else pd.Series(False, index=runs.index)
+    return runs[~mapless], list(dict.fromkeys(runs.loc[mapless, "variant"]))
+
+
 def histories(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
     """Per-epoch training history of every run, tidy: variant, seed, epoch, columns of the CSV."""
     frames = []
