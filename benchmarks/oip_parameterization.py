@@ -20,21 +20,22 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 import yaml
 
 from cnnscope.config import load_params, to_container, validate
+from cnnscope.data.prepared import PreparedData
 from cnnscope.models import best_device, load_model
 from cnnscope.oip import generate_oips, map_table, summary
+from cnnscope.oip.color import colour_sqrt
+from cnnscope.oip.generate import OIPSettings
 from cnnscope.runtime import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,20 +66,10 @@ def recipes(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return out
 
 
-def oip_stage() -> ModuleType:
-    """``pipelines/oip.py``, so the config is turned into settings exactly as the stage does."""
-    spec = importlib.util.spec_from_file_location("oip_stage", REPO / "pipelines" / "oip.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()
-    stage = oip_stage()
 
     params = load_params(args.params)
     device = torch.device(args.device) if args.device else best_device()
@@ -89,7 +80,9 @@ def main() -> None:
     for name, overrides in recipes(args).items():
         candidate = validate({**raw, "oip": {**raw["oip"], **overrides}})
         cfg = candidate.oip
-        settings = stage._settings(cfg, stage._colour_sqrt(candidate))
+        # the settings exactly as the oip stage builds them (pipelines/oip.py, cnnscope.oip.run)
+        colours = colour_sqrt(PreparedData.load(candidate.data.out_dir).split("train")[0]) if cfg.decorrelate else None
+        settings = OIPSettings.from_config(cfg, colours)
         start = time.perf_counter()
         result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
         seconds = time.perf_counter() - start

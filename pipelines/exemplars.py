@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     model, checkpoint = load_network(params, variant, seed, (data.channels, data.image_size, data.num_classes))
     images, ids = split_images(data, cfg.split)
     layers = list(cfg.layers) or default_layers(model)
-    out, metrics_path = run_dir(cfg.out_dir, variant, seed), Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
+    out = run_dir(cfg.out_dir, variant, seed)
+    metrics_path = Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
     if not layers:  # the pixel mlp: nothing to rank images for
         return write_no_maps(out, metrics_path, {"layers": [], "split": cfg.split, "images": len(ids)})
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)

@@ -76,7 +76,9 @@ def test_variant_must_be_defined() -> None:
 
 @pytest.mark.parametrize("oip_seeds", [[], [0, 3]])
 def test_oip_seeds_must_be_trained_seeds(oip_seeds: list[int]) -> None:
-    with pytest.raises(ConfigError, match=r"study\.oip_seeds=.* must be a non-empty subset of study\.seeds=\[0, 1, 2\]"):
+    with pytest.raises(
+        ConfigError, match=r"study\.oip_seeds=.* must be a non-empty subset of study\.seeds=\[0, 1, 2\]"
+    ):
         validate(committed(study={"seeds": [0, 1, 2], "oip_seeds": oip_seeds}))
 
 

@@ -175,19 +175,26 @@ def find_exemplars(
     generator = torch.Generator().manual_seed(seed)
     in_sample = torch.zeros(n, dtype=torch.bool)
     in_sample[torch.randperm(n, generator=generator)[: min(median_sample, n)]] = True
+    sample_positions = in_sample.nonzero().squeeze(1)
     state: dict[str, _Running] = {}
     model.eval()
-    with track("exemplars", n) as advance:
+    with track("exemplars", n + len(sample_positions)) as advance:
         for start in range(0, n, batch_size):
             batch = images[start : start + batch_size].to(device)
             outputs = capture(model, model.standardize(batch.float() / 255), layers)
             positions = torch.arange(start, start + len(batch), device=device)
-            sample = in_sample[start : start + len(batch)].to(device)
             for name, out in outputs.items():
-                _update(state, name, out.flatten(2), positions, sample, k)
+                _update(state, name, out.flatten(2), positions, k)
+            advance(len(batch))
+        # The median sample's statistics in a second, short pass over its images only: inside the
+        # main pass they cost a few small ops per batch and layer, which dominated it on 2 threads
+        for start in range(0, len(sample_positions), batch_size):
+            batch = images[sample_positions[start : start + batch_size]].to(device)
+            outputs = capture(model, model.standardize(batch.float() / 255), layers)
+            for name, out in outputs.items():
+                _add_sample(state[name], out.flatten(2))
             advance(len(batch))
     sides = _spatial(model, layers)
-    sample_positions = in_sample.nonzero().squeeze(1)  # pass order = the order samples were appended
     return {
         name: _finish(state[name], geometry[name], sides[name], images, image_ids, sample_positions, n_median, k)
         for name in layers
@@ -200,16 +207,12 @@ def _spatial(model: LayeredCNN, layers: Sequence[str]) -> dict[str, tuple[int, i
         return {name: (int(t.shape[-2]), int(t.shape[-1])) for name, t in capture(model, dummy, layers).items()}
 
 
-def _update(
-    state: dict[str, _Running], name: str, flat: torch.Tensor, positions: torch.Tensor, sample: torch.Tensor, k: int
-) -> None:
-    """Merge one batch ``(B, M, P)`` of a layer into the running k-best and the sample's sums.
+def _update(state: dict[str, _Running], name: str, flat: torch.Tensor, positions: torch.Tensor, k: int) -> None:
+    """Merge one batch ``(B, M, P)`` of a layer into the running k-best.
 
     Only maps with an image above their current k-th best are re-sorted (after the first batches
     most maps have none), and the arg-max node is found only for entries that enter the k-best:
-    ``amax`` over the batch is several times cheaper than ``max`` with indices. Mean activation and
-    zeros (counted as ``Σ|sign(x)|``, faster than ``count_nonzero``) are summed over the median
-    sample's images only.
+    ``amax`` over the batch is several times cheaper than ``max`` with indices.
     """
     peak = flat.amax(dim=2)  # (B, M)
     n_maps = peak.shape[1]
@@ -242,15 +245,17 @@ def _update(
             run.values, run.ids, run.nodes = values.gather(0, keep), ids, nodes
         else:
             run.values[:, cols], run.ids[:, cols], run.nodes[:, cols] = values.gather(0, keep), ids, nodes
-    if sample.any():
-        picked = sample.nonzero().squeeze(1)
-        chosen = flat.index_select(0, picked)  # (much faster than boolean-mask indexing)
-        run.sample_values.append(peak.index_select(0, picked).cpu())
-        run.sample_nodes.append(chosen.argmax(dim=2).cpu())
-        run.total += chosen.sum(dim=2).sum(dim=0, dtype=torch.float64)
-        run.zeros += (
-            chosen.shape[0] * chosen.shape[2] - chosen.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).long()
-        )
+
+
+def _add_sample(run: _Running, flat: torch.Tensor) -> None:
+    """Add one batch ``(B, M, P)`` of the median sample's images: their peaks and arg-max nodes,
+    and the sums behind the mean activation and the zero fraction (zeros counted as ``Σ|sign(x)|``,
+    faster than ``count_nonzero``)."""
+    peak, node = flat.max(dim=2)
+    run.sample_values.append(peak.cpu())
+    run.sample_nodes.append(node.cpu())
+    run.total += flat.sum(dim=2).sum(dim=0, dtype=torch.float64)
+    run.zeros += flat.shape[0] * flat.shape[2] - flat.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).long()
 
 
 def _finish(
