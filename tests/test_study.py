@@ -89,13 +89,10 @@ def test_divergences_and_histograms_are_consistent(results: StudyResults) -> Non
     assert row["js_bits"].item() == pytest.approx(js_divergence(smoothed(p), smoothed(q)), abs=1e-12)
 
 
-def test_differences_follow_the_roles_and_the_summary_names_the_contrast(results: StudyResults) -> None:
+def test_differences_follow_the_roles(results: StudyResults) -> None:
     diffs = results.tables["differences"]
     assert list(dict.fromkeys(zip(diffs["variant"], diffs["reference"], strict=True))) == ROLES.pairs(results.variants)
     assert set(diffs["quantity"]) == set(tables.DIFFERENCE_QUANTITIES)
-    summary = results.summary["benchmark_minus_dummy"]
-    assert set(summary) == {*results.feature_maps, "softmax"}
-    assert not any(k.endswith("_minus_untrained") for k in results.summary)  # null pairs are tables, not metrics
 
 
 def test_deepest_map_is_the_models_last_feature_map(results: StudyResults) -> None:
@@ -173,8 +170,6 @@ def test_renamed_variants_give_the_same_tables_and_report(
     for name, table in results.tables.items():
         expected = table.replace({"variant": RENAMED, "reference": RENAMED})
         pd.testing.assert_frame_equal(other.tables[name], expected, check_exact=True)
-    expected_summary = json.loads(_renamed(json.dumps(results.summary)))
-    assert json.dumps(other.summary, sort_keys=True) == json.dumps(expected_summary, sort_keys=True)
     original = _report_section(results, tmp_path / "a", {v: v for v in RENAMED})
     # the contrast drives the report (its divergences; the claims table needs the compare stage's measures)
     assert "Divergence of benchmark from dummy" in original and "relu3" in original

@@ -3,8 +3,8 @@
 Input: the activation sets of ``variants × seeds`` (all extracted on the same probe and
 evaluation images) and those images. Output: tidy pandas tables — one per quantity, one row per
 variant, seed, image group and layer (:mod:`.tables`) — the small arrays the figures need
-(:mod:`.figures`) and the DVC summary (:mod:`.summary`); which variants are differenced follows
-the study's roles (:mod:`.roles`), never their names.
+(:mod:`.figures`); the stage's headline metrics are :func:`cnnscope.analysis.measures.headline`.
+Which variants are differenced follows the study's roles (:mod:`.roles`), never their names.
 
 Image groups: ``eval`` (the evaluation sample, histograms pooled over its images) and each probe
 image by name. The input pixels (in [0, 1]) are binned into ``bins`` bins on [0, 1] and act as the
@@ -27,7 +27,6 @@ from cnnscope.analysis.histograms import image_histograms, image_moments, pooled
 from cnnscope.analysis.study import figures, tables
 from cnnscope.analysis.study.common import EVAL, INPUT, PASS_THROUGH, Sets
 from cnnscope.analysis.study.roles import Roles
-from cnnscope.analysis.study.summary import dvc_summary
 from cnnscope.errors import CnnscopeError
 from cnnscope.progress import track
 
@@ -40,7 +39,7 @@ class StudyError(CnnscopeError, ValueError):
 
 @dataclass
 class StudyResults:
-    """Tables (tidy DataFrames by name), the metrics summary, and the arrays the figures draw."""
+    """Tables (tidy DataFrames by name), the metrics summary (set by the stage), and the arrays the figures draw."""
 
     variants: list[str]
     seeds: list[int]
@@ -107,7 +106,7 @@ def compare_study(
     probe_test_fraction: float = 0.5,
 ) -> StudyResults:
     """Every comparison of the study. ``images`` are the prepared uint8 images (indexed by sample
-    id); ``roles`` say which variant pairs get difference CIs and a DVC summary."""
+    id); ``roles`` say which variant pairs get difference CIs."""
     if not sets:
         raise StudyError("no activation sets to compare")
     ref, layers = _check_consistent(sets)
@@ -181,5 +180,4 @@ def compare_study(
     res.probe_images = images[torch.as_tensor(pr.sample_ids, dtype=torch.long)].numpy()
     t["differences"] = tables.differences(roles.pairs(variants), layers, seeds, per_image, bootstrap, confidence)
     t["seed_summary"] = tables.seed_summaries(t)
-    res.summary = dvc_summary(t, variants, seeds, res.feature_maps, res.eval_images, roles.present(variants))
     return res

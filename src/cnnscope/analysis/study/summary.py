@@ -1,4 +1,5 @@
-"""The compact metrics of a study for ``dvc metrics show`` (``metrics/compare.json``)."""
+"""What the compare stage writes beside its tables for the review tools: metrics flattened for MLflow and the
+per-variant layer profiles ``dvc plots`` draws."""
 
 from __future__ import annotations
 
@@ -8,65 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnscope.activations import SOFTMAX
 from cnnscope.io import atomic_dir
-
-
-def dvc_summary(
-    tables: dict[str, pd.DataFrame],
-    variants: list[str],
-    seeds: list[int],
-    feature_maps: list[str],
-    eval_images: int,
-    contrasts: list[tuple[str, str]],
-) -> dict[str, Any]:
-    """Per variant: accuracy and the feature maps' entropy, sparsity and probe accuracy (mean ± std
-    over seeds); per contrast ``a − b`` (key ``<a>_minus_<b>``): the entropy and sparsity differences."""
-    summ = tables["seed_summary"]
-
-    def get(v: str, L: str, q: str) -> tuple[float, float]:
-        row = summ[(summ["variant"] == v) & (summ["layer"] == L) & (summ["quantity"] == q)]
-        return (
-            (round(float(row["mean"].iloc[0]), 4), round(float(row["std"].iloc[0]), 4))
-            if len(row)
-            else (np.nan, np.nan)
-        )
-
-    out: dict[str, Any] = {"eval_images": eval_images, "seeds": seeds, "variants": {}}
-    for v in variants:
-        entry: dict[str, Any] = {}
-        if "certainty" in tables:
-            entry["accuracy"], entry["accuracy_std"] = get(v, SOFTMAX, "accuracy")
-            entry["softmax_entropy_bits"], _ = get(v, SOFTMAX, "softmax_entropy_bits")
-        for L in feature_maps:
-            e, es = get(v, L, "entropy_bits")
-            sp, sps = get(v, L, "sparsity")
-            acc, _ = get(v, L, "probe_accuracy")
-            entry[L] = {
-                "entropy_bits": e,
-                "entropy_bits_std": es,
-                "sparsity": sp,
-                "sparsity_std": sps,
-                "linear_probe_acc": acc,
-            }
-        out["variants"][v] = entry
-    diffs = tables["differences"]
-    for a, b in contrasts:
-        bd = diffs[(diffs["variant"] == a) & (diffs["reference"] == b)] if len(diffs) else diffs
-        if len(bd):
-            out[f"{a}_minus_{b}"] = {
-                L: {
-                    q: {
-                        k: round(float(r[k]), 4) if k != "holds" else bool(r[k])
-                        for k in ("difference", "ci_low", "ci_high", "holds")
-                    }
-                    for q, r in bd[bd["layer"] == L].set_index("quantity").iterrows()
-                    if q in ("entropy_bits", "sparsity")
-                }
-                for L in [*feature_maps, SOFTMAX]
-                if L in set(bd["layer"])
-            }
-    return out
 
 
 def flat_metrics(tree: dict[str, Any], prefix: str) -> dict[str, float]:
