@@ -36,6 +36,7 @@ from cnnscope.models import best_device, load_model
 from cnnscope.oip import generate_oips, map_table, summary
 from cnnscope.oip.color import colour_sqrt
 from cnnscope.oip.generate import OIPSettings
+from cnnscope.oip.metrics import cross_map_similarity
 from cnnscope.runtime import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,11 +87,15 @@ def main() -> None:
         start = time.perf_counter()
         result = generate_oips(model, cfg.layer, cfg.maps or None, settings, cfg.snapshots)
         seconds = time.perf_counter() - start
-        stats = summary(map_table(result, cfg.convergence_tol))
+        table = map_table(result, cfg.convergence_tol)
+        stats = summary(table)
+        live = ~torch.tensor(table["dead"].to_numpy(dtype=bool))
         results[name] = {
             "oip": {k: v for k, v in to_container(candidate)["oip"].items() if k not in ("out_dir",)},
             "candidates": len(result.maps) * settings.candidates,
             "median_robustness": stats["median_robustness"],
+            # the null: two different maps' OIPs from the same start (a faint start makes all alike)
+            "cross_map_similarity": cross_map_similarity(result.images, live),
             "converged_fraction": stats["converged_fraction"],
             "dead_fraction": stats["dead_fraction"],
             "median_best_activation": stats["median_best_activation"],

@@ -1,7 +1,7 @@
 """DVC stage `atlas`: the study's unit atlas, a static HTML site at ``atlas/<study>/index.html``.
 
 Reads every network's ``exemplars/<variant>/seed<k>/`` and, for ``study.oip_seeds``,
-``oip/<variant>/seed<k>/``, and the
+``oip/<variant>/seed<k>/``, the first network's checkpoint (its layer order), and the
 compare stage's ``compare/tables/matching.csv`` (which map of each network is matched to which map
 of the first; a layer it does not cover is shown by the same index); writes the
 site (replaced as a whole, from a temporary folder) and ``metrics/atlas.json`` (its size), and
@@ -26,6 +26,7 @@ from cnnscope.atlas.collect import (
     MATCHING_NOTE,
     MATCHING_TABLE,
     apply_matching,
+    channel_sources,
     figure_rows,
     network_layers,
     read_matching,
@@ -33,6 +34,7 @@ from cnnscope.atlas.collect import (
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import run_dir, write_json
+from cnnscope.models import load_model
 from cnnscope.viz.atlas import oip_beside_exemplars
 
 
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             against = pd.read_csv(folder / "against_data.csv")
             records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
-    records = apply_matching(records, read_matching(Path(params.compare.out_dir) / MATCHING_TABLE))
+    first = records[0]  # the layer order of the study's architecture, from its first network with maps
+    model = load_model(run_dir(params.trainer.models_dir, first.variant, first.seed) / "best.ckpt")
+    sources = channel_sources(model, list(dict.fromkeys(r.layer for r in records)))
+    records = apply_matching(records, read_matching(Path(params.compare.out_dir) / MATCHING_TABLE), sources)
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(

@@ -12,7 +12,9 @@ from PIL import Image
 
 from atlas_study import build_atlas
 from cnnscope.atlas import AtlasError, NetworkLayer, folder_size, site, write_atlas
+from cnnscope.atlas.collect import channel_sources
 from cnnscope.atlas.sprites import to_uint8, write_sheet
+from cnnscope.models import build_model
 
 REPO_ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "figures"
 LINK = re.compile(r'(?:href|src)="([^"]+)"')
@@ -226,3 +228,17 @@ def test_figure_labels_the_matched_map_with_its_correlation() -> None:
     assert labels == ["map 0"] and [cell.map for cell in rows[0]] == [0, 5]
     assert rows[0][0].label == "" and rows[0][1].label == "map 5, r 0.42"
     assert int(rows[0][1].crops[0].max()) == 5  # B's own map 5 crops
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("mnist_cnn", {"pool1": "relu1", "pool2": "relu2"}),
+        ("cifar_cnn", {"pool1": "relu2", "pool2": "relu4"}),
+        ("edge_filters", {"pool1": "relu1", "pool2": "relu2"}),
+        ("mlp", {}),
+    ],
+)
+def test_a_pooling_layer_takes_the_matching_of_the_relu_it_pools(name: str, expected: dict[str, str]) -> None:
+    model = build_model(name, in_channels=1, num_classes=10, image_size=32, mean=[0.5], std=[0.25])
+    assert channel_sources(model, [*model.layer_names, "nonexistent"]) == expected

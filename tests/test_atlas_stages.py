@@ -63,8 +63,14 @@ def test_exemplars_then_atlas(study: Path) -> None:
     load_stage("atlas").main([])
     page = (study / "atlas" / "default" / "maps" / "relu3" / "3.html").read_text()
     assert 'untrained seed0</a><br>map 5<br><span class="lab">matched, r = 0.87</span>' in page
-    pool = (study / "atlas" / "default" / "maps" / "pool2" / "3.html").read_text()
-    assert 'untrained seed0</a><br>map 3<br><span class="lab">same index</span>' in pool
+    pool = (study / "atlas" / "default" / "maps" / "pool2" / "3.html").read_text()  # max-pool keeps relu2's maps
+    assert 'untrained seed0</a><br>map 3<br><span class="lab">same index</span>' in pool  # relu2 not matched
+    relu3_only = matched.assign(**ids)
+    relu2 = relu3_only.assign(layer="relu2", map_b=[{7: 9, 9: 7}.get(m, m) for m in maps], matched_corr=0.5)
+    pd.concat([relu3_only, relu2[relu2["map_a"] < 64]]).to_csv(study / "compare/tables/matching.csv", index=False)
+    load_stage("atlas").main([])
+    pool = (study / "atlas" / "default" / "maps" / "pool2" / "7.html").read_text()
+    assert 'untrained seed0</a><br>map 9<br><span class="lab">matched via relu2, r = 0.50</span>' in pool
     index = study / "atlas" / "default" / "index.html"
     assert index.is_file() and (study / "atlas/default/overview.html").is_file()
     assert (study / "metrics/atlas.json").is_file()

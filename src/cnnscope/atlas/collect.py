@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from cnnscope.activations.exemplars import LayerExemplars
 from cnnscope.atlas.site import AtlasError, NetworkLayer
+from cnnscope.models import LayeredCNN
 from cnnscope.viz.atlas import FigureCell
 
 OIP_TENSORS = "oips.pt"
@@ -28,7 +30,8 @@ MATCHING_NOTE = (
     "Across networks, each map of the first network is shown beside its <b>matched</b> map in every other network: "
     "the one-to-one Hungarian matching of the compare stage (<code>compare/tables/matching.csv</code>; r is the "
     "correlation of the two maps over the evaluation images × positions; Li et al., ICLR 2016). Where that table "
-    "does not cover a layer, map <i>i</i> is shown beside map <i>i</i>, labelled <i>same index</i>: the variants "
+    "does not cover a layer, a pooling layer takes the matching of the ReLU it pools (labelled <i>via</i> it); "
+    "otherwise map <i>i</i> is shown beside map <i>i</i>, labelled <i>same index</i>: the variants "
     "share their initialisation per seed, so the same index starts as the same filter."
 )
 
@@ -182,19 +185,50 @@ def matched_maps(
     return [int(m) for m in rows[theirs]], [float(r) for r in rows["matched_corr"]]
 
 
-def apply_matching(records: Sequence[NetworkLayer], matching: pd.DataFrame | None) -> list[NetworkLayer]:
+#: Layers whose output channel ``c`` is a function of channel ``c`` of their input alone.
+CHANNELWISE = (nn.MaxPool2d, nn.AvgPool2d, nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)
+
+
+def channel_sources(model: LayeredCNN, layers: Sequence[str]) -> dict[str, str]:
+    """For each of ``layers`` that is not a feature map itself: the feature map (``conv_layers``)
+    whose channels it keeps one for one — ``pool1`` → ``relu1`` — when only channel-wise layers
+    (pooling, ReLU, batch norm, dropout) lie between them. Map ``i`` of ``pool1`` *is* map ``i`` of
+    ``relu1``, pooled, so it takes ``relu1``'s matching across networks."""
+    names, modules = model.layer_names, dict(model.named_children())
+    out = {}
+    for layer in layers:
+        if layer in model.conv_layers or layer not in names:
+            continue
+        for earlier in reversed(names[: names.index(layer) + 1]):
+            if earlier != layer and earlier in model.conv_layers:
+                out[layer] = earlier
+                break
+            if not isinstance(modules[earlier], CHANNELWISE):
+                break
+    return out
+
+
+def apply_matching(
+    records: Sequence[NetworkLayer], matching: pd.DataFrame | None, sources: dict[str, str] | None = None
+) -> list[NetworkLayer]:
     """``records`` with :attr:`NetworkLayer.matches` and :attr:`NetworkLayer.match_corr` set for
-    every network that the matching table pairs with the layer's first (reference) network; the
-    others keep the same index (``matches`` None)."""
+    every network that the matching table pairs with the layer's first (reference) network — for a
+    layer the table lacks, through its entry in ``sources`` (:func:`channel_sources`); the others
+    keep the same index (``matches`` None)."""
     out = list(records)
     if matching is None:
         return out
+    matched_layers = set(matching["layer"])
     reference: dict[str, NetworkLayer] = {}
     for i, net in enumerate(out):
         ref = reference.setdefault(net.layer, net)
         if ref is net or net.n_maps != ref.n_maps:
             continue
-        found = matched_maps(matching, net.layer, (ref.variant, ref.seed), (net.variant, net.seed), ref.n_maps)
+        layer = net.layer if net.layer in matched_layers else (sources or {}).get(net.layer)
+        if layer is None:
+            continue
+        found = matched_maps(matching, layer, (ref.variant, ref.seed), (net.variant, net.seed), ref.n_maps)
         if found is not None:
-            out[i] = dataclasses.replace(net, matches=found[0], match_corr=found[1])
+            via = None if layer == net.layer else layer
+            out[i] = dataclasses.replace(net, matches=found[0], match_corr=found[1], match_via=via)
     return out

@@ -113,6 +113,9 @@ class NetworkLayer:
     matches: list[int] | None = None
     #: ``match_corr[i]``: correlation of map ``matches[i]`` with map ``i`` of the reference.
     match_corr: list[float] | None = None
+    #: The layer whose matching these maps inherit (a pooling layer keeps its ReLU's channels);
+    #: None when the matching is this layer's own.
+    match_via: str | None = None
 
     @property
     def name(self) -> str:
@@ -209,7 +212,8 @@ class _Writer:
             return ""  # the reference network of the layer
         if net.match_corr is None:
             return '<br><span class="lab">same index</span>'
-        return f'<br><span class="lab">matched, r = {net.match_corr[ref]:.2f}</span>'
+        via = f" via {net.match_via}" if net.match_via else ""
+        return f'<br><span class="lab">matched{via}, r = {net.match_corr[ref]:.2f}</span>'
 
     def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].oips
