@@ -21,11 +21,13 @@ import torch
 
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, compare_study
+from cnnscope.analysis.measures import split_reference_heads
 from finished_study import finished_study
 
 
 def main() -> None:
-    params, sets, images = finished_study(__doc__.splitlines()[0] if __doc__ else None)
+    params, every, images = finished_study(__doc__.splitlines()[0] if __doc__ else None)
+    sets, _ = split_reference_heads(every)  # compared layer by layer, as in the stage (no pixel mlp)
 
     spent: dict[str, float] = defaultdict(float)
     reads = 0
