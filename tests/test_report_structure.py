@@ -12,6 +12,7 @@ import torch
 
 from cnnscope.analysis.claims import COLUMNS
 from cnnscope.models import build_model
+from cnnscope.report.assemble import _per_wavelength
 from cnnscope.report.findings import accuracy_sentence, claim_sentence, claims_frame, headline, slug
 from cnnscope.report.index import HEADLINE_FILE, write_index
 from cnnscope.report.model_table import model_table
@@ -101,3 +102,17 @@ def test_index_lists_every_published_study_with_its_headline(tmp_path: Path) -> 
     assert "(mnist_oip/README.md)" in rows[1] and "benchmark 99.3 %" in rows[1]
     assert "1 holds, 1 inconclusive" in rows[1] and "`dvc exp run -S experiment=mnist_oip`" in rows[1]
     assert (tmp_path / "cifar10_frog" / "README.md").read_text() == "# cifar10_frog\n"  # untouched
+
+
+def test_oip_wavelength_table_has_a_row_per_wavelength_and_means_over_seeds() -> None:
+    runs = pd.DataFrame(
+        [
+            {"variant": "b", "seed": 0, "silent_start_fraction_wl1": 0.5, "best_at_wl1_fraction": 0.25,
+             "silent_start_fraction_wl14": 0.0, "best_at_wl14_fraction": 0.75},
+            {"variant": "b", "seed": 1, "silent_start_fraction_wl1": 0.3, "best_at_wl1_fraction": 0.25,
+             "silent_start_fraction_wl14": 0.1, "best_at_wl14_fraction": 0.75},
+        ]
+    )  # fmt: skip
+    table = _per_wavelength(runs, ["a", "b"])
+    assert table["λ (px)"].tolist() == [1, 14] and list(table.columns) == ["λ (px)", "b"]
+    assert table["b"].tolist() == ["silent 0.40 · best 0.25", "silent 0.05 · best 0.75"]

@@ -29,7 +29,17 @@ from cnnscope.viz.curves import training_curves
 
 TRAIN_COLUMNS = ["test_acc", "test_loss", "best_val_acc", "epochs"]
 #: Numbers of the OIP metrics that identify rather than measure (a map index, a count of maps).
-OIP_BOOKKEEPING = ("focus_map", "maps", "dead_maps")
+#: The OIP summary's columns (``metrics/oip/*.json`` keys); the per-wavelength keys get their own table.
+OIP_COLUMNS = (
+    "dead_fraction",
+    "converged_fraction",
+    "median_robustness",
+    "same_map_similarity",
+    "cross_map_similarity",
+    "median_best_activation",
+    "median_mean_image_activation",
+    "median_gain",
+)
 
 
 class Report:
@@ -260,6 +270,20 @@ def _compare(report: Report, params: Params, root: Path) -> None:
             report.figure(folder / entry["path"], f"compare/{Path(entry['path']).name}", entry["caption"])
 
 
+def _per_wavelength(runs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Rows: noise wavelength; columns: variants; cells ``silent s · best b`` from the per-wavelength
+    keys of the OIP metrics (``silent_start_fraction_wl<λ>``, ``best_at_wl<λ>_fraction``)."""
+    prefix = "silent_start_fraction_wl"
+    wavelengths = sorted(int(c.removeprefix(prefix)) for c in runs if c.startswith(prefix))
+    means = runs.groupby("variant", sort=False).mean(numeric_only=True)
+    table = pd.DataFrame({"λ (px)": wavelengths})
+    for v in [v for v in variants if v in means.index]:
+        row = means.loc[v]
+        best = [row.get(f"best_at_wl{w}_fraction", float("nan")) for w in wavelengths]
+        table[v] = [f"silent {row[f'{prefix}{w}']:.2f} · best {b:.2f}" for w, b in zip(wavelengths, best, strict=True)]
+    return table
+
+
 LAYER_QUANTITIES = {
     "entropy_bits": "Shannon entropy (bits) on bins shared by all variants — raw: it measures scale too (see the "
     "scale-free statistics below)",
@@ -283,14 +307,21 @@ def _layer_table(summary: pd.DataFrame, quantity: str, variants: list[str]) -> p
 def _oip(report: Report, params: Params, root: Path) -> None:
     study = params.study
     runs, mapless = collect.with_maps(collect.per_run_json(root / "metrics/oip", study.variants, study.oip_seeds))
-    numeric = [c for c in runs.columns if c not in ("variant", "seed", *OIP_BOOKKEEPING)]
     seeds = f"seeds {study.oip_seeds}" if study.oip_seeds != study.seeds else "seeds"
     report.add(
         "## 3. Input patterns each map reacts to (OIPs)",
         "Stage `oip@<variant>-<seed>` (params `oip`): inputs found by gradient ascent from noise at several "
-        f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`):",
+        f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`); *robustness*: how much "
+        "the restarts' OIPs of one map agree (median over maps), against *cross_map_similarity*, two different "
+        "maps' OIPs from the same start (the null); columns are keys of `metrics/oip/*.json`:",
     )
-    report.table(collect.mean_std(runs, numeric, study.variants))
+    report.table(collect.mean_std(runs, [c for c in OIP_COLUMNS if c in runs.columns], study.variants))
+    if not runs.empty:
+        report.add(
+            "Per noise wavelength λ (pixels): the share of maps silent at the start for every restart, and the "
+            "share whose best OIP started at λ (means over seeds):"
+        )
+        report.table(_per_wavelength(runs, study.variants))
     if mapless:
         report.add(f"Without OIPs: {', '.join(f'`{v}`' for v in mapless)} (no convolution, so no feature maps).")
     seed = study.oip_seeds[0]
