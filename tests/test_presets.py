@@ -84,7 +84,7 @@ def test_mnist_oip(tmp_path: Path, shared_data: Path) -> None:
     params = run_pipeline(tmp_path, overrides)
     report = check_results(tmp_path, params)
     assert "Without OIPs: `mlp` (no convolution" in report and "Without exemplars: `mlp`" in report
-    assert re.search(r"^\| mlp +\| network head +\| 0\.\d+", report, re.M), "no pixel-MLP row in pattern classification"
+    assert re.search(r"^\| mlp +\| network head +\| +0\.\d+", report, re.M), "no pixel-MLP row"
     assert {"oip_grid.png", "evolution.png", "wavelengths.png"} <= figures(tmp_path / "oip/benchmark/seed0/index.json")
     assert "fcp_benchmark_class4.png" in figures(tmp_path / "compare/index.json")
 
