@@ -328,7 +328,10 @@ def test_ctrl_c_during_training_keeps_the_last_good_model_and_kills_the_run(repo
     before = outputs(repo)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     command = [sys.executable, str(PIPELINES / "train.py"), "--variant", "benchmark", "--no-progress"]
-    proc = subprocess.Popen(command, cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    # the child starts with Python's own Ctrl-C handling whatever this worker process inherited or set:
+    # an ignored SIGINT is inherited across exec, and the child would train on through the signal
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(command, cwd=repo, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     run_file = repo / "models/benchmark/.seed0.partial/mlflow_run_id.txt"
     # inside the epochs: the first epoch's last.ckpt exists (a fixed sleep after the run file could
     # land, on a loaded machine, in the MLflow calls before training, where the interrupt is not ours)
