@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
-from cnnscope.config import to_container
+from cnnscope.config import ConfigError, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     if not layers:  # the pixel mlp: nothing to rank images for
         return write_no_maps(out, metrics_path, {"layers": [], "split": cfg.split, "images": len(ids)})
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
+    focus = params.oip.layer or default_layer(model)  # the OIP layer: its maps are held against the data
+    if focus not in exemplars:
+        raise ConfigError(
+            f"oip.layer={focus!r} is not among exemplars.layers={layers}: add it there, or leave "
+            "exemplars.layers empty (every layer with feature maps)"
+        )
     has_oips = seed in params.study.oip_seeds
     if has_oips:
         oip_dir = run_dir(params.oip.out_dir, variant, seed)
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             with atomic_write(tmp / AGAINST_FILE) as fh:
                 against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
-    metrics = summary(against) if has_oips else data_summary(exemplars[params.oip.layer or default_layer(model)])
+    metrics = summary(against) if has_oips else data_summary(exemplars[focus])
     write_json(metrics_path, metrics)
     held = (
         f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, {metrics['flagged']} flagged"

@@ -132,6 +132,7 @@ def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: Pr
         ({"split": "tset"}, "the prepared data has no split 'tset'; choose one of"),
         ({"k": 100_000}, "k=100000 top exemplars requested, but the split has"),
         ({"layers": ["flatten"]}, "have no feature maps"),
+        ({"layers": ["pool1"]}, r"oip.layer='relu3' is not among exemplars.layers=\['pool1'\]: add it there"),
     ],
 )
 def test_exemplars_bad_input_writes_nothing(study: Path, setting: dict[str, Any], message: str) -> None:
