@@ -1,29 +1,34 @@
-"""``constraints.txt`` pins every dependency that ``pyproject.toml`` names, so installing with it
-reproduces the package set the published reports came from (a partial pin set would let the missing
-packages float, and the published numbers would no longer regenerate digit for digit)."""
+"""``constraints.txt`` pins every dependency that cnnscope declares, each within the declared bounds, so
+installing with it reproduces the package set the published reports came from (a partial pin set would
+let the missing packages float; a pin below a lower bound would make the install fail)."""
 
 from __future__ import annotations
 
-import re
+from importlib.metadata import requires
 
-import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from conftest import REPO_ROOT
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
-
-
-def test_constraints_pin_every_declared_dependency() -> None:
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    declared = {_name(r) for r in project["dependencies"]}
-    declared |= {_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+def _pins() -> dict[str, str]:
     pins = {}
     for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert version, f"constraints.txt line {line!r} is not an exact pin"
-            pins[_name(name)] = version
-    assert declared - set(pins) == set(), "constraints.txt lacks these dependencies: regenerate it with pip freeze"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_every_declared_dependency_within_its_bounds() -> None:
+    pins = _pins()
+    declared = [Requirement(r) for r in requires("cnnscope") or []]  # the installed metadata, extras included
+    assert declared, "cnnscope is not installed: run make setup"
+    missing = sorted({canonicalize_name(r.name) for r in declared} - set(pins))
+    assert not missing, f"constraints.txt lacks {missing}: regenerate it with pip freeze --exclude-editable"
+    outside = [f"{r.name}=={pins[canonicalize_name(r.name)]} vs {r.specifier}" for r in declared
+               if not r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True)]  # fmt: skip
+    assert not outside, f"pins outside pyproject.toml's bounds: {outside}"
     assert "cnnscope" not in pins  # the project itself is installed editable, never pinned
