@@ -20,14 +20,14 @@ from cnnscope.viz.atlas import oip_beside_exemplars
 from conftest import random_model
 
 ASCENT = dict(step_size=0.1, noise="grid", suppress="blur", blur_sigma=0.5, fourier_damping=0.1, jitter=0)
-SETTINGS = OIPSettings(seeds=(0, 1), wavelengths=(1, 4), steps=3, **ASCENT)  # type: ignore[arg-type]
+SETTINGS = OIPSettings(restarts=(0, 1), wavelengths=(1, 4), steps=3, **ASCENT)  # type: ignore[arg-type]
 NETWORKS = [("benchmark", 0), ("untrained", 0)]
 
 
 def write_oip_outputs(model: torch.nn.Module, out: Path, maps: list[int]) -> None:
     """``oips.pt`` and ``maps.csv`` as the OIP stage writes them, for ``maps`` of ``relu3``."""
     result = generate_oips(model, "relu3", maps, SETTINGS, snapshots=(0, 3))  # type: ignore[arg-type]
-    nodes = generate_node_oips(model, maps[0], "relu3", OIPSettings(seeds=(0,), wavelengths=(4,), steps=2, **ASCENT))  # type: ignore[arg-type]
+    nodes = generate_node_oips(model, maps[0], "relu3", OIPSettings(restarts=(0,), wavelengths=(4,), steps=2, **ASCENT))  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     map_table(result).to_csv(out / OIP_TABLE, index=False)
     torch.save(result.tensors(nodes), out / OIP_TENSORS)

@@ -38,7 +38,7 @@ from pipeline import run_stage_main
 REPO = Path(__file__).resolve().parents[1]
 #: The configured ascent (noise, suppression: conf/oip/default.yaml), made small.
 CONFIGURED = OIPSettings.from_config(load_params(REPO / "params.yaml").oip)
-FAST = replace(CONFIGURED, steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4))
+FAST = replace(CONFIGURED, steps=8, step_size=0.1, restarts=(0, 1), wavelengths=(1, 4))
 
 
 def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
@@ -46,8 +46,8 @@ def planted_net(kernel: torch.Tensor, bias: float = 0.0) -> LayeredCNN:
     (zero weights, negative bias), map 2 is random.
 
     A bias larger than any ``<kernel, image>`` of a standardised image keeps map 0's ReLU open from
-    every start, so each seed sees the kernel's gradient (with zero bias, starts whose response is
-    negative are dead — which the multi-seed design exists for)."""
+    every start, so each restart sees the kernel's gradient (with zero bias, starts whose response is
+    negative are dead — which the multi-restart design exists for)."""
     conv = nn.Conv2d(1, 3, kernel.shape[-1], bias=True)
     with torch.no_grad():
         conv.weight.zero_()
@@ -75,7 +75,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
         planted_net(kernel, bias),
         "relu1",
         [0],
-        replace(FAST, seeds=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
+        replace(FAST, restarts=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
     )
     flat = result.images[0].flatten(2)  # (K, W, H*W)
     corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
@@ -183,7 +183,7 @@ def test_per_node_mode_covers_every_node_and_prefers_its_location() -> None:
     kernel[1, 1] = 1.0  # map 0 copies the pixel under each node
     net = planted_net(kernel, bias=13.0)  # |pixel| ≤ 12 after standardisation: always active
     nodes = generate_node_oips(
-        net, 0, "relu1", replace(FAST, seeds=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
+        net, 0, "relu1", replace(FAST, restarts=(0,), wavelengths=(1,), steps=30, step_size=0.2, blur_sigma=0)
     )
     assert nodes.images.shape[:2] == (10, 10) and not nodes.dead.any()
     peaks = nodes.images[..., 0, :, :].flatten(2).argmax(dim=-1)  # brightest pixel of each node's OIP
@@ -205,7 +205,7 @@ def test_noise_wavelength_controls_smoothness() -> None:
         assert neighbour_corr(smooth) > 0.8 > 0.3 > neighbour_corr(rough)
     a = initial_noise([0, 1], [1, 4], 1, 28)
     b = initial_noise([1], [4], 1, 28)
-    assert torch.equal(a[1, 1], b[0, 0])  # an image depends only on its (seed, wavelength)
+    assert torch.equal(a[1, 1], b[0, 0])  # an image depends only on its (restart, wavelength)
 
 
 def test_suppression_damps_high_frequencies() -> None:
@@ -229,7 +229,7 @@ def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
         ({"maps": [128]}, {}, "valid maps are 0..127"),
         ({}, {"wavelengths": (29,)}, "1..28 pixels"),
         ({}, {"steps": 0}, "at least 1 step"),
-        ({}, {"seeds": (0,)}, "at least 2"),
+        ({}, {"restarts": (0,)}, "at least 2"),
         ({"snapshots": [50]}, {}, "valid steps are 0..8"),
     ],
 )

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: The configured ascent (conf/oip/default.yaml) switched to the spectral parameterisation, made small.
 CONFIGURED = OIPSettings.from_config(load_params(REPO / "params.yaml").oip)
-FOURIER = replace(CONFIGURED, steps=8, step_size=0.1, seeds=(0, 1), wavelengths=(1, 4), parameterization="fourier")
+FOURIER = replace(CONFIGURED, steps=8, step_size=0.1, restarts=(0, 1), wavelengths=(1, 4), parameterization="fourier")
 
 
 def correlated_images(n: int = 40, size: int = 6, seed: int = 0) -> torch.Tensor:
@@ -135,7 +135,7 @@ def test_fourier_oip_of_planted_colour_kernel_reproduces_its_pattern(decorrelate
     root = sqrt_psd(colour_covariance(correlated_images(size=10))[1]) if decorrelate else None
     settings = replace(
         CONFIGURED,
-        seeds=(0, 1, 2),
+        restarts=(0, 1, 2),
         wavelengths=(1, 3),
         steps=80,
         step_size=0.2,

@@ -44,9 +44,9 @@ def _merge(base: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
     return base.merge(extra[new], on="map", how="left")
 
 
-def _best(stack: torch.Tensor, seeds: list[int], wavelengths: list[int], table: pd.DataFrame) -> torch.Tensor:
-    """``stack[m, best seed, best wavelength]`` per map: ``(M, …)``."""
-    k = [seeds.index(int(s)) for s in table["best_seed"]]
+def _best(stack: torch.Tensor, restarts: list[int], wavelengths: list[int], table: pd.DataFrame) -> torch.Tensor:
+    """``stack[m, best restart, best wavelength]`` per map: ``(M, …)``."""
+    k = [restarts.index(int(r)) for r in table["best_restart"]]
     w = [wavelengths.index(int(v)) for v in table["best_wavelength"]]
     rows = torch.arange(len(table))
     return stack[rows, torch.tensor(k), torch.tensor(w)]
@@ -60,7 +60,7 @@ def oip_fields(oip_dir: str | Path, n_maps: int) -> tuple[str, dict[str, Any], p
     folder = Path(oip_dir)
     tensors = torch.load(folder / OIP_TENSORS, map_location="cpu", weights_only=True)
     table = pd.read_csv(folder / OIP_TABLE)
-    seeds, wavelengths, maps = list(tensors["seeds"]), list(tensors["wavelengths"]), list(tensors["maps"])
+    restarts, wavelengths, maps = list(tensors["restarts"]), list(tensors["wavelengths"]), list(tensors["maps"])
     images = tensors["images"]  # (M, K, W, C, H, W)
     steps = sorted(int(s) for s in tensors["snapshots"])
     shape = (n_maps, *images.shape[3:])
@@ -71,12 +71,14 @@ def oip_fields(oip_dir: str | Path, n_maps: int) -> tuple[str, dict[str, Any], p
         return out.numpy()
 
     fields: dict[str, Any] = {
-        "oips": full(_best(images, seeds, wavelengths, table)),
+        "oips": full(_best(images, restarts, wavelengths, table)),
         "oip_maps": [int(m) for m in maps],
-        "evolution": full(torch.stack([_best(tensors["snapshots"][s], seeds, wavelengths, table) for s in steps], 1)),
+        "evolution": full(
+            torch.stack([_best(tensors["snapshots"][s], restarts, wavelengths, table) for s in steps], 1)
+        ),
         "evolution_steps": steps,
         "starts": full(images.flatten(1, 2)),
-        "start_labels": [f"seed {s}, wavelength {w}" for s in seeds for w in wavelengths],
+        "start_labels": [f"restart {r}, wavelength {w}" for r in restarts for w in wavelengths],
     }
     if "node_images" in tensors:
         fields["nodes"] = (int(tensors["node_map"]), tensors["node_images"].float().numpy())

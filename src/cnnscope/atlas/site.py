@@ -103,7 +103,7 @@ class NetworkLayer:
     #: ``(M, S, C, H, W)`` the OIP at steps :attr:`evolution_steps`.
     evolution: np.ndarray | None = None
     evolution_steps: list[int] = field(default_factory=list)
-    #: ``(M, V, C, H, W)`` final OIPs of every start (seed × wavelength), labelled :attr:`start_labels`.
+    #: ``(M, V, C, H, W)`` final OIPs of every start (restart × wavelength), labelled :attr:`start_labels`.
     starts: np.ndarray | None = None
     start_labels: list[str] = field(default_factory=list)
     #: Per-node OIPs of one map: ``(map, images (Hn, Wn, C, H, W))``.

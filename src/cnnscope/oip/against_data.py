@@ -152,7 +152,7 @@ def against_oip_outputs(
     far_above: float = FAR_ABOVE,
 ) -> pd.DataFrame:
     """:func:`against_data` for what the OIP stage wrote in ``oip_dir`` (``oips.pt``, ``maps.csv``):
-    each map's best OIP (best seed and wavelength) against its exemplars among ``images``."""
+    each map's best OIP (best restart and wavelength) against its exemplars among ``images``."""
     folder = Path(oip_dir)
     if not (folder / "oips.pt").is_file():
         raise OIPError(f"no OIP outputs in {folder}: run the oip stage first (dvc repro oip)")
@@ -161,11 +161,11 @@ def against_oip_outputs(
     layer = str(tensors["layer"])
     if layer not in exemplars:
         raise OIPError(f"the OIPs are of layer {layer!r} but exemplars were found for {sorted(exemplars)}")
-    seeds, wavelengths = list(tensors["seeds"]), list(tensors["wavelengths"])
+    restarts, wavelengths = list(tensors["restarts"]), list(tensors["wavelengths"])
     rows = torch.arange(len(table))
-    best_seed = torch.tensor([seeds.index(int(s)) for s in table["best_seed"]])
+    best_restart = torch.tensor([restarts.index(int(r)) for r in table["best_restart"]])
     best_wl = torch.tensor([wavelengths.index(int(w)) for w in table["best_wavelength"]])
-    oips = tensors["images"][rows, best_seed, best_wl]
+    oips = tensors["images"][rows, best_restart, best_wl]
     maps = [int(m) for m in tensors["maps"]]
     ex = exemplars[layer]
     position = {int(i): p for p, i in enumerate(image_ids.tolist())}

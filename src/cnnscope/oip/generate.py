@@ -1,6 +1,6 @@
 """OIPs for every map of a layer, or every node of one map, optimised as one batch.
 
-The batch dimension is ``map × seed × wavelength`` (or ``node × seed × wavelength``): one forward
+The batch dimension is ``map × restart × wavelength`` (or ``node × restart × wavelength``): one forward
 and one backward pass per step serve all candidates, and the pass stops at the target layer
 (``model.truncated``). On a CPU that turns a per-step-overhead-bound loop into arithmetic-bound
 work; on a GPU it is what fills the device at all.
@@ -39,8 +39,9 @@ class OIPSettings:
     per-node grid of a map is comparable with that map's OIPs. No defaults here: they live in the
     configuration (``conf/oip/default.yaml``); build from it with :meth:`from_config`."""
 
-    #: Noise seeds, one per restart; every (seed, wavelength) pair is one candidate per target.
-    seeds: Sequence[int]
+    #: The noise restarts, each named by its noise seed (not a training seed); every (restart,
+    #: wavelength) pair is one candidate per target.
+    restarts: Sequence[int]
     #: Noise wavelengths in pixels (1 = pixel noise), each ≤ the image side.
     wavelengths: Sequence[int]
     steps: int
@@ -86,13 +87,13 @@ class OIPSettings:
 
     @classmethod
     def from_config(cls, cfg: OIPConfig, colour_sqrt: tuple[tuple[float, ...], ...] | None = None) -> OIPSettings:
-        """The settings of the ``oip`` config section: ``restarts`` noise seeds counted from
-        ``noise_seed``, and the section's ascent knobs; ``colour_sqrt`` is the decorrelated colour
+        """The settings of the ``oip`` config section: ``restarts`` noise restarts, their seeds counted
+        from ``noise_seed``, and the section's ascent knobs; ``colour_sqrt`` is the decorrelated colour
         space (:func:`cnnscope.oip.color.colour_sqrt`) when ``oip.decorrelate`` is on. Keys named
         as a field here pass through; the others are converted or renamed."""
         same_named = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
         converted = {
-            "seeds": [cfg.noise_seed + i for i in range(cfg.restarts)],
+            "restarts": [cfg.noise_seed + i for i in range(cfg.restarts)],
             "wavelengths": list(cfg.wavelengths),
             "suppress": cfg.suppression,
             "parameterization": cfg.parameterization.value,
@@ -102,17 +103,17 @@ class OIPSettings:
 
     @property
     def candidates(self) -> int:
-        """Candidates per target: seeds × wavelengths."""
-        return len(self.seeds) * len(self.wavelengths)
+        """Candidates per target: restarts × wavelengths."""
+        return len(self.restarts) * len(self.wavelengths)
 
 
 @dataclass
 class OIPResult:
-    """OIPs of ``maps`` of ``layer``; tensors are indexed ``[map, seed, wavelength, …]``."""
+    """OIPs of ``maps`` of ``layer``; tensors are indexed ``[map, restart, wavelength, …]``."""
 
     layer: str
     maps: list[int]
-    seeds: list[int]
+    restarts: list[int]
     wavelengths: list[int]
     #: Starting noise ``(K, W, C, H, W)``, shared by all maps.
     start: torch.Tensor
@@ -124,8 +125,8 @@ class OIPResult:
     snapshots: dict[int, torch.Tensor]
     #: ``(M, K, W)``: whether the candidate ever had a non-zero gradient.
     grad_seen: torch.Tensor
-    #: ``(M,)``: objective of the (re-standardised) mean of the K seeds' OIPs at the map's best
-    #: wavelength — high when the seeds found the same pattern, low when they cancel.
+    #: ``(M,)``: objective of the (re-standardised) mean of the K restarts' OIPs at the map's best
+    #: wavelength — high when the restarts found the same pattern, low when they cancel.
     mean_image_activation: torch.Tensor
     #: ``(M,)``: objective of the all-zero standardised image, i.e. the training mean image.
     baseline_activation: torch.Tensor
@@ -136,7 +137,7 @@ class OIPResult:
         return self.history[-1]
 
     def best_candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per map, the (seed index, wavelength index) of its highest final objective, ``(M,)`` each."""
+        """Per map, the (restart index, wavelength index) of its highest final objective, ``(M,)`` each."""
         n_wl = self.final.shape[2]
         flat = self.final.flatten(1).argmax(dim=1)
         return flat // n_wl, flat % n_wl
@@ -146,7 +147,7 @@ class OIPResult:
         out: dict[str, Any] = {
             "layer": self.layer,
             "maps": self.maps,
-            "seeds": self.seeds,
+            "restarts": self.restarts,
             "wavelengths": self.wavelengths,
             "images": self.images,
             "history": self.history,
@@ -160,7 +161,7 @@ class OIPResult:
 
 @dataclass
 class NodeOIPResult:
-    """One OIP per node ``(y, x)`` of map ``map`` of ``layer``: the best over seeds and wavelengths."""
+    """One OIP per node ``(y, x)`` of map ``map`` of ``layer``: the best over restarts and wavelengths."""
 
     layer: str
     map: int
@@ -204,11 +205,11 @@ def check_request(
     maps: Sequence[int],
     settings: OIPSettings,
     snapshots: Sequence[int],
-    min_seeds: int = 1,
+    min_restarts: int = 1,
 ) -> tuple[int, ...]:
     """Validate an OIP request; each failure names what is valid. Returns the layer's shape."""
     shape = layer_shape(model, layer)
-    seeds, wavelengths, steps = settings.seeds, settings.wavelengths, settings.steps
+    restarts, wavelengths, steps = settings.restarts, settings.wavelengths, settings.steps
     bad_maps = [m for m in maps if not 0 <= m < shape[0]]
     if bad_maps:
         raise OIPError(f"map index {bad_maps} out of range for layer {layer!r}: valid maps are 0..{shape[0] - 1}")
@@ -220,8 +221,10 @@ def check_request(
         raise OIPError(f"wavelengths {list(wavelengths)} invalid: each must be 1..{size} pixels (the image side)")
     if steps < 1:
         raise OIPError(f"steps={steps}: the ascent needs at least 1 step")
-    if len(seeds) < min_seeds:
-        raise OIPError(f"{len(seeds)} seed(s) given; at least {min_seeds} are needed (robustness compares seeds)")
+    if len(restarts) < min_restarts:
+        raise OIPError(
+            f"{len(restarts)} restart(s) given; at least {min_restarts} are needed (robustness compares restarts)"
+        )
     if settings.parameterization not in PARAMETERIZATIONS:
         raise OIPError(
             f"unknown parameterization {settings.parameterization!r}; choose one of: {', '.join(PARAMETERIZATIONS)}"
@@ -244,11 +247,11 @@ def _ascend_targets(
     settings: OIPSettings,
     snapshots: Sequence[int] = (),
 ) -> tuple[torch.Tensor, AscentTrace]:
-    """One ascent of ``n_targets × seeds × wavelengths`` candidates (target-major), every target
+    """One ascent of ``n_targets × restarts × wavelengths`` candidates (target-major), every target
     starting from the same noise images. Returns the noise ``(K, W, C, H, W)`` and the trace."""
     device = next(model.buffers()).device
-    seeds, wavelengths = [int(s) for s in settings.seeds], [int(w) for w in settings.wavelengths]
-    noise = initial_noise(seeds, wavelengths, model.in_channels, model.image_size, settings.noise)
+    restarts, wavelengths = [int(s) for s in settings.restarts], [int(w) for w in settings.wavelengths]
+    noise = initial_noise(restarts, wavelengths, model.in_channels, model.image_size, settings.noise)
     start = noise.flatten(0, 1).repeat(n_targets, 1, 1, 1).to(device)
     if settings.parameterization != "pixel":
         start = start * settings.init_scale
@@ -261,7 +264,7 @@ def _ascend_targets(
             settings.steps,
             settings.step_size,
             suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
-            _transforms(settings, seeds[0]),
+            _transforms(settings, restarts[0]),
             snapshots,
             _parameterization(model, settings),
             settings.anneal,
@@ -296,16 +299,16 @@ def generate_oips(
     settings: OIPSettings,
     snapshots: Sequence[int] = (),
 ) -> OIPResult:
-    """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all seeds and
+    """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all restarts and
     wavelengths in one batch, on the model's device. The model is left unchanged."""
     layer = layer if layer is not None else default_layer(model)
     shape = layer_shape(model, layer)
     maps = list(range(shape[0])) if maps is None else [int(m) for m in maps]
-    check_request(model, layer, maps, settings, snapshots, min_seeds=2)
+    check_request(model, layer, maps, settings, snapshots, min_restarts=2)
     device = next(model.buffers()).device
     channels = torch.tensor(maps, device=device).repeat_interleave(settings.candidates)
     noise, trace = _ascend_targets(model, layer, len(maps), MapMean(channels), settings, snapshots)
-    grid = (len(maps), len(settings.seeds), len(settings.wavelengths))
+    grid = (len(maps), len(settings.restarts), len(settings.wavelengths))
     images = trace.images.view(*grid, *noise.shape[2:])
     net = ascent_net(model, layer)
     restandardize = settings.parameterization == "pixel"
@@ -316,7 +319,7 @@ def generate_oips(
     return OIPResult(
         layer=layer,
         maps=maps,
-        seeds=[int(s) for s in settings.seeds],
+        restarts=[int(s) for s in settings.restarts],
         wavelengths=[int(w) for w in settings.wavelengths],
         start=noise,
         images=images,
@@ -336,7 +339,7 @@ def _reference_activations(
     device: torch.device,
     restandardize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective of the seed-mean OIP at each map's best wavelength, and of the zero image.
+    """Objective of the restart-mean OIP at each map's best wavelength, and of the zero image.
 
     The pixel recipe's images live on the standardised sphere, so their mean is re-standardised;
     a parameterisation's images are valid images already, and so is their mean."""
@@ -358,7 +361,7 @@ def generate_node_oips(
     layer: str | None,
     settings: OIPSettings,
 ) -> NodeOIPResult:
-    """One OIP per node of map ``map_index``: batch = node × seed × wavelength, one run."""
+    """One OIP per node of map ``map_index``: batch = node × restart × wavelength, one run."""
     layer = layer if layer is not None else default_layer(model)
     shape = check_request(model, layer, [map_index], settings, ())
     if len(shape) != 3:
@@ -374,7 +377,7 @@ def generate_node_oips(
     rows = torch.arange(n_nodes)
     image_shape = noise.shape[2:]
     images = trace.images.view(n_nodes, per_node, *image_shape)[rows, best]
-    wl = torch.tensor([int(w) for w in settings.wavelengths]).repeat(len(settings.seeds))[best]
+    wl = torch.tensor([int(w) for w in settings.wavelengths]).repeat(len(settings.restarts))[best]
     return NodeOIPResult(
         layer=layer,
         map=map_index,

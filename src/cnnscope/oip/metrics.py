@@ -71,17 +71,17 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
     """One row per map: best activation and where it was reached, reference activations,
     robustness at the best wavelength (and averaged over wavelengths), convergence, dead flag."""
     final = result.final  # (M, K, W)
-    best_seed, best_wl = result.best_candidates()
+    best_restart, best_wl = result.best_candidates()
     rows = torch.arange(final.shape[0])
     robust = robustness(result.images)  # (M, W)
-    history_best = result.history[:, rows, best_seed, best_wl]  # (T, M)
+    history_best = result.history[:, rows, best_restart, best_wl]  # (T, M)
     dead = ~result.grad_seen.flatten(1).any(dim=1)
     table = pd.DataFrame(
         {
             "map": result.maps,
-            "best_activation": final[rows, best_seed, best_wl].tolist(),
+            "best_activation": final[rows, best_restart, best_wl].tolist(),
             "best_wavelength": [result.wavelengths[i] for i in best_wl.tolist()],
-            "best_seed": [result.seeds[i] for i in best_seed.tolist()],
+            "best_restart": [result.restarts[i] for i in best_restart.tolist()],
             "start_activation": history_best[0].tolist(),
             "mean_image_activation": result.mean_image_activation.tolist(),
             "baseline_activation": result.baseline_activation.tolist(),

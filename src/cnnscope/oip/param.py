@@ -74,23 +74,23 @@ NOISE_KINDS: dict[str, Callable[[int, int, int, int, torch.Generator], torch.Ten
 
 
 def initial_noise(
-    seeds: list[int],
+    restarts: list[int],
     wavelengths: list[int],
     channels: int,
     size: int,
     kind: str = "grid",
 ) -> torch.Tensor:
-    """Starting images ``(len(seeds), len(wavelengths), C, H, W)``.
+    """Starting images ``(len(restarts), len(wavelengths), C, H, W)``; a restart is named by its noise seed.
 
-    Each (seed, wavelength) pair has its own generator, so an image depends only on that pair —
-    not on which maps, how many seeds or which other wavelengths are in the batch. That makes the
+    Each (restart, wavelength) pair has its own generator, so an image depends only on that pair —
+    not on which maps, how many restarts or which other wavelengths are in the batch. That makes the
     batched run and a one-map-at-a-time loop start from identical images.
     """
     rows = []
-    for seed in seeds:
+    for restart in restarts:
         row = []
         for wavelength in wavelengths:
-            gen = torch.Generator().manual_seed(_pair_seed(seed, wavelength))
+            gen = torch.Generator().manual_seed(_pair_seed(restart, wavelength))
             row.append(wavelength_noise(1, channels, size, wavelength, gen, kind)[0])
         rows.append(torch.stack(row))
     return torch.stack(rows)

@@ -168,17 +168,17 @@ def wavelength_comparison(
     finals: np.ndarray,
     activations: np.ndarray,
     wavelengths: Sequence[int],
-    seeds: Sequence[int],
+    restarts: Sequence[int],
     title: str,
 ) -> Figure:
-    """Rows = wavelengths; per seed the starting noise and the OIP it became (activation above).
+    """Rows = wavelengths; per restart the starting noise and the OIP it became (activation above).
     ``starts``/``finals`` are ``(W, K, C, H, W)``, ``activations`` ``(W, K)``."""
-    n_wl, n_seeds = finals.shape[:2]
-    fig, axes = plt.subplots(n_wl, 2 * n_seeds, figsize=(1.5 * 2 * n_seeds, 1.6 * n_wl + 0.5), squeeze=False)
+    n_wl, n_restarts = finals.shape[:2]
+    fig, axes = plt.subplots(n_wl, 2 * n_restarts, figsize=(1.5 * 2 * n_restarts, 1.6 * n_wl + 0.5), squeeze=False)
     for i in range(n_wl):
-        for k in range(n_seeds):
+        for k in range(n_restarts):
             _show(axes[i, 2 * k], plain(starts[i, k]), PLAIN_CMAP)
-            axes[i, 2 * k].set_title(f"noise s{seeds[k]}", fontsize=7)
+            axes[i, 2 * k].set_title(f"noise r{restarts[k]}", fontsize=7)
             _show(axes[i, 2 * k + 1], plain(finals[i, k]), PLAIN_CMAP)
             axes[i, 2 * k + 1].set_title(f"OIP {activations[i, k]:.3g}", fontsize=7)
         axes[i, 0].set_ylabel(f"λ = {wavelengths[i]} px", fontsize=8)
@@ -234,17 +234,17 @@ def render_oips(
 ) -> list[dict[str, str]]:
     """Write the figures of one OIP run under ``out`` (the per-node grid only for a spatial
     layer) and return their index entries (``path`` relative to ``out``, ``caption``)."""
-    best_seed, best_wl = result.best_candidates()
+    best_restart, best_wl = result.best_candidates()
     maps = torch.arange(len(result.maps))
-    best_images = result.images[maps, best_seed, best_wl]
+    best_images = result.images[maps, best_restart, best_wl]
     labels = [f"{m}: {a:.2g}" for m, a in zip(table["map"], table["best_activation"], strict=True)]
     grid = oip_grid(best_images.numpy(), labels, table["dead"].tolist(), f"{tag} {result.layer}")
     save_figure(grid, out / "oip_grid.png")
 
     index = torch.as_tensor([result.maps.index(m) for m in evolution_maps], dtype=torch.long)
     steps = sorted(result.snapshots)
-    snaps = torch.stack([result.snapshots[s][index, best_seed[index], best_wl[index]] for s in steps], dim=1)
-    hist = result.history[:, index, best_seed[index], best_wl[index]].T
+    snaps = torch.stack([result.snapshots[s][index, best_restart[index], best_wl[index]] for s in steps], dim=1)
+    hist = result.history[:, index, best_restart[index], best_wl[index]].T
     series = evolution(snaps.numpy(), steps, hist[:, steps].numpy(), hist.numpy(), [f"map {m}" for m in evolution_maps])
     save_figure(series, out / "evolution.png")
 
@@ -254,7 +254,7 @@ def render_oips(
         result.images[i].transpose(0, 1).numpy(),
         result.final[i].T.numpy(),
         result.wavelengths,
-        result.seeds,
+        result.restarts,
         f"{tag} {result.layer} map {focus}",
     )
     save_figure(comparison, out / "wavelengths.png")
@@ -274,7 +274,7 @@ def render_oips(
         {
             "path": "wavelengths.png",
             "caption": f"Map {focus} of {result.layer} ({tag}): starting noise and OIP per "
-            f"wavelength {result.wavelengths} and seed.",
+            f"wavelength {result.wavelengths} and noise restart.",
         },
     ]
     if nodes is not None:
