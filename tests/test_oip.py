@@ -19,6 +19,7 @@ from cnnscope.config import load_params
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import (
     OIPError,
+    OIPResult,
     OIPSettings,
     cross_map_similarity,
     generate_node_oips,
@@ -216,10 +217,70 @@ def test_suppression_damps_high_frequencies() -> None:
 
 
 def test_robustness_is_one_for_identical_and_finite_for_flat_images() -> None:
-    img = torch.randn(1, 4, 4)
+    img = torch.randn(1, 1, 4, 4)  # one wavelength
     assert robustness(torch.stack([img, img, img])).item() == pytest.approx(1.0)
     assert robustness(torch.stack([img, -img])).item() == pytest.approx(-1.0)
-    assert robustness(torch.zeros(2, 1, 4, 4)).item() == 0.0
+    assert robustness(torch.zeros(2, 1, 1, 4, 4)).item() == 0.0
+    with pytest.raises(ValueError, match="at least 2 restarts"):
+        robustness(img.unsqueeze(0))
+
+
+def _restart_correlations(images: torch.Tensor) -> torch.Tensor:
+    """``(M, W)``: the mean Pearson correlation over pairs of restarts of ``images`` ``(M, K, W, C, H, W)``,
+    straight from ``torch.corrcoef`` (the definition in docs/measures.md)."""
+    m, k, w = images.shape[:3]
+    off_diagonal = ~torch.eye(k, dtype=torch.bool)
+    return torch.tensor([[float(torch.corrcoef(images[i, :, j].flatten(1))[off_diagonal].mean()) for j in range(w)]
+                         for i in range(m)])  # fmt: skip
+
+
+def _agreeing_restarts(k: int = 3, w: int = 2) -> torch.Tensor:
+    """``(1, K, W, 1, 6, 6)``: at every wavelength the K restarts reach one pattern (at different
+    contrasts), and each wavelength has its own pattern, so restarts agree and wavelengths do not."""
+    gen = torch.Generator().manual_seed(0)
+    per_wavelength = torch.randn(1, 1, w, 1, 6, 6, generator=gen)
+    contrast = torch.arange(1.0, k + 1).view(1, k, 1, 1, 1, 1)
+    return per_wavelength * contrast
+
+
+def test_robustness_compares_restarts_at_each_wavelength() -> None:
+    """3 restarts × 2 wavelengths: a swapped axis would give 3 numbers per map, each the
+    (low) agreement between wavelengths."""
+    images = _agreeing_restarts(k=3, w=2)
+    torch.testing.assert_close(robustness(images), torch.ones(1, 2))
+    noisy = images + torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(robustness(noisy), _restart_correlations(noisy))
+
+
+def test_map_table_robustness_is_agreement_of_restarts_at_the_best_wavelength() -> None:
+    """2 maps × 3 restarts × 2 wavelengths: map 0 is best at wavelength 0, map 1 at wavelength 1;
+    the table's robustness is the restarts' agreement there, and its mean over wavelengths is what
+    the summary compares with the cross-map null."""
+    gen = torch.Generator().manual_seed(2)
+    k, w = 3, 2
+    images = torch.cat([_agreeing_restarts(k, w), torch.randn(1, k, w, 1, 6, 6, generator=gen)])
+    final = torch.zeros(2, k, w)
+    final[0, 1, 0] = final[1, 2, 1] = 5.0
+    result = OIPResult(
+        layer="relu1",
+        maps=[0, 1],
+        restarts=[10, 11, 12],
+        wavelengths=[1, 3],
+        start=torch.zeros(k, w, 1, 6, 6),
+        images=images,
+        history=torch.stack([torch.ones(2, k, w), final]),
+        snapshots={},
+        grad_seen=torch.ones(2, k, w, dtype=torch.bool),
+        mean_image_activation=torch.zeros(2),
+        baseline_activation=torch.zeros(2),
+    )
+    table = map_table(result)
+    expected = _restart_correlations(images)
+    assert table["best_restart"].tolist() == [11, 12] and table["best_wavelength"].tolist() == [1, 3]
+    assert table.loc[0, "robustness"] == pytest.approx(1.0, abs=1e-5)
+    assert table["robustness"].tolist() == pytest.approx([float(expected[0, 0]), float(expected[1, 1])], abs=1e-5)
+    assert table["robustness_all_wavelengths"].tolist() == pytest.approx(expected.mean(dim=1).tolist(), abs=1e-5)
+    assert summary(table)["same_map_similarity"] == pytest.approx(float(expected.mean()), abs=1e-5)
 
 
 @pytest.mark.parametrize(

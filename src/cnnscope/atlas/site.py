@@ -54,9 +54,10 @@ LEGEND = (
     '<p class="lab">top act.: the map\'s maximum over positions on its best image; mean act.: over images and '
     "positions; zeros: fraction of exactly-zero activations; silent on data: never positive on the split; "
     "silent to noise: no gradient from any noise start; robustness: mean correlation of the OIPs from different "
-    "noise seeds; OIP ÷ top: the OIP's activation over the top exemplar's; path: correlation of the activations "
-    "in each earlier layer inside the node's window, OIP vs exemplars / exemplars among themselves; path "
-    "unnatural: the OIP less typical than every exemplar; flagged: unnatural path and far above any image.</p>"
+    "noise restarts at the map's best wavelength; OIP ÷ top: the OIP's activation over the top exemplar's; path: "
+    "correlation of the activations in each earlier layer inside the node's window, OIP vs exemplars / exemplars "
+    "among themselves; path unnatural: the OIP less typical than every exemplar; flagged: unnatural path and far "
+    "above any image.</p>"
 )
 #: The OIP-beside-exemplars figure in the atlas folder (embedded in ``overview.html``; the report copies it).
 FIGURE_FILE = "overview.png"

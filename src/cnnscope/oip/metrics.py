@@ -18,21 +18,30 @@ from cnnscope.oip.errors import OIPError
 from cnnscope.oip.generate import OIPResult
 
 
-def robustness(images: torch.Tensor) -> torch.Tensor:
-    """Mean pairwise Pearson correlation of the K images along dim -4 of ``(..., K, C, H, W)``.
+def _mean_pairwise_correlation(vectors: torch.Tensor) -> torch.Tensor:
+    """Mean Pearson correlation over the pairs of the ``N`` rows of ``vectors`` ``(..., N, D)``: ``(...)``.
 
-    1 means every seed reached the same pattern; ~0 means the seeds found unrelated ones.
-    """
-    k = images.shape[-4]
-    if k < 2:
-        raise ValueError("robustness needs at least 2 seeds")
-    flat = images.flatten(-3)
-    centred = flat - flat.mean(dim=-1, keepdim=True)
+    A flat row correlates 0 with everything (not NaN)."""
+    n = vectors.shape[-2]
+    centred = vectors - vectors.mean(dim=-1, keepdim=True)
     norm = centred.norm(dim=-1, keepdim=True)
     unit = torch.where(norm > 0, centred / norm.clamp_min(1e-12), 0.0)
-    corr = unit @ unit.transpose(-1, -2)  # (..., K, K)
+    corr = unit @ unit.transpose(-1, -2)  # (..., N, N)
     off_diagonal = corr.sum(dim=(-1, -2)) - corr.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
-    return off_diagonal / (k * (k - 1))
+    return off_diagonal / (n * (n - 1))
+
+
+def robustness(images: torch.Tensor) -> torch.Tensor:
+    """Per map and wavelength, the mean pairwise Pearson correlation of the OIPs its K noise
+    restarts reached: ``images`` ``(..., K, W, C, H, W)`` → ``(..., W)``.
+
+    1 means every restart from noise of that wavelength reached the same pattern; ~0 means they
+    found unrelated ones. Agreement *across wavelengths* is a different number and is not this.
+    """
+    if images.shape[-5] < 2:
+        raise ValueError("robustness needs at least 2 restarts")
+    per_wavelength = images.flatten(-3).transpose(-3, -2)  # (..., W, K, D)
+    return _mean_pairwise_correlation(per_wavelength)
 
 
 def cross_map_similarity(images: torch.Tensor, live: torch.Tensor) -> float:
@@ -45,16 +54,10 @@ def cross_map_similarity(images: torch.Tensor, live: torch.Tensor) -> float:
     readers check ``maps − dead_maps`` ≥ 2).
     """
     kept = images[live]
-    m = kept.shape[0]
-    if m < 2:
+    if kept.shape[0] < 2:
         return 0.0
-    flat = kept.flatten(-3).permute(1, 2, 0, 3)  # (K, W, M, D)
-    centred = flat - flat.mean(dim=-1, keepdim=True)
-    norm = centred.norm(dim=-1, keepdim=True)
-    unit = torch.where(norm > 0, centred / norm.clamp_min(1e-12), 0.0)
-    corr = unit @ unit.transpose(-1, -2)  # (K, W, M, M)
-    off_diagonal = corr.sum(dim=(-1, -2)) - corr.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
-    return float((off_diagonal / (m * (m - 1))).mean())
+    per_start = kept.flatten(-3).permute(1, 2, 0, 3)  # (K, W, M, D)
+    return float(_mean_pairwise_correlation(per_start).mean())
 
 
 def converged(history: torch.Tensor, tol: float) -> torch.Tensor:
@@ -69,11 +72,16 @@ def converged(history: torch.Tensor, tol: float) -> torch.Tensor:
 
 def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
     """One row per map: best activation and where it was reached, reference activations,
-    robustness at the best wavelength (and averaged over wavelengths), convergence, dead flag."""
+    robustness (:func:`robustness`) at the map's best wavelength and averaged over wavelengths,
+    convergence, dead flag.
+
+    ``robustness`` is the agreement of the restarts where the map's best OIP came from, the one
+    the figures and the atlas show; ``robustness_all_wavelengths`` weighs every wavelength alike,
+    like :func:`cross_map_similarity`, the null it is compared with."""
     final = result.final  # (M, K, W)
     best_restart, best_wl = result.best_candidates()
     rows = torch.arange(final.shape[0])
-    robust = robustness(result.images)  # (M, W)
+    robust = robustness(result.images)  # (M, W): agreement of the K restarts per wavelength
     history_best = result.history[:, rows, best_restart, best_wl]  # (T, M)
     dead = ~result.grad_seen.flatten(1).any(dim=1)
     table = pd.DataFrame(
@@ -102,8 +110,11 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame, cross_map: float = 0.0) -> dict[str, Any]:
     """Per-variant numbers: fraction of dead maps, medians over the live maps, wavelength wins, the
-    fraction of maps silent at the start per wavelength, and same-map vs cross-map OIP similarity
-    (``cross_map`` from :func:`cross_map_similarity`)."""
+    fraction of maps silent at the start per wavelength, and same-map vs cross-map OIP similarity.
+
+    ``median_robustness`` is over the live maps' robustness at their best wavelength;
+    ``same_map_similarity`` the mean over live maps of their robustness averaged over wavelengths,
+    which is how ``cross_map`` (:func:`cross_map_similarity`) averages over restarts and wavelengths."""
     live = table[~table["dead"]]
 
     def med(column: str) -> float:

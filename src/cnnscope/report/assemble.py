@@ -312,8 +312,9 @@ def _oip(report: Report, params: Params, root: Path) -> None:
         "## 3. Input patterns each map reacts to (OIPs)",
         "Stage `oip@<variant>-<seed>` (params `oip`): inputs found by gradient ascent from noise at several "
         f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`); *robustness*: how much "
-        "the restarts' OIPs of one map agree (median over maps), against *cross_map_similarity*, two different "
-        "maps' OIPs from the same start (the null); columns are keys of `metrics/oip/*.json`:",
+        "the restarts' OIPs of one map agree at its best wavelength (median over maps); *same_map_similarity*: that "
+        "agreement averaged over wavelengths and maps, against *cross_map_similarity*, two different maps' OIPs "
+        "from the same start (the null); columns are keys of `metrics/oip/*.json`:",
     )
     report.table(collect.mean_std(runs, [c for c in OIP_COLUMNS if c in runs.columns], study.variants))
     if not runs.empty:
