@@ -63,7 +63,7 @@ def _record_run(
         "oip",
         f"oip-{variant}-seed{seed}",
         lambda: (
-            tracking.read_run_id(model_dir)
+            tracking.model_run_id(model_dir)
             or tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri)
         ),
         {"oip": config["oip"], "variant": {"name": variant, "seed": seed}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
@@ -34,3 +35,20 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, limit_bytes))
+
+
+def set_threads(threads: int) -> None:
+    """Give torch and the BLAS libraries (numpy, scikit-learn) exactly ``threads`` threads.
+
+    Why: a float reduction is summed in an order that depends on the thread count, so results are
+    byte-stable only at a fixed count; and several one-thread stages side by side use the cores
+    better than one stage whose threads contend with its neighbours'. Imported lazily so that a
+    config check stays cheap for code that never computes.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # only settable before the first inter-op work
+        torch.set_num_interop_threads(threads)
+    threadpool_limits(limits=threads)

@@ -12,6 +12,7 @@ Order of operations (all seeded by ``data.split_seed``):
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,40 @@ def build_prepared(source: RawSource, cfg: DataConfig) -> PreparedData:
     counts = subset_counts([float(s) for s in cfg.subsets], len(order))
     subsets = {subset_key(size): order[:count] for size, count in zip(cfg.subsets, counts, strict=True)}
 
-    train01 = images[order].double() / 255
+    mean, std = channel_stats(images[order])
     return PreparedData(
         images=images.contiguous(),
         labels=labels,
         classes=list(source.classes),
-        mean=train01.mean(dim=(0, 2, 3)).tolist(),
-        std=train01.std(dim=(0, 2, 3)).tolist(),
+        mean=mean,
+        std=std,
         splits={"train": order, "val": val, "test": test, "probe": probes},
         subsets=subsets,
         probe_names=probe_names,
     )
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and sample standard deviation of uint8 ``images`` (N, C, H, W) on [0, 1].
+
+    Exact: each channel's histogram of the 256 pixel values is an integer count, and the moments are
+    formed from it with Python integers, so the result is the same bytes at any thread count (a float
+    reduction is summed in a thread-dependent order). Chunked, so memory stays flat in N.
+    """
+    counts = torch.zeros(images.shape[1], 256, dtype=torch.int64)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].transpose(0, 1).reshape(images.shape[1], -1).long()
+        for c in range(images.shape[1]):
+            counts[c] += torch.bincount(block[c], minlength=256)
+    values = range(256)
+    means, stds = [], []
+    for row in counts.tolist():
+        n = sum(row)
+        s1 = sum(v * k for v, k in zip(values, row, strict=True))
+        s2 = sum(v * v * k for v, k in zip(values, row, strict=True))
+        means.append(s1 / (255 * n))
+        stds.append(math.sqrt((n * s2 - s1 * s1) / (n * (n - 1))) / 255)
+    return means, stds
 
 
 def manifest(prepared: PreparedData, source: RawSource, cfg: DataConfig, dataset_path: Path) -> dict[str, Any]:

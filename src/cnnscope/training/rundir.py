@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cnnscope.io import replace_dir, write_json
 from cnnscope.models import CheckpointError, read_checkpoint
-from cnnscope.tracking import read_run_id
+from cnnscope.tracking import RUN_ID_FILE, read_run_id, record_model_run
 
 STATE_FILE = "run_state.json"
 LAST_CKPT = "last.ckpt"
@@ -92,4 +92,8 @@ def start_or_resume(out_dir: Path, fingerprint: str) -> RunStart:
 def promote(work: Path, out_dir: Path, fingerprint: str) -> None:
     """Mark the run in ``work`` complete and put it in place of ``out_dir`` (the last good model)."""
     write_json(work / STATE_FILE, {"fingerprint": fingerprint, "complete": True})
+    run_id = read_run_id(work)
+    (work / RUN_ID_FILE).unlink(missing_ok=True)  # random: kept out of the DVC output (record_model_run)
     replace_dir(work, out_dir)
+    if run_id is not None:
+        record_model_run(out_dir, run_id)
