@@ -120,9 +120,13 @@ def test_minibatch_cka_averages_hsic_over_fixed_batches() -> None:
     kl = sum(unbiased_hsic(gx, gy) for gx, gy in grams)
     kk = sum(unbiased_hsic(gx, gx) for gx, _ in grams)
     ll = sum(unbiased_hsic(gy, gy) for _, gy in grams)
-    out = minibatch_cka({"x": x, "y": y}, batch=20)
+    out = minibatch_cka({"x": x, "y": y}, batch=20, order=np.arange(50))
     assert out["x", "y"] == pytest.approx(kl / np.sqrt(kk * ll))
     assert out["x", "x"] == pytest.approx(1.0) and set(out) == {("x", "x"), ("x", "y"), ("y", "y")}
+    # by default the batches follow a seeded permutation of the images, not their stored order
+    order = np.random.default_rng(0).permutation(50)
+    shuffled = minibatch_cka({"x": x[order], "y": y[order]}, batch=20, order=np.arange(50))
+    assert minibatch_cka({"x": x, "y": y}, batch=20)["x", "y"] == pytest.approx(shuffled["x", "y"])
 
 
 def test_minibatch_cka_fits_ten_thousand_images() -> None:
@@ -188,6 +192,44 @@ def test_seed_verdicts(d: list[float], direction: int, verdict: str) -> None:
     out = seed_verdict(np.array(d), direction)
     assert out["verdict"] == verdict and out["n_seeds"] == len(d)
     assert out["sign_flip_min_p"] == pytest.approx(2 / 2 ** len(d))
+
+
+@pytest.mark.parametrize(
+    ("d", "direction", "sesoi", "verdict"),
+    [
+        # (a′) on a ceiling: +0.0007 ± 0.0002 against a SESOI of 0.01 is negligible, not a contradiction
+        ([0.0005, 0.0007, 0.0009], -1, 0.01, "equivalent"),
+        ([0.0005, 0.0007, 0.0009], -1, 0.0, "contradicted"),  # without a SESOI it read as contradicted
+        ([0.30, 0.32, 0.31, 0.29], 1, 0.05, "holds"),
+        ([0.30, 0.32, 0.31, 0.29], -1, 0.05, "contradicted"),  # beyond −SESOI against the claim
+        ([0.03, 0.04, 0.05], -1, 0.035, "inconclusive"),  # against the claim but not beyond the SESOI
+        ([0.3, -0.2, 0.1], 1, 0.05, "inconclusive"),  # wide: neither equivalent nor a direction
+        ([0.001, 0.002], 1, 0.05, "too few seeds"),
+    ],
+)
+def test_verdicts_with_a_smallest_effect_size_of_interest(
+    d: list[float], direction: int, sesoi: float, verdict: str
+) -> None:
+    out = seed_verdict(np.array(d), direction, 0.95, sesoi)
+    assert out["verdict"] == verdict
+    if verdict == "equivalent":  # TOST: both one-sided tests reject at (1 - 0.95) / 2
+        assert out["tost_p"] < 0.025 and -sesoi < out["seed_ci_low"] and out["seed_ci_high"] < sesoi
+
+
+def test_effect_size_tost_and_holm_match_direct_formulas() -> None:
+    from cnnscope.analysis.verdicts import effect_size_dz, holm, tost_p
+
+    d = np.array([0.2, 0.4, 0.3, 0.5])
+    assert effect_size_dz(d) == pytest.approx(d.mean() / d.std(ddof=1))
+    se = d.std(ddof=1) / 2
+    expected = max(stats.t.sf((d.mean() + 1.0) / se, 3), stats.t.cdf((d.mean() - 1.0) / se, 3))
+    assert tost_p(d, 1.0) == pytest.approx(expected)
+    # Holm: sorted p's times m, m-1, ... made monotone, capped at 1; NaN left out of the family
+    adjusted = holm(np.array([0.01, 0.04, np.nan, 0.03, 0.5]))
+    assert adjusted[[0, 3, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert np.isnan(adjusted[2])
+    # with n seeds the smallest sign-flip p is 2/2^n: 0.25 for 3 seeds, so no Holm p of 3 seeds decides
+    assert sign_flip_p(np.array([1.0, 2.0, 3.0])) == pytest.approx(0.25)
 
 
 # --- spatial probes --------------------------------------------------------------------------
@@ -327,7 +369,15 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     t = res.tables
     mlp_rows = t["pattern_classification"][t["pattern_classification"]["variant"] == "mlp"]
     assert mlp_rows["classifier"].tolist() == ["network head"] and mlp_rows["pair"].tolist() == ["4↔9"]
-    assert list(t["claims"]["claim"]) == ["a", "a", "a′", "b", "b", "e"]
+    assert list(t["claims"]["claim"]) == ["a", "a", "a′", "b", "b", "e", "e", "VI"]
+    # the pixel-space baselines of (e) and part VI are tested rows, beside the raw difference its d_z
+    controls = t["claims"][t["claims"]["control"] == "binarised pixels"]
+    assert list(controls["claim"]) == ["e", "VI"] and controls["n_seeds"].eq(3).all()
+    assert t["claims"]["effect_dz"].notna().any() and t["claims"]["holm_p"].notna().any()
+    pixels = t["pattern_classification"][t["pattern_classification"]["variant"] == "binarised pixels"]
+    assert pixels["accuracy"].iloc[0] > 0.5  # bars at class-specific rows: the binarised pixels read them
+    assert set(t["activation_scale"]["layer"]) == set(layers) - {"softmax"}
+    assert not t["activation_scale"]["silent"].any()
     assert t["claims"]["image_ci_low"].iloc[:2].notna().all()  # image bootstrap beside the seed verdict
     overview = t["cka_overview"].set_index(["layer", "comparison"])
     assert overview.loc[("relu1", "benchmark seed vs seed"), "pairs"] == 3
@@ -341,7 +391,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     assert set(t["matching_summary"]["layer"]) == set(ref.feature_maps)
     assert (t["spatial_probe"]["std_error"] >= 0).all() and (t["spatial_probe"]["chance"] < 0.3).all()
     assert set(t["pattern_classification"]["classifier"]) == {"binary pattern", "network head"}
-    assert len(t["overlap"]) == 6
+    assert len(t["overlap"]) == 6 + 1  # every network and the binarised pixels
     # claims from these tables: seed-level verdicts over three seeds
     oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,
                     "cross_map_similarity": 0.1, "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
@@ -349,7 +399,17 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     claims = claims_table(
         "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert}, "relu1", "relu3", oip, resamples=50
     )
-    assert list(claims["claim"]) == ["a", "a", "a′", "b", "b", "c", "d", "e"]
+    assert list(claims["claim"]) == ["a", "a", "a′", "b", "b", "c", "d", "e", "e", "VI"]
+    # controls: trained − untrained for (c), (d), (e), VI when the study has an untrained network
+    scale = t["activation_scale"].assign(silent=lambda f: (f["variant"] == "dummy") & (f["layer"] == "relu3"))
+    with_null = claims_table(
+        "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert, "activation_scale": scale}, "relu1",
+        "relu3", oip, resamples=50, null="dummy",
+    )  # fmt: skip
+    untrained = with_null[with_null["control"] == "untrained"]
+    assert list(untrained["claim"]) == ["c", "d", "e", "VI"]
+    # a null silent on data in the claim's layer is no baseline: flagged, out of the verdicts
+    assert set(untrained["verdict"]) == {"degenerate null"}
     by = claims.set_index(["claim", "measure"])
     b = claims[claims["claim"] == "b"].iloc[0]
     assert b["verdict"] == "holds" and b["n_seeds"] == 3 and b["mean_difference"] == pytest.approx(-1.0)

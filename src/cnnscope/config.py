@@ -224,6 +224,12 @@ class CompareConfig:
     overlap_resamples: int
     #: The two classes (by name) whose mutual confusion is reported (the article's 4 and 9).
     confusion_pair: list[str]
+    #: Seed of the one random order of the evaluation sample that every batched or split measure
+    #: follows (:mod:`cnnscope.analysis.sample_order`; the stored sample is sorted by class).
+    sample_order_seed: int
+    #: Smallest effect size of interest per claim measure (:mod:`cnnscope.analysis.verdicts`); reasons
+    #: in ``conf/compare/default.yaml``.
+    sesoi: dict[str, float]
 
 
 class OIPParameterization(str, Enum):

@@ -17,7 +17,19 @@ per seed, so each claim is tested on paired per-seed differences (:mod:`.verdict
 * **(d)** OIPs from different restarts of one map agree more than OIPs of two different maps
   (same-map minus cross-map correlation, ``more``);
 * **(e)** same-class images share deep active nodes more than different-class images (mean
-  Jaccard of active sets within minus between classes, ``more``).
+  Jaccard of active sets within minus between classes, ``more``);
+* **(VI)** the binary pattern of the deepest map classifies held-out images (the MNIST article's
+  part VI; nearest class-mean pattern, :mod:`.pattern_classifier`).
+
+**Controls are rows** (issue 25): a within-network claim ((c), (d), (e), VI) that an untrained
+network shows as well does not need training, so each gets a paired *trained − untrained* row
+(``control = "untrained"``; the variants share their initialisation per seed, so seed ``s`` of the
+null is the starting point of seed ``s`` of ``more``), and (e) and VI a *trained − pixel baseline*
+row (``control = "binarised pixels"``: the same measure on the input pixels binarised at 0.5). A
+control whose null is silent on data in the claim's layer (:mod:`.activation_scale`) gets the
+verdict *degenerate null* and stays out of the verdicts. Every row carries its smallest effect
+size of interest (``compare.sesoi``, by the key in :data:`SESOI_KEYS`), the paired ``d_z``, the
+TOST p and, over the whole table, the Holm-adjusted sign-flip p (:mod:`.verdicts`).
 
 Columns ``image_ci_low``/``image_ci_high`` hold an image bootstrap where one exists: it describes
 image-to-image variation within trained networks, never whether another training run would agree.
@@ -32,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cnnscope.analysis.seeds import bootstrap_difference
-from cnnscope.analysis.verdicts import seed_verdict
+from cnnscope.analysis.verdicts import DEGENERATE, TESTED, holm, seed_verdict
 from cnnscope.errors import CnnscopeError
 
 
@@ -47,12 +59,17 @@ COLUMNS = [
     "layer",
     "variant",
     "reference",
+    "control",
     "n_seeds",
     "mean_difference",
+    "effect_dz",
     "seed_ci_low",
     "seed_ci_high",
+    "sesoi",
     "sign_flip_p",
     "sign_flip_min_p",
+    "holm_p",
+    "tost_p",
     "verdict",
     "image_ci_low",
     "image_ci_high",
@@ -82,9 +99,26 @@ def _paired(table: pd.DataFrame, more: str, less: str, value: str, **where: Any)
     return (a.loc[seeds] - b.loc[seeds]).to_numpy(dtype=np.float64)
 
 
+#: The ``compare.sesoi`` key of each claim's measure.
+SESOI_KEYS = {
+    "hoyer": "hoyer",
+    "entropy_norm_bits": "entropy_norm_bits",
+    "a′": "cka_to_input",
+    "b": "predictive_entropy_bits",
+    "c": "silent_fraction",
+    "d": "oip_margin",
+    "e": "jaccard_margin",
+    "VI": "pattern_accuracy",
+}
+UNTRAINED_CONTROL = "untrained"
+#: Claim (e) and VI's pixel baseline (:data:`cnnscope.analysis.measures.PIXELS`).
+PIXEL_CONTROL = "binarised pixels"
+
+
 def _row(
     claim: str, statement: str, measure: str, layer: str, variant: str, reference: str, d: np.ndarray, direction: int,
-    confidence: float, image_ci: tuple[float, float] = (float("nan"), float("nan")),
+    confidence: float, image_ci: tuple[float, float] = (float("nan"), float("nan")), sesoi: float = 0.0,
+    control: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     return {
         "claim": claim,
@@ -93,10 +127,37 @@ def _row(
         "layer": layer,
         "variant": variant,
         "reference": reference,
-        **seed_verdict(d, direction, confidence),
+        "control": control,
+        **seed_verdict(d, direction, confidence, sesoi),
+        "holm_p": float("nan"),
         "image_ci_low": image_ci[0],
         "image_ci_high": image_ci[1],
     }
+
+
+def silent_layers(scale: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """``(variant, layer)`` pairs silent on data in any seed (from the ``activation_scale`` table)."""
+    if scale is None or not len(scale) or "silent" not in scale:
+        return set()
+    silent = scale[scale["silent"].astype(str).str.lower() == "true"]
+    return {(str(v), str(layer)) for v, layer in zip(silent["variant"], silent["layer"], strict=True)}
+
+
+def _degenerate(row: dict[str, Any], null: str, silent: set[tuple[str, str]]) -> dict[str, Any]:
+    """A trained − untrained row whose null is silent in the claim's layer: no baseline."""
+    if (null, str(row["layer"])) in silent:
+        row["verdict"] = DEGENERATE
+    return row
+
+
+def with_holm(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``holm_p``: the Holm–Bonferroni adjusted sign-flip p over its tested rows
+    (verdicts in :data:`~cnnscope.analysis.verdicts.TESTED`; the others are not in the family)."""
+    out = table.copy()
+    tested = out["verdict"].isin(TESTED).to_numpy() if len(out) else np.zeros(0, bool)
+    p = np.where(tested, out["sign_flip_p"].to_numpy(dtype=np.float64), np.nan) if len(out) else np.zeros(0)
+    out["holm_p"] = holm(p)
+    return out
 
 
 def claims_table(
@@ -110,13 +171,20 @@ def claims_table(
     per_image: Callable[[str, str, str], np.ndarray | None] | None = None,
     confidence: float = 0.95,
     resamples: int = 1000,
+    sesoi: Mapping[str, float] | None = None,
+    null: str | None = None,
 ) -> pd.DataFrame:
-    """The claims table. ``tables``: ``scale_free``, ``cka``, ``certainty``, ``overlap`` (as the
-    compare stage writes them); ``oip``: the OIP stage's summary per (variant, seed);
-    ``per_image(quantity, layer, variant)``: the ``(seeds, images)`` values of a per-image quantity
-    of ``variant`` (for the image-level interval of ``more − less``)."""
+    """The claims table. ``tables``: ``scale_free``, ``cka``, ``certainty``, ``overlap``,
+    ``pattern_classification``, ``activation_scale`` (as the compare stage writes them); ``oip``:
+    the OIP stage's summary per (variant, seed); ``per_image(quantity, layer, variant)``: the
+    ``(seeds, images)`` values of a per-image quantity of ``variant`` (for the image-level interval
+    of ``more − less``); ``sesoi``: smallest effect size of interest by :data:`SESOI_KEYS` value
+    (missing: 0); ``null``: the untrained variant, whose controls join (c), (d), (e) and VI."""
     check_contrast(more, less, variants)
     rows = []
+    delta = {k: float((sesoi or {}).get(v, 0.0)) for k, v in SESOI_KEYS.items()}
+    null = null if null in variants and null != more else None
+    silent = silent_layers(tables.get("activation_scale"))
 
     def image_ci(quantity: str, layer: str) -> tuple[float, float]:
         got = per_image(quantity, layer, more) if per_image else None
@@ -135,7 +203,7 @@ def claims_table(
             d = _paired(sf, more, less, quantity, layer=deepest_map)
             rows.append(
                 _row("a", f"{more} has a {text} than {less}", f"{quantity} ({more} − {less})", deepest_map, more, less,
-                     d, direction, confidence, image_ci(quantity, deepest_map))
+                     d, direction, confidence, image_ci(quantity, deepest_map), delta[quantity])
             )  # fmt: skip
     cka = tables.get("cka")
     if cka is not None and first_map is not None and len(cka):
@@ -145,7 +213,8 @@ def claims_table(
         d = _paired(to_input, more, less, "cka")
         rows.append(
             _row("a′", f"{more}'s first feature map is further from the input pixels than {less}'s",
-                 f"debiased CKA to the pixels ({more} − {less})", first_map, more, less, d, -1, confidence)
+                 f"debiased CKA to the pixels ({more} − {less})", first_map, more, less, d, -1, confidence,
+                 sesoi=delta["a′"])
         )  # fmt: skip
     cert = tables.get("certainty")
     if cert is not None and len(cert):
@@ -153,35 +222,93 @@ def claims_table(
         rows.append(
             _row("b", f"{more} is more certain than {less} on the evaluation sample",
                  f"mean predictive entropy, bits ({more} − {less})", "softmax", more, less, d, -1, confidence,
-                 image_ci("predictive_entropy_bits", "softmax"))
+                 image_ci("predictive_entropy_bits", "softmax"), delta["b"])
         )  # fmt: skip
-        probes = cert[cert["sample"] != "eval"].groupby(["variant", "seed"], as_index=False)["entropy_bits"].mean()
-        d = _paired(probes, more, less, "entropy_bits")
+        probe_rows = cert[cert["sample"] != "eval"]
+        for probe in dict.fromkeys(probe_rows["sample"]):
+            d = _paired(probe_rows, more, less, "entropy_bits", sample=probe)
+            rows.append(
+                _row("b", f"{more} is more certain than {less} on the held-out probe `{probe}`",
+                     f"predictive entropy of `{probe}`, bits ({more} − {less})", "softmax", more, less, d, -1,
+                     confidence, sesoi=delta["b"])
+            )  # fmt: skip
+        pooled = probe_rows.groupby(["variant", "seed"], as_index=False)["entropy_bits"].mean()
+        d = _paired(pooled, more, less, "entropy_bits")
         rows.append(
             _row("b", f"{more} is more certain than {less} on the held-out probes",
                  f"predictive entropy averaged over the probes, bits ({more} − {less})", "softmax", more, less, d, -1,
-                 confidence)
+                 confidence, sesoi=delta["b"])
         )  # fmt: skip
     if oip:
-        rows += oip_claims(more, oip, confidence)
+        rows += oip_claims(more, oip, confidence, sesoi, null, silent)
     ov = tables.get("overlap")
-    if ov is not None and len(ov):
+    if ov is not None and len(ov) and more in set(ov["variant"]):
         d = _per_seed(ov, more, "difference").to_numpy(dtype=np.float64)
         first = ov[ov["variant"] == more].sort_values("seed").head(1)
         ci = (float(first["image_ci_low"].iloc[0]), float(first["image_ci_high"].iloc[0])) if len(first) else None
+        layer = str(first["layer"].iloc[0])
+        measure = "mean Jaccard of active nodes, within − between classes"
         rows.append(
             _row("e", f"same-class images share deep active nodes more than different classes ({more})",
-                 "mean Jaccard of active nodes, within − between classes", str(ov["layer"].iloc[0]), more, "",
-                 d, 1, confidence, ci or (float("nan"), float("nan")))
+                 measure, layer, more, "", d, 1, confidence, ci or (float("nan"), float("nan")), delta["e"])
         )  # fmt: skip
+        if null is not None and null in set(ov["variant"]):
+            d = _paired(ov, more, null, "difference")
+            rows.append(_degenerate(
+                _row("e", f"…more in {more} than in the untrained network ({null})",
+                     f"{measure}: {more} − {null}", layer, more, null, d, 1, confidence, sesoi=delta["e"],
+                     control=UNTRAINED_CONTROL), null, silent)
+            )  # fmt: skip
+        pixel = ov[ov["variant"] == PIXEL_CONTROL]["difference"]
+        if len(pixel):
+            rows.append(
+                _row("e", f"…more in {more} than in the binarised input pixels",
+                     f"{measure}: {more} − pixels > 0.5", layer, more, PIXEL_CONTROL, d_pixel(ov, more, pixel), 1,
+                     confidence, sesoi=delta["e"], control=PIXEL_CONTROL)
+            )  # fmt: skip
+    pc = tables.get("pattern_classification")
+    if pc is not None and len(pc) and deepest_map is not None:
+        patterns = pc[pc["classifier"] == "binary pattern"]
+        measure = "held-out accuracy of the nearest class-mean binary pattern"
+        if null is not None and more in set(patterns["variant"]) and null in set(patterns["variant"]):
+            d = _paired(patterns, more, null, "accuracy")
+            rows.append(_degenerate(
+                _row("VI", f"the binary pattern of {more}'s deepest map classifies better than the untrained "
+                     f"network's ({null})", f"{measure}: {more} − {null}", deepest_map, more, null, d, 1, confidence,
+                     sesoi=delta["VI"], control=UNTRAINED_CONTROL), null, silent)
+            )  # fmt: skip
+        pixel = patterns[patterns["variant"] == PIXEL_CONTROL]["accuracy"]
+        if len(pixel) and more in set(patterns["variant"]):
+            rows.append(
+                _row("VI", f"the binary pattern of {more}'s deepest map classifies better than the binarised pixels",
+                     f"{measure}: {more} − pixels > 0.5", deepest_map, more, PIXEL_CONTROL,
+                     d_pixel(patterns, more, pixel, "accuracy"), 1, confidence, sesoi=delta["VI"],
+                     control=PIXEL_CONTROL)
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def oip_claims(more: str, oip: Mapping[tuple[str, int], Mapping[str, Any]], confidence: float) -> list[dict[str, Any]]:
-    """Claims (c) and (d) for ``more`` from the OIP stage's summaries per (variant, seed)."""
+def d_pixel(table: pd.DataFrame, more: str, pixel: pd.Series, value: str = "difference") -> np.ndarray:
+    """Per-seed value of ``more`` minus the (seed-free) pixel baseline."""
+    return _per_seed(table, more, value).to_numpy(dtype=np.float64) - float(pixel.iloc[0])
+
+
+def oip_claims(
+    more: str,
+    oip: Mapping[tuple[str, int], Mapping[str, Any]],
+    confidence: float,
+    sesoi: Mapping[str, float] | None = None,
+    null: str | None = None,
+    silent: set[tuple[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Claims (c) and (d) for ``more`` from the OIP stage's summaries per (variant, seed), each with
+    its trained − untrained row when ``null`` (the untrained variant) has OIPs for the same seeds;
+    ``sesoi`` keyed as ``compare.sesoi``; ``silent``: :func:`silent_layers`."""
+    delta = {k: float((sesoi or {}).get(SESOI_KEYS[k], 0.0)) for k in ("c", "d")}
     runs = {s: m for (v, s), m in sorted(oip.items()) if v == more}
     if not runs:
         return []
+    nulls = {s: m for (v, s), m in sorted(oip.items()) if v == null and s in runs} if null and null != more else {}
     wavelengths = sorted(
         int(k.removeprefix("silent_start_fraction_wl"))
         for k in next(iter(runs.values()))
@@ -191,18 +318,41 @@ def oip_claims(more: str, oip: Mapping[tuple[str, int], Mapping[str, Any]], conf
     layer = str(next(iter(runs.values())).get("layer", ""))
     if len(wavelengths) >= 2:
         short, long = wavelengths[0], wavelengths[-1]
-        d = np.array(
-            [m[f"silent_start_fraction_wl{short}"] - m[f"silent_start_fraction_wl{long}"] for m in runs.values()]
-        )
+
+        def margin(m: Mapping[str, Any]) -> float:
+            return float(m[f"silent_start_fraction_wl{short}"] - m[f"silent_start_fraction_wl{long}"])
+
+        measure = f"fraction of maps silent at the start for every restart (wl {short} − wl {long})"
         rows.append(
             _row("c", f"deep maps of {more} are silent to wavelength-{short} noise more often than to "
-                 f"wavelength-{long} noise", f"fraction of maps silent at the start for every restart "
-                 f"(wl {short} − wl {long})", layer, more, "", d, 1, confidence)
+                 f"wavelength-{long} noise", measure, layer, more, "", np.array([margin(m) for m in runs.values()]),
+                 1, confidence, sesoi=delta["c"])
         )  # fmt: skip
-    live = {s: m for s, m in runs.items() if m.get("maps", 0) - m.get("dead_maps", 0) >= 2}
-    d = np.array([m["same_map_similarity"] - m["cross_map_similarity"] for m in live.values()])
+        if nulls:
+            d = np.array([margin(runs[s]) - margin(nulls[s]) for s in nulls])
+            rows.append(_degenerate(
+                _row("c", f"…more often in {more} than in the untrained network ({null})",
+                     f"{measure}: {more} − {null}", layer, more, str(null), d, 1, confidence, sesoi=delta["c"],
+                     control=UNTRAINED_CONTROL), str(null), silent or set())
+            )  # fmt: skip
+
+    def live(m: Mapping[str, Any]) -> bool:
+        return bool(m.get("maps", 0) - m.get("dead_maps", 0) >= 2)
+
+    def spread(m: Mapping[str, Any]) -> float:
+        return float(m["same_map_similarity"] - m["cross_map_similarity"])
+
+    measure = "mean OIP correlation, same map − different maps"
+    d = np.array([spread(m) for m in runs.values() if live(m)])
     rows.append(
         _row("d", f"OIPs of one map of {more} agree more across restarts than OIPs of different maps",
-             "mean OIP correlation, same map − different maps", layer, more, "", d, 1, confidence)
+             measure, layer, more, "", d, 1, confidence, sesoi=delta["d"])
     )  # fmt: skip
+    if nulls:
+        d = np.array([spread(runs[s]) - spread(nulls[s]) for s in nulls if live(runs[s]) and live(nulls[s])])
+        rows.append(_degenerate(
+            _row("d", f"…more in {more} than in the untrained network ({null})", f"{measure}: {more} − {null}",
+                 layer, more, str(null), d, 1, confidence, sesoi=delta["d"], control=UNTRAINED_CONTROL),
+            str(null), silent or set())
+        )  # fmt: skip
     return rows

@@ -4,7 +4,8 @@ Features are the layer's output *pooled* per channel — the spatial mean of eac
 ``(C, H, W)`` output, the values themselves for a vector — so every layer is probed with at most a
 few hundred features. A standardised multinomial logistic regression is fitted on a fixed,
 class-stratified half of the evaluation sample and scored (accuracy) on the other half. The split
-depends only on the labels, so every variant and seed is probed on the same images.
+depends only on the labels and the images' seeded order (:mod:`.sample_order`), not on the order
+the sample is stored in, so every variant and seed is probed on the same images.
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ def pooled_features(array: np.ndarray) -> np.ndarray:
     return x.reshape(*x.shape[:2], -1).mean(axis=2) if x.ndim > 2 else x.reshape(len(x), -1)
 
 
-def probe_split(labels: np.ndarray, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Train/test positions into the evaluation sample (stratified when every class has ≥ 2 images)."""
+def probe_split(
+    labels: np.ndarray, test_fraction: float, seed: int = 0, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test positions into the evaluation sample (stratified when every class has ≥ 2 images).
+
+    ``order``: the sample's positions in its seeded image order (:func:`.sample_order.sample_order`);
+    the split is drawn in that order, so the same images land on the same side however the
+    sample is stored (the stored order is class-sorted). Without it, the stored order is used."""
     labels = np.asarray(labels)
-    positions = np.arange(len(labels))
+    positions = np.arange(len(labels)) if order is None else np.asarray(order)
+    labels = labels[positions]
     _, counts = np.unique(labels, return_counts=True)
     stratify = labels if counts.min() >= 2 else None
     train, test = train_test_split(positions, test_size=test_fraction, random_state=seed, stratify=stratify)

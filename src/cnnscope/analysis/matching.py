@@ -53,7 +53,7 @@ def _check(arrays: Mapping[K, np.ndarray], layer: str) -> None:
 
 
 def all_map_correlations(
-    arrays: Mapping[K, np.ndarray], layer: str = "?"
+    arrays: Mapping[K, np.ndarray], layer: str = "?", order: np.ndarray | None = None
 ) -> tuple[dict[tuple[K, K], np.ndarray], dict[K, np.ndarray]]:
     """Correlation matrices of the maps of every pair of networks (``(a, b)`` with ``a`` before
     ``b`` in ``arrays``) over images × positions, and each network's dead-map flags.
@@ -61,7 +61,9 @@ def all_map_correlations(
     The maps of all networks are laid side by side, so one product per chunk gives every pair's
     cross sums. Each map is shifted by its mean over the first chunk before the float32 products
     (covariances do not change under a shift, and centred sums lose no precision to a large
-    mean); the sums accumulate in float64.
+    mean); the sums accumulate in float64. The chunks follow ``order`` (the sample's seeded image
+    order, :mod:`.sample_order`), so the first chunk's shift is not one class's mean when the
+    sample is stored sorted by class.
     """
     _check(arrays, layer)
     names = list(arrays)
@@ -73,9 +75,11 @@ def all_map_correlations(
     s2 = torch.zeros(total, total, dtype=torch.float64)
     shift: torch.Tensor | None = None
     rows = 0
+    positions = np.arange(n) if order is None else np.asarray(order)
     for start in range(0, n, CHUNK):
+        chunk = np.sort(positions[start : start + CHUNK])
         x = torch.cat(
-            [_as_maps(torch.from_numpy(np.array(arrays[k][start : start + CHUNK], dtype=np.float32))) for k in names],
+            [_as_maps(torch.from_numpy(np.array(arrays[k][chunk], dtype=np.float32))) for k in names],
             dim=1,
         )
         if shift is None:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cnnscope.activations import SOFTMAX, ActivationSet
+from cnnscope.analysis.activation_scale import activation_scale
 from cnnscope.analysis.cka import minibatch_cka
 from cnnscope.analysis.class_patterns import (
     ClassPatternError,
@@ -36,11 +37,16 @@ from cnnscope.analysis.class_patterns import (
 from cnnscope.analysis.linear_probe import probe_split
 from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
 from cnnscope.analysis.pattern_classifier import pattern_predictions, score
+from cnnscope.analysis.sample_order import sample_order
 from cnnscope.analysis.scalefree import scale_free_stats
 from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
 
 Net = tuple[str, int]
 EVAL, PROBE, INPUT = "eval", "probe", "input"
+#: The pixel-space baseline of the class-pattern measures: the input pixels binarised at 0.5.
+PIXELS = "binarised pixels"
+#: Threshold of the binarised pixels (in [0, 1]): a digit's stroke against its background.
+PIXEL_THRESHOLD = 0.5
 
 #: What each table holds (listed in the compare stage's ``index.json``).
 TABLES = {
@@ -54,7 +60,9 @@ TABLES = {
     "fcp_contrast": "the article's contrast count on the probes vs same-class and mixed chance draws",
     "overlap": "mean Jaccard of active deepest-map nodes within vs between classes, image bootstrap interval",
     "pattern_classification": "held-out accuracy and pair confusion: binary-pattern classifier vs network heads",
-    "claims": "the seed claims (a), (a′), (b), (e) with paired per-seed differences and verdicts",
+    "claims": "the seed claims (a), (a′), (b), (e), part VI and their controls: paired per-seed differences, "
+    "d_z, SESOI, TOST and Holm-adjusted p, verdicts",
+    "activation_scale": "per network and layer: rms, share of non-zero values, spread over images, silent on data",
 }
 
 
@@ -76,6 +84,11 @@ class MeasureSettings:
     confidence: float = 0.95
     #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
     confusion_pair: tuple[str, str] = ("4", "9")
+    #: Seed of the one random order of the evaluation sample that every batched or split measure
+    #: follows (:mod:`.sample_order`): the stored sample is sorted by class.
+    sample_order_seed: int = 0
+    #: Smallest effect size of interest per claim measure (``compare.sesoi``; :mod:`.verdicts`).
+    sesoi: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: Any) -> MeasureSettings:
@@ -87,6 +100,7 @@ class MeasureSettings:
             "matching_layers": tuple(cfg.matching_layers),
             "probe_test_fraction": cfg.linear_probe_test_fraction,
             "confusion_pair": (str(first), str(second)),
+            "sesoi": {str(k): float(v) for k, v in dict(getattr(cfg, "sesoi", {}) or {}).items()},
         }
         return cls(**(same_named | converted))
 
@@ -116,10 +130,13 @@ def compute_measures(
     nets = list(sets)
     ref = sets[nets[0]]
     labels = np.asarray(ref.group(EVAL).labels)
-    train, test = probe_split(labels, settings.probe_test_fraction)
+    order = sample_order(ref.group(EVAL).sample_ids, settings.sample_order_seed)
+    train, test = probe_split(labels, settings.probe_test_fraction, order=order)
     matching = _matching_layers(ref, settings.matching_layers, layers, feature_maps)
     out = MeasureResults()
-    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("scale_free", "cka", "spatial_probe", "matching")}
+    rows: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("scale_free", "cka", "spatial_probe", "matching", "activation_scale")
+    }
     map_rows: list[pd.DataFrame] = []
     chance = chance_level(labels, train, test)
     # the spatial probe reads each layer after its activation (and the logits): a convolution's
@@ -130,6 +147,8 @@ def compute_measures(
     }
     for layer in [name for name in layers if name != SOFTMAX]:
         arrays = {net: sets[net].array(EVAL, layer) for net in nets}
+        for (v, s), x in arrays.items():
+            rows["activation_scale"].append({"variant": v, "seed": s, "layer": layer, **activation_scale(x)})
         for (v, s), sf in scale_free_stats(arrays, settings.bins, settings.scale_quantile).items():
             rows["scale_free"].append(
                 {
@@ -145,7 +164,7 @@ def compute_measures(
             out.per_image[v, s, layer] = {"hoyer": sf.hoyer, "entropy_norm_bits": sf.image_entropy_bits}
         reps: dict[Any, np.ndarray] = {**arrays, INPUT: pixels}
         pairs = [*combinations(nets, 2), *((net, INPUT) for net in nets)]
-        for (a, b), value in minibatch_cka(reps, pairs, settings.cka_batch).items():
+        for (a, b), value in minibatch_cka(reps, pairs, settings.cka_batch, order).items():
             vb, sb = (INPUT, -1) if b == INPUT else (str(b[0]), int(b[1]))
             rows["cka"].append(
                 {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": vb, "seed_b": sb, "cka": value}
@@ -165,7 +184,7 @@ def compute_measures(
                 }
             )
         if layer in matching:
-            correlations, dead = all_map_correlations(arrays, layer)
+            correlations, dead = all_map_correlations(arrays, layer, order)
             for a, b in combinations(nets, 2):
                 table = match_maps(correlations[a, b], dead[a], dead[b])
                 ids = {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": b[0], "seed_b": b[1]}
@@ -176,12 +195,14 @@ def compute_measures(
     out.tables["cka"] = pd.DataFrame(rows["cka"])
     out.tables["spatial_probe"] = pd.DataFrame(rows["spatial_probe"])
     out.tables["matching_summary"] = pd.DataFrame(rows["matching"])
+    out.tables["activation_scale"] = pd.DataFrame(rows["activation_scale"])
     if map_rows:
         maps = pd.concat(map_rows, ignore_index=True)
         lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
         out.tables["matching"] = maps[[*lead, *(c for c in maps.columns if c not in lead)]]
     if feature_maps:
-        _deepest_patterns(out, sets, feature_maps[-1], labels, train, test, classes, settings)
+        _deepest_patterns(out, sets, feature_maps[-1], labels, train, test, classes, settings, order)
+        _pixel_baselines(out, pixels, labels, train, test, classes, settings, order)
         pair = _pair(classes, settings.confusion_pair)
         extra = [
             {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
@@ -229,8 +250,11 @@ def _deepest_patterns(
     test: np.ndarray,
     classes: Sequence[str],
     settings: MeasureSettings,
+    order: np.ndarray,
 ) -> None:
-    """Class-pattern contrast with its chance level, overlap and pattern classification."""
+    """Class-pattern contrast with its chance level, overlap and pattern classification. The chance
+    draws and the overlap bootstrap draw by position, so they read the sample in its seeded
+    ``order`` (not its class-sorted storage order)."""
     check_two_per_class(labels)
     probe_info = next(iter(sets.values())).group(PROBE)
     probe_labels = np.asarray(probe_info.labels)
@@ -245,7 +269,7 @@ def _deepest_patterns(
             k_size, m_size = int(inside.sum()), int((~inside).sum())
             if m_size == 0:
                 continue
-            draws = chance_counts(patterns, labels, k_size, m_size, settings.fcp_draws)
+            draws = chance_counts(patterns[order], labels[order], k_size, m_size, settings.fcp_draws)
             count = contrast_count(probes[inside], probes[~inside])
             fcp_rows.append(
                 {
@@ -267,7 +291,7 @@ def _deepest_patterns(
                     "draws": settings.fcp_draws,
                 }
             )
-        ov = overlap_within_between(patterns, labels, settings.overlap_resamples, settings.confidence)
+        ov = overlap_within_between(patterns[order], labels[order], settings.overlap_resamples, settings.confidence)
         overlap_rows.append({"variant": v, "seed": s, "layer": deepest, **ov})
         predicted = pattern_predictions(patterns, labels, train, test)
         class_rows.append(
@@ -283,6 +307,33 @@ def _deepest_patterns(
     table["test_images"] = len(test)
     table["pair"] = "↔".join(classes[c] for c in pair) if pair is not None else ""
     out.tables["pattern_classification"] = table
+
+
+def _pixel_baselines(
+    out: MeasureResults,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    classes: Sequence[str],
+    settings: MeasureSettings,
+    order: np.ndarray,
+) -> None:
+    """The pixel-space baselines of claim (e) and part VI (issue 25): the same within/between
+    Jaccard and the same nearest class-mean binary-pattern classifier on the input pixels binarised
+    at :data:`PIXEL_THRESHOLD`, one row each (``variant`` :data:`PIXELS`, ``seed`` −1) — what a
+    binary pattern reads without any network."""
+    binary = np.asarray(pixels) > PIXEL_THRESHOLD
+    ov = overlap_within_between(binary[order], labels[order], settings.overlap_resamples, settings.confidence)
+    row = {"variant": PIXELS, "seed": -1, "layer": INPUT, **ov}
+    out.tables["overlap"] = pd.concat([out.tables["overlap"], pd.DataFrame([row])], ignore_index=True)
+    pair = _pair(classes, settings.confusion_pair)
+    predicted = pattern_predictions(binary.astype(np.float32), labels, train, test)
+    table = out.tables["pattern_classification"]
+    extra = {"variant": PIXELS, "seed": -1, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
+    out.tables["pattern_classification"] = pd.concat([table, pd.DataFrame([extra])], ignore_index=True).assign(
+        test_images=len(test), pair=table["pair"].iloc[0] if len(table) else ""
+    )
 
 
 def _pair(classes: Sequence[str], names: tuple[str, str]) -> tuple[int, int] | None:
@@ -342,10 +393,13 @@ def study_claims(
     feature_maps: Sequence[str],
     confidence: float = 0.95,
     resamples: int = 1000,
+    sesoi: Mapping[str, float] | None = None,
+    null_models: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Claims (a), (a′), (b), (e) for every ``[variant, reference]`` contrast (claims (c), (d) need
-    the OIP stage and are added by the report), with image-level bootstrap intervals beside them."""
-    from cnnscope.analysis.claims import COLUMNS, claims_table
+    """Claims (a), (a′), (b), (e), VI and their controls against the first of ``null_models`` for
+    every ``[variant, reference]`` contrast (claims (c), (d) need the OIP stage and are added by the
+    report), with image-level bootstrap intervals beside them and the Holm-adjusted p over the table."""
+    from cnnscope.analysis.claims import COLUMNS, claims_table, with_holm
 
     entropies = predictive_entropy(sets)
     variants = list(dict.fromkeys(v for v, _ in sets))
@@ -365,11 +419,12 @@ def study_claims(
     merged = {**tables, **results.tables}
     first = feature_maps[0] if feature_maps else None
     deepest = feature_maps[-1] if feature_maps else None
+    null = next((v for v in null_models if v in variants), None)
     frames = [
-        claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples)
+        claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples, sesoi, null)
         for a, b in contrasts
     ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return with_holm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def measure_study(
@@ -383,6 +438,7 @@ def measure_study(
     settings: MeasureSettings = MeasureSettings(),
     resamples: int = 1000,
     reference_heads: Mapping[Net, ActivationSet] | None = None,
+    null_models: Sequence[str] = (),
 ) -> MeasureResults:
     """What the compare stage adds to :func:`~cnnscope.analysis.compare_study`'s ``tables``: every
     measure, the CKA and matching overviews (seed-to-seed baselines beside between-variant
@@ -392,7 +448,9 @@ def measure_study(
     summary = res.tables["matching_summary"]
     columns = ["matched_corr", "same_index_corr", "best_corr", "same_index_fraction"]
     res.tables["matching_overview"] = pair_overview(summary, columns) if len(summary) else summary
-    res.tables["claims"] = study_claims(res, sets, tables, contrasts, feature_maps, settings.confidence, resamples)
+    res.tables["claims"] = study_claims(
+        res, sets, tables, contrasts, feature_maps, settings.confidence, resamples, settings.sesoi, null_models
+    )
     return res
 
 

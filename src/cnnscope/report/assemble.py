@@ -117,6 +117,8 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
         measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds),
         study.contrasts,
         params.compare.confidence,
+        params.compare.sesoi,
+        _null_models(params),
     )
     headings = {text for _, text in body.headings()}
     lines = [findings.accuracy_sentence(means, stds, 1 / len(manifest["classes"]), len(study.seeds))]
@@ -126,11 +128,18 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
         if claims.empty
         else " Each verdict comes from paired differences between training seeds (the variants share the "
         "initialisation per seed): *holds* when the interval excludes zero in the claimed direction, "
-        "*contradicted* when it excludes zero the other way."
+        "*equivalent* when it lies inside ± the claim's smallest effect size of interest, *contradicted* only "
+        "when it lies beyond that size against the claim. Rows marked *control* test the claim against the "
+        "untrained network or the binarised pixels: a conclusion about training needs one of them."
     )
     head.add("## Findings", f"What this study's numbers say, generated from them.{how}", "\n".join(lines))
     data = f"{manifest['source']}, {manifest['sizes']['train']:,} training images"
     return findings.headline(study.name, command, means, claims, len(study.seeds), data)
+
+
+def _null_models(params: Params) -> list[str]:
+    """The study's untrained variants (``train: false``), the controls of the within-network claims."""
+    return [v for v in params.study.variants if not params.study.variant_specs[v].train]
 
 
 def _contents(head: Report, body: Report) -> None:
@@ -259,8 +268,9 @@ def _compare(report: Report, params: Params, root: Path) -> None:
     study = params.study
     oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds)
     measures.measures_sections(
-        report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence
-    )
+        report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence,
+        params.compare.sesoi, _null_models(params),
+    )  # fmt: skip
     figures = index["figures"]
     for kind, heading in FIGURE_SECTIONS:
         entries = [e for e in figures if e.get("kind") == kind]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from cnnscope.analysis.claims import COLUMNS, oip_claims
+from cnnscope.analysis.claims import COLUMNS, oip_claims, silent_layers, with_holm
 
 #: The section holding the evidence of each claim, by its letter (headings of the report).
 EVIDENCE = {
@@ -26,6 +26,7 @@ EVIDENCE = {
     "c": "3. Input patterns each map reacts to (OIPs)",
     "d": "3. Input patterns each map reacts to (OIPs)",
     "e": "Class patterns with a contrast and a chance level",
+    "VI": "Classification by activation patterns",
 }
 CLAIMS_HEADING = "The seed articles' claims, one table"
 
@@ -41,19 +42,31 @@ def claims_frame(
     oip_metrics: Mapping[tuple[str, int], Mapping[str, Any]],
     contrasts: Sequence[Sequence[str]],
     confidence: float,
+    sesoi: Mapping[str, float] | None = None,
+    null_models: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """The compare stage's claims (a, a′, b, e) joined with the OIP stage's (c, d), by claim letter."""
+    """The compare stage's claims (a, a′, b, e, VI) joined with the OIP stage's (c, d) and their
+    trained − untrained controls (against the first of ``null_models``), by claim letter, with the
+    Holm-adjusted p recomputed over the whole table (the family the report shows)."""
     frames = []
     path = tables / "claims.csv"
     if path.is_file():
         with contextlib.suppress(pd.errors.EmptyDataError):  # written without columns: no claim testable
-            frames.append(pd.read_csv(path))
+            frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    scale = tables / "activation_scale.csv"
+    silent = silent_layers(pd.read_csv(scale)) if scale.is_file() else set()
+    null = next(iter(null_models), None)
     for variant in dict.fromkeys(c[0] for c in contrasts):
-        frames.append(pd.DataFrame(oip_claims(variant, oip_metrics, confidence), columns=COLUMNS))
+        rows = oip_claims(variant, oip_metrics, confidence, sesoi, null, silent)
+        frames.append(pd.DataFrame(rows, columns=COLUMNS))
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(frames, ignore_index=True).sort_values("claim", kind="stable").reset_index(drop=True)
+    order = {c: i for i, c in enumerate(("a", "a′", "b", "c", "d", "e", "VI"))}
+    table = pd.concat(frames, ignore_index=True)
+    table["control"] = table["control"].fillna("") if "control" in table else ""
+    table = table.sort_values("claim", key=lambda c: c.map(order).fillna(len(order)), kind="stable")
+    return with_holm(table.reset_index(drop=True))
 
 
 def claim_sentence(row: Mapping[str, Any], confidence: float, headings: set[str]) -> str:
@@ -66,11 +79,17 @@ def claim_sentence(row: Mapping[str, Any], confidence: float, headings: set[str]
         if n >= 2
         else f"from {seeds}, no interval"
     )
+    dz = row.get("effect_dz", float("nan"))
+    sesoi = row.get("sesoi", float("nan"))
+    extra = f" (d_z {dz:+.3g})" if pd.notna(dz) else ""
+    extra += f", SESOI ±{sesoi:.3g}" if pd.notna(sesoi) and sesoi else ""
+    control = row.get("control", "")
+    tag = f" *control: {control}*" if isinstance(control, str) and control else ""
     where = EVIDENCE.get(str(row["claim"]), CLAIMS_HEADING)
     target = where if where in headings else CLAIMS_HEADING
     return (
-        f"- **{row['verdict']}** ({row['claim']}) {row['statement']}: {row['measure']} = "
-        f"{row['mean_difference']:+.3g} on `{row['layer']}`, {interval}. [evidence](#{slug(target)})"
+        f"- **{row['verdict']}** ({row['claim']}){tag} {row['statement']}: {row['measure']} = "
+        f"{row['mean_difference']:+.3g} on `{row['layer']}`{extra}, {interval}. [evidence](#{slug(target)})"
     )
 
 

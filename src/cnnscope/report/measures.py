@@ -8,7 +8,7 @@ that need the OIP stage (c, d), each with its seed-level verdict.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,9 +75,13 @@ def measures_sections(
     oip_metrics: dict[tuple[str, int], dict[str, Any]],
     contrasts: Sequence[Sequence[str]],
     confidence: float,
+    sesoi: Mapping[str, float] | None = None,
+    null_models: Sequence[str] = (),
 ) -> None:
     """The scale-free statistics, divergences and information gain, CKA, map matching, spatial
-    probes, class patterns, pattern classification and the claims table."""
+    probes, class patterns, pattern classification and the claims table (``sesoi``: the
+    ``compare.sesoi`` of each claim; ``null_models``: the untrained variants, whose first is the
+    control of the within-network claims)."""
     tables = compare_dir / "tables"
     sf = _section(
         report,
@@ -112,7 +116,7 @@ def measures_sections(
         table = cells.unstack("variant").reindex(layers)
         report.table(table[[v for v in variants if v in table]].reset_index())
     _class_patterns(report, tables, variants)
-    _claims(report, tables, oip_metrics, contrasts, confidence)
+    _claims(report, tables, oip_metrics, contrasts, confidence, sesoi, null_models)
 
 
 def _divergences(report: _Report, tables: Path, variants: Sequence[str], contrasts: Sequence[Sequence[str]]) -> None:
@@ -205,26 +209,36 @@ def _claims(
     oip_metrics: dict[tuple[str, int], dict[str, Any]],
     contrasts: Sequence[Sequence[str]],
     confidence: float,
+    sesoi: Mapping[str, float] | None = None,
+    null_models: Sequence[str] = (),
 ) -> None:
-    table = claims_frame(tables, oip_metrics, contrasts, confidence)
+    table = claims_frame(tables, oip_metrics, contrasts, confidence, sesoi, null_models)
     if table.empty:
         return
     report.add(
         "### The seed articles' claims, one table",
-        f"Each claim on paired per-seed differences (variants share the initialisation per seed): mean, "
-        f"{confidence:.0%} t-interval over seeds, exact sign-flip p (its smallest possible value with n seeds "
-        "beside it) and the verdict — *holds* / *contradicted* when the interval excludes 0, *inconclusive* "
-        "otherwise, *too few seeds* below 3. The image bootstrap is image-level only (not the verdict).",
+        f"Each claim on paired per-seed differences (variants share the initialisation per seed): mean, paired "
+        f"effect size d_z (mean / sd of the differences), {confidence:.0%} t-interval over seeds, the smallest "
+        "effect size of interest (SESOI, `compare.sesoi`, reasons in `conf/compare/default.yaml`), the exact "
+        "sign-flip p (its smallest possible value with n seeds beside it: 0.25 for 3 seeds, so it cannot reach "
+        "0.05 below 6 seeds), the same p Holm-adjusted over the table's tested rows, and the verdict — *holds* "
+        "when the interval excludes 0 in the claimed direction, *equivalent* when it lies inside ±SESOI (two "
+        "one-sided tests), *contradicted* only when it lies beyond the SESOI against the claim, *inconclusive* "
+        "otherwise, *too few seeds* below 3, *degenerate null* when the untrained control is silent on data in "
+        "that layer (no baseline; see the activation scale table). Rows with a *control* test the claim against "
+        "the untrained network (paired by seed: the same starting point) or the binarised input pixels: a claim "
+        "that holds for its control as well does not need training. The image bootstrap is image-level only.",
     )
     shown = table.assign(
         seed_interval=_intervals(table["seed_ci_low"], table["seed_ci_high"]),
         image_interval=_intervals(table["image_ci_low"], table["image_ci_high"]),
         sign_flip=[
-            f"{p:.3g} (min {m:.3g})" for p, m in zip(table["sign_flip_p"], table["sign_flip_min_p"], strict=True)
+            f"{p:.3g} (min {m:.3g}; Holm {h:.3g})"
+            for p, m, h in zip(table["sign_flip_p"], table["sign_flip_min_p"], table["holm_p"], strict=True)
         ],
     )
-    cols = ["claim", "statement", "measure", "layer", "n_seeds", "mean_difference", "seed_interval", "sign_flip",
-            "verdict", "image_interval"]  # fmt: skip
+    cols = ["claim", "statement", "measure", "layer", "control", "n_seeds", "mean_difference", "effect_dz",
+            "seed_interval", "sesoi", "sign_flip", "verdict", "image_interval"]  # fmt: skip
     report.table(shown[cols])
 
 

@@ -24,6 +24,7 @@ import torch
 
 from cnnscope.activations import SOFTMAX, ActivationSet
 from cnnscope.analysis.histograms import image_histograms, image_moments, pooled_pixels, shared_edges
+from cnnscope.analysis.sample_order import sample_order
 from cnnscope.analysis.study import figures, tables
 from cnnscope.analysis.study.common import EVAL, INPUT, PASS_THROUGH, Sets
 from cnnscope.analysis.study.roles import Roles
@@ -104,9 +105,11 @@ def compare_study(
     bootstrap: int = 1000,
     confidence: float = 0.95,
     probe_test_fraction: float = 0.5,
+    sample_order_seed: int = 0,
 ) -> StudyResults:
     """Every comparison of the study. ``images`` are the prepared uint8 images (indexed by sample
-    id); ``roles`` say which variant pairs get difference CIs."""
+    id); ``roles`` say which variant pairs get difference CIs; ``sample_order_seed``: the seeded
+    image order the linear probes split in (:mod:`cnnscope.analysis.sample_order`)."""
     if not sets:
         raise StudyError("no activation sets to compare")
     ref, layers = _check_consistent(sets)
@@ -168,7 +171,8 @@ def compare_study(
         for key, values in predictive.items():
             per_image.setdefault(key, {}).update(values)
         res.probe_softmax = figures.probe_softmax(sets, variants, seeds)
-    t["linear_probe"] = tables.linear_probe_table(sets, layers, labels[EVAL], probe_test_fraction)
+    order = sample_order(ev.sample_ids, sample_order_seed)
+    t["linear_probe"] = tables.linear_probe_table(sets, layers, labels[EVAL], probe_test_fraction, order)
     t["similarity"] = tables.similarity_table(sets, layers, labels[EVAL])
     res.histograms = figures.summed_histograms(names, counts, input_counts)
     if (deepest := res.deepest_map) is not None:

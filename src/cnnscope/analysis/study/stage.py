@@ -49,11 +49,14 @@ def full_study(
     """Every table of the compare stage: :func:`compare_study`'s, the measures of
     :func:`~cnnscope.analysis.measures.measure_study` (``heads``: networks of another architecture,
     see :func:`~cnnscope.analysis.measures.split_reference_heads`) and the headline summary."""
-    res = compare_study(sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction)
+    res = compare_study(
+        sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction,
+        cfg.sample_order_seed,
+    )  # fmt: skip
     ids = torch.as_tensor(next(iter(sets.values())).group(EVAL).sample_ids, dtype=torch.long)
     extra = measure_study(
         sets, pooled_pixels(images[ids]), res.layers, res.feature_maps, res.classes, res.tables,
-        roles.present(res.variants), MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
+        roles.present(res.variants), MeasureSettings.from_config(cfg), cfg.bootstrap, heads, roles.null_models,
     )  # fmt: skip
     res.tables.update(extra.tables)
     res.summary = headline(res.tables, res.variants, res.seeds, res.feature_maps, res.eval_images)

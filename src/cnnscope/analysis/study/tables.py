@@ -209,9 +209,12 @@ def certainty_tables(
     return pd.DataFrame(cert_rows), pd.DataFrame(soft_rows), per_image
 
 
-def linear_probe_table(sets: Sets, layers: list[str], labels: np.ndarray, test_fraction: float) -> pd.DataFrame:
-    """Held-out accuracy of a logistic regression on each layer's pooled activations."""
-    train, test = probe_split(labels, test_fraction)
+def linear_probe_table(
+    sets: Sets, layers: list[str], labels: np.ndarray, test_fraction: float, order: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Held-out accuracy of a logistic regression on each layer's pooled activations, split in the
+    sample's seeded image ``order`` (:mod:`cnnscope.analysis.sample_order`), not its stored one."""
+    train, test = probe_split(labels, test_fraction, order=order)
     rows = []
     for (v, s), aset in sets.items():
         for L in layers:
