@@ -1,0 +1,139 @@
+"""``cnnscope``: the project's command line. ``cnnscope repro`` runs the pipeline in parallel.
+
+cnnscope repro                       # every out-of-date stage, on all cores of this machine
+cnnscope repro compare --workers 2   # compare and what it needs
+cnnscope repro --scheduler tcp://head:8786
+cnnscope repro --cluster slurm -o runner.jobs=8 -o runner.cluster.queue=gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import yaml
+
+from cnnscope.errors import INTERRUPTED, CnnscopeError
+
+LOG_DIR = "logs/repro"
+
+
+def _repo_root() -> Path:
+    root = Path.cwd()
+    for folder in (root, *root.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir():
+            return folder
+    raise CnnscopeError("no dvc.yaml here or above: run cnnscope repro inside the cnnscope repository")
+
+
+def check_commands(root: Path, stages: list[str]) -> None:
+    """Every planned stage has a command, and a ``python <script>`` command's script exists: a typo
+    is reported before any stage runs, not after an hour of upstream work."""
+    spec = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for group in sorted({s.split("@", 1)[0] for s in stages}):
+        cmd = spec.get(group, {}).get("cmd")
+        if not cmd:
+            raise CnnscopeError(f"stage {group!r} in dvc.yaml has no cmd: give it the command that makes its outputs")
+        words = shlex.split(cmd if isinstance(cmd, str) else cmd[0])
+        if (
+            words[0].startswith("python")
+            and len(words) > 1
+            and words[1].endswith(".py")
+            and not (root / words[1]).is_file()
+        ):
+            raise CnnscopeError(f"stage {group!r} runs `{cmd}`, but {words[1]} does not exist: fix its cmd in dvc.yaml")
+
+
+def _threads(root: Path) -> str:
+    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
+    return str(params.get("runtime", {}).get("threads", 1))
+
+
+def repro(args: argparse.Namespace) -> int:
+    from cnnscope.runner.cluster import open_client, runner_config
+    from cnnscope.runner.dag import plan, read_state, resolve_targets
+    from cnnscope.runner.display import Progress, summary
+    from cnnscope.runner.schedule import execute
+
+    begin = time.monotonic()
+    root = _repo_root()
+    cfg = runner_config(args.cluster, args.override)
+    graph, changed = read_state(root)
+    targets = resolve_targets(graph, args.targets) if args.targets else None
+    todo = plan(graph, changed, targets, force=args.force)
+    if not todo:
+        print("Everything is up to date: no stage to run.")
+        return 0
+    check_commands(root, todo)
+    gpu_groups, share = set(cfg["gpu_stages"]), cfg["gpu_share"]
+    env = {"OMP_NUM_THREADS": _threads(root), "CNNSCOPE_QUIET": "1"}
+    with open_client(cfg, args.workers, args.scheduler) as client:
+        has_gpu = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
+
+        def resources(stage: str) -> dict[str, float] | None:
+            return {"GPU": 1 / share} if has_gpu and stage.split("@", 1)[0] in gpu_groups else None
+
+        workers = sum(client.nthreads().values())
+        print(f"cnnscope repro: {len(todo)} stages on {workers} workers ({client.scheduler.address})", file=sys.stderr)
+        with Progress(todo, workers) as progress:
+            report = execute(client, graph, todo, str(root), LOG_DIR, progress.listener(), env, resources, args.force)
+    print(summary(todo, report, time.monotonic() - begin, root / LOG_DIR))
+    if report.failed:
+        for stage in report.failed:
+            where = report.outcomes[stage].log if stage in report.outcomes else f"worker lost: {report.lost[stage]}"
+            print(f"cnnscope: stage {stage} failed ({where})", file=sys.stderr)
+        if report.blocked:
+            print(f"cnnscope: {len(report.blocked)} stages downstream of them were not run", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="cnnscope", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+    rp = commands.add_parser(
+        "repro", help="run out-of-date stages of dvc.yaml in parallel, recorded as dvc repro records them"
+    )
+    rp.add_argument("targets", nargs="*", help="stages (train@benchmark-0) or stage groups (train); default: all")
+    rp.add_argument(
+        "--workers", "-j", type=int, help="worker processes of the local cluster (default: cores, capped by memory)"
+    )
+    rp.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (tcp://host:8786) instead of a local cluster"
+    )
+    rp.add_argument("--cluster", default="local", help="a file of conf/runner/: local (default), slurm, pbs")
+    rp.add_argument(
+        "-o", "--override", action="append", default=[], help="runner setting, e.g. runner.jobs=8 (repeatable)"
+    )
+    rp.add_argument("--force", "-f", action="store_true", help="run the stages even if DVC finds them up to date")
+    rp.set_defaults(func=repro)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *a, **k: print(f"cnnscope: warning: {message}", file=sys.stderr)
+            code = args.func(args)
+    except CnnscopeError as err:
+        print(f"cnnscope: error: {err}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print(
+            "cnnscope: interrupted: running stages were stopped (nothing half-written); re-run to continue",
+            file=sys.stderr,
+        )
+        code = INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The scheduling loop: submit each stage once its upstream stages have succeeded, follow them,
+stop a failed stage's descendants only, and cancel everything cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnscope.runner.dag import StageGraph
+from cnnscope.runner.task import GRACE_AFTER_CANCEL, StageOutcome, run_stage
+
+#: Seconds between two looks at the running stages (progress display, new workers).
+TICK = 0.5
+
+
+@dataclass
+class RunReport:
+    """Every stage of the plan, by how it ended."""
+
+    outcomes: dict[str, StageOutcome] = field(default_factory=dict)
+    #: stage → the failed stage upstream of it
+    blocked: dict[str, str] = field(default_factory=dict)
+    #: stage → why its worker could not report (a worker killed mid-stage)
+    lost: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [s for s, o in self.outcomes.items() if not o.ok] + list(self.lost)
+
+
+@dataclass
+class Listener:
+    """What the display is told; every callback is optional."""
+
+    started: Callable[[str, float], None] = lambda stage, t: None
+    finished: Callable[[StageOutcome], None] = lambda outcome: None
+    blocked: Callable[[str, str], None] = lambda stage, cause: None
+    lost: Callable[[str, str], None] = lambda stage, why: None
+
+
+def _priorities(graph: StageGraph, todo: list[str]) -> dict[str, int]:
+    """Stages with more work behind them first, so the critical path starts early."""
+    return {s: len(graph.descendants([s]) & set(todo)) for s in todo}
+
+
+def execute(
+    client: Any,
+    graph: StageGraph,
+    todo: list[str],
+    root: str,
+    log_dir: str,
+    listener: Listener | None = None,
+    env: dict[str, str] | None = None,
+    resources: Callable[[str], dict[str, float] | None] = lambda stage: None,
+    force: bool = False,
+) -> RunReport:
+    """Run the stages ``todo`` (upstream first) on ``client``'s workers."""
+    from distributed import Event, wait
+
+    listener = listener or Listener()
+    report, planned = RunReport(), set(todo)
+    upstream = {s: graph.upstream.get(s, set()) & planned for s in todo}
+    priority = _priorities(graph, todo)
+    waiting, succeeded = list(todo), set[str]()
+    running: dict[Any, str] = {}
+    cancel = Event(f"cnnscope-cancel-{uuid.uuid4().hex}", client=client)
+    try:
+        while waiting or running:
+            for stage in [s for s in waiting if upstream[s] & (set(report.failed) | set(report.blocked))]:
+                cause = next(iter(sorted(upstream[stage] & (set(report.failed) | set(report.blocked)))))
+                report.blocked[stage] = report.blocked.get(cause, cause)
+                waiting.remove(stage)
+                listener.blocked(stage, report.blocked[stage])
+            capacity = max(1, sum(client.nthreads().values()))
+            ready = sorted((s for s in waiting if upstream[s] <= succeeded), key=lambda s: -priority[s])
+            for stage in ready[: max(0, capacity - len(running))]:
+                log = f"{log_dir}/{stage}.log"
+                future = client.submit(
+                    run_stage, stage, root, log, cancel.name, env, force,
+                    key=f"stage-{stage}-{uuid.uuid4().hex[:8]}", pure=False,
+                    priority=priority[stage], resources=resources(stage),
+                )  # fmt: skip
+                running[future] = stage
+                waiting.remove(stage)
+                listener.started(stage, time.monotonic())
+            if not running:
+                continue
+            try:
+                done, _ = wait(list(running), timeout=TICK, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished within the tick: look again (new workers, display)
+                continue
+            for future in done:
+                stage = running.pop(future)
+                if future.status == "error":
+                    why = f"{type(future.exception()).__name__}: {future.exception()}"
+                    report.lost[stage] = why
+                    listener.lost(stage, why)
+                    continue
+                outcome: StageOutcome = future.result()
+                report.outcomes[stage] = outcome
+                if outcome.ok:
+                    succeeded.add(stage)
+                listener.finished(outcome)
+    except KeyboardInterrupt:
+        cancel.set()
+        with contextlib.suppress(TimeoutError):
+            wait(list(running), timeout=GRACE_AFTER_CANCEL)
+        raise
+    return report

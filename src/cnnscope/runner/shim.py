@@ -1,0 +1,52 @@
+"""``python -m cnnscope.runner.shim -- <command>``: run a stage's command tied to its worker.
+
+Why a process of its own: a Dask worker killed with SIGKILL runs no code, so nothing in it could stop
+the stage it started, which would then run on unattended (and race a re-run for DVC's locks). The
+shim asks the kernel to send it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), starts the
+command in a process group of its own, and turns SIGTERM or SIGINT into one SIGINT for that whole
+group: the stage stops the way Ctrl-C stops it (nothing written, its MLflow run KILLED), DVC releases
+its locks, and the shim exits with the command's status.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+_PR_SET_PDEATHSIG = 1
+#: Seconds a stage gets to stop after SIGINT before its process group is killed.
+GRACE = 30.0
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1:] if argv[:1] == ["--"] else argv
+    _die_with_parent()
+    if os.getppid() == 1:  # the worker died before prctl took effect
+        return 130
+    child = subprocess.Popen(command, start_new_session=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGINT)
+            child.wait(GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""What a worker runs for one stage: DVC runs and records it, its output goes to one log file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: How often a running stage checks whether the run was cancelled (seconds).
+POLL = 0.5
+#: Seconds the scheduler waits for cancelled stages to stop (the shim's grace, and a margin).
+GRACE_AFTER_CANCEL = 40.0
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """One stage's result as the scheduler sees it."""
+
+    stage: str
+    returncode: int
+    seconds: float
+    log: str
+    worker: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def dvc_command(stage: str, force: bool = False) -> list[str]:
+    """DVC's own way to run one stage and record it: it checks the run cache first, skips a stage
+    that has not changed, and writes dvc.lock; ``--wait-for-lock`` queues behind another stage's
+    bookkeeping instead of failing."""
+    return ["dvc", "--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage]
+
+
+def run_stage(
+    stage: str,
+    root: str,
+    log: str,
+    cancel_event: str | None = None,
+    env: dict[str, str] | None = None,
+    force: bool = False,
+) -> StageOutcome:
+    """Run ``stage`` in the repository at ``root`` (a folder every worker sees), its output to ``log``.
+
+    ``cancel_event`` names a Dask ``Event``; once it is set, the stage is interrupted (SIGINT to the
+    shim, which passes it to the stage's process group) and reports exit status 130.
+    """
+    from distributed import Event, get_worker
+
+    try:
+        worker = get_worker().address
+    except ValueError:  # called outside a worker (tests)
+        worker = "local"
+    event = Event(cancel_event) if cancel_event else None
+    path = Path(root) / log
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc_command(stage, force)]
+    start = time.monotonic()
+    with path.open("w") as fh:
+        fh.write(f"$ {' '.join(dvc_command(stage, force))}   # on {worker}\n")
+        fh.flush()
+        proc = subprocess.Popen(
+            command, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        while True:
+            try:
+                code = proc.wait(POLL)
+                break
+            except subprocess.TimeoutExpired:
+                if event is not None and event.is_set():
+                    proc.send_signal(signal.SIGINT)
+                    code = proc.wait()
+                    break
+    return StageOutcome(stage, code, time.monotonic() - start, log, worker)
