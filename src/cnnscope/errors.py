@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from cnnscope.quiet import quiet_third_party
 from cnnscope.runtime import keep_freed_memory
 
 #: Exit status of a stage stopped by Ctrl-C (128 + SIGINT, what shells report).
@@ -26,9 +27,11 @@ def run_stage(main: Callable[[], object]) -> None:
     """Run a stage's ``main``; turn user errors into one line on stderr and exit status 2.
 
     Also applies the process-wide CPU allocator setting every stage benefits from
-    (:func:`cnnscope.runtime.keep_freed_memory`).
+    (:func:`cnnscope.runtime.keep_freed_memory`) and drops known third-party noise from its log
+    (:func:`cnnscope.quiet.quiet_third_party`).
     """
     keep_freed_memory()
+    quiet_third_party()
     try:
         main()
     except (CnnscopeError, FileNotFoundError) as err:
