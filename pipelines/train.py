@@ -1,7 +1,8 @@
 """DVC stage `train@<variant>-<seed>`: train (or, for the null model, only evaluate) one variant.
 
 Writes ``models/<variant>/seed<k>/`` (initial.ckpt, best.ckpt, last.ckpt, mlflow_run_id.txt, confusion.png,
-confusion.csv, provenance.json, run_state.json), ``metrics/train/<variant>_seed<k>.json`` and
+confusion.csv, provenance.json, run_state.json; the weights along training in checkpoints/step<k>.ckpt),
+``metrics/train/<variant>_seed<k>.json`` and
 ``plots/train/<variant>_seed<k>.csv``; one MLflow run per variant and seed, nested under the study's
 run. The run trains in ``models/<variant>/.seed<k>.partial/`` and replaces the folder only when it
 succeeded; an interrupted run of the same configuration resumes from its ``last.ckpt``.
@@ -18,8 +19,10 @@ from cnnscope.config import load_params
 from cnnscope.errors import run_stage
 from cnnscope.io import run_dir
 from cnnscope.models import save_checkpoint
+from cnnscope.models.steps import step_file
 from cnnscope.training import build_modules, fit_and_test, test_only
 from cnnscope.training import stage as steps
+from cnnscope.training.checkpoints import StepCheckpoints
 from cnnscope.training.rundir import promote
 
 
@@ -47,9 +50,13 @@ def main(argv: list[str] | None = None) -> None:
         if job.train:
             if begin.resume is None:  # the weights training starts from, for trained-minus-initial kernels
                 save_checkpoint(module.model, begin.work / steps.INITIAL_WEIGHTS)
-            result = fit_and_test(module, data, params.trainer, begin.work, logger, begin.resume, progress)
+            along = StepCheckpoints(begin.work, job.checkpoint_steps)  # weights along training: trajectory stage
+            result = fit_and_test(
+                module, data, params.trainer, begin.work, logger, begin.resume, progress, job.max_steps, [along]
+            )
         else:
             save_checkpoint(module.model, begin.work / "best.ckpt")
+            save_checkpoint(module.model, step_file(begin.work, 0))  # its trajectory: the one point it has
             result = test_only(module, data, params.trainer, begin.work, logger, progress)
         if run_id is None:
             return

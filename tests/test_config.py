@@ -84,7 +84,7 @@ def test_oip_seeds_must_be_trained_seeds(oip_seeds: list[int]) -> None:
 
 def test_oip_seeds_follow_the_seeds_unless_set() -> None:
     assert compose_params(["study.seeds=[4,5]"])["study"]["oip_seeds"] == [4, 5]
-    assert compose_params(["experiment=mnist_oip"])["study"]["oip_seeds"] == [0, 1, 2]
+    assert compose_params(["experiment=mnist_oip"])["study"]["oip_seeds"] == [0, 1, 2, 3, 4]
     assert compose_params(["study.oip_seeds=[1]"])["study"]["oip_seeds"] == [1]
 
 

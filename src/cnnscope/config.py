@@ -154,6 +154,10 @@ class TrainerConfig:
     patience: int
     log_every_n_steps: int
     models_dir: str
+    #: Weights saved along training (``models/<v>/seed<k>/checkpoints/``, read by the trajectory
+    #: stage): a count ``n`` gives ``n`` log-spaced gradient steps from 0 to the last (plus the
+    #: 1-2-5 steps, which every run shares); a list gives those steps exactly (sorted, ≤ the run).
+    checkpoint_steps: Any
 
 
 @dataclass
@@ -166,6 +170,10 @@ class VariantSpec:
     train: bool = True
     #: Overrides of ``model`` keys for this variant (e.g. ``optimizer: sgd``, ``width: 2``).
     model: dict[str, Any] = field(default_factory=dict)
+    #: A step-matched control: train on ``train_subset`` for as many gradient steps as this
+    #: (trained) variant's budget (``trainer.max_epochs`` epochs of its split), without early stopping,
+    #: keeping the final weights; null trains for ``trainer.max_epochs`` epochs as usual.
+    match_steps_of: str | None = None
 
 
 @dataclass
@@ -328,6 +336,29 @@ class AtlasConfig:
 
 
 @dataclass
+class TrajectoryConfig:
+    """The ``trajectory`` stage: every map layer measured at each checkpoint saved along training."""
+
+    #: Class-stratified images of the test split, put in one seeded order (``order_seed``) before
+    #: minibatching: the measures' minibatches must not follow the stored (class-sorted) order.
+    eval_samples: int
+    order_seed: int
+    #: Images per minibatch (debiased CKA needs ≥ 4); memory is flat in ``eval_samples``.
+    batch_size: int
+    #: The first this-many images of that order carry the spatial probe (half fit, half scored).
+    probe_samples: int
+    #: Bins of the normalised entropy, equal-width on [−entropy_range, entropy_range] in units of
+    #: each checkpoint's robust scale (shared by every checkpoint, variant and seed).
+    bins: int
+    entropy_range: float
+    #: Maps of the deepest layer followed over training: the most active of the final network.
+    maps: int
+    #: Ascent steps of each checkpoint's OIPs (two restarts at ``oip.wavelengths``' longest).
+    oip_steps: int
+    out_dir: str
+
+
+@dataclass
 class TrackingConfig:
     #: MLflow experiment name; runs of one study share it.
     experiment: str
@@ -346,6 +377,7 @@ class Params:
     oip: OIPConfig
     exemplars: ExemplarsConfig
     atlas: AtlasConfig
+    trajectory: TrajectoryConfig
     tracking: TrackingConfig
 
 
@@ -429,6 +461,69 @@ def _check_semantics(params: Params) -> None:
     if any(s <= 0 for s in subsets):
         raise ConfigError(f"data.subsets={params.data.subsets}: sizes must be positive")
     _check_oip(params.oip)
+    _check_steps(params)
+
+
+#: Training-pool and test-split sizes of the fixed sources, for the checks that need a run's length
+#: before ``prepare`` has run (an ``imagefolder`` is checked when training starts instead).
+SOURCE_SIZES: dict[str, tuple[int, int | None]] = {
+    "embedded": (5000, None),
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+}
+
+
+def planned_steps(params: Params, variant: str) -> int | None:
+    """Gradient steps ``variant`` will take at most, from the source's known size (the same
+    splitting arithmetic as :mod:`cnnscope.data.prepare`); None when the size is unknown here."""
+    d, spec = params.data, params.study.variant_specs[variant]
+    if spec.match_steps_of is not None:
+        return planned_steps(params, spec.match_steps_of)
+    sizes = SOURCE_SIZES.get(str(getattr(d.name, "value", d.name)))
+    if sizes is None:
+        return None
+    pool = sizes[0] - (round(d.test_fraction * sizes[0]) if sizes[1] is None else 0)
+    pool -= round(d.val_fraction * pool) if d.val_from == ValSource.train else 0
+    n = min(pool, d.train_size or pool)
+    if spec.train_subset is not None:
+        n = min(n, round(spec.train_subset * n) if spec.train_subset <= 1 else int(spec.train_subset))
+    return params.trainer.max_epochs * -(-n // params.trainer.batch_size)
+
+
+def _check_steps(params: Params) -> None:
+    """``trainer.checkpoint_steps`` and the step-matched variants (``match_steps_of``), before any work."""
+    steps, specs = params.trainer.checkpoint_steps, params.study.variant_specs
+    if isinstance(steps, bool) or not isinstance(steps, int | list | tuple):
+        raise ConfigError(f"trainer.checkpoint_steps={steps!r} must be a count (≥ 2) or a list of gradient steps")
+    if isinstance(steps, int) and steps < 2:
+        raise ConfigError(f"trainer.checkpoint_steps={steps} must be ≥ 2 (step 0 and the last, log-spaced between)")
+    if isinstance(steps, list | tuple):
+        if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in steps):
+            raise ConfigError(f"trainer.checkpoint_steps={list(steps)} must be a non-empty list of steps ≥ 0")
+        if list(steps) != sorted(set(steps)):
+            raise ConfigError(f"trainer.checkpoint_steps={list(steps)} must be sorted, each step once")
+    for name in params.study.variants:
+        spec, ref = specs[name], specs[name].match_steps_of
+        if ref is not None:
+            if ref not in specs or not specs[ref].train or specs[ref].match_steps_of is not None or not spec.train:
+                raise ConfigError(
+                    f"study.variant_specs.{name}.match_steps_of={ref!r} must name another trained variant of "
+                    f"study.variant_specs ({', '.join(specs)}) that is not itself step-matched"
+                )
+            if spec.train_subset is None or spec.train_subset == 1 or spec.train_subset == specs[ref].train_subset:
+                raise ConfigError(
+                    f"study.variant_specs.{name} is step-matched to {ref} but trains on "
+                    f"{'the full split' if spec.train_subset in (None, 1) else 'the same data'} "
+                    f"(train_subset={spec.train_subset}): set train_subset to a smaller nested subset of data.subsets"
+                )
+        explicit = list(steps) if isinstance(steps, list | tuple) else None
+        total = planned_steps(params, name) if spec.train and explicit else None
+        if explicit and total is not None and explicit[-1] > total:
+            raise ConfigError(
+                f"trainer.checkpoint_steps={explicit} goes beyond the run of variant {name}: it takes at most "
+                f"{total} gradient steps; drop the later steps or give a count (log-spaced over each run)"
+            )
 
 
 def _check_oip(oip: OIPConfig) -> None:
@@ -455,7 +550,14 @@ def _check_oip(oip: OIPConfig) -> None:
 #: Accelerators Lightning accepts by name.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_OUTPUT_DIRS = ("data.out_dir", "trainer.models_dir", "extract.out_dir", "compare.out_dir", "oip.out_dir")
+_OUTPUT_DIRS = (
+    "data.out_dir",
+    "trainer.models_dir",
+    "extract.out_dir",
+    "compare.out_dir",
+    "oip.out_dir",
+    "trajectory.out_dir",
+)
 
 
 def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
@@ -471,6 +573,13 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
         ("trainer.accelerator", t.accelerator, t.accelerator in ACCELERATORS, f"one of {', '.join(ACCELERATORS)}"),
         ("extract.eval_samples", e.eval_samples, e.eval_samples >= 1, "≥ 1"),
         ("extract.batch_size", e.batch_size, e.batch_size >= 1, "≥ 1"),
+        ("trajectory.eval_samples", params.trajectory.eval_samples, params.trajectory.eval_samples >= 8, "≥ 8"),
+        ("trajectory.batch_size", params.trajectory.batch_size, params.trajectory.batch_size >= 4, "≥ 4 (CKA)"),
+        ("trajectory.probe_samples", params.trajectory.probe_samples, params.trajectory.probe_samples >= 4, "≥ 4"),
+        ("trajectory.bins", params.trajectory.bins, params.trajectory.bins >= 2, "≥ 2"),
+        ("trajectory.entropy_range", params.trajectory.entropy_range, params.trajectory.entropy_range > 0, "> 0"),
+        ("trajectory.maps", params.trajectory.maps, params.trajectory.maps >= 1, "≥ 1"),
+        ("trajectory.oip_steps", params.trajectory.oip_steps, params.trajectory.oip_steps >= 1, "≥ 1"),
         ("compare.bins", c.bins, c.bins >= 2, "≥ 2"),
         ("compare.bootstrap", c.bootstrap, c.bootstrap >= 1, "≥ 1"),
         ("compare.confidence", c.confidence, 0 < c.confidence < 1, "in (0, 1)"),

@@ -108,11 +108,14 @@ class CNNModule(L.LightningModule):
             )
         else:
             optimizer = torch.optim.Adam(params, lr=opt["lr"], weight_decay=opt["weight_decay"])
+        # a step-matched control follows its reference's schedule step for step: its own epochs are shorter
+        per = int(opt.get("steps_per_epoch", 1))
         scheduler: torch.optim.lr_scheduler.LRScheduler
         if opt["lr_schedule"] == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, opt["lr_step_size"], opt["lr_gamma"])
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, opt["lr_step_size"] * per, opt["lr_gamma"])
         elif opt["lr_schedule"] == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, opt["max_epochs"]))
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, opt["max_epochs"] * per))
         else:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        interval = "step" if "steps_per_epoch" in opt else "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

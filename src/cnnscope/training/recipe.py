@@ -10,7 +10,7 @@ back (resume, test on the best) with ``weights_only=True`` explicitly: a checkpo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,15 @@ def make_trainer(
     logger: Logger | bool = False,
     train: bool = True,
     progress: bool = True,
+    max_steps: int | None = None,
+    extra: Sequence[Callback] = (),
 ) -> L.Trainer:
-    """A Trainer writing ``best.ckpt``/``last.ckpt`` to ``out_dir``, early-stopping on ``val_loss``."""
+    """A Trainer writing ``best.ckpt``/``last.ckpt`` to ``out_dir``, early-stopping on ``val_loss``.
+
+    With ``max_steps`` (a step-matched control) it trains exactly that many gradient steps: no early
+    stopping and no choice by validation loss, so ``best.ckpt`` holds the final weights. ``extra``:
+    more callbacks (the weights along training, :class:`cnnscope.training.checkpoints.StepCheckpoints`).
+    """
     gpu = _on_gpu(cfg)
     precision = cfg.precision or ("bf16-mixed" if gpu else "32-true")
     # CUDA max-pool backward has no deterministic kernel: on a GPU determinism can only warn.
@@ -116,20 +123,21 @@ def make_trainer(
             ModelCheckpoint(
                 dirpath=out_dir,
                 filename=BEST,
-                monitor="val_loss",
+                monitor=None if max_steps else "val_loss",
                 mode="min",
                 save_top_k=1,
                 save_last=True,
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             ),
-            EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, check_finite=True),
+            *([] if max_steps else [EarlyStopping("val_loss", mode="min", patience=cfg.patience, check_finite=True)]),
             EpochHistory(),
+            *extra,
         ]
         if logger:
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     try:
-        return _trainer(cfg, out_dir, logger, callbacks, precision, deterministic, progress)
+        return _trainer(cfg, out_dir, logger, callbacks, precision, deterministic, progress, max_steps)
     except MisconfigurationException as err:  # devices/strategy/precision this machine cannot serve
         raise ConfigError(f"trainer settings cannot run here: {err} (see trainer.* in params.yaml)") from None
 
@@ -142,6 +150,7 @@ def _trainer(
     precision: str,
     deterministic: bool | str,
     progress: bool,
+    max_steps: int | None = None,
 ) -> L.Trainer:
     return L.Trainer(
         accelerator=cfg.accelerator,
@@ -150,7 +159,8 @@ def _trainer(
         strategy=cfg.strategy,
         precision=precision,  # type: ignore[arg-type]
         deterministic=deterministic,  # type: ignore[arg-type]
-        max_epochs=cfg.max_epochs,
+        max_epochs=-1 if max_steps else cfg.max_epochs,
+        max_steps=max_steps or -1,
         log_every_n_steps=cfg.log_every_n_steps,
         logger=logger,
         callbacks=callbacks,
@@ -189,9 +199,12 @@ def fit_and_test(
     logger: Logger | bool = False,
     resume_from: Path | None = None,
     progress: bool = True,
+    max_steps: int | None = None,
+    extra: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train (continuing from ``resume_from`` if given), then test the best checkpoint."""
-    trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress)
+    """Train (continuing from ``resume_from`` if given), then test the best checkpoint (the final
+    weights with ``max_steps``: see :func:`make_trainer`)."""
+    trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress, max_steps=max_steps, extra=extra)
     with _ctrl_c(trainer):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     result = _test(trainer, module, data, ckpt="best")

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cnnscope.config import ConfigError, Params, check_variant, to_container, variant_model_config
 from cnnscope.data.prepared import PreparedData, subset_key
+from cnnscope.models.steps import checkpoint_schedule
 from cnnscope.training.datamodule import PreparedDataModule
 from cnnscope.training.module import CNNModule
 
@@ -36,6 +37,10 @@ class VariantJob:
     #: Hash of everything that determines the trained weights; a checkpoint is resumed only into
     #: a job with the same fingerprint.
     fingerprint: str
+    #: A step-matched control's step budget (``match_steps_of``); None: ``trainer.max_epochs`` epochs.
+    max_steps: int | None = None
+    #: Gradient steps whose weights are kept along training (:mod:`cnnscope.models.steps`).
+    checkpoint_steps: tuple[int, ...] = ()
 
 
 def resolve_variant(
@@ -68,6 +73,7 @@ def resolve_variant(
     }
     if model_cfg.depth is not None:
         arch["depth"] = int(model_cfg.depth)
+    max_steps, steps_per_epoch = _step_budget(params, variant, prepared, train_split)
     optim = {
         "optimizer": model_cfg.optimizer.value,
         "lr": float(model_cfg.lr),
@@ -78,18 +84,56 @@ def resolve_variant(
         "lr_gamma": float(model_cfg.lr_gamma),
         "max_epochs": int(params.trainer.max_epochs),
     }
+    if max_steps is not None:  # the reference's schedule, step for step (its epochs are longer)
+        optim["steps_per_epoch"] = steps_per_epoch
+    total = max_steps if max_steps is not None else params.trainer.max_epochs * steps_per_epoch
+    saved = _checkpoint_steps(params.trainer.checkpoint_steps, total, variant) if spec.train else [0]
     identity = {
         "arch": arch,
         "optim": optim,
         "trainer": to_container(params)["trainer"],
         "train": spec.train,
         "train_split": train_split,
+        "max_steps": max_steps,
         "seed": seed,
         "data": data_sha256,
         "code": _code_digest(),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return VariantJob(variant, seed, spec.train, train_split, arch, optim, digest)
+    return VariantJob(variant, seed, spec.train, train_split, arch, optim, digest, max_steps, tuple(saved))
+
+
+def _split_size(prepared: PreparedData, split: str) -> int:
+    return len(prepared.split(split)[1])
+
+
+def _step_budget(params: Params, variant: str, prepared: PreparedData, train_split: str) -> tuple[int | None, int]:
+    """``(max_steps, steps per epoch)``: a step-matched control takes its reference's budget,
+    ``trainer.max_epochs`` epochs of the reference's split (and its epoch length, for the learning-rate
+    schedule); any other variant has no step budget and its own epoch length."""
+    batch = params.trainer.batch_size
+    ref = params.study.variant_specs[variant].match_steps_of
+    if ref is None:
+        return None, -(-_split_size(prepared, train_split) // batch)
+    subset = params.study.variant_specs[ref].train_subset
+    ref_size = _split_size(prepared, "train" if subset is None else subset_key(subset))
+    if _split_size(prepared, train_split) >= ref_size:
+        raise ConfigError(
+            f"variant {variant!r} is step-matched to {ref!r} but its subset {train_split!r} holds as many images "
+            f"as {ref!r}'s data ({ref_size}): a step-matched control needs a smaller nested subset"
+        )
+    per_epoch = -(-ref_size // batch)
+    return params.trainer.max_epochs * per_epoch, per_epoch
+
+
+def _checkpoint_steps(spec: int | list[int], total: int, variant: str) -> list[int]:
+    """The steps to keep; an explicit step beyond this run fails now, before any training."""
+    if not isinstance(spec, int) and max(spec) > total:
+        raise ConfigError(
+            f"trainer.checkpoint_steps={list(spec)} goes beyond the run of variant {variant!r}: it takes at most "
+            f"{total} gradient steps on the prepared data; drop the later steps or give a count"
+        )
+    return checkpoint_schedule(spec if isinstance(spec, int) else list(spec), total)
 
 
 def build_modules(params: Params, job: VariantJob, prepared: PreparedData) -> tuple[CNNModule, PreparedDataModule]:

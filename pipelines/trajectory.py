@@ -1,0 +1,47 @@
+"""DVC stage `trajectory@<variant>-<seed>`: how every map of one network developed over training.
+
+Reads the weights kept along training (``models/<variant>/seed<k>/checkpoints/step*.ckpt``,
+``trainer.checkpoint_steps``) and the prepared data; writes ``trajectory/<variant>/seed<k>/`` —
+``trajectory.csv`` (per checkpoint and map layer: Hoyer sparsity, normalised entropy, CKA to the
+initial and the final network, spatial-probe accuracy; the test accuracy), ``maps.csv`` (the tracked
+deep maps' top-image class and OIP objective per checkpoint), ``oips.pt`` (their OIPs) and
+``index.json`` — atomically.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cnnscope.config import to_container
+from cnnscope.data.prepared import PreparedData
+from cnnscope.errors import run_stage
+from cnnscope.io import atomic_dir, provenance, run_dir, write_json
+from cnnscope.models import best_device
+from cnnscope.network_stage import network_args
+from cnnscope.oip.color import colour_sqrt
+from cnnscope.trajectory import TABLE, load_checkpoints, run_trajectory
+
+
+def main(argv: list[str] | None = None) -> None:
+    params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
+    start = time.perf_counter()
+    data = PreparedData.load(params.data.out_dir)
+    models = load_checkpoints(run_dir(params.trainer.models_dir, variant, seed), best_device())
+    colours = colour_sqrt(data.split("train")[0]) if params.oip.decorrelate else None
+    trajectory = run_trajectory(params, models, data, colours)
+    config = to_container(params)
+    record = provenance({"trajectory": config["trajectory"], "oip": config["oip"]}, params.data.out_dir)
+    out = run_dir(params.trajectory.out_dir, variant, seed)
+    with atomic_dir(out) as tmp:
+        trajectory.save(tmp)
+        write_json(
+            tmp / "index.json", {"variant": variant, "seed": seed, "steps": sorted(models), "provenance": record}
+        )
+    print(
+        f"trajectory {variant} seed {seed}: {len(models)} checkpoints, {len(trajectory.maps['map'].unique())} maps "
+        f"followed, {time.perf_counter() - start:.1f} s → {out / TABLE}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

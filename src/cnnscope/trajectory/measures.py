@@ -1,0 +1,171 @@
+"""Every map layer of every checkpoint of one run, measured in one streaming pass.
+
+How a map develops over training is read off the weights saved along it
+(:mod:`cnnscope.models.steps`). For each checkpoint and each feature map (``model.conv_layers``)
+this computes, on a fixed evaluation sample:
+
+* **Hoyer sparsity** (mean over images) and the **normalised entropy** of the layer's values
+  (:mod:`cnnscope.analysis.scalefree`): values divided by the checkpoint's own robust scale, binned on
+  ``bins`` equal-width edges over ``[−entropy_range, entropy_range]`` shared by every checkpoint,
+  variant and seed (values beyond go to the end bins), so entropies compare along and across runs.
+  The robust scale comes from the first minibatch (a fixed, class-mixed sample), so one pass suffices;
+* **debiased minibatch CKA** to the same layer of the initial and of the final network
+  (:mod:`cnnscope.analysis.cka`);
+* a **spatial linear probe** on the first ``probe_samples`` images (:mod:`cnnscope.analysis.spatial_probe`);
+* for the tracked maps of the deepest layer, the **top image** (largest maximum over positions) and its class.
+
+The stored evaluation sample is sorted by class, so the images are first put in one seeded order
+(:func:`cnnscope.analysis.sample_order.shuffled`): minibatches of two classes would bias the CKA and
+the scale. The pass runs over minibatches outside and checkpoints inside: each batch's Gram
+matrices of the initial and final networks are built once, and memory holds one batch of
+activations, the accumulators and the probe features — flat in the number of images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnscope.activations.capture import capture
+from cnnscope.analysis.cka import _hsic_matrix, _ratio, gram
+from cnnscope.analysis.information import entropy
+from cnnscope.analysis.linear_probe import probe_accuracy, probe_split
+from cnnscope.analysis.scalefree import _hoyer_kurtosis, robust_scale
+from cnnscope.models import LayeredCNN
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    batch_size: int
+    probe_samples: int
+    bins: int
+    entropy_range: float
+    #: Spatial probe: each map average-pooled to ``grid × grid``.
+    grid: int = 2
+    #: Robust scale: this quantile of the non-zero |x| (as the compare stage's ``scale_quantile``).
+    quantile: float = 0.99
+
+
+@dataclass
+class _Layer:
+    """Running sums of one (checkpoint, layer)."""
+
+    scale: float = float("nan")
+    hoyer_sum: float = 0.0
+    hoyer_n: int = 0
+    counts: np.ndarray | None = None
+    hsic: torch.Tensor = field(default_factory=lambda: torch.zeros(3, 3, dtype=torch.float64))
+    probe: list[np.ndarray] = field(default_factory=list)
+
+
+def _standardised(model: LayeredCNN, images: torch.Tensor) -> torch.Tensor:
+    return model.standardize(images.to(model.mean.device).float().div_(255))
+
+
+def _histogram(x: torch.Tensor, scale: float, settings: PassSettings) -> np.ndarray:
+    r, bins = settings.entropy_range, settings.bins
+    idx = ((x.flatten().double() / scale + r) * (bins / (2 * r))).floor().long().clamp_(0, bins - 1)
+    return torch.bincount(idx, minlength=bins).numpy()
+
+
+def _grams(model: LayeredCNN, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    return {k: gram(v.flatten(1).float().cpu()) for k, v in capture(model, _standardised(model, batch), layers).items()}
+
+
+def _update(acc: _Layer, x: torch.Tensor, grams: tuple[torch.Tensor, torch.Tensor], keep: int, s: PassSettings) -> None:
+    """Fold one batch ``x`` ``(b, C, H, W)`` of one layer into its accumulator."""
+    flat = x.flatten(1).float().cpu()
+    if acc.counts is None:  # the first (seeded, class-mixed) batch sets the robust scale
+        acc.scale = robust_scale(flat.numpy(), s.quantile)
+        acc.counts = np.zeros(s.bins, dtype=np.int64)
+    hoyer, _ = _hoyer_kurtosis(flat)
+    finite = hoyer[np.isfinite(hoyer)]
+    acc.hoyer_sum += float(finite.sum())
+    acc.hoyer_n += len(finite)
+    acc.counts += _histogram(flat, acc.scale, s)
+    acc.hsic += _hsic_matrix([gram(flat), *grams])
+    if keep:
+        pooled = F.adaptive_avg_pool2d(x[:keep].float(), s.grid) if x.ndim == 4 else x[:keep]
+        acc.probe.append(pooled.flatten(1).cpu().numpy())
+
+
+@torch.no_grad()
+def measure_pass(
+    models: Mapping[int, LayeredCNN],
+    initial: LayeredCNN,
+    final: LayeredCNN,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    layers: Sequence[str],
+    tracked: Sequence[int],
+    settings: PassSettings,
+) -> tuple[list[dict[str, object]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """One pass over ``images`` (uint8, already in their seeded order) for every checkpoint in
+    ``models`` (step → network). Returns tidy rows ``{step, layer, measure, value}`` and, per step,
+    the ``(top value, top image label)`` of each tracked map of ``layers[-1]``."""
+    acc = {(step, layer): _Layer() for step in models for layer in layers}
+    best = {step: (np.full(len(tracked), -np.inf), np.full(len(tracked), -1)) for step in models}
+    n, b = len(images), settings.batch_size
+    starts = list(range(0, n, b))
+    if len(starts) > 1 and n - starts[-1] < 4:  # the unbiased HSIC needs 4 images per batch
+        starts.pop()
+    for start, end in zip(starts, [*starts[1:], n], strict=True):
+        batch, batch_labels = images[start:end], labels[start:end].numpy()
+        keep = max(0, min(end, settings.probe_samples) - start)
+        ref = {name: _grams(net, batch, layers) for name, net in (("initial", initial), ("final", final))}
+        for step, model in models.items():
+            out = capture(model, _standardised(model, batch), layers)
+            for layer in layers:
+                _update(acc[step, layer], out[layer], (ref["initial"][layer], ref["final"][layer]), keep, settings)
+            if tracked:
+                peak = out[layers[-1]][:, list(tracked)].flatten(2).amax(dim=2).cpu().numpy()  # (b, maps)
+                top = peak.argmax(axis=0)
+                values, classes = best[step]
+                better = peak[top, range(len(tracked))] > values
+                values[better] = peak[top, range(len(tracked))][better]
+                classes[better] = batch_labels[top][better]
+    return _rows(acc, labels[: settings.probe_samples].numpy()), best
+
+
+def _rows(acc: Mapping[tuple[int, str], _Layer], probe_labels: np.ndarray) -> list[dict[str, object]]:
+    train, test = probe_split(probe_labels, 0.5, seed=0) if len(probe_labels) >= 4 else (None, None)
+    rows: list[dict[str, object]] = []
+    for (step, layer), a in acc.items():
+        h = a.hsic.numpy()
+        values = {
+            "hoyer": a.hoyer_sum / a.hoyer_n if a.hoyer_n else float("nan"),
+            "entropy_norm_bits": float(entropy(a.counts)) if a.counts is not None else float("nan"),
+            "cka_to_initial": _ratio(h[0, 1], h[0, 0], h[1, 1]),
+            "cka_to_final": _ratio(h[0, 2], h[0, 0], h[2, 2]),
+        }
+        if train is not None and test is not None and a.probe:
+            values["spatial_probe_acc"] = probe_accuracy(np.concatenate(a.probe), probe_labels, train, test)
+        rows += [{"step": step, "layer": layer, "measure": k, "value": float(v)} for k, v in values.items()]
+    return rows
+
+
+@torch.no_grad()
+def test_accuracy(model: LayeredCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    """Share of ``images`` (uint8) whose arg-max logit is their label."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(_standardised(model, images[start : start + batch_size]))
+        correct += int((logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum())
+    return correct / max(1, len(images))
+
+
+@torch.no_grad()
+def most_active_maps(model: LayeredCNN, images: torch.Tensor, layer: str, count: int, batch_size: int) -> list[int]:
+    """The ``count`` maps of ``layer`` with the highest mean activation over ``images`` (ties: lower index)."""
+    total: torch.Tensor | None = None
+    for start in range(0, len(images), batch_size):
+        out = capture(model, _standardised(model, images[start : start + batch_size]), [layer])[layer]
+        sums = out.double().flatten(2).mean(dim=2).sum(dim=0).cpu()
+        total = sums if total is None else total + sums
+    assert total is not None
+    order = sorted(range(len(total)), key=lambda i: (-float(total[i]), i))
+    return sorted(order[:count])

@@ -1,0 +1,106 @@
+"""One network's trajectory: its saved checkpoints → a tidy table, the tracked maps, their OIPs.
+
+What the ``trajectory@<variant>-<seed>`` stage writes, computed from the weights kept along
+training (``models/<variant>/seed<k>/checkpoints/``). The untrained null model has one point
+(step 0); a network without feature maps (the pixel ``mlp``) gets its test accuracy and CKA-free
+rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from cnnscope.activations.sampling import stratified_sample
+from cnnscope.analysis.sample_order import sample_order
+from cnnscope.config import Params
+from cnnscope.data.prepared import PreparedData
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import atomic_write
+from cnnscope.models import LayeredCNN, load_model
+from cnnscope.models.steps import saved_steps
+from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps, test_accuracy
+from cnnscope.trajectory.oips import oips_over_training, trajectory_settings
+
+TABLE, MAPS_TABLE, TENSORS = "trajectory.csv", "maps.csv", "oips.pt"
+
+
+class TrajectoryError(CnnscopeError):
+    """A run has no weights along training to follow."""
+
+
+@dataclass
+class Trajectory:
+    #: Tidy rows: ``step, layer, measure, value`` (``layer`` empty for the test accuracy).
+    table: pd.DataFrame
+    #: Per step and tracked map: its top image's value and class, its OIP's objective.
+    maps: pd.DataFrame
+    #: ``steps``, ``layer``, ``maps``, ``images`` ``(steps, maps, C, H, W)`` float16, ``mean``/``std``.
+    tensors: dict[str, Any]
+
+    def save(self, folder: Path) -> None:
+        for name, frame in ((TABLE, self.table), (MAPS_TABLE, self.maps)):
+            with atomic_write(folder / name) as fh:
+                frame.to_csv(fh, index=False, float_format="%.6g")
+        with atomic_write(folder / TENSORS, binary=True) as fh:
+            torch.save(self.tensors, fh)
+
+
+def load_checkpoints(run: Path, device: torch.device) -> dict[int, LayeredCNN]:
+    """Step → network, for every checkpoint saved along the run in ``run``."""
+    found = saved_steps(run)
+    if not found:
+        raise TrajectoryError(
+            f"{run} holds no weights along training (checkpoints/step*.ckpt): re-run its train stage "
+            "with this code (trainer.checkpoint_steps)"
+        )
+    return {step: load_model(path, device) for step, path in found}
+
+
+def eval_images(data: PreparedData, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class-stratified evaluation sample of the test split, in one seeded order."""
+    ids = data.splits["test"]
+    chosen = stratified_sample(ids, data.labels[ids], count)
+    chosen = chosen[torch.from_numpy(sample_order(chosen.numpy(), seed))]
+    return data.images[chosen], data.labels[chosen]
+
+
+def run_trajectory(
+    params: Params, models: dict[int, LayeredCNN], data: PreparedData, colour_sqrt: Any = None
+) -> Trajectory:
+    """Every measure of every checkpoint in ``models`` (step → network, in step order)."""
+    cfg = params.trajectory
+    steps = sorted(models)
+    initial, final = models[steps[0]], models[steps[-1]]
+    images, labels = eval_images(data, cfg.eval_samples, cfg.order_seed)
+    layers = list(final.conv_layers)
+    tracked = most_active_maps(final, images, layers[-1], cfg.maps, cfg.batch_size) if layers else []
+    settings = PassSettings(cfg.batch_size, cfg.probe_samples, cfg.bins, cfg.entropy_range, params.compare.probe_grid)
+    rows, best = measure_pass(models, initial, final, images, labels, layers, tracked, settings) if layers else ([], {})
+    test_images, test_labels = data.split("test")
+    for step, model in models.items():
+        acc = test_accuracy(model, test_images, test_labels, cfg.batch_size)
+        rows.append({"step": step, "layer": "", "measure": "test_acc", "value": acc})
+    table = pd.DataFrame(rows, columns=["step", "layer", "measure", "value"]).sort_values(
+        ["step", "layer", "measure"], kind="stable", ignore_index=True
+    )
+    tensors: dict[str, Any] = {"steps": steps, "layer": layers[-1] if layers else None, "maps": tracked}
+    map_rows = []
+    if tracked:
+        oip_images, objective = oips_over_training(
+            models, layers[-1], tracked, trajectory_settings(params.oip, cfg.oip_steps, colour_sqrt)
+        )
+        tensors |= {"images": oip_images, "mean": final.mean.cpu(), "std": final.std.cpu()}
+        for i, step in enumerate(steps):
+            values, classes = best[step]
+            for j, m in enumerate(tracked):
+                map_rows.append(
+                    {"step": step, "map": m, "top_value": float(values[j]), "top_class": data.classes[int(classes[j])],
+                     "oip_objective": float(objective[i, j])}
+                )  # fmt: skip
+    maps = pd.DataFrame(map_rows, columns=["step", "map", "top_value", "top_class", "oip_objective"])
+    return Trajectory(table, maps, tensors)
