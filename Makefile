@@ -1,10 +1,11 @@
 # Two commands for a newcomer: `make repro` (set up .venv, run the pipeline on the embedded
-# default) and `make test` (lint, type-check, tests). Everything else is optional.
+# default) and `make test` (lint, type-check, tests). Everything else is optional; `make test-fast`
+# is the edit-test loop (unit tests only).
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test lint params clean-outputs
+.PHONY: setup repro test test-fast lint params clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -24,6 +25,11 @@ lint: setup
 
 test: lint
 	pytest -n 2 -q
+
+# The unit tests only: no lint, none of the tests marked `slow` (whole stages and pipelines,
+# subprocesses, the browser), which `make test` and CI still run.
+test-fast: setup
+	pytest -n 2 -q -m "not slow"
 
 # Regenerate params.yaml from conf/ after editing conf/ (dvc exp run does this by itself).
 params: setup

@@ -23,9 +23,10 @@ ARTIFACTS = REPO_ROOT / "artifacts" / "browser"
 DEFAULT_ATLAS = REPO_ROOT / "atlas" / "default" / "index.html"
 
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).is_file(), reason="chromium not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium not installed (apt-get install chromium)"),
+]
 
 
 def _check_page(page: Any, errors: list[str], shot: Path) -> None:

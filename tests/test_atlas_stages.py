@@ -45,6 +45,7 @@ def _params(root: Path, seeds: tuple[int, ...] = (0,), **exemplars: Any) -> None
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+@pytest.mark.slow
 def test_exemplars_then_atlas(study: Path) -> None:
     for variant in VARIANTS:
         load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
@@ -82,6 +83,7 @@ def test_exemplars_then_atlas(study: Path) -> None:
     assert (study / "report_tmp/figures/atlas/oip_beside_exemplars.png").is_file()
 
 
+@pytest.mark.slow
 def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedData) -> None:
     """``study.oip_seeds=[0]`` of seeds 0 and 1: seed 1 gets exemplars and its silent maps, no OIP
     comparison, and the atlas and report section read OIP numbers from seed 0 only."""
@@ -103,6 +105,7 @@ def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedDa
     assert "seeds with OIPs ([0], `study.oip_seeds`)" in text and "| benchmark |" in text
 
 
+@pytest.mark.slow
 def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: PreparedData) -> None:
     """The pixel ``mlp`` has no feature maps: its oip and exemplars stages say so (and count zero
     maps) instead of failing the study, and the atlas shows the networks that have maps."""

@@ -16,6 +16,9 @@ from cnnscope.data.prepared import PreparedData
 from cnnscope.models import save_checkpoint
 from conftest import REPO_ROOT, random_model
 
+#: Each test starts a Python process (torch's import alone is seconds).
+pytestmark = pytest.mark.slow
+
 SCRIPTS = sorted(p for p in (REPO_ROOT / "benchmarks").glob("*.py") if "__main__" in p.read_text())
 
 

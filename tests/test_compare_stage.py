@@ -61,6 +61,7 @@ def _run(stage: str, argv: list[str], env: dict[str, str] | None = None) -> None
     assert run_stage_main(stage, argv, env=env) == 0
 
 
+@pytest.mark.slow
 def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     from cnnscope import tracking
 

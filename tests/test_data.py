@@ -272,6 +272,7 @@ def run_prepare_stage(tmp_path: Path, data: dict) -> int:
     return run_stage_main("prepare", ["--params", str(params)], tmp_path)
 
 
+@pytest.mark.slow
 def test_prepare_stage_on_embedded_default(tmp_path: Path) -> None:
     assert run_prepare_stage(tmp_path, {"out_dir": "out"}) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset.pt", "manifest.json"]

@@ -287,6 +287,7 @@ def test_swapped_images_and_labels_files(repo: Path, stage: Stage) -> None:
     assert outputs(repo) == before and not leftovers(repo)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "needles"),
     [
@@ -323,6 +324,7 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str]) -> 
     assert err.count("\n") == 1 and "interrupted: nothing written" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_keeps_the_last_good_model_and_kills_the_run(repo: Path) -> None:
     set_params(repo, trainer={"max_epochs": 500, "patience": 500})
     before = outputs(repo)
@@ -372,6 +374,7 @@ def _trained(repo: Path) -> str:
     return run_id
 
 
+@pytest.mark.slow
 def test_run_left_running_is_marked_killed_when_the_next_run_starts(repo: Path, stage: Stage) -> None:
     stale = new_run(repo)  # killed before its first checkpoint: nothing to resume
     _partial(repo, "config-of-the-killed-run", stale, last=None)
@@ -394,6 +397,7 @@ def _pickled_code() -> bytes:
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["truncated", "pickled-code"])
 def test_unreadable_last_checkpoint_is_reported_and_training_starts_clean(repo: Path, stage: Stage, kind: str) -> None:
     from cnnscope.training import stage as steps
@@ -441,6 +445,7 @@ def test_stale_temporary_files_of_every_stage_are_cleaned_on_the_next_write(tmp_
     assert not (path / ".more.txt.dead.tmp").exists()
 
 
+@pytest.mark.slow
 def test_killed_prepare_leaves_nothing_behind_after_the_next_run(repo: Path, stage: Stage) -> None:
     stale = repo / "data/.prepared.ab12cd.tmp"
     stale.mkdir()
@@ -520,6 +525,7 @@ def test_every_checkpoint_load_in_the_library_is_weights_only() -> None:
 # ---------------------------------------------------------------- 12. one MLflow run per stage execution
 
 
+@pytest.mark.slow
 def test_each_oip_execution_is_its_own_run_and_a_two_point_sweep_keeps_both_grids(
     repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -316,6 +316,7 @@ def _run_stage(cwd: Path, *args: str) -> int:
     return run_stage_main("oip", list(args), cwd)
 
 
+@pytest.mark.slow
 def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"maps": [0, 1, 2, 3, 4, 5], "steps": 6, "snapshots": [0, 3, 6]})
     assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
@@ -361,6 +362,7 @@ def test_stage_bad_input_one_message_no_output(
     assert not (repo / "oip").exists() and not (repo / "metrics").exists()
 
 
+@pytest.mark.slow
 def test_stage_on_a_dense_layer_has_no_node_grid(tmp_path: Path) -> None:
     repo = _stage_repo(tmp_path, {"layer": "relu_fc1", "maps": [0, 1, 2], "steps": 3, "snapshots": [0, 3]})
     assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0

@@ -232,6 +232,7 @@ def _stage(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     return run_stage_main("oip", ["--variant", "benchmark", "--seed", "0"], cwd)
 
 
+@pytest.mark.slow
 def test_stage_runs_the_decorrelated_fourier_recipe_on_colour_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,6 +78,7 @@ def test_later_stages_attach_metrics_and_artifacts_to_an_existing_run(store: str
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
+@pytest.mark.slow
 def test_core_library_imports_without_mlflow() -> None:
     code = (
         "import sys, cnnscope.training, cnnscope.models, cnnscope.tracking;"

@@ -206,6 +206,7 @@ def _run(stage_dir: Path, run_id: str) -> object:
     return MlflowClient(f"sqlite:///{stage_dir / 'mlflow.db'}").get_run(run_id)
 
 
+@pytest.mark.slow
 def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run_stage("--variant", "dummy", "--seed", "0")
     out = stage_dir / "models" / "dummy" / "seed0"
@@ -232,6 +233,7 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
     assert "val_loss" in data.metrics and "lr-Adam" in data.metrics
 
 
+@pytest.mark.slow
 def test_initial_weights_are_the_untrained_network_of_the_same_seed(stage_dir: Path) -> None:
     # trained-minus-initial kernels in the report rely on both: the start is saved, and it is the
     # network the untrained variant of that seed evaluates
@@ -246,6 +248,7 @@ def test_initial_weights_are_the_untrained_network_of_the_same_seed(stage_dir: P
     assert not torch.equal(initial["model.conv1.weight"], trained["model.conv1.weight"])
 
 
+@pytest.mark.slow
 def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run_stage("--variant", "untrained", "--seed", "3")
     out = stage_dir / "models" / "untrained" / "seed3"

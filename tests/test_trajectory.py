@@ -93,6 +93,7 @@ def _train(variant: str, seed: int = 0) -> Path:
     return Path("models") / variant / f"seed{seed}"
 
 
+@pytest.mark.slow
 def test_step_matched_control_takes_the_reference_steps_on_its_subset_and_keeps_the_final_weights(
     stage_dir: Path,
 ) -> None:
@@ -162,6 +163,7 @@ def test_measure_pass_agrees_with_direct_formulas_and_is_one_against_itself() ->
 # ---------------------------------------------------------------- the trajectory stage
 
 
+@pytest.mark.slow
 def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_network(stage_dir: Path) -> None:
     import pandas as pd
 
@@ -192,6 +194,7 @@ def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_netwo
     assert first["step"].unique().tolist() == [0]
 
 
+@pytest.mark.slow
 def test_trajectory_stage_refuses_a_run_without_weights_along_training(
     stage_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
