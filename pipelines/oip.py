@@ -9,11 +9,12 @@ variant's MLflow run when one is recorded next to the checkpoint.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cnnscope import tracking
-from cnnscope.config import Params, to_container
+from cnnscope.config import Params, snapshot_steps, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir, run_name, write_json
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         return write_no_maps(out_dir, metrics_path, {"variant": variant, "seed": seed, "layer": None, "figures": []})
     # oip.decorrelate: the ascent works in the training split's decorrelated colour space
     colours = colour_sqrt(PreparedData.load(params.data.out_dir).split("train")[0]) if cfg.decorrelate else None
-    run = run_oips(model, cfg, colours)
+    # snapshots past oip.steps are taken at the last step, so a sweep over oip.steps just works
+    run = run_oips(model, replace(cfg, snapshots=snapshot_steps(cfg)), colours)
 
     tag, result = f"{variant} seed{seed}", run.result
     record = provenance(to_container(params)["oip"], params.data.out_dir)

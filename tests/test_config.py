@@ -18,6 +18,7 @@ from cnnscope.config import (
     ModelName,
     Params,
     load_params,
+    snapshot_steps,
     validate,
     variant_model_config,
 )
@@ -170,3 +171,54 @@ def test_dvc_yaml_takes_output_folders_from_params() -> None:
         assert f"${{{section}.{key}}}" in "\n".join(paths), f"{section}.{key} is not used in dvc.yaml"
         hard_coded = [p for p in paths if p == default or p.startswith(f"{default}/")]
         assert not hard_coded, f"dvc.yaml hard-codes {hard_coded} instead of ${{{section}.{key}}}"
+
+
+# ---------------------------------------------------------------- every stage's settings at composition (issue 24)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["oip.restarts=1"], r"^oip\.restarts=1 is out of range: it must be ≥ 2"),
+        (["oip.steps=0"], r"^oip\.steps=0 is out of range: it must be ≥ 1"),
+        (["oip.maps=[0,200]"], r"^oip\.maps=\[0, 200\]: \[200\] out of range for layer relu3 .* use indices 0\.\.127"),
+        (["model.width=0.5", "oip.maps=[100]"], r"^oip\.maps=\[100\]: .* 64 maps: use indices 0\.\.63"),
+        (["oip.maps=[-1]"], r"^oip\.maps=\[-1\] has a negative map index"),
+        (["oip.maps=[3,3]"], r"^oip\.maps=\[3, 3\] repeats \[3\]"),
+        (["oip.layer=relu9"], r"^oip\.layer='relu9' is not a layer of variant 'benchmark'.*valid layers are conv1"),
+        (["oip.wavelengths=[1,40]"], r"^oip\.wavelengths=\[1, 40\]: each must be 1\.\.28 pixels"),
+        (["oip.snapshots=[0,-5]"], r"^oip\.snapshots=\[0, -5\] has a negative step"),
+        (["oip.maps=[0,1]", "oip.focus_map=5"], r"^oip\.focus_map names map\(s\) \[5\] that oip\.maps=\[0, 1\]"),
+        (["exemplars.k=0"], r"^exemplars\.k=0 is out of range: it must be ≥ 1"),
+        (["atlas.figure_maps=0"], r"^atlas\.figure_maps=0 is out of range"),
+        (["study.seeds=[0,0]"], r"^study\.seeds=\[0, 0\] repeats \[0\]: list each once"),
+        (["study.seeds=[0,1]", "study.oip_seeds=[1,1]"], r"^study\.oip_seeds=\[1, 1\] repeats \[1\]"),
+        (["study.name=../escaped"], r"^study\.name='\.\./escaped' is not a plain name"),
+        (["study.name=a/b"], r"^study\.name='a/b' is not a plain name"),
+        (["exemplars.out_dir=/tmp/exemplars"], r"^exemplars\.out_dir='/tmp/exemplars' points outside the repository"),
+        (["atlas.out_dir=../atlas"], r"^atlas\.out_dir='\.\./atlas' points outside the repository"),
+        (["atlas.out_dir=."], r"^atlas\.out_dir='\.' is the repository itself"),
+        (["exemplars.out_dir=oip"], r"^exemplars\.out_dir='oip' and oip\.out_dir='oip' overlap"),
+        (["extract.out_dir=models/acts"], r"^extract\.out_dir='models/acts' and trainer\.models_dir='models' overlap"),
+    ],
+)
+def test_every_stage_setting_fails_at_composition_naming_its_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compose_params(overrides)
+
+
+def test_the_presets_pass_the_composition_checks() -> None:
+    for preset in ["cifar10_frog", "mnist_oip", "edge_filters", "edge_filters_cifar10"]:
+        compose_params([f"experiment={preset}"])
+
+
+@pytest.mark.parametrize(
+    ("steps", "snapshots", "recorded"),
+    [(20, [0, 5, 15, 30], [0, 5, 15, 20]), (30, [0, 5, 15, 30], [0, 5, 15, 30]), (3, [0, 5, 15], [0, 3])],
+)
+def test_snapshots_past_the_run_are_taken_at_its_last_step(
+    steps: int, snapshots: list[int], recorded: list[int]
+) -> None:
+    """A sweep over oip.steps (`dvc exp run --queue -S oip.steps=20`) needs no matching oip.snapshots."""
+    params = validate(committed(oip={"steps": steps, "snapshots": snapshots}))
+    assert snapshot_steps(params.oip) == recorded

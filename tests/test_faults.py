@@ -549,3 +549,38 @@ def test_each_oip_execution_is_its_own_run_and_a_two_point_sweep_keeps_both_grid
         grids.append(Path(client.download_artifacts(run.info.run_id, "oip_grid.png", str(where))).read_bytes())
     assert all(g[:8] == b"\x89PNG\r\n\x1a\n" for g in grids) and grids[0] != grids[1]
     assert not client.list_artifacts(training)  # the training run is left as it was
+
+
+# ---------------------------------------------------------------- 13. every stage's settings before any work (issue 24)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "needle"),
+    [
+        ("oip", {"restarts": 1}, "oip.restarts=1"),
+        ("oip", {"steps": 0}, "oip.steps=0"),
+        ("oip", {"maps": [0, 500]}, "oip.maps=[0, 500]"),
+        ("study", {"seeds": [0, 0], "oip_seeds": [0]}, "study.seeds=[0, 0] repeats [0]"),
+        ("exemplars", {"out_dir": "/tmp/cnnscope-exemplars"}, "exemplars.out_dir"),
+        ("study", {"name": "../../escaped"}, "study.name='../../escaped'"),
+    ],
+    ids=["restarts", "steps", "maps", "seeds", "exemplars-out", "study-name"],
+)
+def test_a_later_stage_setting_stops_the_first_stage_before_any_work(
+    repo: Path, stage: Stage, section: str, values: dict[str, Any], needle: str
+) -> None:
+    set_params(repo, **{section: values})
+    before = outputs(repo)
+    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), needle)
+    assert outputs(repo) == before and not leftovers(repo)
+    assert not (repo / "mlflow.db").exists()
+
+
+def test_a_sweep_over_oip_steps_keeps_the_snapshots_it_can(repo: Path, stage: Stage) -> None:
+    """`dvc exp run -S oip.steps=3` with snapshots made for a longer run: the later ones are taken
+    at the last step instead of failing the stage."""
+    set_params(repo, oip={"steps": 3, "snapshots": [0, 2, 5, 30]})
+    code, err = stage("oip", "--variant", "benchmark", "--seed", "0")
+    assert code == 0, err
+    tensors = torch.load(repo / "oip/benchmark/seed0/oips.pt", weights_only=True)
+    assert sorted(tensors["snapshots"]) == [0, 2, 3]

@@ -293,7 +293,8 @@ class OIPConfig:
     init_scale: float
     #: Shrink the step along a half cosine to 0 over the run, so the ascent settles.
     anneal: bool
-    #: Steps at which the image is recorded (the evolution series); each in [0, steps].
+    #: Steps at which the image is recorded (the evolution series), each ≥ 0; a step past ``steps`` is
+    #: taken at the last step (:func:`snapshot_steps`), so a sweep over ``steps`` needs no new list.
     snapshots: list[int]
     #: A map has converged when its objective moved by less than this fraction over the last
     #: tenth of the steps.
@@ -550,6 +551,8 @@ def _check_oip(oip: OIPConfig) -> None:
 #: Accelerators Lightning accepts by name.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: ``study.name`` names ``reports/<name>/`` and ``<atlas.out_dir>/<name>/``, both replaced as a whole.
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _OUTPUT_DIRS = (
     "data.out_dir",
     "trainer.models_dir",
@@ -557,12 +560,35 @@ _OUTPUT_DIRS = (
     "compare.out_dir",
     "oip.out_dir",
     "trajectory.out_dir",
+    "exemplars.out_dir",
+    "atlas.out_dir",
 )
 
 
+def _stage_ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
+    """The bounded numbers of the oip, exemplars and atlas stages: checked here, at composition,
+    so that a value the stage would reject fails before any upstream stage runs."""
+    o, x = params.oip, params.exemplars
+    return [
+        ("oip.restarts", o.restarts, o.restarts >= 2, "≥ 2 (robustness compares the noise restarts)"),
+        ("oip.steps", o.steps, o.steps >= 1, "≥ 1 (gradient-ascent steps)"),
+        ("oip.step_size", o.step_size, o.step_size > 0, "> 0"),
+        ("oip.blur_sigma", o.blur_sigma, o.blur_sigma >= 0, "≥ 0 pixels"),
+        ("oip.fourier_damping", o.fourier_damping, 0 <= o.fourier_damping < 1, "in [0, 1)"),
+        ("oip.jitter", o.jitter, o.jitter >= 0, "≥ 0 pixels"),
+        ("oip.convergence_tol", o.convergence_tol, o.convergence_tol > 0, "> 0"),
+        ("exemplars.k", x.k, x.k >= 1, "≥ 1 (top images per map)"),
+        ("exemplars.median_images", x.median_images, x.median_images >= 0, "≥ 0"),
+        ("exemplars.median_sample", x.median_sample, x.median_sample >= 1, "≥ 1"),
+        ("exemplars.batch_size", x.batch_size, x.batch_size >= 1, "≥ 1"),
+        ("exemplars.far_above", x.far_above, x.far_above > 0, "> 0"),
+        ("atlas.figure_maps", params.atlas.figure_maps, params.atlas.figure_maps >= 1, "≥ 1"),
+    ]
+
+
 def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
-    """(key, value, ok, rule) for every bounded number outside the OIP settings (checked by the
-    OIP code itself) and the data fractions (checked in :func:`_check_semantics`)."""
+    """(key, value, ok, rule) for every bounded number outside the OIP parameterisation's options
+    (:func:`_check_oip`) and the data fractions (checked in :func:`_check_semantics`)."""
     t, e, c, d = params.trainer, params.extract, params.compare, params.data
     rules = [
         ("trainer.max_epochs", t.max_epochs, t.max_epochs >= 1, "≥ 1"),
@@ -604,6 +630,7 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
         ("data.image_size", d.image_size, d.image_size is None or d.image_size >= 1, "≥ 1 or null"),
         ("data.channels", d.channels, d.channels in (None, 1, 3), "1, 3 or null"),
         ("data.train_size", d.train_size, d.train_size is None or d.train_size >= 1, "≥ 1 or null"),
+        *_stage_ranges(params),
     ]
     models = [("model", params.model)]
     for name in [v for v in params.study.variants if v in params.study.variant_specs]:  # others: _check_semantics
@@ -653,7 +680,14 @@ def check_values(params: Params) -> None:
                 f"variant name {name!r} is not a plain identifier (letters, digits, '_', starting with a "
                 "letter): it names folders and DVC stages, so rename it in study.variants and study.variant_specs"
             )
+    if not _STUDY_NAME.fullmatch(study.name):
+        raise ConfigError(
+            f"study.name={study.name!r} is not a plain name (letters, digits, '_' or '-', no '/' or '..'): it "
+            "names the folders reports/<name>/ and <atlas.out_dir>/<name>/, replaced as a whole; rename the study"
+        )
+    _check_lists(params)
     config = to_container(params)
+    folders: dict[str, Path] = {}
     for key in _OUTPUT_DIRS:
         section, field_name = key.split(".")
         path = Path(config[section][field_name])
@@ -662,6 +696,122 @@ def check_values(params: Params) -> None:
                 f"{key}={str(path)!r} points outside the repository: use a relative path inside it "
                 "(outputs are DVC-tracked and replaced as a whole)"
             )
+        if not path.parts:
+            raise ConfigError(
+                f"{key}={str(config[section][field_name])!r} is the repository itself: name a folder inside it "
+                "(outputs are DVC-tracked and replaced as a whole)"
+            )
+        for other, taken in folders.items():
+            if path == taken or taken in path.parents or path in taken.parents:
+                raise ConfigError(
+                    f"{key}={str(path)!r} and {other}={str(taken)!r} overlap: each stage's output folder is "
+                    "replaced as a whole, so give them separate folders"
+                )
+        folders[key] = path
+
+
+def _check_lists(params: Params) -> None:
+    """Seeds and map indices: no duplicates, each in range (a repeated seed would be counted twice
+    in every mean and make a seed-level verdict look better founded than it is)."""
+    study, oip = params.study, params.oip
+    lists: list[tuple[str, list[Any], str]] = [
+        ("study.seeds", list(study.seeds), "each seed trains one network per variant"),
+        ("study.oip_seeds", list(study.oip_seeds), "each seed's networks get OIPs once"),
+        ("study.variants", list(study.variants), "each variant is trained once per seed"),
+        ("oip.maps", list(oip.maps), "each map is optimised once"),
+        ("oip.wavelengths", list(oip.wavelengths), "each wavelength is one noise start per restart"),
+    ]
+    for key, values, why in lists:
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{key}={values} repeats {repeated}: list each once ({why})")
+    if not study.seeds:
+        raise ConfigError("study.seeds is empty: list at least one training seed (3 for seed-level verdicts)")
+    if not oip.wavelengths:
+        raise ConfigError("oip.wavelengths is empty: list at least one noise wavelength in pixels, e.g. [1, 4]")
+    for key, values in [("oip.maps", oip.maps), ("oip.evolution_maps", oip.evolution_maps)]:
+        if any(m < 0 for m in values):
+            raise ConfigError(f"{key}={list(values)} has a negative map index: map indices start at 0")
+    if oip.focus_map is not None and oip.focus_map < 0:
+        raise ConfigError(f"oip.focus_map={oip.focus_map} is a negative map index: use an index ≥ 0 or null")
+    chosen: list[tuple[str, list[int | None]]] = [
+        ("oip.evolution_maps", list(oip.evolution_maps)),
+        ("oip.focus_map", [oip.focus_map]),
+    ]
+    for key, values in chosen:
+        missing = [m for m in values if m is not None and oip.maps and m not in oip.maps]
+        if missing:
+            raise ConfigError(
+                f"{key} names map(s) {missing} that oip.maps={list(oip.maps)} does not optimise: "
+                "add them to oip.maps or pick from it"
+            )
+    if any(w < 1 for w in oip.wavelengths):
+        raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be ≥ 1 pixel (1 = pixel noise)")
+    if any(s < 0 for s in oip.snapshots):
+        raise ConfigError(
+            f"oip.snapshots={list(oip.snapshots)} has a negative step: snapshots are steps 0..oip.steps "
+            "(a larger one is taken at the last step)"
+        )
+    _check_maps_in_layer(params)
+
+
+def _known_input(data: DataConfig) -> tuple[int, int] | None:
+    """(channels, image side) of the prepared images when the configuration alone fixes them;
+    None when only the files tell (an ImageFolder tree without data.channels and data.image_size)."""
+    name = str(getattr(data.name, "value", data.name))
+    if name in ("embedded", "mnist", "fashion_mnist"):
+        return 1, 28
+    if name == "cifar10":  # the python batches ignore data.channels / data.image_size; a JPEG tree honours them
+        return (3, 32) if data.channels is None and data.image_size is None else None
+    if data.channels is not None and data.image_size is not None:
+        return data.channels, data.image_size
+    return None
+
+
+def _check_maps_in_layer(params: Params) -> None:
+    """``oip.layer``, ``oip.maps`` and ``oip.wavelengths`` against every variant's network, where
+    the input shape is known from the configuration: the network is built (random weights, no
+    data) and its target layer's map count read, so an index past the last map fails here and not
+    in the oip stage after every upstream stage has run."""
+    oip, shape = params.oip, _known_input(params.data)
+    if shape is None:
+        return
+    channels, size = shape
+    if any(w > size for w in oip.wavelengths):
+        raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be 1..{size} pixels (the image side)")
+    import torch  # the registry's networks import it already
+
+    for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
+        m = variant_model_config(params, variant)
+        arch: dict[str, Any] = {"width": float(m.width), "hidden": int(m.hidden), "batch_norm": bool(m.batch_norm)}
+        arch |= {"dropout": float(m.dropout)} | ({} if m.depth is None else {"depth": int(m.depth)})
+        try:
+            net = MODELS[m.name.value](channels, 10, size, [0.0] * channels, [1.0] * channels, **arch)
+        except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built
+            continue
+        if oip.layer is None and not net.conv_layers:  # no feature maps (a pixel MLP): the oip stage records that
+            continue
+        layer = oip.layer if oip.layer is not None else net.conv_layers[-1]
+        if layer not in net.layer_names:
+            raise ConfigError(
+                f"oip.layer={layer!r} is not a layer of variant {variant!r} ({m.name.value}): valid layers are "
+                f"{', '.join(net.layer_names)}; or null for the deepest convolution"
+            )
+        with torch.no_grad():
+            n_maps = int(net.eval().truncated(layer)(torch.zeros(1, channels, size, size)).shape[1])
+        beyond = [i for i in oip.maps if i >= n_maps]
+        if beyond:
+            raise ConfigError(
+                f"oip.maps={list(oip.maps)}: {beyond} out of range for layer {layer} of variant {variant!r}, "
+                f"which has {n_maps} maps: use indices 0..{n_maps - 1}, or [] for all"
+            )
+
+
+def snapshot_steps(oip: OIPConfig) -> list[int]:
+    """The steps at which the OIP stage records images: ``oip.snapshots`` with every step past the
+    run taken at its last step, ``oip.steps``, once. A sweep over ``oip.steps`` therefore needs no
+    matching ``oip.snapshots``: ``[0, 5, 15, 30]`` with ``oip.steps=20`` records ``[0, 5, 15, 20]``."""
+    return sorted({min(int(s), oip.steps) for s in oip.snapshots})
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
