@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from cnnscope.quiet import LIGHTNING_INFO_LOGGER, quiet_third_party
+from cnnscope.errors import LIGHTNING_INFO_LOGGER, quiet_third_party
 
 
 def _shown(message: str, category: type[Warning], module: str) -> bool:

@@ -1,18 +1,24 @@
-"""Errors a user can fix, and the way stage scripts report them.
+"""Errors a user can fix, and the way stage scripts run and report them.
 
 Anything raised as :class:`CnnscopeError` (or a missing file) is the user's to fix: stage scripts
 print its message — which names the key or file and says how to fix it — and exit non-zero,
 instead of a traceback. Ctrl-C ends a stage with one line too: every output is written atomically
 (:mod:`cnnscope.io`), so an interrupted stage has written nothing. Everything else is a bug and
 keeps its traceback.
+
+A stage's log shows progress and results: :func:`quiet_third_party` drops the known third-party
+messages that say nothing about the run, each by its own text, so that any new warning still
+shows (a warning from a dependency can be the first sign of a real problem: a changed default, a
+numerical issue).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from collections.abc import Callable
 
-from cnnscope.quiet import quiet_third_party
 from cnnscope.runtime import keep_freed_memory
 
 #: Exit status of a stage stopped by Ctrl-C (128 + SIGINT, what shells report).
@@ -28,7 +34,7 @@ def run_stage(main: Callable[[], object]) -> None:
 
     Also applies the process-wide CPU allocator setting every stage benefits from
     (:func:`cnnscope.runtime.keep_freed_memory`) and drops known third-party noise from its log
-    (:func:`cnnscope.quiet.quiet_third_party`).
+    (:func:`quiet_third_party`).
     """
     keep_freed_memory()
     quiet_third_party()
@@ -44,3 +50,35 @@ def run_stage(main: Callable[[], object]) -> None:
             file=sys.stderr,
         )
         sys.exit(INTERRUPTED)
+
+
+#: Where Lightning logs its info lines (``rank_zero_info``), the "💡 Tip" adverts among them.
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+#: ``(category, message regex, module regex)`` of expected warnings, none of which asks anything
+#: of a user of this project.
+KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
+    # Lightning's own pytree helper uses the LeafSpec that torch deprecates; nothing to change on our side
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\."),
+    # the train stage writes initial.ckpt into its run folder before Lightning saves there
+    (UserWarning, r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch\."),
+    # the training loss is logged per epoch (on_epoch only), so step logging never applies
+    (UserWarning, r"The number of training batches \(\d+\) is smaller than the logging interval", r"lightning\."),
+]
+
+
+class _NoCloudTips(logging.Filter):
+    """Drops Lightning's adverts for its cloud products (litlogger, litmodels), printed by every Trainer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_third_party() -> None:
+    """Install the filters for this process; calling it again changes nothing."""
+    for category, message, module in KNOWN_WARNINGS:
+        # filterwarnings replaces an identical earlier entry rather than adding a second one
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    lightning = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _NoCloudTips) for f in lightning.filters):
+        lightning.addFilter(_NoCloudTips())
