@@ -18,7 +18,7 @@ import pandas as pd
 from cnnscope.config import Params
 from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir, write_json
 from cnnscope.models import load_model
-from cnnscope.report import collect, findings, measures
+from cnnscope.report import collect, evidence, findings, measures
 from cnnscope.report.atlas import atlas_section
 from cnnscope.report.index import HEADLINE_FILE
 from cnnscope.report.model_table import model_table
@@ -86,6 +86,7 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
         atlas_section(body, params, root, out_dir)
         head = Report(tmp)
         record = _findings(head, body, params, root, manifest)
+        _ship_evidence(tmp / "tables", params, root)
         _contents(head, body)
         write_json(tmp / HEADLINE_FILE, record)
         with atomic_write(tmp / "README.md") as fh:
@@ -135,6 +136,32 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
     head.add("## Findings", f"What this study's numbers say, generated from them.{how}", "\n".join(lines))
     data = f"{manifest['source']}, {manifest['sizes']['train']:,} training images"
     return findings.headline(study.name, command, means, claims, len(study.seeds), data)
+
+
+def _ship_evidence(out: Path, params: Params, root: Path) -> None:
+    """``tables/``: the per-seed tables behind every verdict and every cited table, the claims as
+    the report shows them and the recipe that recomputes them (:mod:`cnnscope.report.evidence`)."""
+    study = params.study
+    oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds)
+    nulls = _null_models(params)
+    claims = findings.claims_frame(
+        root / params.compare.out_dir / "tables", oip_runs, study.contrasts, params.compare.confidence,
+        params.compare.sesoi, nulls,
+    )  # fmt: skip
+    index = collect.read_json(root / params.compare.out_dir / "index.json")
+    maps = list(index.get("feature_maps", []))
+    compared = sorted({str(v) for v in claims["variant"]} | {str(r) for r in claims["reference"]} - {""})
+    recipe = {
+        "variants": [v for v in study.variants if v in compared or v in nulls],
+        "contrasts": [list(c) for c in study.contrasts],
+        "null_models": nulls,
+        "confidence": params.compare.confidence,
+        "sesoi": dict(params.compare.sesoi),
+        "first_map": maps[0] if maps else None,
+        "deepest_map": maps[-1] if maps else None,
+    }
+    train = collect.per_run_json(root / "metrics/train", study.variants, study.seeds)
+    evidence.ship_tables(out, root / params.compare.out_dir / "tables", claims, oip_runs, train, recipe)
 
 
 def _null_models(params: Params) -> list[str]:
@@ -257,7 +284,9 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         "## 2. What the layers do to an image",
         "Stage `compare` (params `compare`) on the activations of every named layer (stage `extract`) for the "
         "probe images and the evaluation sample. Definitions: `src/cnnscope/analysis/` docstrings. "
-        f"Tables: `{params.compare.out_dir}/tables/*.csv`.",
+        "Tables: [`tables/`](tables/), shipped with this report — every per-seed table behind a verdict and "
+        "every table cited here (`claims.csv`, `verdicts.json` and the compare tables; `oip_runs.csv` and "
+        "`train_runs.csv` from the OIP and training metrics).",
     )
     summary = pd.read_csv(tables / "seed_summary.csv")
     for quantity, label in LAYER_QUANTITIES.items():

@@ -54,8 +54,10 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
             "(normalised activation above it) beside the receptive-field crops of its top exemplars."
         )
         report.figure(figure, "atlas/oip_beside_exemplars.png", caption)
+    # the atlas is git-ignored (hundreds of MB of images): a path to build, not a link that a clone cannot follow
     link = Path(os.path.relpath((atlas / "index.html").resolve(), out_dir.resolve()))  # README.md → atlas
     report.add(
-        f"Every map of every layer, variant and seed: the unit atlas, [`{link.as_posix()}`]({link.as_posix()}) "
-        "(stage `atlas`; open it from disk — in MLflow open `atlas/overview.html` of the study run)."
+        f"Every map of every layer, variant and seed: the unit atlas, `{link.as_posix()}` from this folder "
+        "(stage `atlas`, git-ignored: `dvc repro atlas` builds it; open it from disk — in MLflow open "
+        "`atlas/overview.html` of the study run)."
     )

@@ -15,7 +15,7 @@ import pandas as pd
 from cnnscope.io import atomic_write
 
 HEADLINE_FILE = "headline.json"
-VERDICT_ORDER = ("holds", "contradicted", "inconclusive", "too few seeds")
+VERDICT_ORDER = ("holds", "equivalent", "contradicted", "inconclusive", "too few seeds", "degenerate null")
 
 
 def _row(folder: Path) -> dict[str, str]:

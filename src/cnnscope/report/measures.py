@@ -164,7 +164,8 @@ def _matching(report: _Report, tables: Path) -> None:
         "Per feature map layer and pair of networks: the Pearson correlation of every map with every map over "
         "images × positions, a one-to-one Hungarian matching, and the matched vs same-index correlations (the "
         "variants share their initialisation per seed). Means over live maps and seeds; the per-map assignments "
-        "are in `tables/matching.csv`."
+        "are in the compare stage's `matching.csv` (not shipped: its size grows with maps × pairs); the "
+        "per-pair summary is [`tables/matching_summary.csv`](tables/matching_summary.csv)."
     )
     summary = _section(report, tables, "matching_overview", "### Map matching across networks", text)
     if summary is not None:

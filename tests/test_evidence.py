@@ -1,0 +1,89 @@
+"""Issue 25, item 5: a report ships the tables behind its verdicts, and they reproduce them.
+
+One tiny study runs through every stage (three seeds, a contrast and the untrained control), and
+its report's ``tables/`` alone must give back every seed-level verdict of its claims table; every
+link of the report must resolve inside the study's folder tree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cnnscope.report.evidence import BUDGET, EvidenceError, check_shipped, ship_tables
+from cnnscope.report.findings import slug
+from pipeline import run_pipeline
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def unresolved_links(readme: Path, root: Path) -> list[str]:
+    """Links of ``readme`` that point outside ``root`` or at nothing (anchors: at no heading)."""
+    text = readme.read_text()
+    anchors = {slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+    bad = []
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            if target[1:] not in anchors:
+                bad.append(target)
+            continue
+        path = (readme.parent / target.split("#")[0]).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.exists():
+            bad.append(target)
+    return bad
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:  # type: ignore[type-arg]
+    workdir = tmp_path_factory.mktemp("evidence")
+    overrides = [
+        "study.variants=[benchmark,dummy,untrained]",
+        "study.contrasts=[[benchmark,dummy]]",
+        "study.seeds=[0,1,2]",
+    ]
+    return workdir, run_pipeline(workdir, overrides)
+
+
+def test_shipped_tables_recompute_every_verdict_of_the_report(study) -> None:  # type: ignore[no-untyped-def]
+    workdir, params = study
+    tables = workdir / "reports" / params["study"]["name"] / "tables"
+    claims = pd.read_csv(tables / "claims.csv")
+    assert len(claims) and set(claims["claim"]) >= {"a", "a′", "b", "c", "d", "e", "VI"}
+    assert (claims["control"] == "untrained").sum() == 4  # (c), (d), (e), VI against the untrained network
+    again = check_shipped(tables)
+    assert list(again["verdict"]) == list(claims["verdict"])
+    assert sum(p.stat().st_size for p in tables.glob("*.csv")) <= BUDGET
+
+
+def test_shipped_tables_fail_loudly_when_they_do_not_reproduce_a_verdict(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    workdir, params = study
+    tables = workdir / "reports" / params["study"]["name"] / "tables"
+    copy = tmp_path / "tables"
+    copy.mkdir()
+    for path in tables.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    scale_free = pd.read_csv(copy / "scale_free.csv")
+    scale_free.loc[scale_free["variant"] == "benchmark", "hoyer"] += 0.5  # a table that disagrees with the claims
+    scale_free.to_csv(copy / "scale_free.csv", index=False)
+    with pytest.raises(EvidenceError, match="claim row 0"):
+        check_shipped(copy)
+
+
+def test_every_link_of_the_report_resolves_inside_the_repository(study) -> None:  # type: ignore[no-untyped-def]
+    workdir, params = study
+    readme = workdir / "reports" / params["study"]["name"] / "README.md"
+    assert unresolved_links(readme, workdir) == []
+    assert "](tables/)" in readme.read_text()
+
+
+def test_shipping_refuses_tables_over_the_budget(tmp_path: Path) -> None:
+    compare = tmp_path / "compare"
+    compare.mkdir()
+    pd.DataFrame({"variant": ["x"] * 200_000, "value": 0.123456}).to_csv(compare / "cka.csv", index=False)
+    with pytest.raises(EvidenceError, match="over the 3,000,000 budget"):
+        ship_tables(tmp_path / "out", compare, pd.DataFrame(), {}, pd.DataFrame(), {})
