@@ -299,6 +299,7 @@ def test_real_idx_datasets(shared_data: Path, tmp_path: Path, name: str, root: s
     assert record["sizes"]["train"] == n_train and record["sizes"]["test"] == 9999
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_cifar10_jpeg_tarball(shared_data: Path, tmp_path: Path) -> None:
     cfg = data_cfg(
