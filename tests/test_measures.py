@@ -434,3 +434,17 @@ def test_cka_heatmap_is_byte_stable(tmp_path) -> None:  # type: ignore[no-untype
     png = (tmp_path / "one" / entries[0]["path"]).read_bytes()
     assert png == (tmp_path / "two" / entries[0]["path"]).read_bytes() and png[:4] == b"\x89PNG"
     assert render_measures(overview.iloc[:0], tmp_path / "none") == []
+
+
+def test_activation_scale_flags_a_layer_silent_on_data() -> None:
+    from cnnscope.analysis.activation_scale import activation_scale
+
+    rng = np.random.default_rng(4)
+    live = np.maximum(rng.normal(size=(50, 4, 3, 3)), 0).astype(np.float32)
+    scale = activation_scale(live)
+    assert not scale["silent"] and scale["rms"] == pytest.approx(np.sqrt((live.astype(np.float64) ** 2).mean()))
+    assert scale["active_fraction"] == pytest.approx((live > 0).mean())
+    assert activation_scale(np.zeros_like(live))["silent"]  # a dead layer
+    # a layer passing its bias: the same values for every image (what a deep untrained layer did on CIFAR)
+    constant = np.broadcast_to(live[:1] + 0.3, live.shape) + rng.normal(size=live.shape).astype(np.float32) * 1e-6
+    assert activation_scale(constant)["silent"]
