@@ -29,11 +29,10 @@ from cnnscope.atlas.collect import (
     channel_sources,
     figure_rows,
     network_layers,
-    read_matching,
 )
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import run_dir, write_json
+from cnnscope.io import read_table, run_dir, write_json
 from cnnscope.models import load_model
 from cnnscope.viz.atlas import oip_beside_exemplars
 
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     first = records[0]  # the layer order of the study's architecture, from its first network with maps
     model = load_model(run_dir(params.trainer.models_dir, first.variant, first.seed) / "best.ckpt")
     sources = channel_sources(model, list(dict.fromkeys(r.layer for r in records)))
-    records = apply_matching(records, read_matching(Path(params.compare.out_dir) / MATCHING_TABLE), sources)
+    records = apply_matching(records, read_table(Path(params.compare.out_dir) / MATCHING_TABLE), sources)
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(

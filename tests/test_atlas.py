@@ -207,14 +207,17 @@ def test_map_page_shows_the_matched_map_of_each_other_network(tmp_path: Path, re
     assert re.search(r"B seed0</a><br>map 3<br><span class=\"lab\">same index</span>", same)
 
 
-def test_a_table_that_does_not_cover_every_map_falls_back_to_the_same_index() -> None:
-    from cnnscope.atlas.collect import apply_matching, read_matching
+def test_a_table_that_does_not_cover_every_map_falls_back_to_the_same_index(tmp_path: Path) -> None:
+    from cnnscope.atlas.collect import apply_matching
+    from cnnscope.io import read_table
 
     partial = _matching_table("relu1", {0: 1, 1: 0}, {})  # 2 of 8 maps
     assert all(r.matches is None for r in apply_matching(_networks(), partial))
     other_pair = _matching_table("relu1", {m: m for m in range(8)}, {}).assign(variant_b="C")
     assert all(r.matches is None for r in apply_matching(_networks(), other_pair))
-    assert read_matching(Path("no/such/matching.csv")) is None
+    assert read_table(Path("no/such/matching.csv")) is None
+    (tmp_path / "matching.csv").write_text("")  # the compare stage matched no layer
+    assert read_table(tmp_path / "matching.csv") is None
 
 
 def test_figure_labels_the_matched_map_with_its_correlation() -> None:

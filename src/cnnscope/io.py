@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
 #: The prepared data's manifest (written by the ``prepare`` stage), holding its checksum.
 MANIFEST_FILE = "manifest.json"
@@ -73,6 +74,18 @@ def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path) as fh:
         json.dump(_finite(obj), fh, indent=2, sort_keys=True, default=str, allow_nan=False)
         fh.write("\n")
+
+
+def read_table(path: str | Path) -> pd.DataFrame | None:
+    """A CSV a stage writes only when it has rows: None when the file is missing or has no columns
+    (e.g. no feature-map layer to match, no probe class with two images)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
 
 
 def _finite(obj: Any) -> Any:

@@ -156,17 +156,6 @@ def figure_rows(
     return [n.name for n in nets], rows, [f"map {m}" for m in chosen]
 
 
-def read_matching(path: str | Path) -> pd.DataFrame | None:
-    """The compare stage's matching table, or None when it wrote none (no feature-map layer matched)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-
-
 def matched_maps(
     matching: pd.DataFrame, layer: str, reference: tuple[str, int], other: tuple[str, int], n_maps: int
 ) -> tuple[list[int], list[float]] | None:
