@@ -12,6 +12,9 @@ import contextlib
 import functools
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +27,7 @@ from cnnscope.compose import compose_params
 from cnnscope.errors import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 #: Settings that keep a whole pipeline run to about a minute on 2 CPU cores.
 TINY = [
@@ -90,3 +94,34 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
         assert run_stage_main(stage, argv, workdir) == 0, f"{stage} {argv} failed (its error is on stderr above)"
     assert (workdir / params["atlas"]["out_dir"] / params["study"]["name"] / "index.html").is_file()
     return params
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a command a user types: no inherited MLflow/DVC settings, the venv first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # stage commands call `python`
+    return env
+
+
+def copy_of_repo(target: Path) -> Path:
+    """This working tree's files (tracked, and new ones git does not ignore) as a fresh git
+    repository: what a clone of the next commit would hold."""
+    listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True)
+    for name in filter(None, files.stdout.split("\0")):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=target, check=True, env=clean_env() | {"GIT_AUTHOR_NAME": "t",
+                       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})  # fmt: skip
+    return target
+
+
+def dvc(repo: Path, *args: str) -> str:
+    """``dvc <args>`` in ``repo``; its stdout (the test fails with DVC's output on an error)."""
+    result = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return result.stdout

@@ -4,8 +4,6 @@ and the SLURM launcher preset composes."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,39 +13,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from pipeline import TINY
+from pipeline import TINY, clean_env, copy_of_repo, dvc
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # stage commands call `python`
-    return env
-
-
-def copy_of_repo(target: Path) -> Path:
-    """The tracked files of this working tree as a fresh git repository (what a clone would hold)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
-    for name in filter(None, files.stdout.split("\0")):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        subprocess.run(command, cwd=target, check=True, env=clean_env() | {"GIT_AUTHOR_NAME": "t",
-                       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})  # fmt: skip
-    return target
-
-
-def dvc(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        [str(BIN / "dvc"), *args], cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    return result.stdout
 
 
 def test_dvc_queue_sweep_runs_in_isolation_and_lands_in_mlflow(tmp_path: Path) -> None:

@@ -48,6 +48,16 @@ def check_commands(root: Path, stages: list[str]) -> None:
             raise CnnscopeError(f"stage {group!r} runs `{cmd}`, but {words[1]} does not exist: fix its cmd in dvc.yaml")
 
 
+def _last_error(log: Path) -> str:
+    """The line of a stage's log that says why it failed (the stage's own error, else DVC's)."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for marker in ("cnnscope: error:", "ERROR:", "Error"):
+        hits = [line for line in lines if line.startswith(marker) or marker in line]
+        if hits:
+            return hits[-1]
+    return lines[-1] if lines else "no output"
+
+
 def _threads(root: Path) -> str:
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     return str(params.get("runtime", {}).get("threads", 1))
@@ -81,13 +91,18 @@ def repro(args: argparse.Namespace) -> int:
         print(f"cnnscope repro: {len(todo)} stages on {workers} workers ({client.scheduler.address})", file=sys.stderr)
         with Progress(todo, workers) as progress:
             report = execute(client, graph, todo, str(root), LOG_DIR, progress.listener(), env, resources, args.force)
-    print(summary(todo, report, time.monotonic() - begin, root / LOG_DIR))
+    print(summary(todo, report, time.monotonic() - begin, root, LOG_DIR))
     if report.failed:
         for stage in report.failed:
-            where = report.outcomes[stage].log if stage in report.outcomes else f"worker lost: {report.lost[stage]}"
-            print(f"cnnscope: stage {stage} failed ({where})", file=sys.stderr)
+            if stage in report.outcomes:
+                log = report.outcomes[stage].log
+                print(f"cnnscope: stage {stage} failed: {_last_error(root / log)} (whole log: {log})", file=sys.stderr)
+            else:
+                why = report.lost[stage]
+                print(f"cnnscope: stage {stage} failed: its worker died mid-stage: {why}", file=sys.stderr)
         if report.blocked:
-            print(f"cnnscope: {len(report.blocked)} stages downstream of them were not run", file=sys.stderr)
+            n = len(report.blocked)
+            print(f"cnnscope: {n} stage{'s' if n > 1 else ''} downstream of it were not run", file=sys.stderr)
         return 1
     return 0
 

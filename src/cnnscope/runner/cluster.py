@@ -118,8 +118,16 @@ def open_client(cfg: dict[str, Any], workers: int | None = None, scheduler: str 
     import dask
     from distributed import Client, LocalCluster, Scheduler, SpecCluster
 
-    # a worker lost mid-stage is reported, not silently retried elsewhere (its stage may have half-run)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False}):
+    from cnnscope.runner.plugins import IgnoreCtrlC
+
+    # A worker lost mid-stage is reported, not silently retried elsewhere (its stage may have
+    # half-run); a worker is given one stage per thread (dask's default saturation of 1.1 queues a
+    # second stage on a busy one-thread worker, which then waits there while another worker idles).
+    settings = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(settings):
         if scheduler:
             try:
                 client = Client(scheduler, timeout=CONNECT_TIMEOUT)
@@ -134,15 +142,16 @@ def open_client(cfg: dict[str, Any], workers: int | None = None, scheduler: str 
         if cfg["kind"] == "local":
             n = local_workers(workers if workers is not None else cfg.get("workers"), cfg["stage_memory"])
             gpus = gpu_count()
-            quiet = {"silence_logs": logging.ERROR, "dashboard_address": None}
+            quiet = {"silence_logs": logging.CRITICAL, "dashboard_address": None}
             if gpus:
                 specs = worker_specs(max(1, n - gpus * cfg["gpu_share"]), gpus, cfg["gpu_share"])
                 sched = {"cls": Scheduler, "options": {"dashboard_address": None}}
-                cluster: Any = SpecCluster(workers=specs, scheduler=sched, silence_logs=logging.ERROR)
+                cluster: Any = SpecCluster(workers=specs, scheduler=sched, silence_logs=logging.CRITICAL)
             else:
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0, **quiet)
         else:
             cluster = jobqueue_cluster(cfg)
             cluster.scale(jobs=workers or cfg["jobs"])
         with cluster, Client(cluster) as client:
+            client.register_plugin(IgnoreCtrlC())  # local workers share the terminal's process group
             yield client

@@ -95,8 +95,9 @@ def resolve_targets(graph: StageGraph, targets: list[str]) -> set[str]:
 def _dvc(root: Path, *args: str) -> str:
     done = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        message = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        raise CnnscopeError(f"`dvc {' '.join(args)}` failed: {message[-1] if message else done.returncode}")
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        said = " / ".join(lines[:2]) if lines else f"exit status {done.returncode}"
+        raise CnnscopeError(f"`dvc {' '.join(args)}` failed: {said} (run it to see DVC's whole message)")
     return done.stdout
 
 

@@ -116,27 +116,29 @@ class Progress:
         return Group(head, table)
 
 
-def summary(planned: list[str], report: RunReport, wall: float, log_dir: Path) -> str:
-    """The closing table (stage, status, wall time, log), also written to ``<log_dir>/summary.csv``."""
+def summary(planned: list[str], report: RunReport, wall: float, root: Path, log_dir: str) -> str:
+    """The closing table (stage, status, wall time, log), also written to ``<log_dir>/summary.csv``
+    (with the worker that ran each stage)."""
     rows = []
     for stage in planned:
         if stage in report.outcomes:
             o = report.outcomes[stage]
-            rows.append((stage, "ok" if o.ok else f"failed (exit {o.returncode})", f"{o.seconds:.1f}", o.log))
+            status = "ok" if o.ok else f"failed (exit {o.returncode})"
+            rows.append((stage, status, f"{o.seconds:.1f}", o.worker, o.log))
         elif stage in report.lost:
-            rows.append((stage, "worker lost", "", ""))
+            rows.append((stage, "worker lost", "", "", f"{log_dir}/{stage}.log"))
         else:
-            rows.append((stage, f"not run ({report.blocked.get(stage, 'cancelled')} failed)", "", ""))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "summary.csv").open("w", newline="") as fh:
+            rows.append((stage, f"not run ({report.blocked.get(stage, 'cancelled')} failed)", "", "", ""))
+    (root / log_dir).mkdir(parents=True, exist_ok=True)
+    with (root / log_dir / "summary.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["stage", "status", "seconds", "log"])
+        writer.writerow(["stage", "status", "seconds", "worker", "log"])
         writer.writerows(rows)
     table = Table(title=f"cnnscope repro: {len(planned)} stages in {wall:.1f} s", title_justify="left")
     for column in ("stage", "status", "seconds", "log"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
-    for row in rows:
-        table.add_row(*row)
+    for stage, status, seconds, _, log in rows:
+        table.add_row(stage, status, seconds, log)
     buffer = io.StringIO()
     Console(file=buffer, width=140, color_system=None).print(table)
     return buffer.getvalue()

@@ -96,7 +96,9 @@ def execute(
             for future in done:
                 stage = running.pop(future)
                 if future.status == "error":
-                    why = f"{type(future.exception()).__name__}: {future.exception()}"
+                    error = future.exception()
+                    killed = type(error).__name__ == "KilledWorker"
+                    why = "the worker process died (killed, or out of memory)" if killed else f"{error!r}"
                     report.lost[stage] = why
                     listener.lost(stage, why)
                     continue

@@ -10,11 +10,13 @@ its locks, and the shim exits with the command's status.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
@@ -32,20 +34,25 @@ def main(argv: list[str]) -> int:
     _die_with_parent()
     if os.getppid() == 1:  # the worker died before prctl took effect
         return 130
-    child = subprocess.Popen(command, start_new_session=True)
+    children: list[subprocess.Popen[bytes]] = []
+
+    def signal_group(signum: int) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signum)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        try:
-            os.killpg(child.pid, signal.SIGINT)
-            child.wait(GRACE)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # no waiting in here: the main thread is inside child.wait(), which a nested wait would block
+        signal_group(signal.SIGINT)
+        threading.Timer(GRACE, signal_group, [signal.SIGKILL]).start()
 
+    # Handlers before the child starts: it inherits a handled signal as the default (so Ctrl-C
+    # reaches the stage), where it would inherit an ignored one (workers ignore SIGINT) as ignored.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    return child.wait()
+    children.append(subprocess.Popen(command, start_new_session=True))
+    code = children[0].wait()
+    os._exit(code)  # without waiting for a pending kill timer
 
 
 if __name__ == "__main__":

@@ -1,0 +1,335 @@
+"""``cnnscope repro``, the parallel runner: its plan, its cluster settings, its bad-input errors,
+and its behaviour on a small DVC project of sleeping stages (failures, Ctrl-C, a killed worker, an
+external Dask cluster started as separate processes, as on a cluster)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnscope.errors import CnnscopeError
+from cnnscope.runner.cluster import jobqueue_cluster, local_workers, runner_config, worker_specs
+from cnnscope.runner.dag import parse_dot, plan, resolve_targets
+from pipeline import BIN, clean_env, dvc
+
+DOT = """strict digraph {
+"prepare";
+"train@a-0";
+"train@b-0";
+"compare";
+"report";
+"prepare" -> "train@a-0";
+"prepare" -> "train@b-0";
+"train@a-0" -> "compare";
+"train@b-0" -> "compare";
+"compare" -> "report";
+}
+"""
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_plan_runs_changed_stages_and_everything_downstream_upstream_first() -> None:
+    graph = parse_dot(DOT)
+    assert graph.upstream["compare"] == {"train@a-0", "train@b-0"}
+    assert plan(graph, {"train@b-0"}) == ["train@b-0", "compare", "report"]
+    assert plan(graph, set()) == []
+    assert plan(graph, {"prepare"})[0] == "prepare" and len(plan(graph, {"prepare"})) == 5
+
+
+def test_targets_limit_the_plan_to_what_they_need_and_groups_expand() -> None:
+    graph = parse_dot(DOT)
+    assert resolve_targets(graph, ["train"]) == {"train@a-0", "train@b-0"}
+    assert plan(graph, {"prepare"}, resolve_targets(graph, ["train@a-0"])) == ["prepare", "train@a-0"]
+    assert plan(graph, set(), {"compare"}, force=True) == ["prepare", "train@a-0", "train@b-0", "compare"]
+    with pytest.raises(CnnscopeError, match=r"unknown target 'trian'.*train@a-0"):
+        resolve_targets(graph, ["trian"])
+
+
+# ---------------------------------------------------------------- cluster settings
+
+
+def test_workers_are_capped_by_memory_with_a_warning() -> None:
+    gib = 2**30
+    assert local_workers(None, "2.4GB", cores=16, available=8 * gib) == 3  # memory, not cores, limits
+    assert local_workers(None, "2.4GB", cores=2, available=24 * gib) == 2
+    with pytest.warns(UserWarning, match="using 3 workers"):
+        assert local_workers(8, "2.4GB", cores=16, available=8 * gib) == 3
+    with pytest.raises(CnnscopeError, match="at least 1"):
+        local_workers(0, "2.4GB", cores=2, available=8 * gib)
+
+
+def test_gpu_workers_declare_a_gpu_each_and_share_it() -> None:
+    specs = worker_specs(cpu_workers=2, gpus=2, gpu_share=3)
+    assert [specs[f"cpu-{i}"]["options"]["nthreads"] for i in range(2)] == [1, 1]
+    gpu = specs["gpu-1"]["options"]
+    assert gpu["resources"] == {"GPU": 1} and gpu["nthreads"] == 3 and gpu["env"] == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_the_slurm_and_pbs_groups_compose_into_job_scripts() -> None:
+    cfg = runner_config("slurm", ["runner.cluster.queue=gpu", "jobs=3", "runner.cluster.walltime=00:30:00"])
+    assert cfg["jobs"] == 3 and cfg["kind"] == "slurm"
+    cluster = jobqueue_cluster(cfg)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p gpu" in script and "#SBATCH -t 00:30:00" in script and "--nthreads 1" in script
+    pbs = jobqueue_cluster(runner_config("pbs", ["runner.cluster.queue=long"]))
+    try:
+        assert "#PBS -q long" in pbs.job_script()
+    finally:
+        pbs.close()
+    with pytest.raises(CnnscopeError, match=r"unknown cluster 'sge'.*local, pbs, slurm"):
+        runner_config("sge")
+    with pytest.raises(CnnscopeError, match="bad runner override"):
+        runner_config("slurm", ["runner.nonsense=1"])
+
+
+# ---------------------------------------------------------------- a project of sleeping stages
+
+SLEEPER = """import os, sys, time
+name, seconds = sys.argv[1], float(sys.argv[2])
+open(f"{name}.pid", "w").write(str(os.getpid()))
+inputs = "".join(open(p).read() for p in sys.argv[3:])
+time.sleep(seconds)
+open(f".{name}.tmp", "w").write(inputs + name)
+os.replace(f".{name}.tmp", f"{name}.txt")
+"""
+
+DVC_YAML = """stages:
+  a:
+    cmd: python sleeper.py a 0.5
+    deps: [sleeper.py]
+    outs: [a.txt]
+  b:
+    matrix:
+      i: [1, 2, 3]
+    cmd: python sleeper.py b${item.i} ${sleep} a.txt
+    deps: [sleeper.py, a.txt]
+    params: [sleep]
+    outs:
+      - b${item.i}.txt
+  bad:
+    cmd: python fail.py
+    deps: [a.txt, fail.py]
+    outs: [bad.txt]
+  after_bad:
+    cmd: python sleeper.py z 0 bad.txt
+    deps: [bad.txt]
+    outs: [z.txt]
+  c:
+    cmd: python sleeper.py c 0 b1.txt b2.txt b3.txt
+    deps: [b1.txt, b2.txt, b3.txt]
+    outs: [c.txt]
+"""
+
+
+FAILS = "import sys\nprint('cnnscope: error: this stage always fails')\nsys.exit(2)\n"
+
+
+def repair(repo: Path) -> None:
+    """Make the failing stage succeed."""
+    (repo / "fail.py").write_text("open('bad.txt', 'w').write('ok')\n")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A git+DVC repository whose stages sleep and write their output atomically."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "sleeper.py").write_text(SLEEPER)
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "fail.py").write_text(FAILS)
+    (repo / "params.yaml").write_text("sleep: 1\nruntime: {threads: 1}\n")
+    (repo / ".gitignore").write_text("*.pid\n/logs/\n")
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for command in (
+        ["git", "init", "-q"],
+        [str(BIN / "dvc"), "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "p"],
+    ):
+        subprocess.run(command, cwd=repo, check=True, env=clean_env() | ident)
+    return repo
+
+
+def cnnscope(repo: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    command = [str(BIN / "cnnscope"), "repro", *args]
+    return subprocess.run(
+        command, cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start(repo: Path, *args: str) -> subprocess.Popen[str]:
+    """The runner as a terminal would start it: a process group of its own, so Ctrl-C can reach
+    the whole group."""
+    command = [str(BIN / "cnnscope"), "repro", *args]
+    return subprocess.Popen(command, cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def no_leftovers(repo: Path) -> None:
+    assert not list(repo.glob(".*.tmp")), "a half-written output was left behind"
+    rwlock = json.loads((repo / ".dvc/tmp/rwlock").read_text() or "{}")
+    assert not rwlock.get("write") and not rwlock.get("read"), rwlock
+
+
+def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
+    done = cnnscope(project, "-j", "2")
+    assert done.returncode == 1, done.stderr
+    assert "stage bad failed: cnnscope: error: this stage always fails (whole log: logs/repro/bad.log)" in done.stderr
+    assert "1 stage downstream of it were not run" in done.stderr
+    assert (project / "c.txt").read_text() == "ab1ab2ab3c"  # each stage saw its upstream's output
+    lock = (project / "dvc.lock").read_text()
+    assert all(f"  {s}:" in lock for s in ("a", "b@1", "b@2", "b@3", "c")) and "bad" not in lock
+    changed = json.loads(dvc(project, "status", "--json"))
+    assert set(changed) == {"bad", "after_bad"}  # everything else is recorded as dvc repro records it
+    rows = list(csv.DictReader((project / "logs/repro/summary.csv").open()))
+    assert {r["stage"]: r["status"] for r in rows}["after_bad"] == "not run (bad failed)"
+    repair(project)
+    assert cnnscope(project, "-j", "2").returncode == 0
+    assert dvc(project, "status").strip() == "Data and pipelines are up to date."
+    again = cnnscope(project)
+    assert again.returncode == 0 and "Everything is up to date" in again.stdout
+
+
+def test_runner_and_dvc_repro_record_the_same_lock(project: Path, tmp_path: Path) -> None:
+    repair(project)
+    serial = tmp_path / "serial"
+    subprocess.run(["cp", "-r", str(project), str(serial)], check=True)
+    dvc(serial, "repro")
+    assert cnnscope(project, "-j", "3").returncode == 0
+    # the same entries, hashes included (DVC appends a stage's entry when it finishes, so the order
+    # of the entries follows the order the stages finished in)
+    assert yaml.safe_load((project / "dvc.lock").read_text()) == yaml.safe_load((serial / "dvc.lock").read_text())
+    assert "Stage 'a' didn't change" in dvc(project, "repro") or "up to date" in dvc(project, "repro")
+
+
+def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path) -> None:
+    (project / "params.yaml").write_text("sleep: 60\nruntime: {threads: 1}\n")
+    runner = start(project, "-j", "2")
+    wait_for(project / "b1.pid")
+    wait_for(project / "b2.pid")
+    stages = [int((project / f"b{i}.pid").read_text()) for i in (1, 2)]
+    time.sleep(1)
+    os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, err
+    assert "cnnscope: interrupted" in err and "Traceback" not in err
+    time.sleep(1)
+    assert not any(alive(pid) for pid in stages)
+    assert not (project / "b1.txt").exists() and not (project / "b2.txt").exists()
+    no_leftovers(project)
+    (project / "params.yaml").write_text("sleep: 0\nruntime: {threads: 1}\n")
+    finished = cnnscope(project, "-j", "2", "c")
+    assert finished.returncode == 0, finished.stderr
+    assert (project / "c.txt").is_file()
+
+
+def test_a_killed_worker_is_reported_and_its_stage_reruns_cleanly(project: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    (project / "params.yaml").write_text("sleep: 30\nruntime: {threads: 1}\n")
+    runner = start(project, "-j", "2", "b@1", "b@2")
+    wait_for(project / "b1.pid")
+    stage = int((project / "b1.pid").read_text())
+    shim = next(p for p in psutil.Process(stage).parents() if "cnnscope.runner.shim" in " ".join(p.cmdline()))
+    shim.parent().kill()  # kill -9 of the Dask worker running b@1
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 1
+    assert "stage b@1 failed: its worker died mid-stage" in err
+    assert (project / "b2.txt").is_file(), err  # the other worker's stage finished and was recorded
+    time.sleep(1)
+    assert not alive(stage) and not (project / "b1.txt").exists()
+    no_leftovers(project)
+    (project / "params.yaml").write_text("sleep: 0\nruntime: {threads: 1}\n")
+    assert cnnscope(project, "-j", "2", "c").returncode == 0
+    assert dvc(project, "status", "c").strip() == "Data and pipelines are up to date."
+
+
+def test_a_separate_scheduler_and_two_worker_processes_run_the_study(project: Path, tmp_path: Path) -> None:
+    """As on a cluster: `dask scheduler` and two `dask worker` processes, sharing the repository folder."""
+    repair(project)
+    address_file = tmp_path / "scheduler.json"
+    command = [str(BIN / "dask"), "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(address_file)]
+    scheduler = subprocess.Popen(command, env=clean_env(), stderr=subprocess.DEVNULL)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(address_file)
+        time.sleep(0.5)
+        address = json.loads(address_file.read_text())["address"]
+        for _ in range(2):
+            worker = [
+                str(BIN / "dask"),
+                "worker",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(address_file),
+            ]
+            workers.append(subprocess.Popen(worker, env=clean_env(), stderr=subprocess.DEVNULL))
+        time.sleep(3)
+        done = cnnscope(project, "--scheduler", address)
+        assert done.returncode == 0, done.stderr
+        assert "on 2 workers" in done.stderr
+        rows = list(csv.DictReader((project / "logs/repro/summary.csv").open()))
+        assert len({r["worker"] for r in rows}) == 2  # both worker processes ran stages
+        assert dvc(project, "status").strip() == "Data and pipelines are up to date."
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+            process.wait(30)
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2, nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuchstage"], "cnnscope: error: unknown target 'nosuchstage'"),
+        (["--scheduler", "tcp://127.0.0.1:9"], "cnnscope: error: no Dask scheduler answers at tcp://127.0.0.1:9"),
+        (["--cluster", "kubernetes"], "cnnscope: error: unknown cluster 'kubernetes'"),
+        (["-j", "0"], "cnnscope: error: --workers=0: give at least 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(project: Path, args: list[str], message: str) -> None:
+    begin = time.monotonic()
+    done = cnnscope(project, *args)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith(message), done.stderr
+    assert time.monotonic() - begin < 30  # the scheduler check gives up within its 10 s
+    assert not (project / "a.txt").exists() and not (project / "dvc.lock").exists()
+
+
+def test_a_stage_whose_script_is_missing_is_refused_before_anything_runs(project: Path) -> None:
+    (project / "dvc.yaml").write_text(DVC_YAML.replace("python sleeper.py c 0", "python nosuch.py c 0"))
+    done = cnnscope(project)
+    assert done.returncode == 2
+    assert "stage 'c' runs `python nosuch.py c 0 b1.txt b2.txt b3.txt`, but nosuch.py does not exist" in done.stderr
+    assert not (project / "a.txt").exists()
