@@ -199,6 +199,7 @@ def no_leftovers(repo: Path) -> None:
     assert not rwlock.get("write") and not rwlock.get("read"), rwlock
 
 
+@pytest.mark.slow
 def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
     done = cnnscope(project, "-j", "2")
     assert done.returncode == 1, done.stderr
@@ -218,6 +219,7 @@ def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
     assert again.returncode == 0 and "Everything is up to date" in again.stdout
 
 
+@pytest.mark.slow
 def test_runner_and_dvc_repro_record_the_same_lock(project: Path, tmp_path: Path) -> None:
     repair(project)
     serial = tmp_path / "serial"
@@ -230,6 +232,7 @@ def test_runner_and_dvc_repro_record_the_same_lock(project: Path, tmp_path: Path
     assert "Stage 'a' didn't change" in dvc(project, "repro") or "up to date" in dvc(project, "repro")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path) -> None:
     (project / "params.yaml").write_text("sleep: 60\nruntime: {threads: 1}\n")
     runner = start(project, "-j", "2")
@@ -251,6 +254,7 @@ def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path)
     assert (project / "c.txt").is_file()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_reported_and_its_stage_reruns_cleanly(project: Path) -> None:
     psutil = pytest.importorskip("psutil")
     (project / "params.yaml").write_text("sleep: 30\nruntime: {threads: 1}\n")
@@ -271,6 +275,7 @@ def test_a_killed_worker_is_reported_and_its_stage_reruns_cleanly(project: Path)
     assert dvc(project, "status", "c").strip() == "Data and pipelines are up to date."
 
 
+@pytest.mark.slow
 def test_a_separate_scheduler_and_two_worker_processes_run_the_study(project: Path, tmp_path: Path) -> None:
     """As on a cluster: `dask scheduler` and two `dask worker` processes, sharing the repository folder."""
     repair(project)
@@ -309,6 +314,7 @@ def test_a_separate_scheduler_and_two_worker_processes_run_the_study(project: Pa
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -327,6 +333,7 @@ def test_bad_input_is_one_line_and_exit_2(project: Path, args: list[str], messag
     assert not (project / "a.txt").exists() and not (project / "dvc.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_stage_whose_script_is_missing_is_refused_before_anything_runs(project: Path) -> None:
     (project / "dvc.yaml").write_text(DVC_YAML.replace("python sleeper.py c 0", "python nosuch.py c 0"))
     done = cnnscope(project)
