@@ -19,7 +19,8 @@ from cnnscope.io import atomic_dir, provenance, run_dir, write_json
 from cnnscope.models import best_device
 from cnnscope.network_stage import network_args
 from cnnscope.oip.color import colour_sqrt
-from cnnscope.trajectory import TABLE, load_checkpoints, run_trajectory
+from cnnscope.trajectory.collect import TABLE
+from cnnscope.trajectory.run import load_checkpoints, run_trajectory
 
 
 def main(argv: list[str] | None = None) -> None:

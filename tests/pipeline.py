@@ -42,6 +42,8 @@ TINY = [
     "oip.wavelengths=[1,4]",
     "oip.steps=3",
     "oip.snapshots=[0,3]",
+    "trajectory.eval_samples=200",
+    "trajectory.oip_steps=3",
 ]
 
 
@@ -88,6 +90,7 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     oip_seeds = params["study"]["oip_seeds"]
     commands += [("oip", ["--variant", v, "--seed", str(s)]) for v, s in jobs if s in oip_seeds]
     commands += [("exemplars", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    commands += [("trajectory", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
     commands.append(("atlas", []))
     commands.append(("report", []))
     for stage, argv in commands:

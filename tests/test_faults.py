@@ -584,3 +584,14 @@ def test_a_sweep_over_oip_steps_keeps_the_snapshots_it_can(repo: Path, stage: St
     assert code == 0, err
     tensors = torch.load(repo / "oip/benchmark/seed0/oips.pt", weights_only=True)
     assert sorted(tensors["snapshots"]) == [0, 2, 3]
+
+
+def test_an_mlflow_store_in_a_missing_folder_stops_training_and_creates_nothing(
+    repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    missing = tmp_path_factory.mktemp("elsewhere") / "nonexistent" / "dir"
+    set_params(repo, tracking={"uri": None})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing / 'mlflow.db'}")
+    before = outputs(repo)
+    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), f"{missing} does not exist", "mkdir -p")
+    assert outputs(repo) == before and not missing.parent.exists()

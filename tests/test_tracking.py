@@ -85,3 +85,20 @@ def test_core_library_imports_without_mlflow() -> None:
         "assert 'mlflow' not in sys.modules, 'mlflow imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_sqlite_store_in_a_missing_folder_is_an_error_not_a_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo or another machine's path in MLFLOW_TRACKING_URI must not create folders anywhere."""
+    missing = tmp_path / "no" / "such"
+    uri = f"sqlite:///{missing / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    needles = rf"{missing} does not exist; create it \(mkdir -p {missing}\).* or unset MLFLOW_TRACKING_URI"
+    with pytest.raises(tracking.TrackingUnavailable, match=needles):
+        tracking.preflight()
+    with pytest.raises(tracking.TrackingUnavailable, match="does not exist"):
+        tracking.client(uri)
+    assert not (tmp_path / "no").exists()
+    missing.mkdir(parents=True)  # given explicitly and made by the user: allowed, wherever it is
+    assert tracking.preflight() == uri and (missing / "mlflow.db").is_file()

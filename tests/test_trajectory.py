@@ -167,6 +167,8 @@ def test_measure_pass_agrees_with_direct_formulas_and_is_one_against_itself() ->
 def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_network(stage_dir: Path) -> None:
     import pandas as pd
 
+    from cnnscope.trajectory.run import eval_images
+
     for variant in ("dummy_steps", "untrained"):
         run = _train(variant)
         assert run_stage_main("trajectory", ["--variant", variant, "--seed", "0"]) == 0
@@ -181,9 +183,11 @@ def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_netwo
             "test_acc"
         }
         final = table[table["step"] == steps[-1]]
-        metrics = json.loads((Path("metrics/train") / f"{variant}_seed0.json").read_text())
+        images, labels = eval_images(synthetic_prepared(), 30, seed=0)
+        best = load_model(run / "best.ckpt")  # the step-matched control's best is its final network
+        direct = float((best(best.standardize(images.float() / 255)).argmax(1) == labels).float().mean())
         acc = float(final.loc[final["measure"] == "test_acc", "value"].iloc[0])
-        assert acc == pytest.approx(metrics["test_acc"], abs=1e-5)
+        assert acc == pytest.approx(direct, abs=1e-5)
         cka = final[final["measure"] == "cka_to_final"]["value"]
         assert cka.to_numpy() == pytest.approx(1.0, abs=1e-5)
         maps = pd.read_csv(out / "maps.csv")
@@ -204,3 +208,194 @@ def test_trajectory_stage_refuses_a_run_without_weights_along_training(
     assert run_stage_main("trajectory", ["--variant", "dummy", "--seed", "0"]) == 2
     assert "holds no weights along training" in capsys.readouterr().err
     assert not (Path("trajectory") / "dummy").exists()
+
+
+# ---------------------------------------------------------------- the matched-step claim and the report section
+
+
+def _fake_trajectories(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """benchmark (116 steps) and dummy (24 steps) trajectories whose relu3 Hoyer differs by +0.1 at
+    step 20 (the largest step both hold) and by −0.2 at every other step."""
+    import pandas as pd
+
+    runs = {"benchmark": [0, 1, 2, 5, 10, 20, 50, 100, 116], "dummy": [0, 1, 2, 5, 10, 20, 24]}
+    for variant, steps in runs.items():
+        for seed in seeds:
+            rows = []
+            for step in steps:
+                base = 0.3 + 0.01 * seed + 0.001 * step
+                value = base + (0.1 if step == 20 else -0.2) * (variant == "benchmark")
+                for layer in ("relu1", "relu3"):
+                    rows += [
+                        {"step": step, "layer": layer, "measure": "hoyer", "value": value},
+                        {"step": step, "layer": layer, "measure": "cka_to_initial", "value": 1 / (1 + step)},
+                    ]
+                rows.append({"step": step, "layer": "", "measure": "test_acc", "value": step / 120})
+            out = root / "trajectory" / variant / f"seed{seed}"
+            out.mkdir(parents=True)
+            pd.DataFrame(rows).to_csv(out / "trajectory.csv", index=False)
+            maps = [0, 3]
+            pd.DataFrame(
+                [
+                    {"step": s, "map": m, "top_value": 1.0, "top_class": "4", "oip_objective": 1.0}
+                    for s in steps
+                    for m in maps
+                ]
+            ).to_csv(out / "maps.csv", index=False)
+            torch.save(
+                {"steps": steps, "layer": "relu3", "maps": maps, "images": torch.rand(len(steps), 2, 1, 8, 8).half()},
+                out / "oips.pt",
+            )
+
+
+def test_matched_step_claim_compares_the_largest_step_both_runs_hold(tmp_path: Path) -> None:
+    from cnnscope.analysis.claims import COLUMNS, matched_step_claims
+    from cnnscope.trajectory.collect import read_trajectories
+
+    _fake_trajectories(tmp_path)
+    table = read_trajectories(tmp_path / "trajectory", ["benchmark", "dummy"], [0, 1, 2])
+    claims = matched_step_claims(table, [["benchmark", "dummy"]], "relu3", 0.95, {"hoyer": 0.02})
+    assert list(claims.columns) == COLUMNS and len(claims) == 1
+    row = claims.iloc[0]
+    assert row["claim"] == "a" and "step 20" in row["measure"] and row["layer"] == "relu3"
+    assert row["mean_difference"] == pytest.approx(0.1) and row["n_seeds"] == 3 and row["verdict"] == "holds"
+    same_length = table[table["variant"] == "benchmark"].assign(variant="other")
+    both = matched_step_claims(pd_concat(table, same_length), [["benchmark", "other"]], "relu3")
+    assert both.empty  # runs of equal length: the ordinary claim (a) already compares them
+
+
+def pd_concat(*frames: object) -> object:
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)  # type: ignore[arg-type]
+
+
+class _Report:
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.lines = folder, []  # type: ignore[var-annotated]
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, frame: object) -> None:
+        self.lines.append(frame.to_markdown(index=False))  # type: ignore[attr-defined]
+
+
+def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from cnnscope.config import validate
+    from cnnscope.report import findings
+    from cnnscope.report.trajectory import matched_claims, trajectory_section
+
+    _fake_trajectories(tmp_path)
+    raw = compose_params(["study.variants=[benchmark,dummy]", "study.contrasts=[[benchmark,dummy]]"])
+    params = validate(raw)
+    report = _Report(tmp_path / "report")
+    trajectory_section(report, params, tmp_path, chance=0.1)
+    text = "\n".join(report.lines)
+    assert "at step 20" in text and "**holds**" in text
+    for name in ("accuracy.png", "measures.png", "oip_strip_benchmark.png", "oip_strip_dummy.png"):
+        assert (tmp_path / "report" / "figures" / "trajectory" / name).stat().st_size > 1000
+    claims = findings.claims_frame(
+        tmp_path / "none", {}, params.study.contrasts, 0.95, extra=matched_claims(params, tmp_path)
+    )
+    assert len(claims) == 1 and "step 20" in claims["measure"].iloc[0]
+    empty = _Report(tmp_path / "empty")
+    trajectory_section(empty, replace(params, trajectory=replace(params.trajectory, out_dir="nowhere")), tmp_path, 0.1)
+    assert any("No trajectories" in line for line in empty.lines)
+
+
+def test_trajectory_figures_use_a_log_step_axis() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from cnnscope.viz.trajectory import measure_grid, oip_strip
+
+    table = pd.DataFrame(
+        [
+            {"variant": "a", "seed": s, "step": t, "layer": "relu1", "measure": "hoyer", "value": t + s}
+            for s in (0, 1)
+            for t in (0, 1, 10)
+        ]
+    )
+    fig = measure_grid(table, ["a"], ["relu1"])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog"
+    assert list(ax.lines[0].get_ydata()) == [0.5, 1.5, 10.5]  # the mean over seeds
+    strip = oip_strip(np.zeros((3, 2, 1, 4, 4)), [0, 1, 10], [5, 7], np.array([["1", "2"]] * 3), "t")
+    assert len(strip.axes) == 6 and strip.axes[0].get_ylabel() == "map 5"
+
+
+# ---------------------------------------------------------------- class selectivity of the maps
+
+
+def test_class_selectivity_is_one_for_one_class_and_zero_for_all_different() -> None:
+    import numpy as np
+
+    from cnnscope.analysis.selectivity import map_selectivity
+
+    labels = np.array([[3] * 9, list(range(9)), [1, 1, 1, 1, 1, 2, 2, 3, 4], [0] * 9])
+    values = np.array([[1.0] * 9, [1.0] * 9, [1.0] * 9, [0.0] * 9])  # the last map is silent on data
+    table = map_selectivity(labels, values, num_classes=10)
+    assert table["selectivity"].iloc[0] == pytest.approx(1.0) and table["selectivity"].iloc[1] == pytest.approx(0.0)
+    p = np.array([5, 2, 1, 1]) / 9
+    assert table["selectivity"].iloc[2] == pytest.approx(1 + (p * np.log2(p)).sum() / np.log2(9))
+    assert table["dominant"].tolist()[:3] == [3, 0, 1] and table["dominant_share"].iloc[2] == pytest.approx(5 / 9)
+    assert np.isnan(table["selectivity"].iloc[3]) and bool(table["silent"].iloc[3])
+
+
+def test_selectivity_contrasts_and_paragraph_say_which_variant_is_more_selective() -> None:
+    import pandas as pd
+
+    from cnnscope.analysis.selectivity import layer_contrasts, layer_summary, paragraph
+
+    rows = []
+    for variant, sel in (("benchmark", 0.8), ("dummy", 0.5), ("untrained", 0.2)):
+        for seed in (0, 1, 2):
+            for m in range(4):
+                s = sel + 0.01 * seed + 0.02 * m
+                rows.append({"variant": variant, "seed": seed, "layer": "relu3", "map": m, "selectivity": s,
+                             "dominant": m % 2, "dominant_share": s, "silent": False})  # fmt: skip
+    maps = pd.DataFrame(rows)
+    summary = layer_summary(maps)
+    assert summary[summary["variant"] == "benchmark"]["mostly_one_class"].tolist() == [1.0, 1.0, 1.0]
+    contrasts = layer_contrasts(summary, [["benchmark", "dummy"]], "untrained")
+    verdicts = dict(zip(contrasts["reference"], contrasts["verdict"], strict=True))
+    assert verdicts == {"dummy": "holds", "untrained": "holds"}
+    assert contrasts.set_index("reference").loc["dummy", "mean_difference"] == pytest.approx(0.3)
+    text = paragraph("relu3", summary, contrasts, ["zero", "one"], maps)
+    assert text.startswith("`relu3` — benchmark: 100% of live maps respond mostly to one class")
+    assert "dummy: 0% of live maps" not in text and "benchmark − dummy: +0.300" in text and "zero (6)" in text
+
+
+def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_path: Path) -> None:
+    from cnnscope.activations.exemplars import EXEMPLARS_FILE, find_exemplars, save_exemplars, split_images
+    from cnnscope.config import validate
+    from cnnscope.report.selectivity import map_table, selectivity_section
+    from conftest import random_model
+
+    data = synthetic_prepared()
+    data.save(tmp_path / "data" / "prepared")
+    images, ids = split_images(data, "test")
+    for i, variant in enumerate(("benchmark", "dummy", "untrained")):
+        for seed in (0, 1, 2):
+            model = random_model(data, seed=10 * i + seed, width=0.25, hidden=8)
+            found = find_exemplars(model, images, ids, ["pool2", "relu3"], k=9, n_median=1, median_sample=20)
+            out = tmp_path / "exemplars" / variant / f"seed{seed}"
+            out.mkdir(parents=True)
+            save_exemplars(found, out / EXEMPLARS_FILE)
+    raw = compose_params(["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"])
+    params = validate(raw)
+    maps = map_table(params, tmp_path, data)
+    one = maps[(maps["variant"] == "dummy") & (maps["seed"] == 1) & (maps["layer"] == "relu3")]
+    assert len(maps) == 3 * 3 * (16 + 32) and len(one) == 32
+    last = find_exemplars(random_model(data, seed=22, width=0.25, hidden=8), images, ids, ["relu3"], k=9, n_median=1,
+                          median_sample=20)["relu3"]  # fmt: skip
+    labels = data.labels[last.image_ids[0]]
+    row = maps[(maps["variant"] == "untrained") & (maps["seed"] == 2) & (maps["layer"] == "relu3")].iloc[0]
+    assert row["dominant"] == int(torch.bincount(labels, minlength=10).argmax())
+    report = _Report(tmp_path)
+    selectivity_section(report, params, tmp_path)
+    text = "\n".join(report.lines)
+    assert "`relu3` — benchmark:" in text and "benchmark − dummy:" in text and "benchmark − untrained:" in text

@@ -76,7 +76,12 @@ def _ensure_store(uri: str) -> str:
     from mlflow.tracking import MlflowClient
 
     database = Path(uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
+    if not database.parent.is_dir():  # never create a folder the user did not make (a typo, another machine's path)
+        raise TrackingUnavailable(
+            f"MLflow store {uri}: its folder {database.parent} does not exist; create it (mkdir -p "
+            f"{database.parent}) if the runs belong there, or unset MLFLOW_TRACKING_URI / tracking.uri to log "
+            f"to the embedded store sqlite:///{repo_root() / DB_FILE}"
+        )
     quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
     levels = [logger.level for logger in quiet]
     try:  # "Creating initial MLflow database tables..." is noise on the stage's stderr
@@ -126,6 +131,8 @@ def preflight(configured: str | None = None) -> str:
                 os.environ.setdefault(key, value)
         else:
             _ensure_store(uri)
+    except TrackingUnavailable:  # already says what is wrong and the fix
+        raise
     except Exception as err:  # connection refused, timeout, HTTP error, unwritable or full disk
         errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))  # e.g. "Connection refused"
         reason = errno.group(1) if errno else (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

@@ -356,3 +356,37 @@ def oip_claims(
             str(null), silent or set())
         )  # fmt: skip
     return rows
+
+
+def matched_step_claims(
+    trajectories: pd.DataFrame,
+    contrasts: Sequence[Sequence[str]],
+    layer: str | None,
+    confidence: float = 0.95,
+    sesoi: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Claim (a) at equal gradient steps (issue 26): for each ``[more, less]`` contrast whose runs
+    end at different steps, the Hoyer sparsity of ``layer`` at the largest step both trajectories
+    hold for every seed (the runs share the 1-2-5 steps, :mod:`cnnscope.models.steps`), paired per
+    seed. ``trajectories``: the trajectory stage's tidy rows with ``variant`` and ``seed``."""
+    rows: list[dict[str, Any]] = []
+    if layer is None or trajectories.empty:
+        return pd.DataFrame(rows, columns=COLUMNS)
+    hoyer = trajectories[(trajectories["measure"] == "hoyer") & (trajectories["layer"] == layer)]
+    for more, less in contrasts:
+        runs = {v: hoyer[hoyer["variant"] == v] for v in (more, less)}
+        if any(r.empty for r in runs.values()) or runs[more]["step"].max() == runs[less]["step"].max():
+            continue
+        seeds = sorted(set(runs[more]["seed"]) & set(runs[less]["seed"]))
+        common = set.intersection(*(set(runs[v][runs[v]["seed"] == s]["step"]) for v in (more, less) for s in seeds))
+        if not common or max(common) == 0:
+            continue
+        step = max(common)
+        at = {v: r[r["step"] == step].set_index("seed")["value"] for v, r in runs.items()}
+        d = (at[more].loc[seeds] - at[less].loc[seeds]).to_numpy(dtype=np.float64)
+        rows.append(
+            _row("a", f"{more} has a sparser deepest map (Hoyer) than {less} at the same number of gradient steps",
+                 f"hoyer at step {step} ({more} − {less})", layer, more, less, d, 1, confidence,
+                 sesoi=float((sesoi or {}).get(SESOI_KEYS["hoyer"], 0.0)))
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)

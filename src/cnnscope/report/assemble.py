@@ -19,10 +19,12 @@ from cnnscope.config import Params
 from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir, write_json
 from cnnscope.models import load_model
 from cnnscope.report import collect, evidence, findings, measures
+from cnnscope.report import trajectory as report_trajectory
 from cnnscope.report.atlas import atlas_section
 from cnnscope.report.index import HEADLINE_FILE
 from cnnscope.report.model_table import model_table
 from cnnscope.report.probes import probe_certainty_section
+from cnnscope.report.selectivity import selectivity_section
 from cnnscope.viz import save_figure
 from cnnscope.viz.confusion import confusion_panels
 from cnnscope.viz.curves import training_curves
@@ -84,6 +86,8 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
         _compare(body, params, root)
         _oip(body, params, root)
         atlas_section(body, params, root, out_dir)
+        report_trajectory.trajectory_section(body, params, root, 1 / len(manifest["classes"]))
+        selectivity_section(body, params, root)
         head = Report(tmp)
         record = _findings(head, body, params, root, manifest)
         _ship_evidence(tmp / "tables", params, root)
@@ -120,6 +124,7 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
         params.compare.confidence,
         params.compare.sesoi,
         _null_models(params),
+        report_trajectory.matched_claims(params, root),
     )
     headings = {text for _, text in body.headings()}
     lines = [findings.accuracy_sentence(means, stds, 1 / len(manifest["classes"]), len(study.seeds))]
@@ -298,7 +303,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
     oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds)
     measures.measures_sections(
         report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence,
-        params.compare.sesoi, _null_models(params),
+        params.compare.sesoi, _null_models(params), report_trajectory.matched_claims(params, root),
     )  # fmt: skip
     figures = index["figures"]
     for kind, heading in FIGURE_SECTIONS:

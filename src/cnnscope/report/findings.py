@@ -44,10 +44,12 @@ def claims_frame(
     confidence: float,
     sesoi: Mapping[str, float] | None = None,
     null_models: Sequence[str] = (),
+    extra: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The compare stage's claims (a, a′, b, e, VI) joined with the OIP stage's (c, d) and their
     trained − untrained controls (against the first of ``null_models``), by claim letter, with the
-    Holm-adjusted p recomputed over the whole table (the family the report shows)."""
+    Holm-adjusted p recomputed over the whole table (the family the report shows). ``extra``: more
+    rows of the same columns (the trajectory stage's matched-step claim (a))."""
     frames = []
     path = tables / "claims.csv"
     if path.is_file():
@@ -59,7 +61,7 @@ def claims_frame(
     for variant in dict.fromkeys(c[0] for c in contrasts):
         rows = oip_claims(variant, oip_metrics, confidence, sesoi, null, silent)
         frames.append(pd.DataFrame(rows, columns=COLUMNS))
-    frames = [f for f in frames if len(f)]
+    frames = [f for f in [*frames, extra] if f is not None and len(f)]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     order = {c: i for i, c in enumerate(("a", "a′", "b", "c", "d", "e", "VI"))}

@@ -77,6 +77,7 @@ def measures_sections(
     confidence: float,
     sesoi: Mapping[str, float] | None = None,
     null_models: Sequence[str] = (),
+    extra_claims: pd.DataFrame | None = None,
 ) -> None:
     """The scale-free statistics, divergences and information gain, CKA, map matching, spatial
     probes, class patterns, pattern classification and the claims table (``sesoi``: the
@@ -116,7 +117,7 @@ def measures_sections(
         table = cells.unstack("variant").reindex(layers)
         report.table(table[[v for v in variants if v in table]].reset_index())
     _class_patterns(report, tables, variants)
-    _claims(report, tables, oip_metrics, contrasts, confidence, sesoi, null_models)
+    _claims(report, tables, oip_metrics, contrasts, confidence, sesoi, null_models, extra_claims)
 
 
 def _divergences(report: _Report, tables: Path, variants: Sequence[str], contrasts: Sequence[Sequence[str]]) -> None:
@@ -212,8 +213,9 @@ def _claims(
     confidence: float,
     sesoi: Mapping[str, float] | None = None,
     null_models: Sequence[str] = (),
+    extra: pd.DataFrame | None = None,
 ) -> None:
-    table = claims_frame(tables, oip_metrics, contrasts, confidence, sesoi, null_models)
+    table = claims_frame(tables, oip_metrics, contrasts, confidence, sesoi, null_models, extra)
     if table.empty:
         return
     report.add(

@@ -12,7 +12,9 @@ this computes, on a fixed evaluation sample:
 * **debiased minibatch CKA** to the same layer of the initial and of the final network
   (:mod:`cnnscope.analysis.cka`);
 * a **spatial linear probe** on the first ``probe_samples`` images (:mod:`cnnscope.analysis.spatial_probe`);
-* for the tracked maps of the deepest layer, the **top image** (largest maximum over positions) and its class.
+* for the tracked maps of the deepest layer, the **top image** (largest maximum over positions) and its class;
+* the **test accuracy** on the same images, from the same forward pass (a second pass over the whole
+  test split per checkpoint cost as much as the rest together).
 
 The stored evaluation sample is sorted by class, so the images are first put in one seeded order
 (:func:`cnnscope.analysis.sample_order.shuffled`): minibatches of two classes would bias the CKA and
@@ -34,7 +36,7 @@ from cnnscope.activations.capture import capture
 from cnnscope.analysis.cka import _hsic_matrix, _ratio, gram
 from cnnscope.analysis.information import entropy
 from cnnscope.analysis.linear_probe import probe_accuracy, probe_split
-from cnnscope.analysis.scalefree import _hoyer_kurtosis, robust_scale
+from cnnscope.analysis.scalefree import robust_scale
 from cnnscope.models import LayeredCNN
 
 
@@ -67,9 +69,19 @@ def _standardised(model: LayeredCNN, images: torch.Tensor) -> torch.Tensor:
 
 
 def _histogram(x: torch.Tensor, scale: float, settings: PassSettings) -> np.ndarray:
-    r, bins = settings.entropy_range, settings.bins
-    idx = ((x.flatten().double() / scale + r) * (bins / (2 * r))).floor().long().clamp_(0, bins - 1)
-    return torch.bincount(idx, minlength=bins).numpy()
+    """Counts of ``x / scale`` on ``bins`` equal-width bins over ``±entropy_range`` (beyond: the end bins)."""
+    edge = settings.entropy_range * scale
+    counts = torch.histc(x.clamp(-edge, edge), settings.bins, -edge, edge)
+    return counts.double().numpy()
+
+
+def hoyer(flat: torch.Tensor) -> np.ndarray:
+    """Hoyer sparsity of each row of ``(rows, n)``, as :mod:`cnnscope.analysis.scalefree` defines it
+    (NaN for an all-zero row), without the kurtosis that module computes beside it."""
+    n = flat.shape[1]
+    l1, l2 = flat.abs().sum(dim=1, dtype=torch.float64), flat.norm(dim=1).double()
+    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-300), torch.nan)
+    return ((np.sqrt(n) - ratio) / (np.sqrt(n) - 1)).numpy() if n > 1 else torch.zeros_like(ratio).numpy()
 
 
 def _grams(model: LayeredCNN, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -81,9 +93,9 @@ def _update(acc: _Layer, x: torch.Tensor, grams: tuple[torch.Tensor, torch.Tenso
     flat = x.flatten(1).float().cpu()
     if acc.counts is None:  # the first (seeded, class-mixed) batch sets the robust scale
         acc.scale = robust_scale(flat.numpy(), s.quantile)
-        acc.counts = np.zeros(s.bins, dtype=np.int64)
-    hoyer, _ = _hoyer_kurtosis(flat)
-    finite = hoyer[np.isfinite(hoyer)]
+        acc.counts = np.zeros(s.bins, dtype=np.float64)
+    h = hoyer(flat)
+    finite = h[np.isfinite(h)]
     acc.hoyer_sum += float(finite.sum())
     acc.hoyer_n += len(finite)
     acc.counts += _histogram(flat, acc.scale, s)
@@ -108,6 +120,8 @@ def measure_pass(
     ``models`` (step → network). Returns tidy rows ``{step, layer, measure, value}`` and, per step,
     the ``(top value, top image label)`` of each tracked map of ``layers[-1]``."""
     acc = {(step, layer): _Layer() for step in models for layer in layers}
+    correct = dict.fromkeys(models, 0)
+    logits = initial.layer_names[-1]
     best = {step: (np.full(len(tracked), -np.inf), np.full(len(tracked), -1)) for step in models}
     n, b = len(images), settings.batch_size
     starts = list(range(0, n, b))
@@ -118,7 +132,8 @@ def measure_pass(
         keep = max(0, min(end, settings.probe_samples) - start)
         ref = {name: _grams(net, batch, layers) for name, net in (("initial", initial), ("final", final))}
         for step, model in models.items():
-            out = capture(model, _standardised(model, batch), layers)
+            out = capture(model, _standardised(model, batch), [*layers, logits])  # one full forward pass
+            correct[step] += int((out[logits].argmax(dim=1).cpu() == labels[start:end]).sum())
             for layer in layers:
                 _update(acc[step, layer], out[layer], (ref["initial"][layer], ref["final"][layer]), keep, settings)
             if tracked:
@@ -128,7 +143,9 @@ def measure_pass(
                 better = peak[top, range(len(tracked))] > values
                 values[better] = peak[top, range(len(tracked))][better]
                 classes[better] = batch_labels[top][better]
-    return _rows(acc, labels[: settings.probe_samples].numpy()), best
+    rows = _rows(acc, labels[: settings.probe_samples].numpy())
+    rows += [{"step": step, "layer": "", "measure": "test_acc", "value": c / n} for step, c in correct.items()]
+    return rows, best
 
 
 def _rows(acc: Mapping[tuple[int, str], _Layer], probe_labels: np.ndarray) -> list[dict[str, object]]:
@@ -146,16 +163,6 @@ def _rows(acc: Mapping[tuple[int, str], _Layer], probe_labels: np.ndarray) -> li
             values["spatial_probe_acc"] = probe_accuracy(np.concatenate(a.probe), probe_labels, train, test)
         rows += [{"step": step, "layer": layer, "measure": k, "value": float(v)} for k, v in values.items()]
     return rows
-
-
-@torch.no_grad()
-def test_accuracy(model: LayeredCNN, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    """Share of ``images`` (uint8) whose arg-max logit is their label."""
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(_standardised(model, images[start : start + batch_size]))
-        correct += int((logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum())
-    return correct / max(1, len(images))
 
 
 @torch.no_grad()

@@ -23,10 +23,9 @@ from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
 from cnnscope.models import LayeredCNN, load_model
 from cnnscope.models.steps import saved_steps
-from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps, test_accuracy
+from cnnscope.trajectory.collect import MAPS_TABLE, TABLE, TENSORS
+from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps
 from cnnscope.trajectory.oips import oips_over_training, trajectory_settings
-
-TABLE, MAPS_TABLE, TENSORS = "trajectory.csv", "maps.csv", "oips.pt"
 
 
 class TrajectoryError(CnnscopeError):
@@ -80,11 +79,7 @@ def run_trajectory(
     layers = list(final.conv_layers)
     tracked = most_active_maps(final, images, layers[-1], cfg.maps, cfg.batch_size) if layers else []
     settings = PassSettings(cfg.batch_size, cfg.probe_samples, cfg.bins, cfg.entropy_range, params.compare.probe_grid)
-    rows, best = measure_pass(models, initial, final, images, labels, layers, tracked, settings) if layers else ([], {})
-    test_images, test_labels = data.split("test")
-    for step, model in models.items():
-        acc = test_accuracy(model, test_images, test_labels, cfg.batch_size)
-        rows.append({"step": step, "layer": "", "measure": "test_acc", "value": acc})
+    rows, best = measure_pass(models, initial, final, images, labels, layers, tracked, settings)
     table = pd.DataFrame(rows, columns=["step", "layer", "measure", "value"]).sort_values(
         ["step", "layer", "measure"], kind="stable", ignore_index=True
     )
