@@ -313,3 +313,27 @@ def test_real_cifar10_jpeg_tarball(shared_data: Path, tmp_path: Path) -> None:
     record = prepare(cfg, tmp_path / "out", tmp_path / "cache")
     assert record["sizes"]["train"] == 50_000 and record["subset_sizes"] == {"10000": 10_000}
     assert record["probes"][0]["label"] == "frog" and record["image_shape"] == [3, 32, 32]
+
+
+def test_imagefolder_empty_class_folder_is_an_error(tmp_path: Path) -> None:
+    """A class with no images would be a class the network never sees (issue 24)."""
+    make_image_tree(tmp_path / "tree")
+    (tmp_path / "tree/bird").mkdir()
+    cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
+    with pytest.raises(DataError, match=r"class folder\(s\) \['bird'\] under .*tree hold no images.*remove the folder"):
+        load_source(cfg, tmp_path)
+
+
+def test_imagefolder_dropped_alpha_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for split in ("train", "test"):
+        make_image_tree(tmp_path / "tree" / split)
+        rgba = Image.new("RGBA", (20, 20), (10, 200, 30, 0))  # fully transparent: its colour is kept
+        rgba.save(tmp_path / "tree" / split / "cat" / "clear.png")
+    cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
+    source = load_source(cfg, tmp_path)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "2 of 26 images" in err and "alpha channel" in err and "dropped" in err
+    assert source.train_images.shape[1] == 3
+    make_image_tree(tmp_path / "opaque")
+    load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "opaque"), image_size=16), tmp_path)
+    assert "alpha" not in capsys.readouterr().err

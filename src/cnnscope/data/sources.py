@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+import sys
 import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -218,13 +219,26 @@ def _imagefolder(root: Path, cfg: DataConfig, cache_dir: Path) -> RawSource:
     else:
         raise DataError(f"data.root={root} does not exist: point it at an ImageFolder tree or a tarball of one")
     if (tree / "train").is_dir() and (tree / "test").is_dir():
-        train_x, train_y, classes = _read_tree(tree / "train", cfg)
-        test_x, test_y, test_classes = _read_tree(tree / "test", cfg)
+        train_x, train_y, classes, alpha = _read_tree(tree / "train", cfg)
+        test_x, test_y, test_classes, test_alpha = _read_tree(tree / "test", cfg)
         if test_classes != classes:
             raise DataError(f"{tree}/test has classes {test_classes} but {tree}/train has {classes}")
+        _say_alpha(alpha + test_alpha, len(train_y) + len(test_y), root)
         return RawSource(train_x, train_y, classes, test_x, test_y, files=files or [tree])
-    images, labels, classes = _read_tree(tree, cfg)
+    images, labels, classes, alpha = _read_tree(tree, cfg)
+    _say_alpha(alpha, len(labels), root)
     return RawSource(images, labels, classes, files=files or [tree])
+
+
+def _say_alpha(with_alpha: int, total: int, root: Path) -> None:
+    """One line for the whole source when images carried transparency, which the uint8 tensors cannot."""
+    if with_alpha:
+        print(
+            f"prepare: warning: {with_alpha} of {total} images in {root} have an alpha channel (transparency); it "
+            "is dropped and every pixel keeps its colour, transparent or not — flatten the images onto a background "
+            "first if transparency matters",
+            file=sys.stderr,
+        )
 
 
 def _extract(tarball: Path, cache_dir: Path) -> Path:
@@ -248,21 +262,31 @@ def _extract(tarball: Path, cache_dir: Path) -> Path:
     return target
 
 
-def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Decode every image of a class-per-folder tree once, into one uint8 tensor."""
+def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+    """Decode every image of a class-per-folder tree once, into one uint8 tensor; also returns how
+    many of them had an alpha channel. A class folder without images is an error: the class would
+    exist with nothing to learn or test it on."""
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"{folder} has no class folders: expected {folder}/<class>/<image>")
     paths: list[Path] = []
     labels: list[int] = []
+    empty = []
     for label, name in enumerate(classes):
         found = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         paths += found
         labels += [label] * len(found)
+        empty += [] if found else [name]
     if not paths:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    if empty:
+        raise DataError(
+            f"class folder(s) {empty} under {folder} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))}): a class "
+            "without images cannot be learned or tested — add images or remove the folder(s)"
+        )
     with ThreadPoolExecutor(max_workers=4) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, cfg), paths))
+        decoded = list(pool.map(lambda p: _decode(p, cfg), paths))
+    arrays = [array for array, _ in decoded]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(
@@ -270,12 +294,14 @@ def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tenso
             "data.channels to resize them to one shape"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return images, torch.tensor(labels, dtype=torch.int64), classes
+    return images, torch.tensor(labels, dtype=torch.int64), classes, sum(alpha for _, alpha in decoded)
 
 
-def _decode(path: Path, cfg: DataConfig) -> np.ndarray:
+def _decode(path: Path, cfg: DataConfig) -> tuple[np.ndarray, bool]:
+    """The image as ``(H, W, C)`` uint8, and whether the file had an alpha channel (dropped here)."""
     try:
         with Image.open(path) as file:
+            alpha = file.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in file.info
             grey = file.mode in ("L", "1", "I;16")
             mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0) or ("L" if grey else "RGB")
             img = file.convert(mode)
@@ -284,4 +310,4 @@ def _decode(path: Path, cfg: DataConfig) -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot read image {path}: {err} — remove or replace the file") from None
-    return array[:, :, None] if array.ndim == 2 else array
+    return (array[:, :, None] if array.ndim == 2 else array), alpha
