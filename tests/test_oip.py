@@ -344,9 +344,9 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -
     ("oip", "needle"),
     [
         ({"layer": "nope"}, "valid layers are"),
-        ({"maps": [0, 999]}, "valid maps are 0..127"),
+        ({"maps": [0, 999]}, "use indices 0..127"),
         ({"wavelengths": [64]}, "1..28 pixels"),
-        ({"steps": 0}, "at least 1 step"),
+        ({"steps": 0}, "oip.steps=0 is out of range"),
     ],
 )
 def test_stage_bad_input_one_message_no_output(
