@@ -94,10 +94,11 @@ def trajectory_section(report: _Report, params: Params, root: Path, chance: floa
         _figure(report, measure_grid(table, study.variants, layers), "measures.png", caption)
     matched = matched_claims(params, root)
     for _, row in matched.iterrows():
+        n = int(row["n_seeds"])
+        interval = f"interval [{row['seed_ci_low']:+.3f}, {row['seed_ci_high']:+.3f}]" if n >= 2 else "no interval"
         report.add(
-            f"At equal gradient steps ({row['measure']}): {row['mean_difference']:+.3f} over {int(row['n_seeds'])} "
-            f"seeds, interval [{row['seed_ci_low']:+.3f}, {row['seed_ci_high']:+.3f}] — **{row['verdict']}** "
-            "(also a row of the claims table)."
+            f"At equal gradient steps ({row['measure']}): {row['mean_difference']:+.3f} over {n} seed(s), "
+            f"{interval} — **{row['verdict']}** (also a row of the claims table)."
         )
     _strips(report, params, root, folder)
 
