@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,sweep]'
 	touch $@
 
+# every out-of-date stage on all cores (cnnscope repro: Dask workers, recorded by DVC as dvc repro
+# records them; plain `dvc repro` gives the same bytes, one stage at a time)
 repro: setup
-	dvc repro
+	cnnscope repro
 
 lint: setup
 	ruff check src tests pipelines benchmarks

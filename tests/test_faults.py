@@ -369,7 +369,7 @@ def _trained(repo: Path) -> str:
     out = repo / "models/benchmark/seed0"
     assert json.loads((out / "run_state.json").read_text())["complete"] is True
     assert not (repo / "models/benchmark/.seed0.partial").exists() and not leftovers(repo)
-    run_id = (out / "mlflow_run_id.txt").read_text().strip()
+    run_id = str(tracking.model_run_id(out))
     assert status(repo, run_id) == "FINISHED"
     return run_id
 
@@ -403,7 +403,6 @@ def test_unreadable_last_checkpoint_is_reported_and_training_starts_clean(repo: 
     from cnnscope.training import stage as steps
 
     finished = new_run(repo, "FINISHED")  # the earlier, finished model
-    (repo / "models/benchmark/seed0/mlflow_run_id.txt").write_text(finished + "\n")
     job, _, _ = steps.load_job(load_params("params.yaml"), "benchmark", 0)
     interrupted = new_run(repo)
     last = b"PK\x03\x04 cut short" if kind == "truncated" else _pickled_code()

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from cnnscope import tracking
 from cnnscope.config import TrainerConfig, load_params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.io import MANIFEST_FILE, file_sha256
@@ -210,9 +211,11 @@ def _run(stage_dir: Path, run_id: str) -> object:
 def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run_stage("--variant", "dummy", "--seed", "0")
     out = stage_dir / "models" / "dummy" / "seed0"
-    assert {"initial.ckpt", "best.ckpt", "last.ckpt", "mlflow_run_id.txt", "confusion.png"} <= {
-        p.name for p in out.iterdir()
-    }
+    names = {p.name for p in out.iterdir()}
+    assert {"initial.ckpt", "best.ckpt", "last.ckpt", "confusion.png"} <= names
+    assert "mlflow_run_id.txt" not in names  # random: it would change the DVC hash of every model
+    for ckpt in ("best.ckpt", "last.ckpt"):  # no absolute path: a clone elsewhere gets the same bytes
+        assert str(stage_dir).encode() not in (out / ckpt).read_bytes()
     metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
     assert {"test_acc", "test_loss", "best_val_loss", "epochs"} <= set(metrics) and metrics["epochs"] == 1
     assert metrics["train_size"] == len(synthetic_prepared().subsets["0.2"])
@@ -223,7 +226,7 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
     assert record["params"]["variant"] == {"name": "dummy", "seed": 0, "train": True, "split": "0.2"}
     history = pd.read_csv(stage_dir / "plots" / "train" / "dummy_seed0.csv")
     assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr"] and len(history) == 1
-    run = _run(stage_dir, (out / "mlflow_run_id.txt").read_text().strip())
+    run = _run(stage_dir, str(tracking.model_run_id(out)))
     assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
     data = run.data  # type: ignore[attr-defined]
     assert data.tags["variant"] == "dummy" and data.tags["seed"] == "0" and data.tags["data_sha256"] == sha
@@ -260,7 +263,7 @@ def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch
     reference = CNNModule(stored.arch, {}).model  # the seeded random initialisation
     pairs = zip(stored.state_dict().values(), reference.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    assert _run(stage_dir, (out / "mlflow_run_id.txt").read_text().strip()).info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert _run(stage_dir, str(tracking.model_run_id(out))).info.status == "FINISHED"  # type: ignore[attr-defined]
 
 
 def test_unknown_variant_fails_before_anything_is_written(

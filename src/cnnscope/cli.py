@@ -9,6 +9,7 @@ cnnscope repro --cluster slurm -o runner.jobs=8 -o runner.cluster.queue=gpu
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import time
@@ -49,10 +50,11 @@ def check_commands(root: Path, stages: list[str]) -> None:
 
 
 def _last_error(log: Path) -> str:
-    """The line of a stage's log that says why it failed (the stage's own error, else DVC's)."""
+    """The line of a stage's log that says why it failed: the stage's own error, else the last line
+    of a traceback, else DVC's."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    for marker in ("cnnscope: error:", "ERROR:", "Error"):
-        hits = [line for line in lines if line.startswith(marker) or marker in line]
+    for pattern in (r"^cnnscope: error:", r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", r"^ERROR:"):
+        hits = [line for line in lines if re.match(pattern, line)]
         if hits:
             return hits[-1]
     return lines[-1] if lines else "no output"

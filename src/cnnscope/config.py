@@ -33,6 +33,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from cnnscope.data.sources import SOURCES
 from cnnscope.errors import CnnscopeError
 from cnnscope.models.registry import MODELS
+from cnnscope.runtime import set_threads
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -368,6 +369,12 @@ class TrackingConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    #: Threads for torch and BLAS in every stage process (results depend on it: see conf/runtime/).
+    threads: int
+
+
+@dataclass
 class Params:
     data: DataConfig
     model: ModelConfig
@@ -380,6 +387,7 @@ class Params:
     atlas: AtlasConfig
     trajectory: TrajectoryConfig
     tracking: TrackingConfig
+    runtime: RuntimeConfig
 
 
 def validate(raw: dict[str, Any] | DictConfig) -> Params:
@@ -591,6 +599,7 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
     (:func:`_check_oip`) and the data fractions (checked in :func:`_check_semantics`)."""
     t, e, c, d = params.trainer, params.extract, params.compare, params.data
     rules = [
+        ("runtime.threads", params.runtime.threads, params.runtime.threads >= 1, "≥ 1"),
         ("trainer.max_epochs", t.max_epochs, t.max_epochs >= 1, "≥ 1"),
         ("trainer.batch_size", t.batch_size, t.batch_size >= 1, "≥ 1"),
         ("trainer.num_nodes", t.num_nodes, t.num_nodes >= 1, "≥ 1"),
@@ -815,13 +824,18 @@ def snapshot_steps(oip: OIPConfig) -> list[int]:
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate ``params.yaml`` (the only configuration stage scripts use)."""
+    """Read and validate ``params.yaml`` (the only configuration stage scripts use) and apply its
+    ``runtime.threads``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found: run stages from the repository root (dvc repro does)")
     with path.open() as fh:
         raw = yaml.safe_load(fh) or {}
-    return validate(raw)
+    params = validate(raw)
+    # Every stage reads its params here first, so this is where the recorded thread count takes
+    # effect, before any tensor work.
+    set_threads(params.runtime.threads)
+    return params
 
 
 def check_variant(study: StudyConfig, variant: str) -> None:

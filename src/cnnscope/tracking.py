@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnnscope.errors import CnnscopeError
-from cnnscope.io import atomic_write, git_commit, repo_root
+from cnnscope.io import atomic_write, file_sha256, git_commit, repo_root
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
@@ -434,3 +434,35 @@ def read_run_id(directory: str | Path) -> str | None:
     """The run id stored next to a checkpoint, or ``None`` if there is none."""
     path = Path(directory) / RUN_ID_FILE
     return path.read_text().strip() or None if path.is_file() else None
+
+
+def _model_run_record(model_dir: Path) -> Path:
+    return model_dir.with_name(f".{model_dir.name}.mlflow.json")
+
+
+def record_model_run(model_dir: str | Path, run_id: str) -> None:
+    """Remember which MLflow run trained ``model_dir``, *beside* it, keyed by its checkpoint's hash.
+
+    Why beside and not inside: a run id is random, so inside the DVC output it would make every
+    model's hash differ between two runs of the same job (and between two clones). Keyed by the
+    hash of ``best.ckpt``, so a model that DVC later restores from its cache or run cache is never
+    attributed to the run of another model.
+    """
+    model_dir = Path(model_dir)
+    record = {"run_id": run_id, "best_ckpt_sha256": file_sha256(model_dir / "best.ckpt")}
+    with atomic_write(_model_run_record(model_dir)) as fh:
+        json.dump(record, fh)
+
+
+def model_run_id(model_dir: str | Path) -> str | None:
+    """The MLflow run that trained the model now in ``model_dir``, or ``None`` when unknown (a model
+    pulled from a DVC remote, or restored from the run cache, whose run this store never saw)."""
+    model_dir = Path(model_dir)
+    path, ckpt = _model_run_record(model_dir), model_dir / "best.ckpt"
+    if not (path.is_file() and ckpt.is_file()):
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return record.get("run_id") if record.get("best_ckpt_sha256") == file_sha256(ckpt) else None

@@ -10,6 +10,7 @@ back (resume, test on the best) with ``weights_only=True`` explicitly: a checkpo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,42 @@ class EpochHistory(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(r) for r in state_dict["rows"]]
+
+
+class PortableCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose saved state holds paths relative to its folder, not absolute ones.
+
+    Why: Lightning writes ``dirpath`` and every checkpoint path into each checkpoint it saves, so
+    the bytes of ``best.ckpt`` (and DVC's hash of ``models/``) would change with the clone's path
+    and two clones would never agree. Loading maps them back onto this run's folder, so a resumed
+    run keeps its best-k bookkeeping even after the folder moved.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        rel = self._relative
+        state["dirpath"] = "."
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = rel(state[key])
+        state["best_k_models"] = {rel(k): v for k, v in state["best_k_models"].items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        absolute = self._absolute
+        state = dict(state_dict)
+        if state.get("dirpath") == ".":
+            state["dirpath"] = self.dirpath
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state:
+                    state[key] = absolute(state[key])
+            state["best_k_models"] = {absolute(k): v for k, v in state.get("best_k_models", {}).items()}
+        super().load_state_dict(state)
+
+    def _relative(self, path: str) -> str:
+        return os.path.relpath(path, self.dirpath) if path and self.dirpath else path
+
+    def _absolute(self, path: str) -> str:
+        return os.path.join(self.dirpath, path) if path and self.dirpath else path
 
 
 @dataclass
@@ -120,7 +157,7 @@ def make_trainer(
     callbacks: list[Callback] = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
     if train:
         callbacks += [
-            ModelCheckpoint(
+            PortableCheckpoint(
                 dirpath=out_dir,
                 filename=BEST,
                 monitor=None if max_steps else "val_loss",

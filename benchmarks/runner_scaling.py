@@ -1,0 +1,119 @@
+"""Benchmark: what the parallel runner buys, measured in one run, as ratios against a reference.
+
+Two measurements, each printed as one JSON object:
+
+- ``overhead``: a DVC project of ``--noop`` stages whose command does nothing (``python -c pass``),
+  all independent. ``dvc repro`` runs them one after another; ``cnnscope repro`` on 2 workers. The
+  runner's cost per stage beyond the command itself (its scheduling, and one ``dvc repro
+  --single-item`` process per stage) against ``dvc repro``'s.
+- ``speedup``: the per-network stages (train, extract, oip, exemplars) of a small study
+  (``--variants`` × ``--seeds`` on the embedded data, 2 epochs), once on 1 worker and once on 2, from
+  the same prepared data. The reference is the 1-worker run; the goal is ≥ 1.7× on 2 cores.
+
+    python benchmarks/runner_scaling.py [--noop 24] [--variants benchmark dummy untrained mlp] [--seeds 0 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pipeline import BIN, clean_env, copy_of_repo
+
+GIT_ID = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+
+
+def run(command: list[str], cwd: Path) -> float:
+    """Wall seconds of ``command`` in ``cwd`` (it must succeed)."""
+    begin = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - begin
+
+
+def noop_project(folder: Path, stages: int) -> Path:
+    folder.mkdir(parents=True)
+    lines = ["stages:", "  noop:", "    matrix:", f"      i: {list(range(stages))}"]
+    lines += ["    cmd: python -c pass", "    outs: []"]
+    (folder / "dvc.yaml").write_text("\n".join(lines) + "\n")
+    (folder / "params.yaml").write_text("runtime: {threads: 1}\n")
+    (folder / ".gitignore").write_text("/logs/\n")
+    for command in (
+        ["git", "init", "-q"],
+        [str(BIN / "dvc"), "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "n"],
+    ):
+        subprocess.run(command, cwd=folder, env=clean_env() | GIT_ID, check=True)
+    return folder
+
+
+def overhead(stages: int, scratch: Path) -> dict[str, float]:
+    serial = noop_project(scratch / "serial", stages)
+    parallel = noop_project(scratch / "parallel", stages)
+    command = run([sys.executable, "-c", "pass"], scratch)
+    dvc_wall = run([str(BIN / "dvc"), "repro"], serial)
+    runner_wall = run([str(BIN / "cnnscope"), "repro", "-j", "2"], parallel)
+    return {
+        "stages": stages,
+        "command_s": round(command, 3),
+        "dvc_repro_s_per_stage": round(dvc_wall / stages, 3),
+        "runner_2_workers_s_per_stage": round(runner_wall / stages, 3),
+        "runner_overhead_s_per_stage": round(runner_wall / stages - command / 2, 3),
+        "runner_vs_dvc_repro": round(dvc_wall / runner_wall, 2),
+    }
+
+
+def speedup(variants: list[str], seeds: list[int], scratch: Path) -> dict[str, object]:
+    base = copy_of_repo(scratch / "base")
+    overrides = [f"study.variants=[{','.join(variants)}]", f"study.seeds=[{','.join(map(str, seeds))}]",
+                 "study.contrasts=[]", "trainer.max_epochs=2", "oip.steps=30"]  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "cnnscope.compose", *overrides],
+        cwd=base,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["git", "commit", "-qam", "bench"], cwd=base, env=clean_env() | GIT_ID, check=True)
+    run([str(BIN / "dvc"), "repro", "prepare"], base)
+    targets = ["train", "extract", "oip", "exemplars"]
+    walls = {}
+    for workers in (1, 2):
+        clone = scratch / f"w{workers}"
+        shutil.copytree(base, clone, symlinks=True)
+        walls[workers] = run([str(BIN / "cnnscope"), "repro", "-j", str(workers), *targets], clone)
+    networks = len(variants) * len(seeds)
+    return {
+        "networks": networks,
+        "stages": networks * len(targets),
+        "one_worker_s": round(walls[1], 1),
+        "two_workers_s": round(walls[2], 1),
+        "speedup": round(walls[1] / walls[2], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noop", type=int, default=24, help="no-op stages of the overhead measurement")
+    parser.add_argument("--variants", nargs="+", default=["benchmark", "dummy", "untrained", "mlp"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--only", choices=["overhead", "speedup"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only != "speedup":
+            print(json.dumps({"overhead": overhead(args.noop, Path(tmp))}))
+        if args.only != "overhead":
+            print(json.dumps({"speedup": speedup(args.variants, args.seeds, Path(tmp))}))
+
+
+if __name__ == "__main__":
+    main()

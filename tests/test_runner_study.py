@@ -1,0 +1,107 @@
+"""The runner on the real pipeline: a tiny study run by ``cnnscope repro`` on two workers in one
+clone, logging to a real ``mlflow server``, and by plain ``dvc repro`` in a second clone at another
+path, give the same ``dvc.lock`` and the same report bytes; the first clone's outputs, pushed to a
+DVC remote, are pulled by a third clone that then has nothing to run."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline import BIN, TINY, clean_env, copy_of_repo, dvc
+
+pytestmark = pytest.mark.slow
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def tiny_clone(target: Path) -> Path:
+    repo = copy_of_repo(target)
+    compose = [str(BIN / "python"), "-m", "cnnscope.compose", *TINY]
+    subprocess.run(compose, cwd=repo, env=clean_env(), check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-qam", "tiny study"], cwd=repo, env=clean_env() | GIT_ID, check=True)
+    return repo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def outs(repo: Path) -> dict[str, object]:
+    """Every stage's output hashes in dvc.lock (the entries' order follows the finishing order)."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {stage: entry.get("outs") for stage, entry in lock.items()}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def runs(uri: str) -> list[object]:
+    client = MlflowClient(uri)
+    return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
+
+
+def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp_path: Path) -> None:
+    parallel = tiny_clone(tmp_path / "a" / "clone")
+    serial = tiny_clone(tmp_path / "another" / "deeper" / "path")
+    port = free_port()
+    store = [f"--backend-store-uri=sqlite:///{tmp_path / 'server.db'}", f"--default-artifact-root={tmp_path / 'art'}"]
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *store]
+    server = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                MlflowClient(uri).search_experiments()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(1)
+        env = clean_env() | {"MLFLOW_TRACKING_URI": uri}
+        done = subprocess.run([str(BIN / "cnnscope"), "repro", "-j", "2"], cwd=parallel, env=env,
+                              capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        server_runs = runs(uri)
+    finally:
+        server.terminate()
+        server.wait(30)
+    dvc(serial, "repro")
+
+    assert outs(parallel) == outs(serial)  # models, activations, OIPs...: the same bytes at both paths
+    study = yaml.safe_load((parallel / "params.yaml").read_text())["study"]["name"]
+    assert tree_digest(parallel / "reports" / study) == tree_digest(serial / "reports" / study)
+    assert "Data and pipelines are up to date." in dvc(parallel, "status")
+    # every stage's MLflow run reached the server (as many as the serial run's embedded store has), none left RUNNING
+    local_runs = runs(f"sqlite:///{serial / 'mlflow.db'}")
+    assert len(server_runs) == len(local_runs) > 3
+    assert {r.info.status for r in server_runs} == {"FINISHED"}  # type: ignore[attr-defined]
+
+    remote = tmp_path / "remote"
+    dvc(parallel, "remote", "add", "-d", "shared", str(remote))
+    dvc(parallel, "push")
+    subprocess.run(["git", "add", "-A"], cwd=parallel, check=True)
+    subprocess.run(["git", "commit", "-qm", "results"], cwd=parallel, env=clean_env() | GIT_ID, check=True)
+    pulled = tmp_path / "third" / "clone"
+    subprocess.run(["git", "clone", "-q", str(parallel), str(pulled)], check=True)
+    dvc(pulled, "pull")
+    assert "Data and pipelines are up to date." in dvc(pulled, "status")
+    again = subprocess.run(
+        [str(BIN / "cnnscope"), "repro"], cwd=pulled, env=clean_env(), capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 0 and "Everything is up to date" in again.stdout
+    shutil.rmtree(remote)
