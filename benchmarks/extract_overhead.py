@@ -50,6 +50,14 @@ MNIST_TEST = Path(__file__).resolve().parents[2] / "shared/data/MNIST/raw/t10k-i
 
 def load_images(n: int) -> torch.Tensor:
     """The first ``n`` MNIST test images as uint8 ``(n, 1, 28, 28)`` (IDX: 16-byte header)."""
+    if not MNIST_TEST.is_file():  # a clear line, not a traceback (exemplars_overhead.py reads them here too)
+        print(
+            f"cnnscope: error: {MNIST_TEST} not found: this benchmark times the 10,000 real MNIST test images, "
+            "read from ../shared/data/MNIST/raw/ beside the repository (torchvision's layout); put the gzipped "
+            "IDX files there",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     with gzip.open(MNIST_TEST, "rb") as fh:
         raw = np.frombuffer(fh.read(), dtype=np.uint8, offset=16)
     return torch.from_numpy(raw.reshape(-1, 1, 28, 28)[:n].copy())

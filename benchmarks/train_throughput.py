@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -40,6 +41,12 @@ OPTIM = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, 
 
 def load_mnist(root: Path) -> PreparedData:
     raw = root / "MNIST" / "raw"
+    if not (raw / "t10k-images-idx3-ubyte.gz").is_file():  # a clear line, not a traceback
+        print(
+            f"cnnscope: error: no MNIST IDX files (*.gz) in {raw}: pass --data <folder holding MNIST/raw/>",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     parts = {s: (read_idx(raw / f"{p}-images-idx3-ubyte.gz"), read_idx(raw / f"{p}-labels-idx1-ubyte.gz"))
              for s, p in (("train", "train"), ("test", "t10k"))}  # fmt: skip
     images = torch.cat([torch.from_numpy(parts[s][0].copy()) for s in parts]).unsqueeze(1)

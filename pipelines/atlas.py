@@ -30,6 +30,7 @@ from cnnscope.atlas.collect import (
     figure_rows,
     network_layers,
 )
+from cnnscope.atlas.site import AtlasError
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import read_table, run_dir, write_json
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             against = pd.read_csv(folder / "against_data.csv")
             records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
+    if not records:
+        raise AtlasError(
+            f"no network of study '{params.study.name}' has feature maps (study.variants: "
+            f"{', '.join(params.study.variants)}): the atlas shows maps, so there is nothing to draw; add a "
+            "convolutional variant to study.variants"
+        )
     first = records[0]  # the layer order of the study's architecture, from its first network with maps
     model = load_model(run_dir(params.trainer.models_dir, first.variant, first.seed) / "best.ckpt")
     sources = channel_sources(model, list(dict.fromkeys(r.layer for r in records)))

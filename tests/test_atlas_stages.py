@@ -161,3 +161,17 @@ def test_atlas_folder_that_is_a_file(study: Path) -> None:
         load_stage("atlas").main([])
     assert (study / "atlas" / "default").read_text() == "not a folder"
     assert not (study / "metrics" / "atlas.json").exists()
+
+
+def test_atlas_of_a_study_without_feature_maps_is_a_clear_error(study: Path, prepared: PreparedData) -> None:
+    """Only a pixel MLP: the exemplars stage records "no feature maps" and the atlas stage says it has
+    nothing to draw (it raised IndexError on ``records[0]``)."""
+    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / "best.ckpt")
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["study"].update(variants=["mlp"], contrasts=[])
+    params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+    load_stage("exemplars").main(["--variant", "mlp", "--seed", "0"])
+    with pytest.raises(CnnscopeError, match=r"no network of study 'default' has feature maps \(study.variants: mlp\)"):
+        load_stage("atlas").main([])
+    assert not (study / "atlas").exists() and not (study / "metrics" / "atlas.json").exists()

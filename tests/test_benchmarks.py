@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,19 @@ def test_oip_parameterization_runs_on_a_checkpoint(tmp_path: Path, prepared: Pre
     assert list(recipes) == ["pixel", "preset", "faint"]
     assert recipes["faint"]["oip"]["init_scale"] == 0.03 and recipes["preset"]["candidates"] == 2 * 4
     assert all(-1 <= r["median_robustness"] <= 1 and 0 <= r["cross_map_similarity"] <= 1 for r in recipes.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("extract_overhead", []), ("exemplars_overhead", []), ("train_throughput", ["--data", "no-such-folder"])],
+)
+def test_benchmark_without_the_shared_data_says_so(name: str, args: list[str], tmp_path: Path) -> None:
+    """Run from a copy whose ``../shared/data`` does not exist: one error line, no traceback."""
+    folder = tmp_path / "clone" / "benchmarks"
+    folder.mkdir(parents=True)
+    for script in SCRIPTS:
+        shutil.copy(script, folder)
+    done = _run([str(folder / f"{name}.py"), *args], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("cnnscope: error: ") and "MNIST" in line
