@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     data = PreparedData.load(params.data.out_dir)
     model, checkpoint = load_network(params, variant, seed, (data.channels, data.image_size, data.num_classes))
     images, ids = split_images(data, cfg.split)
+    for key, wanted in (("k", cfg.k), ("median_images", cfg.median_images)):  # the split's size is known only now
+        if wanted > len(ids):
+            raise ConfigError(
+                f"exemplars.{key}={wanted} images per map, but exemplars.split={cfg.split!r} has {len(ids)} images "
+                f"(probes excluded): set exemplars.{key} ≤ {len(ids)}, or search a larger split"
+            )
     layers = list(cfg.layers) or default_layers(model)
     out = run_dir(cfg.out_dir, variant, seed)
     metrics_path = Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
