@@ -340,3 +340,34 @@ def test_a_stage_whose_script_is_missing_is_refused_before_anything_runs(project
     assert done.returncode == 2
     assert "stage 'c' runs `python nosuch.py c 0 b1.txt b2.txt b3.txt`, but nosuch.py does not exist" in done.stderr
     assert not (project / "a.txt").exists()
+
+
+# ---------------------------------------------------------------- what the user reads
+
+
+def test_eta_spreads_the_kind_mean_over_the_workers_and_the_summary_lists_every_stage(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from cnnscope.runner.display import Progress, summary
+    from cnnscope.runner.schedule import RunReport
+    from cnnscope.runner.task import StageOutcome
+
+    planned = ["train@a-0", "train@b-0", "train@c-0", "compare", "report"]
+    progress = Progress(planned, workers=2, console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    assert progress.eta() is None  # nothing finished: no basis for an estimate
+    progress.done(StageOutcome("train@a-0", 0, 10.0, "logs/repro/train@a-0.log", "w1"))
+    # two trains left at 10 s each, compare and report at the overall mean (10 s): 40 s over 2 workers
+    assert progress.eta() == pytest.approx(20.0)
+    report = RunReport(
+        outcomes={
+            "train@a-0": StageOutcome("train@a-0", 0, 10.0, "logs/repro/train@a-0.log", "w1"),
+            "train@b-0": StageOutcome("train@b-0", 2, 3.0, "logs/repro/train@b-0.log", "w2"),
+        },
+        blocked={"compare": "train@b-0", "report": "train@b-0"},
+        lost={"train@c-0": "the worker process died"},
+    )
+    text = summary(planned, report, 13.0, tmp_path, "logs/repro")
+    assert "failed (exit 2)" in text and "worker lost" in text and "not run (train@b-0 failed)" in text
+    rows = list(csv.DictReader((tmp_path / "logs/repro/summary.csv").open()))
+    assert [r["stage"] for r in rows] == planned and rows[0]["worker"] == "w1" and rows[0]["seconds"] == "10.0"
+    assert report.failed == ["train@b-0", "train@c-0"]

@@ -1,15 +1,19 @@
-"""The runner on the real pipeline: a tiny study run by ``cnnscope repro`` on two workers in one
-clone, logging to a real ``mlflow server``, and by plain ``dvc repro`` in a second clone at another
-path, give the same ``dvc.lock`` and the same report bytes; the first clone's outputs, pushed to a
-DVC remote, are pulled by a third clone that then has nothing to run."""
+"""The runner on the real pipeline. A tiny study run by ``cnnscope repro`` on a separate Dask
+scheduler and two worker processes (as on a cluster), logging to a real ``mlflow server``, and the
+same study run by plain ``dvc repro`` in a second clone at another path, give the same ``dvc.lock``
+and the same report bytes; the first clone's outputs, pushed to a DVC remote, are pulled by a third
+clone that then has nothing to run."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,36 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def dask_cluster(address_file: Path, workers: int) -> Iterator[str]:
+    """A `dask scheduler` and one-thread `dask worker` processes, as started on a cluster; its address."""
+    env = clean_env() | {"DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+    command = [str(BIN / "dask"), "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(address_file)]
+    processes = [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.exists():
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        worker = [
+            str(BIN / "dask"),
+            "worker",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(address_file),
+        ]
+        processes += [subprocess.Popen(worker, env=env, stderr=subprocess.DEVNULL) for _ in range(workers)]
+        time.sleep(3)
+        yield str(json.loads(address_file.read_text())["address"])
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(30)
+
+
 def runs(uri: str) -> list[object]:
     client = MlflowClient(uri)
     return [run for exp in client.search_experiments() for run in client.search_runs([exp.experiment_id])]
@@ -73,9 +107,13 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
                 assert time.monotonic() < deadline, "mlflow server did not start"
                 time.sleep(1)
         env = clean_env() | {"MLFLOW_TRACKING_URI": uri}
-        done = subprocess.run([str(BIN / "cnnscope"), "repro", "-j", "2"], cwd=parallel, env=env,
-                              capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+        with dask_cluster(tmp_path / "scheduler.json", workers=2) as address:  # as on a cluster: separate processes
+            command = [str(BIN / "cnnscope"), "repro", "--scheduler", address]
+            done = subprocess.run(
+                command, cwd=parallel, env=env, capture_output=True, text=True, timeout=1500, check=False
+            )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "on 2 workers" in done.stderr
         server_runs = runs(uri)
     finally:
         server.terminate()
@@ -105,3 +143,34 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
     )
     assert again.returncode == 0 and "Everything is up to date" in again.stdout
     shutil.rmtree(remote)
+
+
+WRITER = """import sys
+from cnnscope import tracking
+uri, worker = sys.argv[1], sys.argv[2]
+for i in range(6):
+    tracking.record_stage("parallel", "oip", f"{worker}-{i}", lambda: None, {"i": i}, {"m": float(i)}, [], {}, uri)
+"""
+
+
+def test_parallel_writers_lose_no_run_to_a_locked_sqlite_store(tmp_path: Path) -> None:
+    """Four stage processes at once on the embedded SQLite store, as parallel workers do: every run
+    is recorded and finished (cnnscope retries "database is locked")."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    writers = [
+        subprocess.Popen(
+            [str(BIN / "python"), str(script), uri, f"w{k}"],
+            cwd=tmp_path,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    errors = [w.communicate(timeout=600)[1] for w in writers]
+    assert all(w.returncode == 0 for w in writers), errors
+    assert not any("could not" in e for e in errors), errors  # no run given up
+    recorded = runs(uri)
+    assert len(recorded) == 24 and {r.info.status for r in recorded} == {"FINISHED"}  # type: ignore[attr-defined]
