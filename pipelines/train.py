@@ -20,6 +20,7 @@ from cnnscope.errors import run_stage
 from cnnscope.io import run_dir
 from cnnscope.models import save_checkpoint
 from cnnscope.models.steps import step_file
+from cnnscope.progress import interactive
 from cnnscope.training import build_modules, fit_and_test, test_only
 from cnnscope.training import stage as steps
 from cnnscope.training.checkpoints import StepCheckpoints
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     begin = steps.start(out_dir, job, uri, rank0)
     logger, run_id = steps.open_run(params, job, begin, data_sha, uri, rank0)
     config = steps.resolved_config(params, job)
-    progress = not args.no_progress
+    progress = not args.no_progress and interactive()  # no redrawn bars in logs (CI, cnnscope repro)
     with tracking.run_status(run_id, uri):
         if run_id is not None and begin.resume is None:
             steps.log_config(logger, config, job)
