@@ -136,10 +136,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = lambda message, *a, **k: print(f"cnnscope: warning: {message}", file=sys.stderr)
-            code = args.func(args)
+        warnings.showwarning = lambda message, *a, **k: print(f"cnnscope: warning: {message}", file=sys.stderr)
+        code = args.func(args)
     except CnnscopeError as err:
         print(f"cnnscope: error: {err}", file=sys.stderr)
         code = 2

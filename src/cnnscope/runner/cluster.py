@@ -142,10 +142,10 @@ def open_client(cfg: dict[str, Any], workers: int | None = None, scheduler: str 
         if cfg["kind"] == "local":
             n = local_workers(workers if workers is not None else cfg.get("workers"), cfg["stage_memory"])
             gpus = gpu_count()
-            quiet = {"silence_logs": logging.CRITICAL, "dashboard_address": None}
+            quiet = {"silence_logs": logging.CRITICAL, "dashboard_address": ":0"}  # any free port, no clash
             if gpus:
                 specs = worker_specs(max(1, n - gpus * cfg["gpu_share"]), gpus, cfg["gpu_share"])
-                sched = {"cls": Scheduler, "options": {"dashboard_address": None}}
+                sched = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
                 cluster: Any = SpecCluster(workers=specs, scheduler=sched, silence_logs=logging.CRITICAL)
             else:
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0, **quiet)
