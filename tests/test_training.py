@@ -323,3 +323,58 @@ def test_ddp_on_two_cpu_processes(stage_dir: Path) -> None:
     runs = MlflowClient(f"sqlite:///{stage_dir / 'mlflow.db'}").search_runs(["1"])
     variant_runs = [r for r in runs if r.data.tags.get("cnnscope.kind") != "study"]  # not the parent run
     assert len(variant_runs) == 1 and variant_runs[0].info.status == "FINISHED"  # rank 1 opened none
+
+
+# ---------------------------------------------------------------- bookkeeping (issue 24, item 5)
+
+
+def _overfitting(prepared: PreparedData) -> PreparedData:
+    """Validation labels shifted by one class: the validation loss is lowest after an early epoch
+    and rises after it, so the best epoch is not the last."""
+    val = prepared.splits["val"]
+    prepared.labels[val] = (prepared.labels[val] + 1) % 10
+    return prepared
+
+
+def test_recorded_epochs_are_the_epochs_trained_and_last_ckpt_is_the_last_epoch(
+    tmp_path: Path, prepared: PreparedData
+) -> None:
+    data = _overfitting(prepared)
+    module, _ = _job_module(data)
+    batches = PreparedDataModule(data, "train", 32, 0)
+    result = fit_and_test(module, batches, _cpu(4, patience=100), tmp_path, progress=False)
+    assert result.epochs == 4 and [r["epoch"] for r in result.history] == [0.0, 1.0, 2.0, 3.0]
+    assert result.best_epoch is not None and result.best_epoch < 3, "the set-up needs a best epoch before the last"
+    assert result.best_val_loss == min(r["val_loss"] for r in result.history)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == result.best_epoch
+
+
+@pytest.mark.slow
+def test_stage_records_every_epoch_and_the_best_one_separately(stage_dir: Path) -> None:
+    _overfitting(synthetic_prepared()).save(stage_dir / "data" / "prepared")
+    raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    raw["trainer"].update(max_epochs=4, patience=100)
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert _run_stage("--variant", "benchmark", "--seed", "0") == 0
+    metrics = json.loads((stage_dir / "metrics" / "train" / "benchmark_seed0.json").read_text())
+    assert metrics["epochs"] == 4 and 0 <= metrics["best_epoch"] < 3
+    assert len(pd.read_csv(stage_dir / "plots" / "train" / "benchmark_seed0.csv")) == 4
+    out = stage_dir / "models" / "benchmark" / "seed0"
+    assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_the_mlflow_run_is_not_finished_when_fit_returns(tmp_path: Path, prepared: PreparedData) -> None:
+    """Lightning's logger ended the run FINISHED after fit, so a job killed in its test phase (or
+    before its outputs were in place) looked finished; the stage ends the run itself."""
+    from cnnscope import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = tracking.mlflow_logger("tests", "bookkeeping", {}, uri)
+    module, _ = _job_module(prepared)
+    batches = PreparedDataModule(prepared, "train", 32, 0)
+    fit_and_test(module, batches, _cpu(1), tmp_path / "run", logger, progress=False)
+    assert tracking.client(uri).get_run(logger.run_id).info.status == "RUNNING"
+    with tracking.run_status(logger.run_id, uri):
+        pass
+    assert tracking.client(uri).get_run(logger.run_id).info.status == "FINISHED"

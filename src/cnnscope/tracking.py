@@ -183,8 +183,17 @@ def mlflow_logger(
     """Lightning's MLFlowLogger on the resolved store; ``run_id`` continues an existing run."""
     from lightning.pytorch.loggers import MLFlowLogger
 
+    class StageLogger(MLFlowLogger):
+        """Lightning's logger ends its run FINISHED as soon as ``fit`` returns — before the test, the
+        outputs and their promotion, so a job killed then would look finished. :func:`run_status`
+        ends the run when the stage is really done; a killed job's run stays RUNNING until the next
+        run of the job marks it KILLED."""
+
+        def finalize(self, status: str = "success") -> None:
+            return None
+
     resolved = _ensure_store(tracking_uri(uri))
-    return MLFlowLogger(
+    return StageLogger(
         experiment_name=experiment,
         run_name=run_name,
         tracking_uri=resolved,

@@ -105,6 +105,8 @@ class TrainResult:
     epochs: int = 0
     best_val_loss: float | None = None
     best_val_acc: float | None = None
+    #: Epoch (0-based) of the weights in ``best.ckpt``, the ones tested; ``epochs`` counts every epoch trained.
+    best_epoch: int | None = None
     resumed_from: Path | None = None
 
 
@@ -163,10 +165,13 @@ def make_trainer(
                 monitor=None if max_steps else "val_loss",
                 mode="min",
                 save_top_k=1,
-                save_last=True,
+                # Lightning ≥ 2.6 rewrites last.ckpt only in an epoch that also saved best.ckpt: with a
+                # monitor, last.ckpt is written by its own callback below, every epoch
+                save_last=bool(max_steps),
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             ),
+            *([] if max_steps else [_last_checkpoint(out_dir)]),
             *([] if max_steps else [EarlyStopping("val_loss", mode="min", patience=cfg.patience, check_finite=True)]),
             EpochHistory(),
             *extra,
@@ -177,6 +182,19 @@ def make_trainer(
         return _trainer(cfg, out_dir, logger, callbacks, precision, deterministic, progress, max_steps)
     except MisconfigurationException as err:  # devices/strategy/precision this machine cannot serve
         raise ConfigError(f"trainer settings cannot run here: {err} (see trainer.* in params.yaml)") from None
+
+
+def _last_checkpoint(out_dir: Path) -> ModelCheckpoint:
+    """``last.ckpt``: the weights and training state after every epoch, whatever its validation loss
+    (what an interrupted run resumes from; ``save_last`` no longer guarantees it)."""
+    return PortableCheckpoint(
+        dirpath=out_dir,
+        filename=LAST,
+        monitor=None,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
 
 
 def _trainer(
@@ -244,13 +262,16 @@ def fit_and_test(
     trainer = make_trainer(cfg, out_dir, logger, train=True, progress=progress, max_steps=max_steps, extra=extra)
     with _ctrl_c(trainer):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    # the epochs trained, read before the test: testing on best.ckpt restores every callback's state
+    # from it, the history included, which would cut it back to the best epoch
+    history = list(next(c for c in trainer.callbacks if isinstance(c, EpochHistory)).rows)  # type: ignore[attr-defined]
     result = _test(trainer, module, data, ckpt="best")
-    history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory)).rows  # type: ignore[attr-defined]
     result.history, result.epochs, result.resumed_from = history, len(history), resume_from
     finite = [r for r in history if r["val_loss"] == r["val_loss"]]
     if finite:
-        best = min(finite, key=lambda r: r["val_loss"])
+        best = min(finite, key=lambda r: r["val_loss"])  # the first of equals, as ModelCheckpoint keeps it
         result.best_val_loss, result.best_val_acc = best["val_loss"], best["val_acc"]
+        result.best_epoch = int(history[-1]["epoch"] if max_steps else best["epoch"])
     return result
 
 

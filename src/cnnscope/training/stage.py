@@ -129,7 +129,9 @@ def write_outputs(
             "test_loss": result.test_loss,
             "best_val_loss": result.best_val_loss,
             "best_val_acc": result.best_val_acc,
-            "epochs": result.epochs,
+            "epochs": result.epochs,  # every epoch trained (the history's rows)
+            # the epoch (0-based) of best.ckpt, the weights tested; the untrained null model has none
+            **({} if result.best_epoch is None else {"best_epoch": result.best_epoch}),
             "train_size": data.train_size if job.train else 0,
             # provenance (config, git commit, data checksum) is models/<variant>/seed<k>/provenance.json:
             # `dvc metrics show` holds numbers only
