@@ -762,6 +762,28 @@ def _check_lists(params: Params) -> None:
             "(a larger one is taken at the last step)"
         )
     _check_maps_in_layer(params)
+    _check_split_size(params)
+
+
+def _check_split_size(params: Params) -> None:
+    """``exemplars.k`` and ``exemplars.median_images`` against an upper bound of the searched split's
+    size where the source fixes it (:data:`SOURCE_SIZES`); the exemplars stage checks the exact size
+    (probes and validation images left out) before its work."""
+    d, x = params.data, params.exemplars
+    name = str(getattr(d.name, "value", d.name))
+    if name not in SOURCE_SIZES:
+        return
+    pool, test = SOURCE_SIZES[name]
+    if test is None:  # no test split of its own: it is cut from the pool
+        test = round(d.test_fraction * pool)
+        pool -= test
+    bound = test if x.split == "test" else pool
+    for key, wanted in (("k", x.k), ("median_images", x.median_images)):
+        if wanted > bound:
+            raise ConfigError(
+                f"exemplars.{key}={wanted} images per map, but exemplars.split={x.split!r} of data.name={name} "
+                f"holds at most {bound} images: set exemplars.{key} ≤ {bound}"
+            )
 
 
 def _known_input(data: DataConfig) -> tuple[int, int] | None:
