@@ -391,6 +391,13 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     assert set(t["matching_summary"]["layer"]) == set(ref.feature_maps)
     assert (t["spatial_probe"]["std_error"] >= 0).all() and (t["spatial_probe"]["chance"] < 0.3).all()
     assert set(t["pattern_classification"]["classifier"]) == {"binary pattern", "network head"}
+    # part VI's full confusion matrices: pattern and head of the six networks, the mlp's head (issue 25, item 7)
+    confusion, k = t["pattern_confusion"], len(prepared.classes)
+    assert len(confusion) == (2 * 6 + 1) * k * k
+    scored = t["pattern_classification"].set_index(["variant", "seed", "classifier"])["accuracy"]
+    for key, matrix in confusion.groupby(["variant", "seed", "classifier"]):
+        diagonal = matrix.loc[matrix["true"] == matrix["predicted"], "images"].sum()
+        assert diagonal / matrix["images"].sum() == pytest.approx(scored[key])  # its diagonal is the accuracy
     assert len(t["overlap"]) == 6 + 1  # every network and the binarised pixels
     # claims from these tables: seed-level verdicts over three seeds
     oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,

@@ -36,7 +36,7 @@ from cnnscope.analysis.class_patterns import (
 )
 from cnnscope.analysis.linear_probe import probe_split
 from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
-from cnnscope.analysis.pattern_classifier import pattern_predictions, score
+from cnnscope.analysis.pattern_classifier import confusion_rows, pattern_predictions, score
 from cnnscope.analysis.sample_order import sample_order
 from cnnscope.analysis.scalefree import scale_free_stats
 from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
@@ -60,6 +60,7 @@ TABLES = {
     "fcp_contrast": "the article's contrast count on the probes vs same-class and mixed chance draws",
     "overlap": "mean Jaccard of active deepest-map nodes within vs between classes, image bootstrap interval",
     "pattern_classification": "held-out accuracy and pair confusion: binary-pattern classifier vs network heads",
+    "pattern_confusion": "full held-out confusion counts (true × predicted) of the binary pattern and of each head",
     "claims": "the seed claims (a), (a′), (b), (e), part VI and their controls: paired per-seed differences, "
     "d_z, SESOI, TOST and Holm-adjusted p, verdicts",
     "activation_scale": "per network and layer: rms, share of non-zero values, spread over images, silent on data",
@@ -208,6 +209,16 @@ def compute_measures(
             {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
             for (v, s), aset in (reference_heads or {}).items()
         ]
+        heads = [  # the reference heads' full confusion (part VI: the pixel MLP's)
+            row
+            for (v, s), aset in (reference_heads or {}).items()
+            for row in confusion_rows(
+                _head(aset, test), labels[test], classes, variant=v, seed=s, classifier="network head"
+            )
+        ]
+        out.tables["pattern_confusion"] = pd.concat(
+            [out.tables["pattern_confusion"], pd.DataFrame(heads)], ignore_index=True
+        )
         if extra:
             table = out.tables["pattern_classification"]
             out.tables["pattern_classification"] = pd.concat([table, pd.DataFrame(extra)], ignore_index=True).assign(
@@ -260,7 +271,7 @@ def _deepest_patterns(
     probe_labels = np.asarray(probe_info.labels)
     groups = [k for k in dict.fromkeys(probe_labels.tolist()) if (probe_labels == k).sum() >= 2]
     pair = _pair(classes, settings.confusion_pair)
-    fcp_rows, overlap_rows, class_rows = [], [], []
+    fcp_rows, overlap_rows, class_rows, confusion = [], [], [], []
     for (v, s), aset in sets.items():
         patterns = active(aset.array(EVAL, deepest))
         probes = active(aset.array(PROBE, deepest))
@@ -297,16 +308,20 @@ def _deepest_patterns(
         class_rows.append(
             {"variant": v, "seed": s, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
         )
+        confusion += confusion_rows(predicted, labels[test], classes, variant=v, seed=s, classifier="binary pattern")
         if SOFTMAX in aset.layers:
+            head = _head(aset, test)
             class_rows.append(
-                {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+                {"variant": v, "seed": s, "classifier": "network head", **score(head, labels[test], pair)}
             )
+            confusion += confusion_rows(head, labels[test], classes, variant=v, seed=s, classifier="network head")
     out.tables["fcp_contrast"] = pd.DataFrame(fcp_rows)
     out.tables["overlap"] = pd.DataFrame(overlap_rows)
     table = pd.DataFrame(class_rows)
     table["test_images"] = len(test)
     table["pair"] = "↔".join(classes[c] for c in pair) if pair is not None else ""
     out.tables["pattern_classification"] = table
+    out.tables["pattern_confusion"] = pd.DataFrame(confusion)
 
 
 def _pixel_baselines(

@@ -13,6 +13,8 @@ and 9s given the other of the two labels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cnnscope.analysis.class_patterns import active
@@ -62,3 +64,19 @@ def score(predicted: np.ndarray, labels: np.ndarray, pair: tuple[int, int] | Non
     out = {"accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan")}
     out["pair_confusion"] = confusion_pair(predicted, labels, *pair) if pair is not None else float("nan")
     return out
+
+
+def confusion_rows(
+    predicted: np.ndarray, labels: np.ndarray, classes: Sequence[str], **ids: object
+) -> list[dict[str, object]]:
+    """The full confusion matrix of one classifier, tidy: one row per (true, predicted) class pair
+    with its count of held-out images (zeros included, so every matrix has ``K × K`` rows), each
+    row carrying ``ids`` (variant, seed, classifier)."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    return [
+        {**ids, "true": classes[t], "predicted": classes[p], "images": int(counts[t, p])}
+        for t in range(len(classes))
+        for p in range(len(classes))
+    ]
