@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cnnscope.report.evidence import BUDGET, EvidenceError, check_shipped, ship_tables
+from cnnscope.report.evidence import BUDGET, TRAJECTORY, EvidenceError, check_shipped, ship_tables
 from cnnscope.report.findings import slug
 from pipeline import run_pipeline
+
+pytestmark = pytest.mark.slow  # one 3-seed pipeline run for the module (about 90 s on 2 cores)
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -55,6 +57,9 @@ def test_shipped_tables_recompute_every_verdict_of_the_report(study) -> None:  #
     claims = pd.read_csv(tables / "claims.csv")
     assert len(claims) and set(claims["claim"]) >= {"a", "a′", "b", "c", "d", "e", "VI"}
     assert (claims["control"] == "untrained").sum() == 4  # (c), (d), (e), VI against the untrained network
+    matched = claims["measure"].str.contains("at step")
+    assert matched.sum() == 1 and claims.loc[matched, "claim"].item() == "a"  # the trajectories' matched-step row
+    assert (tables / TRAJECTORY).is_file() and (tables / "pattern_confusion.csv").is_file()
     again = check_shipped(tables)
     assert list(again["verdict"]) == list(claims["verdict"])
     assert sum(p.stat().st_size for p in tables.glob("*.csv")) <= BUDGET
@@ -74,6 +79,24 @@ def test_shipped_tables_fail_loudly_when_they_do_not_reproduce_a_verdict(study, 
         check_shipped(copy)
 
 
+def test_the_matched_step_claim_is_recomputed_from_the_shipped_trajectories(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    workdir, params = study
+    tables = workdir / "reports" / params["study"]["name"] / "tables"
+    copy = tmp_path / "tables"
+    copy.mkdir()
+    for path in tables.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    row = int(pd.read_csv(copy / "claims.csv")["measure"].str.contains("at step").to_numpy().argmax())
+    trajectories = pd.read_csv(copy / TRAJECTORY)
+    trajectories.loc[trajectories["variant"] == "benchmark", "value"] += 0.5  # rows that disagree with the claim
+    trajectories.to_csv(copy / TRAJECTORY, index=False)
+    with pytest.raises(EvidenceError, match=f"claim row {row} column mean_difference"):
+        check_shipped(copy)
+    (copy / TRAJECTORY).unlink()  # without them, the shipped claims table holds a row nothing recomputes
+    with pytest.raises(EvidenceError, match="shipped claims"):
+        check_shipped(copy)
+
+
 def test_every_link_of_the_report_resolves_inside_the_repository(study) -> None:  # type: ignore[no-untyped-def]
     workdir, params = study
     readme = workdir / "reports" / params["study"]["name"] / "README.md"
@@ -84,6 +107,7 @@ def test_every_link_of_the_report_resolves_inside_the_repository(study) -> None:
 def test_shipping_refuses_tables_over_the_budget(tmp_path: Path) -> None:
     compare = tmp_path / "compare"
     compare.mkdir()
-    pd.DataFrame({"variant": ["x"] * 200_000, "value": 0.123456}).to_csv(compare / "cka.csv", index=False)
+    rows = BUDGET // len("x,0.123456\n") + 1  # one row more than the budget holds
+    pd.DataFrame({"variant": ["x"] * rows, "value": 0.123456}).to_csv(compare / "cka.csv", index=False)
     with pytest.raises(EvidenceError, match="over the 3,000,000 budget"):
         ship_tables(tmp_path / "out", compare, pd.DataFrame(), {}, pd.DataFrame(), {})

@@ -218,6 +218,7 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
         assert str(stage_dir).encode() not in (out / ckpt).read_bytes()
     metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
     assert {"test_acc", "test_loss", "best_val_loss", "epochs"} <= set(metrics) and metrics["epochs"] == 1
+    assert metrics["resumed"] == 0  # a clean start (the report's Setup discloses a resumed run)
     assert metrics["train_size"] == len(synthetic_prepared().subsets["0.2"])
     sha = file_sha256(stage_dir / "data" / "prepared" / "dataset.pt")
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # numbers only: `dvc metrics show`

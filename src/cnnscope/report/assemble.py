@@ -17,14 +17,13 @@ import pandas as pd
 
 from cnnscope.config import Params
 from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, run_dir, write_json
-from cnnscope.models import load_model
 from cnnscope.report import collect, evidence, findings, measures
 from cnnscope.report import trajectory as report_trajectory
 from cnnscope.report.atlas import atlas_section
 from cnnscope.report.index import HEADLINE_FILE
-from cnnscope.report.model_table import model_table
 from cnnscope.report.probes import probe_certainty_section
 from cnnscope.report.selectivity import selectivity_section
+from cnnscope.report.setup import model_section, setup_section
 from cnnscope.viz import save_figure
 from cnnscope.viz.confusion import confusion_panels
 from cnnscope.viz.curves import training_curves
@@ -80,8 +79,8 @@ def build_report(params: Params, out_dir: Path, root: Path = Path(".")) -> Path:
     with atomic_dir(out_dir) as tmp:
         body = Report(tmp)
         manifest = collect.read_json(root / params.data.out_dir / MANIFEST_FILE)
-        _setup(body, params, manifest)
-        _model(body, params, root)
+        setup_section(body, params, manifest, root)
+        model_section(body, params, root)
         _training(body, params, root)
         _compare(body, params, root)
         _oip(body, params, root)
@@ -140,7 +139,10 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
     )
     head.add("## Findings", f"What this study's numbers say, generated from them.{how}", "\n".join(lines))
     data = f"{manifest['source']}, {manifest['sizes']['train']:,} training images"
-    return findings.headline(study.name, command, means, claims, len(study.seeds), data)
+    chance = 1 / len(manifest["classes"])
+    return findings.headline(
+        study.name, command, means, claims, len(study.seeds), data, stds, chance, params.compare.confidence
+    )
 
 
 def _ship_evidence(out: Path, params: Params, root: Path) -> None:
@@ -149,9 +151,11 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
     study = params.study
     oip_runs = measures.oip_runs(root / "metrics/oip", study.variants, study.oip_seeds)
     nulls = _null_models(params)
+    trajectories, trajectory_layer = report_trajectory.matched_evidence(params, root)
+    matched = report_trajectory.matched_claims(params, root)
     claims = findings.claims_frame(
         root / params.compare.out_dir / "tables", oip_runs, study.contrasts, params.compare.confidence,
-        params.compare.sesoi, nulls,
+        params.compare.sesoi, nulls, matched,
     )  # fmt: skip
     index = collect.read_json(root / params.compare.out_dir / "index.json")
     maps = list(index.get("feature_maps", []))
@@ -164,9 +168,11 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
         "sesoi": dict(params.compare.sesoi),
         "first_map": maps[0] if maps else None,
         "deepest_map": maps[-1] if maps else None,
+        "trajectory_layer": trajectory_layer if len(matched) else None,
     }
     train = collect.per_run_json(root / "metrics/train", study.variants, study.seeds)
-    evidence.ship_tables(out, root / params.compare.out_dir / "tables", claims, oip_runs, train, recipe)
+    shipped = trajectories if len(matched) else None
+    evidence.ship_tables(out, root / params.compare.out_dir / "tables", claims, oip_runs, train, recipe, shipped)
 
 
 def _null_models(params: Params) -> list[str]:
@@ -178,69 +184,6 @@ def _contents(head: Report, body: Report) -> None:
     """A table of contents of every section and subsection, linked."""
     items = [f"{'  ' * (level - 2)}- [{text}](#{findings.slug(text)})" for level, text in body.headings()]
     head.add("## Contents", "\n".join(items))
-
-
-def _setup(report: Report, params: Params, manifest: dict[str, Any]) -> None:
-    study = params.study
-    sizes = ", ".join(f"{k} {v:,}" for k, v in manifest["sizes"].items())
-    subsets = ", ".join(f"{k} → {v:,}" for k, v in manifest["subset_sizes"].items())
-    probes = ", ".join(f"`{p['name']}` (class {p['label']})" for p in manifest["probes"])
-    setup = pd.DataFrame(
-        [
-            ("dataset", f"`{manifest['source']}`, images {'×'.join(map(str, manifest['image_shape']))}"),
-            ("splits", sizes),
-            ("nested training subsets", subsets),
-            ("held-out probes", probes),
-            ("dataset sha256", f"`{manifest['dataset_sha256'][:16]}…`"),
-            ("model", f"`{params.model.name.value}` (width {params.model.width}, hidden {params.model.hidden})"),
-            ("variants × seeds", f"{', '.join(study.variants)} × seeds {study.seeds}"),
-            ("training", f"≤ {params.trainer.max_epochs} epochs, batch {params.trainer.batch_size}"),
-        ],
-        columns=["", "setup (stage `prepare`, params `data`)"],
-    )
-    report.add("## Setup")
-    report.table(setup)
-    specs = pd.DataFrame(
-        [
-            {
-                "variant": name,
-                "training data": _training_data(s.train, s.train_subset, manifest),
-                "differs from `model` in": ", ".join(f"{k}={v}" for k, v in s.model.items()) or "—",
-            }
-            for name, s in ((n, study.variant_specs[n]) for n in study.variants)
-        ]
-    )
-    report.table(specs)
-
-
-def _model(report: Report, params: Params, root: Path) -> None:
-    """Every named layer of each architecture in the study (variants that change ``model`` differ)."""
-    study = params.study
-    report.add(
-        "## Model",
-        "Every named layer of the trained network (read from its checkpoint): output shape for one image, "
-        "parameters, and the receptive field of one node (side of the input window it sees) and its stride "
-        "(input pixels between neighbouring nodes), from the layer geometry (`cnnscope.models.receptive_field`).",
-    )
-    seen: list[dict[str, Any]] = []
-    for variant in study.variants:
-        model = load_model(run_dir(root / params.trainer.models_dir, variant, study.seeds[0]) / "best.ckpt")
-        if model.arch in seen:
-            continue
-        seen.append(model.arch)
-        table = model_table(model)
-        users = [v for v in study.variants if study.variant_specs[v].model == study.variant_specs[variant].model]
-        report.add(f"**`{model.arch['name']}`** ({', '.join(users)}): {int(table['parameters'].sum()):,} parameters.")
-        report.table(table)
-
-
-def _training_data(train: bool, subset: float | None, manifest: dict[str, Any]) -> str:
-    if not train:
-        return "none (random initialisation)"
-    if subset is None:
-        return f"full training split ({manifest['sizes']['train']:,} images)"
-    key = str(int(subset)) if subset > 1 else repr(float(subset))
-    return f"nested subset {key} ({manifest['subset_sizes'][key]:,} images)"
 
 
 def _training(report: Report, params: Params, root: Path) -> None:

@@ -4,9 +4,10 @@ A verdict a reader cannot recompute is a claim on trust. The compare tables (``c
 the OIP summaries (``metrics/oip``) and the training metrics are DVC outputs outside git, so a
 clone holds only the report. The report stage therefore copies into ``tables/`` (CSV, at most
 :data:`BUDGET` bytes per study) the per-seed tables every verdict is computed from and every table
-the report cites, the final claims table, and ``verdicts.json``: what :func:`recompute_claims`
-needs besides the tables (contrasts, untrained controls, SESOI, confidence, first and deepest
-map). :func:`recompute_claims` rebuilds every seed-level verdict from those files alone.
+the report cites, the trajectory rows behind the matched-step claim (a), the final claims table,
+and ``verdicts.json``: what :func:`recompute_claims` needs besides the tables (contrasts, untrained
+controls, SESOI, confidence, first and deepest map, the trajectories' deepest map).
+:func:`recompute_claims` rebuilds every seed-level verdict from those files alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from cnnscope.analysis.claims import claims_table, with_holm
+from cnnscope.analysis.claims import claims_table, matched_step_claims, with_holm
 from cnnscope.errors import CnnscopeError
 
 #: Most bytes of CSV a study ships (issue 25).
@@ -45,6 +46,9 @@ COMPARE_TABLES = (
 RECIPE = "verdicts.json"
 OIP_RUNS = "oip_runs.csv"
 TRAIN_RUNS = "train_runs.csv"
+#: The trajectory rows behind the matched-step claim (a): the deepest map's Hoyer per variant, seed
+#: and checkpoint step (the layer is the recipe's ``trajectory_layer``).
+TRAJECTORY = "trajectory_hoyer.csv"
 #: The seed-level columns of a claim that :func:`recompute_claims` reproduces (the image bootstrap
 #: needs per-image arrays that are not shipped).
 SEED_LEVEL = ["claim", "control", "n_seeds", "mean_difference", "effect_dz", "seed_ci_low", "seed_ci_high",
@@ -62,8 +66,10 @@ def ship_tables(
     oip_runs: Mapping[tuple[str, int], Mapping[str, Any]],
     train_runs: pd.DataFrame,
     recipe: Mapping[str, Any],
+    trajectories: pd.DataFrame | None = None,
 ) -> list[str]:
-    """Write the evidence into ``out`` (the report's ``tables/``); returns the file names. Raises
+    """Write the evidence into ``out`` (the report's ``tables/``); returns the file names.
+    ``trajectories``: the rows behind the matched-step claim, when the study has one. Raises
     :class:`EvidenceError` when the CSVs exceed :data:`BUDGET`."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -80,6 +86,9 @@ def ship_tables(
         written.append(OIP_RUNS)
     train_runs.to_csv(out / TRAIN_RUNS, index=False, float_format="%.6g")
     written.append(TRAIN_RUNS)
+    if trajectories is not None and len(trajectories):
+        trajectories.to_csv(out / TRAJECTORY, index=False, float_format="%.10g")
+        written.append(TRAJECTORY)
     (out / RECIPE).write_text(json.dumps(dict(recipe), indent=1, sort_keys=True) + "\n")
     size = sum((out / name).stat().st_size for name in written)
     if size > BUDGET:
@@ -129,6 +138,17 @@ def recompute_claims(folder: Path) -> pd.DataFrame:
             )
         )
         seen.add(a)
+    trajectories = _read(folder, TRAJECTORY.removesuffix(".csv"))
+    if trajectories is not None:  # the matched-step claim (a), after the others as the report joins it
+        frames.append(
+            matched_step_claims(
+                trajectories.assign(layer=trajectories["layer"].astype(str)),
+                recipe["contrasts"],
+                recipe.get("trajectory_layer"),
+                recipe["confidence"],
+                recipe["sesoi"],
+            )
+        )
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=SEED_LEVEL)

@@ -102,12 +102,27 @@ def accuracy_sentence(means: pd.Series, stds: pd.Series, chance: float, n_seeds:
     return f"- Test accuracy ({seeds}): {', '.join(parts)}; chance {100 * chance:.1f} %. [evidence](#1-training)"
 
 
+#: The columns of each claim row kept in ``headline.json`` (what the repository README quotes).
+HEADLINE_CLAIM = ["claim", "statement", "measure", "layer", "control", "n_seeds", "mean_difference",
+                  "seed_ci_low", "seed_ci_high", "verdict"]  # fmt: skip
+
+
 def headline(
-    study: str, command: str, means: pd.Series, claims: pd.DataFrame, n_seeds: int, data: str
+    study: str,
+    command: str,
+    means: pd.Series,
+    claims: pd.DataFrame,
+    n_seeds: int,
+    data: str,
+    stds: pd.Series | None = None,
+    chance: float | None = None,
+    confidence: float | None = None,
 ) -> dict[str, Any]:
-    """The study's few numbers for the reports index and its MLflow run: accuracies and verdicts."""
+    """The study's numbers for the reports index, its MLflow run and the repository README's
+    findings (:mod:`cnnscope.report.readme`): accuracies (mean, and sd over seeds), chance, the
+    verdict counts and every claim row with its interval (NaN written as null)."""
     verdicts = claims["verdict"].value_counts()
-    return {
+    record: dict[str, Any] = {
         "study": study,
         "command": command,
         "data": data,
@@ -115,3 +130,15 @@ def headline(
         "test_acc": {str(v): float(a) for v, a in means.items()},
         "claims": {str(k): int(c) for k, c in verdicts.items()},
     }
+    if stds is not None:
+        record["test_acc_std"] = {str(v): None if pd.isna(sd) else float(sd) for v, sd in stds.items()}
+    if chance is not None:
+        record["chance"] = float(chance)
+    if confidence is not None:
+        record["confidence"] = float(confidence)
+    rows = claims.reindex(columns=HEADLINE_CLAIM).astype(object)
+    record["findings"] = [
+        {k: None if v is None or (isinstance(v, float) and v != v) else v for k, v in row.items()}
+        for row in rows.where(rows.notna(), None).to_dict("records")
+    ]
+    return record

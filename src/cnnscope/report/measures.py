@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from cnnscope.report.findings import claims_frame
+from cnnscope.report.patterns import pattern_section
 
 
 class _Report(Protocol):
@@ -194,15 +195,7 @@ def _class_patterns(report: _Report, tables: Path, variants: Sequence[str]) -> N
         report.table(overlap.drop(columns=["layer"]))
     classify = _read(tables, "pattern_classification")
     if classify is not None and len(classify):
-        pair = classify["pair"].dropna().iloc[0] if classify["pair"].notna().any() else ""
-        report.add(
-            "### Classification by activation patterns",
-            "Held-out accuracy of the nearest class-mean *binary* pattern of the deepest map, beside each "
-            f"network's own head on the same {int(classify['test_images'].iloc[0])} images"
-            + (f", with the {pair} confusion (share of those two classes given the other label)." if pair else "."),
-        )
-        table = classify.groupby(["variant", "classifier"], sort=False)[["accuracy", "pair_confusion"]].agg(_pm)
-        report.table(table.reset_index())
+        pattern_section(report, classify, _read(tables, "pattern_confusion"), variants, _pm)
 
 
 def _claims(

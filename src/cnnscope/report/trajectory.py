@@ -20,6 +20,9 @@ from cnnscope.trajectory.collect import MAPS_TABLE, read_oips, read_trajectories
 from cnnscope.viz import save_figure
 from cnnscope.viz.trajectory import accuracy_curve, measure_grid, oip_strip
 
+#: The columns of the trajectory rows behind the matched-step claim (shipped in ``tables/``).
+MATCHED_COLUMNS = ["variant", "seed", "step", "layer", "measure", "value"]
+
 
 class _Report(Protocol):
     folder: Path
@@ -35,16 +38,23 @@ def _layers(table: pd.DataFrame) -> list[str]:
     return sorted(dict.fromkeys(rows["layer"].astype(str)), key=lambda name: (len(name), name))
 
 
-def matched_claims(params: Params, root: Path) -> pd.DataFrame:
-    """The matched-step rows of claim (a) for the study's contrasts (empty without trajectories)."""
+def matched_evidence(params: Params, root: Path) -> tuple[pd.DataFrame, str | None]:
+    """What the matched-step claim reads: the deepest map layer's per-seed Hoyer rows of every
+    trajectory (``variant, seed, step, layer, measure, value``) and that layer (None without
+    trajectories). The report ships these rows so the claim can be recomputed from ``tables/``."""
     study = params.study
     table = read_trajectories(root / params.trajectory.out_dir, study.variants, study.seeds)
-    if table.empty:
-        return matched_step_claims(table, [], None)
-    layers = _layers(table)
-    return matched_step_claims(
-        table, study.contrasts, layers[-1] if layers else None, params.compare.confidence, params.compare.sesoi
-    )
+    layers = _layers(table) if not table.empty else []
+    if not layers:
+        return pd.DataFrame(columns=MATCHED_COLUMNS), None
+    rows = table[(table["measure"] == "hoyer") & (table["layer"].astype(str) == layers[-1])]
+    return rows[MATCHED_COLUMNS].reset_index(drop=True), layers[-1]
+
+
+def matched_claims(params: Params, root: Path) -> pd.DataFrame:
+    """The matched-step rows of claim (a) for the study's contrasts (empty without trajectories)."""
+    rows, layer = matched_evidence(params, root)
+    return matched_step_claims(rows, params.study.contrasts, layer, params.compare.confidence, params.compare.sesoi)
 
 
 def _figure(report: _Report, fig: Any, name: str, caption: str) -> None:

@@ -132,6 +132,8 @@ def write_outputs(
             "epochs": result.epochs,  # every epoch trained (the history's rows)
             # the epoch (0-based) of best.ckpt, the weights tested; the untrained null model has none
             **({} if result.best_epoch is None else {"best_epoch": result.best_epoch}),
+            # 1 when this run continued an interrupted one from its last.ckpt (the report's Setup says so)
+            "resumed": int(result.resumed_from is not None),
             "train_size": data.train_size if job.train else 0,
             # provenance (config, git commit, data checksum) is models/<variant>/seed<k>/provenance.json:
             # `dvc metrics show` holds numbers only
