@@ -12,20 +12,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnscope.activations.exemplars import EXEMPLARS_FILE, default_layers, find_exemplars, save_exemplars, split_images
 from cnnscope.config import ConfigError, to_container
-from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.network_stage import load_network, network_args, write_no_maps
-from cnnscope.oip.against_data import against_oip_outputs, data_summary, summary
-from cnnscope.oip.generate import default_layer
 
 AGAINST_FILE = "against_data.csv"
 
 
 def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
+    from cnnscope.activations.exemplars import (  # torch: after the command line, so --help is quick
+        EXEMPLARS_FILE,
+        default_layers,
+        find_exemplars,
+        save_exemplars,
+        split_images,
+    )
+    from cnnscope.data.prepared import PreparedData
+
     cfg = params.exemplars
     data = PreparedData.load(params.data.out_dir)
     model, checkpoint = load_network(params, variant, seed, (data.channels, data.image_size, data.num_classes))
@@ -41,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics_path = Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
     if not layers:  # the pixel mlp: nothing to rank images for
         return write_no_maps(out, metrics_path, {"layers": [], "split": cfg.split, "images": len(ids)})
+    from cnnscope.oip.against_data import against_oip_outputs, data_summary, summary
+    from cnnscope.oip.generate import default_layer
+
     exemplars = find_exemplars(model, images, ids, layers, cfg.k, cfg.median_images, cfg.median_sample, cfg.batch_size)
     focus = params.oip.layer or default_layer(model)  # the OIP layer: its maps are held against the data
     if focus not in exemplars:

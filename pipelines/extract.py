@@ -14,19 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from cnnscope.activations import (
-    ImageGroup,
-    extract_activations,
-    resolve_layers,
-    stratified_sample,
-)
 from cnnscope.config import load_params, to_container, variant_model_config
-from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir
-from cnnscope.models import best_device, load_for_config
 
 CHECKPOINT = "best.ckpt"
 
@@ -49,6 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args(argv)
+    import torch  # after the command line, so --help is quick
+
+    from cnnscope.activations import ImageGroup, extract_activations, resolve_layers, stratified_sample
+    from cnnscope.data.prepared import PreparedData
+    from cnnscope.models import best_device, load_for_config
 
     params = load_params(args.params)
     cfg = params.extract

@@ -15,23 +15,24 @@ from typing import Any
 
 from cnnscope import tracking
 from cnnscope.config import Params, snapshot_steps, to_container
-from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir, run_name, write_json
 from cnnscope.network_stage import load_network, network_args, write_no_maps
-from cnnscope.oip.color import colour_sqrt
-from cnnscope.oip.run import TABLES, run_oips
-from cnnscope.viz.oip import render_oips
 
 
 def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
-    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     cfg = params.oip
     model, checkpoint = load_network(params, variant, seed)
     out_dir, metrics_path = run_dir(cfg.out_dir, variant, seed), Path("metrics/oip") / f"{run_name(variant, seed)}.json"
-    if cfg.layer is None and not model.conv_layers:
+    if cfg.layer is None and not model.conv_layers:  # decided before MLflow, the OIP code and matplotlib are imported
         return write_no_maps(out_dir, metrics_path, {"variant": variant, "seed": seed, "layer": None, "figures": []})
+    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
+    from cnnscope.data.prepared import PreparedData
+    from cnnscope.oip.color import colour_sqrt
+    from cnnscope.oip.run import TABLES, run_oips
+    from cnnscope.viz.oip import render_oips
+
     # oip.decorrelate: the ascent works in the training split's decorrelated colour space
     colours = colour_sqrt(PreparedData.load(params.data.out_dir).split("train")[0]) if cfg.decorrelate else None
     # snapshots past oip.steps are taken at the last step, so a sweep over oip.steps just works

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from cnnscope.config import load_params
-from cnnscope.data.prepare import prepare
 from cnnscope.errors import run_stage
 
 
@@ -14,6 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
     args = parser.parse_args(argv)
+    from cnnscope.data.prepare import prepare  # torch: after --help
+
     cfg = load_params(args.params).data
     out = Path(cfg.out_dir)
     record = prepare(cfg, out, cache_dir=Path("data/cache"))

@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-from lightning.pytorch.utilities import rank_zero_only
-
 from cnnscope import tracking
 from cnnscope.config import load_params
 from cnnscope.errors import run_stage
 from cnnscope.io import run_dir
-from cnnscope.models import save_checkpoint
-from cnnscope.models.steps import step_file
 from cnnscope.progress import interactive
-from cnnscope.training import build_modules, fit_and_test, test_only
-from cnnscope.training import stage as steps
-from cnnscope.training.checkpoints import StepCheckpoints
-from cnnscope.training.rundir import promote
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +26,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of this run (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     args = parser.parse_args(argv)
+    from lightning.pytorch.utilities import rank_zero_only  # Lightning and torch: after --help
+
+    from cnnscope.models import save_checkpoint
+    from cnnscope.models.steps import step_file
+    from cnnscope.training import build_modules, fit_and_test, test_only
+    from cnnscope.training import stage as steps
+    from cnnscope.training.checkpoints import StepCheckpoints
+    from cnnscope.training.rundir import promote
 
     params = load_params(args.params)
     rank0 = rank_zero_only.rank == 0  # DDP re-executes this script; only rank 0 touches files

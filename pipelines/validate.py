@@ -17,7 +17,6 @@ from pathlib import Path
 from cnnscope.config import load_params
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_write
-from cnnscope.oip import OIPSettings
 
 #: The stage's output; its content never depends on the configuration.
 VALIDATED = Path(".validated")
@@ -28,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--params", default="params.yaml", help="configuration to check (default: params.yaml)")
     args = parser.parse_args(argv)
+    from cnnscope.oip import OIPSettings  # torch: after --help
+
     params = load_params(args.params)
     OIPSettings.from_config(params.oip)  # oip.noise and oip.suppression against the OIP registries
     with atomic_write(VALIDATED) as fh:

@@ -134,7 +134,9 @@ def test_conf_is_the_only_home_of_defaults() -> None:
 
 
 def test_choices_come_from_the_registries() -> None:
-    """A new reader, network, noise or suppression needs one entry in its registry, nothing else."""
+    """A new noise or suppression needs one entry in its registry, nothing else; a new reader or
+    network also needs its name in ``config.DATA_SOURCES`` / ``MODEL_NAMES`` (this fails until the
+    two agree), which keep torch and the registries out of ``import cnnscope.config``."""
     assert [m.value for m in DataSource] == list(SOURCES)
     assert [m.value for m in ModelName] == list(MODELS)
     for name in MODELS:

@@ -9,10 +9,12 @@ The YAML in ``conf/`` is the one home of default values; the dataclasses here ar
 (types, documentation, checks) and hold none, so a default can never disagree with itself and a
 ``params.yaml`` that lacks a key fails instead of silently taking a second default. (Only the
 entries of lists and maps — a probe, a variant — have field defaults, which YAML cannot give.)
-The choices of ``data.name`` and ``model.name`` come from the registries that implement them, so a
-new source or network is one entry in one place. ``oip.noise`` and ``oip.suppression`` are checked
-against the OIP package's registries by :func:`cnnscope.compose.compose_params` and by the OIP code
-itself, not here: importing ``cnnscope.oip`` from this module would make every stage (training
+The choices of ``data.name`` and ``model.name`` are the names of the registries that implement them
+(:data:`DATA_SOURCES`, :data:`MODEL_NAMES`; ``tests/test_config.py`` checks they agree), listed here
+so that importing this module imports neither torch nor the registries (a stage's ``--help`` or a
+tool that only reads the configuration stays fast). ``oip.noise`` and ``oip.suppression`` are
+checked against the OIP package's registries by :func:`cnnscope.compose.compose_params` and by the
+OIP code itself, not here: importing ``cnnscope.oip`` from this module would make every stage (training
 included) depend on the OIP code in ``dvc.yaml``.
 """
 
@@ -30,9 +32,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from cnnscope.data.sources import SOURCES
 from cnnscope.errors import CnnscopeError
-from cnnscope.models.registry import MODELS
 from cnnscope.runtime import set_threads
 
 PARAMS_FILE = Path("params.yaml")
@@ -42,6 +42,11 @@ RENAMED = {
     "oip.seeds": "oip.restarts",
     "compare.probe_test_fraction": "compare.linear_probe_test_fraction",
 }
+
+#: ``data.name``: the readers of :data:`cnnscope.data.sources.SOURCES`, in its order.
+DATA_SOURCES = ("embedded", "mnist", "fashion_mnist", "cifar10", "imagefolder")
+#: ``model.name``: the builders of :data:`cnnscope.models.registry.MODELS`, in its order.
+MODEL_NAMES = ("mnist_cnn", "cifar_cnn", "edge_filters", "mlp")
 
 
 class ConfigError(CnnscopeError, ValueError):
@@ -61,10 +66,8 @@ if TYPE_CHECKING:  # mypy cannot follow enums built from data: it sees string en
     class ModelName(str, Enum): ...
 
 else:
-    #: ``data.name``: the readers of :data:`cnnscope.data.sources.SOURCES`.
-    DataSource = _choices("DataSource", SOURCES)
-    #: ``model.name``: the builders of :data:`cnnscope.models.registry.MODELS`.
-    ModelName = _choices("ModelName", MODELS)
+    DataSource = _choices("DataSource", DATA_SOURCES)
+    ModelName = _choices("ModelName", MODEL_NAMES)
 
 
 class ValSource(str, Enum):
@@ -810,7 +813,9 @@ def _check_maps_in_layer(params: Params) -> None:
     channels, size = shape
     if any(w > size for w in oip.wavelengths):
         raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be 1..{size} pixels (the image side)")
-    import torch  # the registry's networks import it already
+    import torch
+
+    from cnnscope.models.registry import MODELS
 
     for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
         m = variant_model_config(params, variant)

@@ -19,10 +19,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where used: every stage imports this module, not all read tables
+    import pandas as pd
 
 #: The prepared data's manifest (written by the ``prepare`` stage), holding its checksum.
 MANIFEST_FILE = "manifest.json"
@@ -79,6 +81,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_table(path: str | Path) -> pd.DataFrame | None:
     """A CSV a stage writes only when it has rows: None when the file is missing or has no columns
     (e.g. no feature-map layer to match, no probe class with two images)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         return None

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnscope.config import Params, check_variant, load_params, variant_model_config
 from cnnscope.io import atomic_dir, run_dir, write_json
-from cnnscope.models import LayeredCNN, best_device, load_for_config
+
+if TYPE_CHECKING:  # torch is imported by load_network, not by --help
+    from cnnscope.models import LayeredCNN
 
 
 def network_args(description: str | None, argv: list[str] | None) -> tuple[Params, str, int]:
@@ -31,6 +34,8 @@ def load_network(
     """The trained network of ``variant`` × ``seed`` (``best.ckpt``, on the best device) and its
     checkpoint path; a checkpoint of another architecture or data shape (``(channels, image size,
     classes)``) is refused with the command that rebuilds it."""
+    from cnnscope.models import best_device, load_for_config
+
     checkpoint = run_dir(params.trainer.models_dir, variant, seed) / "best.ckpt"
     expected = variant_model_config(params, variant).name.value
     rerun = f"dvc repro train@{variant}-{seed}"

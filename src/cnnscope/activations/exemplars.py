@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +38,9 @@ from cnnscope.io import atomic_write
 from cnnscope.models import LayeredCNN
 from cnnscope.models.receptive_field import LayerGeometry, model_receptive_fields
 from cnnscope.progress import track
+
+if TYPE_CHECKING:  # imported by LayerExemplars.table, the one use
+    import pandas as pd
 
 EXEMPLARS_FILE = "exemplars.pt"
 
@@ -78,6 +81,8 @@ class LayerExemplars:
 
     def table(self) -> pd.DataFrame:
         """One row per map: top and median activation, mean, sparsity, silent flag, top image."""
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "map": range(len(self.values)),

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from cnnscope.oip.errors import OIPError
 
@@ -30,6 +29,10 @@ def gaussian_blur(sigma: float) -> Transform:
         raise OIPError(f"blur sigma must be ≥ 0, got {sigma}")
     if sigma == 0:
         return _identity
+    # here, not at the top: torchvision imports torch._dynamo (slow to import), which a stage that never
+    # blurs (validate, exemplars of a network without maps) should not pay for
+    from torchvision.transforms.v2 import functional as TF
+
     kernel = 2 * math.ceil(3 * sigma) + 1
 
     def blur(images: torch.Tensor) -> torch.Tensor:
