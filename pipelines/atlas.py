@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnscope import tracking
-from cnnscope.activations.exemplars import EXEMPLARS_FILE, load_exemplars
+from cnnscope.activations.exemplars import load_exemplars
 from cnnscope.atlas import folder_size, write_atlas
 from cnnscope.atlas.collect import (
     MATCHING_NOTE,
@@ -33,7 +33,8 @@ from cnnscope.atlas.collect import (
 from cnnscope.atlas.site import AtlasError
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import read_table, run_dir, write_json
+from cnnscope.io import read_table, write_json
+from cnnscope.layout import AGAINST_DATA, EXEMPLARS, best_checkpoint, run_dir, stage_metrics
 from cnnscope.models import load_model
 from cnnscope.viz.atlas import oip_beside_exemplars
 
@@ -49,11 +50,11 @@ def main(argv: list[str] | None = None) -> None:
             folder = run_dir(params.exemplars.out_dir, variant, seed)
             if not json.loads((folder / "index.json").read_text())["layers"]:  # a network without feature maps (mlp)
                 continue
-            exemplars = load_exemplars(folder / EXEMPLARS_FILE)
+            exemplars = load_exemplars(folder / EXEMPLARS)
             if seed not in params.study.oip_seeds:  # exemplars only: no OIPs were made for this seed
                 records += network_layers(variant, seed, exemplars)
                 continue
-            against = pd.read_csv(folder / "against_data.csv")
+            against = pd.read_csv(folder / AGAINST_DATA)
             records += network_layers(variant, seed, exemplars, run_dir(params.oip.out_dir, variant, seed), against)
     if not records:
         raise AtlasError(
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             "convolutional variant to study.variants"
         )
     first = records[0]  # the layer order of the study's architecture, from its first network with maps
-    model = load_model(run_dir(params.trainer.models_dir, first.variant, first.seed) / "best.ckpt")
+    model = load_model(best_checkpoint(params.trainer.models_dir, first.variant, first.seed))
     sources = channel_sources(model, list(dict.fromkeys(r.layer for r in records)))
     records = apply_matching(records, read_table(Path(params.compare.out_dir) / MATCHING_TABLE), sources)
     out = Path(params.atlas.out_dir) / params.study.name
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     figure = oip_beside_exemplars(networks, rows, labels, f"{oip_layer}: OIP beside its top exemplars")
     index = write_atlas(params.study.name, records, out, MATCHING_NOTE, figure)
     size, files = folder_size(out)
-    write_json(Path("metrics/atlas.json"), {"bytes": size, "files": files, "networks": len(records)})
+    write_json(stage_metrics("atlas"), {"bytes": size, "files": files, "networks": len(records)})
     print(f"atlas: {files} files, {size / 1e6:.1f} MB → {index}")
     _attach(params, out)
 

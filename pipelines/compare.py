@@ -28,9 +28,10 @@ from cnnscope.config import Params, load_params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
+from cnnscope.layout import stage_metrics
 from cnnscope.viz.study import render_compare
 
-METRICS = Path("metrics/compare.json")
+METRICS = stage_metrics("compare")
 PROFILES = Path("plots/compare")  # `dvc plots diff`: each variant's layer profile, run vs run
 
 

@@ -10,20 +10,16 @@ activation, silent flags, path check; only where OIPs were made) and ``index.jso
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cnnscope.config import ConfigError, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, run_dir, run_name, write_json
+from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, write_json
+from cnnscope.layout import AGAINST_DATA, EXEMPLARS, metrics_path, run_dir
 from cnnscope.network_stage import load_network, network_args, write_no_maps
-
-AGAINST_FILE = "against_data.csv"
 
 
 def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
     from cnnscope.activations.exemplars import (  # torch: after the command line, so --help is quick
-        EXEMPLARS_FILE,
         default_layers,
         find_exemplars,
         save_exemplars,
@@ -43,9 +39,9 @@ def main(argv: list[str] | None = None) -> None:
             )
     layers = list(cfg.layers) or default_layers(model)
     out = run_dir(cfg.out_dir, variant, seed)
-    metrics_path = Path("metrics/exemplars") / f"{run_name(variant, seed)}.json"
+    metrics_file = metrics_path("exemplars", variant, seed)
     if not layers:  # the pixel mlp: nothing to rank images for
-        return write_no_maps(out, metrics_path, {"layers": [], "split": cfg.split, "images": len(ids)})
+        return write_no_maps(out, metrics_file, {"layers": [], "split": cfg.split, "images": len(ids)})
     from cnnscope.oip.against_data import against_oip_outputs, data_summary, summary
     from cnnscope.oip.generate import default_layer
 
@@ -64,16 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     record = provenance(to_container(params)["exemplars"], params.data.out_dir)
     record.update(variant=variant, seed=seed, checkpoint_sha256=file_sha256(checkpoint))
     with atomic_dir(out) as tmp:
-        save_exemplars(exemplars, tmp / EXEMPLARS_FILE)
+        save_exemplars(exemplars, tmp / EXEMPLARS)
         for name, ex in exemplars.items():
             with atomic_write(tmp / f"{name}.csv") as fh:
                 ex.table().to_csv(fh, index=False, float_format="%.6g")
         if has_oips:
-            with atomic_write(tmp / AGAINST_FILE) as fh:
+            with atomic_write(tmp / AGAINST_DATA) as fh:
                 against.to_csv(fh, index=False, float_format="%.6g")
         write_json(tmp / "index.json", {"layers": layers, "split": cfg.split, "images": len(ids), "provenance": record})
     metrics = summary(against) if has_oips else data_summary(exemplars[focus])
-    write_json(metrics_path, metrics)
+    write_json(metrics_file, metrics)
     held = (
         f"median OIP ÷ top exemplar {metrics['median_normalised_activation']:.3g}, {metrics['flagged']} flagged"
         if has_oips

@@ -16,16 +16,15 @@ from pathlib import Path
 
 from cnnscope.config import load_params, to_container, variant_model_config
 from cnnscope.errors import CnnscopeError, run_stage
-from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir
-
-CHECKPOINT = "best.ckpt"
+from cnnscope.io import atomic_dir, file_sha256, provenance
+from cnnscope.layout import BEST_CKPT, best_checkpoint, run_dir
 
 
 def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
     """The variant's checkpoint, or an error listing the checkpoints that do exist."""
-    path = run_dir(models_dir, variant, seed) / CHECKPOINT
+    path = best_checkpoint(models_dir, variant, seed)
     if not path.is_file():
-        found = sorted(str(p.parent.relative_to(models_dir)) for p in models_dir.glob(f"*/seed*/{CHECKPOINT}"))
+        found = sorted(str(p.parent.relative_to(models_dir)) for p in models_dir.glob(f"*/seed*/{BEST_CKPT}"))
         raise CnnscopeError(
             f"no checkpoint for variant {variant!r} seed {seed} at {path}; checkpoints found: "
             f"{', '.join(found) or 'none'}. Run the train stage first (dvc repro train@{variant}-{seed})."

@@ -16,7 +16,8 @@ from typing import Any
 from cnnscope import tracking
 from cnnscope.config import Params, snapshot_steps, to_container
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_dir, file_sha256, provenance, run_dir, run_name, write_json
+from cnnscope.io import atomic_dir, file_sha256, provenance, write_json
+from cnnscope.layout import OIP_TABLE, metrics_path, run_dir
 from cnnscope.network_stage import load_network, network_args, write_no_maps
 
 
@@ -24,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
     cfg = params.oip
     model, checkpoint = load_network(params, variant, seed)
-    out_dir, metrics_path = run_dir(cfg.out_dir, variant, seed), Path("metrics/oip") / f"{run_name(variant, seed)}.json"
+    out_dir, metrics_file = run_dir(cfg.out_dir, variant, seed), metrics_path("oip", variant, seed)
     if cfg.layer is None and not model.conv_layers:  # decided before MLflow, the OIP code and matplotlib are imported
-        return write_no_maps(out_dir, metrics_path, {"variant": variant, "seed": seed, "layer": None, "figures": []})
+        return write_no_maps(out_dir, metrics_file, {"variant": variant, "seed": seed, "layer": None, "figures": []})
     uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
     from cnnscope.data.prepared import PreparedData
     from cnnscope.oip.color import colour_sqrt
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         index = {"variant": variant, "seed": seed, "layer": result.layer, "figures": figures}
         write_json(tmp / "index.json", {**index, "tables": TABLES, "provenance": record})
     metrics = run.metrics()
-    write_json(metrics_path, metrics)
-    _record_run(checkpoint.parent, out_dir, metrics_path, metrics, params, uri, seed)
+    write_json(metrics_file, metrics)
+    _record_run(checkpoint.parent, out_dir, metrics_file, metrics, params, uri, seed)
     print(
         f"oip {tag}: {len(result.maps)} maps of {result.layer}, {metrics['dead_maps']} dead, "
         f"median robustness {metrics['median_robustness']:.3f} → {out_dir}"
@@ -71,7 +72,7 @@ def _record_run(
         ),
         {"oip": config["oip"], "variant": {"name": variant, "seed": seed}},
         {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        [*sorted(out_dir.glob("*.png")), out_dir / "maps.csv", metrics_path],
+        [*sorted(out_dir.glob("*.png")), out_dir / OIP_TABLE, metrics_path],
         {"variant": variant, "seed": str(seed)},
         uri,
     )

@@ -15,7 +15,7 @@ import argparse
 from cnnscope import tracking
 from cnnscope.config import load_params
 from cnnscope.errors import run_stage
-from cnnscope.io import run_dir
+from cnnscope.layout import BEST_CKPT, INITIAL_CKPT, history_path, run_dir
 from cnnscope.progress import interactive
 
 
@@ -50,20 +50,20 @@ def main(argv: list[str] | None = None) -> None:
             steps.log_config(logger, config, job)
         if job.train:
             if begin.resume is None:  # the weights training starts from, for trained-minus-initial kernels
-                save_checkpoint(module.model, begin.work / steps.INITIAL_WEIGHTS)
+                save_checkpoint(module.model, begin.work / INITIAL_CKPT)
             along = StepCheckpoints(begin.work, job.checkpoint_steps)  # weights along training: trajectory stage
             result = fit_and_test(
                 module, data, params.trainer, begin.work, logger, begin.resume, progress, job.max_steps, [along]
             )
         else:
-            save_checkpoint(module.model, begin.work / "best.ckpt")
+            save_checkpoint(module.model, begin.work / BEST_CKPT)
             save_checkpoint(module.model, step_file(begin.work, 0))  # its trajectory: the one point it has
             result = test_only(module, data, params.trainer, begin.work, logger, progress)
         if run_id is None:
             return
         steps.write_outputs(config, job, result, begin.work, data)
         promote(begin.work, out_dir, job.fingerprint)
-        files = [out_dir / name for name in steps.ARTIFACTS] + [steps.history_path(job)]
+        files = [out_dir / name for name in steps.ARTIFACTS] + [history_path(job.variant, job.seed)]
         tracking.attach(run_id, uri, files=files, stage="train")
     print(
         f"{job.variant} seed {job.seed}: test_acc={result.test_acc:.4f} test_loss={result.test_loss:.4f} "

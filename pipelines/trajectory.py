@@ -15,11 +15,11 @@ import time
 from cnnscope.config import to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
-from cnnscope.io import atomic_dir, provenance, run_dir, write_json
+from cnnscope.io import atomic_dir, provenance, write_json
+from cnnscope.layout import TRAJECTORY_TABLE, run_dir
 from cnnscope.models import best_device
 from cnnscope.network_stage import network_args
 from cnnscope.oip.color import colour_sqrt
-from cnnscope.trajectory.collect import TABLE
 from cnnscope.trajectory.run import load_checkpoints, run_trajectory
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(
         f"trajectory {variant} seed {seed}: {len(models)} checkpoints, {len(trajectory.maps['map'].unique())} maps "
-        f"followed, {time.perf_counter() - start:.1f} s → {out / TABLE}"
+        f"followed, {time.perf_counter() - start:.1f} s → {out / TRAJECTORY_TABLE}"
     )
 
 

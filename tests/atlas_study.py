@@ -12,8 +12,9 @@ import torch
 
 from cnnscope.activations.exemplars import default_layers, find_exemplars, split_images
 from cnnscope.atlas import NetworkLayer, write_atlas
-from cnnscope.atlas.collect import MATCHING_NOTE, OIP_TABLE, OIP_TENSORS, apply_matching, figure_rows, network_layers
+from cnnscope.atlas.collect import MATCHING_NOTE, apply_matching, figure_rows, network_layers
 from cnnscope.data.prepared import PreparedData
+from cnnscope.layout import OIP_TABLE, OIP_TENSORS
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table
 from cnnscope.oip.against_data import against_data
 from cnnscope.viz.atlas import oip_beside_exemplars

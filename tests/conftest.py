@@ -14,7 +14,7 @@ import torch
 
 from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
 from cnnscope.data.prepared import PreparedData
-from cnnscope.io import run_dir
+from cnnscope.layout import run_dir
 from cnnscope.models import LayeredCNN, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

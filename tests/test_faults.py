@@ -28,7 +28,8 @@ import yaml
 from cnnscope import tracking
 from cnnscope.config import ConfigError, load_params, to_container, validate
 from cnnscope.errors import INTERRUPTED, run_stage
-from cnnscope.io import MANIFEST_FILE, atomic_dir, atomic_write, file_sha256
+from cnnscope.io import atomic_dir, atomic_write, file_sha256
+from cnnscope.layout import MANIFEST
 from cnnscope.models import CheckpointError, load_model, save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
 from test_data import make_mnist_tree
@@ -53,7 +54,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     prepared = synthetic_prepared()
     dataset = prepared.save(tmp_path / "data" / "prepared")
     manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic"}
-    (dataset.parent / MANIFEST_FILE).write_text(json.dumps(manifest))
+    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
     save_checkpoint(random_model(prepared), tmp_path / "models/benchmark/seed0/best.ckpt")
     for marker in ("activations/benchmark/seed0/manifest.json", "compare/index.json", "oip/benchmark/seed0/index.json"):
         (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ import yaml
 from cnnscope import tracking
 from cnnscope.config import TrainerConfig, load_params, to_container
 from cnnscope.data.prepared import PreparedData
-from cnnscope.io import MANIFEST_FILE, file_sha256
+from cnnscope.io import file_sha256
+from cnnscope.layout import MANIFEST
 from cnnscope.models import load_model
 from cnnscope.training import (
     CNNModule,
@@ -188,7 +189,7 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working folder with prepared synthetic data and a params.yaml for a 1-epoch study."""
     dataset = synthetic_prepared().save(tmp_path / "data" / "prepared")
     manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic"}
-    (dataset.parent / MANIFEST_FILE).write_text(json.dumps(manifest))
+    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
     raw = to_container(load_params(REPO_ROOT / "params.yaml"))
     raw["trainer"].update(max_epochs=1, batch_size=32, accelerator="cpu", devices="1")
     raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"

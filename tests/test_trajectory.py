@@ -13,7 +13,8 @@ import yaml
 
 from cnnscope.compose import compose_params
 from cnnscope.config import ConfigError, load_params, to_container
-from cnnscope.io import MANIFEST_FILE, file_sha256
+from cnnscope.io import file_sha256
+from cnnscope.layout import EXEMPLARS, MANIFEST
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
 from conftest import REPO_ROOT, synthetic_prepared
@@ -75,7 +76,7 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     in batches of 32: benchmark takes 2 × 4 = 8 steps, dummy 2 × 1 = 2."""
     dataset = synthetic_prepared().save(tmp_path / "data" / "prepared")
     manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic", "classes": [str(k) for k in range(10)]}
-    (dataset.parent / MANIFEST_FILE).write_text(json.dumps(manifest))
+    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
     raw = to_container(load_params(REPO_ROOT / "params.yaml"))
     raw["trainer"].update(max_epochs=2, batch_size=32, accelerator="cpu", devices="1", patience=1)
     raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -370,7 +371,7 @@ def test_selectivity_contrasts_and_paragraph_say_which_variant_is_more_selective
 
 
 def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_path: Path) -> None:
-    from cnnscope.activations.exemplars import EXEMPLARS_FILE, find_exemplars, save_exemplars, split_images
+    from cnnscope.activations.exemplars import find_exemplars, save_exemplars, split_images
     from cnnscope.config import validate
     from cnnscope.report.selectivity import map_table, selectivity_section
     from conftest import random_model
@@ -384,7 +385,7 @@ def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_pat
             found = find_exemplars(model, images, ids, ["pool2", "relu3"], k=9, n_median=1, median_sample=20)
             out = tmp_path / "exemplars" / variant / f"seed{seed}"
             out.mkdir(parents=True)
-            save_exemplars(found, out / EXEMPLARS_FILE)
+            save_exemplars(found, out / EXEMPLARS)
     raw = compose_params(["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"])
     params = validate(raw)
     maps = map_table(params, tmp_path, data)

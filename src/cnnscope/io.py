@@ -1,9 +1,8 @@
-"""Atomic writes, provenance and the layout of per-run outputs shared by the stages.
+"""Atomic writes and provenance shared by the stages.
 
 Every file a stage produces is written to a temporary name in the same folder and renamed into
 place only when complete, so a crash, a bad input or Ctrl-C leaves the previous state intact.
-Per-run outputs live at ``<dir>/<variant>/seed<k>`` or ``<dir>/<variant>_seed<k>.<ext>``; the
-helpers below are the only place that spells those names, so the stages and the report agree.
+Where each output lives and what it is called is :mod:`cnnscope.layout`.
 """
 
 from __future__ import annotations
@@ -23,21 +22,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnnscope.layout import MANIFEST
+
 if TYPE_CHECKING:  # imported where used: every stage imports this module, not all read tables
     import pandas as pd
-
-#: The prepared data's manifest (written by the ``prepare`` stage), holding its checksum.
-MANIFEST_FILE = "manifest.json"
-
-
-def run_dir(root: str | Path, variant: str, seed: int) -> Path:
-    """``<root>/<variant>/seed<k>``: the folder of one trained run's outputs in a stage's tree."""
-    return Path(root) / variant / f"seed{seed}"
-
-
-def run_name(variant: str, seed: int) -> str:
-    """``<variant>_seed<k>``: the file stem of one run's metrics and plots."""
-    return f"{variant}_seed{seed}"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -187,7 +175,7 @@ def provenance(params: dict[str, Any], data_dir: str | Path | None = None) -> di
     when the folder has one (a stage run on hand-made data has none, and records no checksum).
     """
     record: dict[str, Any] = {"params": params, "git_commit": git_commit()}
-    manifest = Path(data_dir) / MANIFEST_FILE if data_dir is not None else None
+    manifest = Path(data_dir) / MANIFEST if data_dir is not None else None
     if manifest is not None and manifest.is_file():
         data = json.loads(manifest.read_text())
         record["data_sha256"] = data.get("dataset_sha256")

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnscope.config import Params, check_variant, load_params, variant_model_config
-from cnnscope.io import atomic_dir, run_dir, write_json
+from cnnscope.io import atomic_dir, write_json
+from cnnscope.layout import best_checkpoint
 
 if TYPE_CHECKING:  # torch is imported by load_network, not by --help
     from cnnscope.models import LayeredCNN
@@ -36,7 +37,7 @@ def load_network(
     classes)``) is refused with the command that rebuilds it."""
     from cnnscope.models import best_device, load_for_config
 
-    checkpoint = run_dir(params.trainer.models_dir, variant, seed) / "best.ckpt"
+    checkpoint = best_checkpoint(params.trainer.models_dir, variant, seed)
     expected = variant_model_config(params, variant).name.value
     rerun = f"dvc repro train@{variant}-{seed}"
     return load_for_config(checkpoint, expected, rerun, data_shape, map_location=best_device()), checkpoint

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write, file_sha256, git_commit, repo_root
+from cnnscope.layout import BEST_CKPT
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
@@ -458,7 +459,7 @@ def record_model_run(model_dir: str | Path, run_id: str) -> None:
     attributed to the run of another model.
     """
     model_dir = Path(model_dir)
-    record = {"run_id": run_id, "best_ckpt_sha256": file_sha256(model_dir / "best.ckpt")}
+    record = {"run_id": run_id, "best_ckpt_sha256": file_sha256(model_dir / BEST_CKPT)}
     with atomic_write(_model_run_record(model_dir)) as fh:
         json.dump(record, fh)
 
@@ -467,7 +468,7 @@ def model_run_id(model_dir: str | Path) -> str | None:
     """The MLflow run that trained the model now in ``model_dir``, or ``None`` when unknown (a model
     pulled from a DVC remote, or restored from the run cache, whose run this store never saw)."""
     model_dir = Path(model_dir)
-    path, ckpt = _model_run_record(model_dir), model_dir / "best.ckpt"
+    path, ckpt = _model_run_record(model_dir), model_dir / BEST_CKPT
     if not (path.is_file() and ckpt.is_file()):
         return None
     try:

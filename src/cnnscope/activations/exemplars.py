@@ -42,8 +42,6 @@ from cnnscope.progress import track
 if TYPE_CHECKING:  # imported by LayerExemplars.table, the one use
     import pandas as pd
 
-EXEMPLARS_FILE = "exemplars.pt"
-
 
 class ExemplarError(CnnscopeError, ValueError):
     """An exemplar request that cannot be met; the message names the fix."""

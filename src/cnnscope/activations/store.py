@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from cnnscope.activations.recipes import INPUT, Recipe, apply
+from cnnscope.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 FIRST_CONV_FILE = "first_conv_weight.npy"
 RECIPE_WEIGHTS = "recipe_weights.npz"
 FORMAT = "cnnscope-activations/3"

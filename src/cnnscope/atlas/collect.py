@@ -18,11 +18,10 @@ from torch import nn
 
 from cnnscope.activations.exemplars import LayerExemplars
 from cnnscope.atlas.site import AtlasError, NetworkLayer
+from cnnscope.layout import has_oips, load_oips, read_oip_table
 from cnnscope.models import LayeredCNN
 from cnnscope.viz.atlas import FigureCell
 
-OIP_TENSORS = "oips.pt"
-OIP_TABLE = "maps.csv"
 #: The compare stage's per-map matching, under its output folder.
 MATCHING_TABLE = "tables/matching.csv"
 #: How the atlas lines maps up across networks, shown on its index and map pages.
@@ -57,9 +56,7 @@ def oip_fields(oip_dir: str | Path, n_maps: int) -> tuple[str, dict[str, Any], p
 
     Maps the OIP stage did not optimise (``oip.maps`` a subset) get no OIP: their tiles are blank.
     """
-    folder = Path(oip_dir)
-    tensors = torch.load(folder / OIP_TENSORS, map_location="cpu", weights_only=True)
-    table = pd.read_csv(folder / OIP_TABLE)
+    tensors, table = load_oips(oip_dir), read_oip_table(oip_dir)
     restarts, wavelengths, maps = list(tensors["restarts"]), list(tensors["wavelengths"]), list(tensors["maps"])
     images = tensors["images"]  # (M, K, W, C, H, W)
     steps = sorted(int(s) for s in tensors["snapshots"])
@@ -97,9 +94,9 @@ def network_layers(
     """One :class:`NetworkLayer` per exemplar layer of one network; the OIP stage's layer also gets
     its OIPs, strips, node OIPs and the OIP-vs-data columns."""
     oip = None
-    if oip_dir is not None and (Path(oip_dir) / OIP_TENSORS).is_file():
+    if oip_dir is not None and has_oips(oip_dir):
         n_maps = {name: len(ex.values) for name, ex in exemplars.items()}
-        layer = str(torch.load(Path(oip_dir) / OIP_TENSORS, map_location="cpu", weights_only=True)["layer"])
+        layer = str(load_oips(oip_dir)["layer"])
         if layer in n_maps:
             oip = oip_fields(oip_dir, n_maps[layer])
     out = []

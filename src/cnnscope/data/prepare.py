@@ -22,7 +22,8 @@ from cnnscope.config import DataConfig, ValSource, to_container
 from cnnscope.data.prepared import PreparedData, subset_key
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.data.splits import resolve_probes, split_off, stratified_order, subset_counts
-from cnnscope.io import MANIFEST_FILE, atomic_dir, file_sha256, resolve_user_path, write_json
+from cnnscope.io import atomic_dir, file_sha256, resolve_user_path, write_json
+from cnnscope.layout import MANIFEST
 
 
 def build_prepared(source: RawSource, cfg: DataConfig) -> PreparedData:
@@ -147,5 +148,5 @@ def prepare(cfg: DataConfig, out_dir: Path, cache_dir: Path) -> dict[str, Any]:
     with atomic_dir(out_dir) as tmp:
         dataset_path = prepared.save(tmp)
         record = manifest(prepared, source, cfg, dataset_path)
-        write_json(tmp / MANIFEST_FILE, record)
+        write_json(tmp / MANIFEST, record)
     return record

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from cnnscope.activations.capture import capture
 from cnnscope.activations.exemplars import LayerExemplars, default_layers
+from cnnscope.layout import has_oips, load_oips, read_oip_table
 from cnnscope.models import LayeredCNN
 from cnnscope.models.receptive_field import receptive_fields
 from cnnscope.oip.errors import OIPError
@@ -154,10 +155,9 @@ def against_oip_outputs(
     """:func:`against_data` for what the OIP stage wrote in ``oip_dir`` (``oips.pt``, ``maps.csv``):
     each map's best OIP (best restart and wavelength) against its exemplars among ``images``."""
     folder = Path(oip_dir)
-    if not (folder / "oips.pt").is_file():
+    if not has_oips(folder):
         raise OIPError(f"no OIP outputs in {folder}: run the oip stage first (dvc repro oip)")
-    tensors = torch.load(folder / "oips.pt", map_location="cpu", weights_only=True)
-    table = pd.read_csv(folder / "maps.csv")
+    tensors, table = load_oips(folder), read_oip_table(folder)
     layer = str(tensors["layer"])
     if layer not in exemplars:
         raise OIPError(f"the OIPs are of layer {layer!r} but exemplars were found for {sorted(exemplars)}")

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from cnnscope.io import atomic_write
+from cnnscope.layout import OIP_TABLE, OIP_TENSORS
 from cnnscope.models import LayeredCNN
 from cnnscope.oip.generate import NodeOIPResult, OIPResult, OIPSettings, generate_node_oips, generate_oips, layer_shape
 from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, summary
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP 
 #: Maps followed step by step in ``evolution.png`` unless ``oip.evolution_maps`` names them.
 EVOLUTION_MAPS = 4
 #: The files :meth:`OIPRun.save` writes, as listed in the stage's ``index.json``.
-TABLES = {"maps.csv": "per-map OIP numbers", "oips.pt": "OIP tensors, histories, snapshots"}
+TABLES = {OIP_TABLE: "per-map OIP numbers", OIP_TENSORS: "OIP tensors, histories, snapshots"}
 
 
 @dataclass
@@ -45,9 +46,9 @@ class OIPRun:
 
     def save(self, folder: str | Path) -> None:
         """Write :data:`TABLES` into ``folder``."""
-        with atomic_write(Path(folder) / "maps.csv") as fh:
+        with atomic_write(Path(folder) / OIP_TABLE) as fh:
             self.table.to_csv(fh, index=False, float_format="%.6g")
-        with atomic_write(Path(folder) / "oips.pt", binary=True) as fh:
+        with atomic_write(Path(folder) / OIP_TENSORS, binary=True) as fh:
             torch.save(self.result.tensors(self.nodes), fh)
 
 

@@ -32,7 +32,7 @@ COLUMNS = [
 def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> None:
     """Section 4: per-variant OIP-vs-data numbers, the deepest layer's figure, the atlas link."""
     study = params.study
-    runs, mapless = collect.with_maps(collect.per_run_json(root / "metrics/exemplars", study.variants, study.oip_seeds))
+    runs, mapless = collect.with_maps(collect.per_run_metrics(root, "exemplars", study.variants, study.oip_seeds))
     atlas = root / params.atlas.out_dir / study.name
     report.add(
         "## 4. OIPs held against the data",

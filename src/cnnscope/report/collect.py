@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cnnscope.errors import CnnscopeError
-from cnnscope.io import run_dir, run_name
+from cnnscope.layout import CONFUSION_TABLE, history_path, read_run_metrics, run_dir
 
 
 def read_json(path: Path) -> Any:
@@ -23,14 +23,12 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def per_run_json(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
-    """One row per (variant, seed) from ``<folder>/<variant>_seed<k>.json`` (numeric top-level keys)."""
+def per_run_metrics(root: Path, stage: str, variants: list[str], seeds: list[int]) -> pd.DataFrame:
+    """One row per (variant, seed) from ``metrics/<stage>/<variant>_seed<k>.json`` (numeric top-level keys)."""
     rows = []
-    for variant in variants:
-        for seed in seeds:
-            record = read_json(folder / f"{run_name(variant, seed)}.json")
-            numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-            rows.append({"variant": variant, "seed": seed, **numbers})
+    for (variant, seed), record in read_run_metrics(stage, variants, seeds, root).items():
+        numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        rows.append({"variant": variant, "seed": seed, **numbers})
     return pd.DataFrame(rows)
 
 
@@ -41,12 +39,12 @@ def with_maps(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return runs[~mapless], list(dict.fromkeys(runs.loc[mapless, "variant"]))
 
 
-def histories(folder: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
+def histories(root: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame:
     """Per-epoch training history of every run, tidy: variant, seed, epoch, columns of the CSV."""
     frames = []
     for variant in variants:
         for seed in seeds:
-            path = folder / f"{run_name(variant, seed)}.csv"
+            path = history_path(variant, seed, root)
             if not path.is_file():
                 raise CnnscopeError(f"{path} is missing: run dvc repro train")
             frame = pd.read_csv(path)
@@ -90,7 +88,7 @@ def confusion_rates(models_dir: Path, variants: list[str], seeds: list[int]) -> 
     for variant in variants:
         rates = []
         for seed in seeds:
-            path = run_dir(models_dir, variant, seed) / "confusion.csv"
+            path = run_dir(models_dir, variant, seed) / CONFUSION_TABLE
             if not path.is_file():
                 raise CnnscopeError(f"{path} is missing: run dvc repro train")
             frame = pd.read_csv(path, index_col=0)

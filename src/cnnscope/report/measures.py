@@ -7,7 +7,6 @@ that need the OIP stage (c, d), each with its seed-level verdict.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -240,14 +239,3 @@ def _claims(
 
 def _intervals(low: pd.Series, high: pd.Series) -> list[str]:
     return ["—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(low, high, strict=True)]
-
-
-def oip_runs(folder: Path, variants: Sequence[str], seeds: Sequence[int]) -> dict[tuple[str, int], dict[str, Any]]:
-    """The OIP stage's summaries per (variant, seed) that exist (``metrics/oip/<variant>_seed<k>.json``)."""
-    out = {}
-    for v in variants:
-        for s in seeds:
-            path = folder / f"{v}_seed{s}.json"
-            if path.is_file():
-                out[v, s] = json.loads(path.read_text())
-    return out

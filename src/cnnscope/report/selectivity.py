@@ -13,11 +13,11 @@ from typing import Protocol
 
 import pandas as pd
 
-from cnnscope.activations.exemplars import EXEMPLARS_FILE, load_exemplars
+from cnnscope.activations.exemplars import load_exemplars
 from cnnscope.analysis.selectivity import layer_contrasts, layer_summary, map_selectivity, paragraph
 from cnnscope.config import Params
 from cnnscope.data.prepared import PreparedData
-from cnnscope.io import run_dir
+from cnnscope.layout import EXEMPLARS, run_dir
 
 
 class _Report(Protocol):
@@ -31,7 +31,7 @@ def map_table(params: Params, root: Path, data: PreparedData) -> pd.DataFrame:
     frames = []
     for variant in params.study.variants:
         for seed in params.study.seeds:
-            path = run_dir(root / params.exemplars.out_dir, variant, seed) / EXEMPLARS_FILE
+            path = run_dir(root / params.exemplars.out_dir, variant, seed) / EXEMPLARS
             if not path.is_file():
                 continue
             for layer, ex in load_exemplars(path).items():

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from cnnscope.config import Params, to_container
-from cnnscope.io import run_dir, run_name
+from cnnscope.layout import PROVENANCE, best_checkpoint, metrics_dir, metrics_path, run_dir
 from cnnscope.models import load_model
 from cnnscope.report.model_table import model_table
 
@@ -85,9 +85,9 @@ def recipe_table(params: Params, root: Path) -> pd.DataFrame:
         spec = study.variant_specs[variant]
         runs = []
         for seed in study.seeds:
-            record = _json(run_dir(root / params.trainer.models_dir, variant, seed) / "provenance.json")
+            record = _json(run_dir(root / params.trainer.models_dir, variant, seed) / PROVENANCE)
             config = record.get("params", {})
-            metrics = _json(root / "metrics/train" / f"{run_name(variant, seed)}.json")
+            metrics = _json(metrics_path("train", variant, seed, root))
             runs.append((config, metrics))
         config = runs[0][0] or {**to_container(params), "model": {**to_container(params)["model"], **spec.model}}
         model, trainer = config.get("model", {}), config.get("trainer", {})
@@ -122,7 +122,7 @@ def _step_budget(params: Params, variant: str, root: Path) -> int | None:
     ref = params.study.variant_specs[variant].match_steps_of
     if ref is None:
         return None
-    size = int(_json(root / "metrics/train" / f"{run_name(ref, params.study.seeds[0])}.json").get("train_size", 0))
+    size = int(_json(metrics_path("train", ref, params.study.seeds[0], root)).get("train_size", 0))
     return params.trainer.max_epochs * -(-size // params.trainer.batch_size) if size else None
 
 
@@ -158,9 +158,9 @@ def setup_section(report: _Report, params: Params, manifest: dict[str, Any], roo
     )
     report.table(specs)
     report.add(
-        "How each variant was trained, from each run's `provenance.json` (the settings it used) and "
-        "`metrics/train/*.json` (what it took): epochs trained (early stopping on the validation loss may end a "
-        "run before the budget), the epoch (from 0) whose weights were kept and tested, gradient steps taken "
+        f"How each variant was trained, from each run's `{PROVENANCE}` (the settings it used) and "
+        f"`{metrics_dir('train')}/*.json` (what it took): epochs trained (early stopping on the validation loss "
+        "may end a run before the budget), the epoch (from 0) whose weights were kept and tested, gradient steps taken "
         "(epochs × batches per epoch) and whether a run was resumed after an interruption. One value when every "
         "seed agrees, else one per seed in seed order."
     )
@@ -193,8 +193,7 @@ def model_section(report: _Report, params: Params, root: Path) -> None:
         "(input pixels between neighbouring nodes), from the layer geometry (`cnnscope.models.receptive_field`).",
     )
     models = {
-        v: load_model(run_dir(root / params.trainer.models_dir, v, study.seeds[0]) / "best.ckpt")
-        for v in study.variants
+        v: load_model(best_checkpoint(root / params.trainer.models_dir, v, study.seeds[0])) for v in study.variants
     }
     for users in by_architecture({v: m.arch for v, m in models.items()}):
         table = model_table(models[users[0]])

@@ -16,7 +16,8 @@ import pandas as pd
 
 from cnnscope.analysis.claims import matched_step_claims
 from cnnscope.config import Params
-from cnnscope.trajectory.collect import MAPS_TABLE, read_oips, read_trajectories
+from cnnscope.layout import OIP_TABLE
+from cnnscope.trajectory.collect import read_oips, read_trajectories
 from cnnscope.viz import save_figure
 from cnnscope.viz.trajectory import accuracy_curve, measure_grid, oip_strip
 
@@ -116,7 +117,7 @@ def trajectory_section(report: _Report, params: Params, root: Path, chance: floa
 def _strips(report: _Report, params: Params, root: Path, folder: Path) -> None:
     """An "OIP over training" strip per variant (first seed): rows are maps, columns checkpoints."""
     seed = params.study.seeds[0]
-    maps_table = read_trajectories(folder, params.study.variants, [seed], MAPS_TABLE)
+    maps_table = read_trajectories(folder, params.study.variants, [seed], OIP_TABLE)
     for variant in params.study.variants:
         record = read_oips(folder, variant, seed)
         if record is None or "images" not in record or len(record["steps"]) < 2:  # type: ignore[arg-type]

@@ -29,10 +29,12 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import Logger
 
 from cnnscope.config import ConfigError, TrainerConfig
+from cnnscope.layout import BEST_CKPT, LAST_CKPT
 from cnnscope.training.datamodule import PreparedDataModule
 from cnnscope.training.module import CNNModule
 
-BEST, LAST = "best", "last"
+#: ModelCheckpoint's file stems (Lightning adds ``.ckpt``).
+BEST, LAST = Path(BEST_CKPT).stem, Path(LAST_CKPT).stem
 #: Columns of the per-epoch history (the stage's ``plots/train/*.csv``).
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "lr"]
 

@@ -19,7 +19,8 @@ import pandas as pd
 from cnnscope import tracking
 from cnnscope.config import Params, check_variant, to_container
 from cnnscope.data.prepared import PreparedData
-from cnnscope.io import MANIFEST_FILE, atomic_write, provenance, run_name, write_json
+from cnnscope.io import atomic_write, provenance, write_json
+from cnnscope.layout import CONFUSION_FIGURE, CONFUSION_TABLE, MANIFEST, PROVENANCE, history_path, metrics_path
 from cnnscope.training.datamodule import PreparedDataModule
 from cnnscope.training.recipe import HISTORY_COLUMNS, TrainResult, check_accelerator
 from cnnscope.training.rundir import RunStart, resume_point, start_or_resume, work_dir
@@ -43,7 +44,7 @@ def load_job(params: Params, variant: str, seed: int) -> tuple[VariantJob, Prepa
     """The prepared data, its checksum (from the manifest) and the concrete job."""
     data_dir = Path(params.data.out_dir)
     prepared = PreparedData.load(data_dir)
-    manifest = data_dir / MANIFEST_FILE
+    manifest = data_dir / MANIFEST
     data_sha = json.loads(manifest.read_text()).get("dataset_sha256") if manifest.is_file() else None
     return resolve_variant(params, variant, seed, prepared, data_sha), prepared, data_sha
 
@@ -97,33 +98,25 @@ def log_config(logger: MLFlowLogger, config: dict[str, Any], job: VariantJob) ->
     tracking.log_params(logger, {**config, "arch": {k: job.arch[k] for k in ("in_channels", "image_size")}})
 
 
-#: The weights a trained job starts from, saved before its first step (the untrained variant's
-#: ``best.ckpt`` is the same network for the same seed).
-INITIAL_WEIGHTS = "initial.ckpt"
-
 #: Files of a job's folder attached to its MLflow run (besides the history table).
-ARTIFACTS = ("confusion.png", "confusion.csv", "provenance.json")
-
-
-def history_path(job: VariantJob) -> Path:
-    return Path("plots/train") / f"{run_name(job.variant, job.seed)}.csv"
+ARTIFACTS = (CONFUSION_FIGURE, CONFUSION_TABLE, PROVENANCE)
 
 
 def write_outputs(
     config: dict[str, Any], job: VariantJob, result: TrainResult, work: Path, data: PreparedDataModule
 ) -> None:
     """Figures and tables into the working folder; the history and metrics files beside it."""
-    name, classes = run_name(job.variant, job.seed), data.prepared.classes
+    classes = data.prepared.classes
     title = f"{job.variant} seed {job.seed}: test accuracy {result.test_acc:.2%}"
-    save_figure(confusion_figure(result.confusion.numpy(), classes, title), work / "confusion.png")
-    with atomic_write(work / "confusion.csv") as fh:
+    save_figure(confusion_figure(result.confusion.numpy(), classes, title), work / CONFUSION_FIGURE)
+    with atomic_write(work / CONFUSION_TABLE) as fh:
         pd.DataFrame(result.confusion.numpy(), index=classes, columns=classes).to_csv(fh)
-    with atomic_write(history_path(job)) as fh:
+    with atomic_write(history_path(job.variant, job.seed)) as fh:
         pd.DataFrame(result.history, columns=HISTORY_COLUMNS).to_csv(fh, index=False)
     record = provenance(config, config["data"]["out_dir"])
-    write_json(work / "provenance.json", {**record, "fingerprint": job.fingerprint})
+    write_json(work / PROVENANCE, {**record, "fingerprint": job.fingerprint})
     write_json(
-        Path("metrics/train") / f"{name}.json",
+        metrics_path("train", job.variant, job.seed),
         {
             "test_acc": result.test_acc,
             "test_loss": result.test_loss,

@@ -6,18 +6,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-TABLE, MAPS_TABLE, TENSORS = "trajectory.csv", "maps.csv", "oips.pt"
+from cnnscope.layout import TRAJECTORY_TABLE, has_oips, load_oips, run_dir
 
 
-def read_trajectories(folder: Path, variants: Sequence[str], seeds: Sequence[int], name: str = TABLE) -> pd.DataFrame:
+def read_trajectories(
+    folder: Path, variants: Sequence[str], seeds: Sequence[int], name: str = TRAJECTORY_TABLE
+) -> pd.DataFrame:
     """Every ``<folder>/<variant>/seed<k>/<name>`` that exists, with ``variant`` and ``seed`` columns
     (empty when none does)."""
     frames = []
     for variant in variants:
         for seed in seeds:
-            path = folder / variant / f"seed{seed}" / name
+            path = run_dir(folder, variant, seed) / name
             if path.is_file():
                 frame = pd.read_csv(path, keep_default_na=False, na_values=["nan"])
                 frames.append(frame.assign(variant=variant, seed=seed))
@@ -26,5 +27,5 @@ def read_trajectories(folder: Path, variants: Sequence[str], seeds: Sequence[int
 
 def read_oips(folder: Path, variant: str, seed: int) -> dict[str, object] | None:
     """The tracked maps' OIPs over training of one network (``oips.pt``), or None."""
-    path = folder / variant / f"seed{seed}" / TENSORS
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    path = run_dir(folder, variant, seed)
+    return load_oips(path) if has_oips(path) else None

@@ -21,9 +21,9 @@ from cnnscope.config import Params
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
+from cnnscope.layout import OIP_TABLE, OIP_TENSORS, TRAJECTORY_TABLE
 from cnnscope.models import LayeredCNN, load_model
 from cnnscope.models.steps import saved_steps
-from cnnscope.trajectory.collect import MAPS_TABLE, TABLE, TENSORS
 from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps
 from cnnscope.trajectory.oips import oips_over_training, trajectory_settings
 
@@ -42,10 +42,10 @@ class Trajectory:
     tensors: dict[str, Any]
 
     def save(self, folder: Path) -> None:
-        for name, frame in ((TABLE, self.table), (MAPS_TABLE, self.maps)):
+        for name, frame in ((TRAJECTORY_TABLE, self.table), (OIP_TABLE, self.maps)):
             with atomic_write(folder / name) as fh:
                 frame.to_csv(fh, index=False, float_format="%.6g")
-        with atomic_write(folder / TENSORS, binary=True) as fh:
+        with atomic_write(folder / OIP_TENSORS, binary=True) as fh:
             torch.save(self.tensors, fh)
 
 

@@ -16,11 +16,8 @@ from cnnscope.activations.capture import first_conv_weight
 from cnnscope.analysis.patterns import class_means, common_active
 from cnnscope.analysis.study.common import EVAL, INPUT, Key, Sets, class_groups, split_groups
 from cnnscope.errors import CnnscopeError
-from cnnscope.io import run_dir
+from cnnscope.layout import initial_checkpoint
 from cnnscope.models import load_model
-
-#: The weights the train stage saves before a trained job's first step.
-INITIAL_CHECKPOINT = "initial.ckpt"
 
 
 def summed_histograms(
@@ -85,7 +82,7 @@ def initial_kernels(models_dir: Path, variants: list[str], seed: int) -> dict[st
     train stage saves before the first step (loaded through :mod:`cnnscope.models`)."""
     out = {}
     for v in variants:
-        path = run_dir(models_dir, v, seed) / INITIAL_CHECKPOINT
+        path = initial_checkpoint(models_dir, v, seed)
         if not path.is_file():
             raise CnnscopeError(
                 f"no initial weights at {path}: the train stage saves them before the first step; "

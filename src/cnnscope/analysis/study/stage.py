@@ -20,7 +20,8 @@ from cnnscope.analysis.study import EVAL, Roles, StudyResults, compare_study
 from cnnscope.analysis.study.common import Sets
 from cnnscope.analysis.study.tables import TABLES
 from cnnscope.errors import CnnscopeError
-from cnnscope.io import atomic_write, run_dir
+from cnnscope.io import atomic_write
+from cnnscope.layout import MANIFEST, run_dir
 
 if TYPE_CHECKING:  # the library needs no config (and omegaconf) to run
     from cnnscope.config import CompareConfig
@@ -33,9 +34,9 @@ def open_sets(
     those that were extracted (all are checked before any is opened)."""
     root = Path(extract_dir)
     wanted = [(v, s) for v in variants for s in seeds]
-    missing = [str(run_dir("", v, s)) for v, s in wanted if not (run_dir(root, v, s) / "manifest.json").is_file()]
+    missing = [str(run_dir("", v, s)) for v, s in wanted if not (run_dir(root, v, s) / MANIFEST).is_file()]
     if missing:
-        found = sorted(str(p.parent.relative_to(root)) for p in root.glob("*/seed*/manifest.json"))
+        found = sorted(str(p.parent.relative_to(root)) for p in root.glob(f"*/seed*/{MANIFEST}"))
         raise CnnscopeError(
             f"no activations for {', '.join(missing)} under {root}/; found: {', '.join(found) or 'none'}. "
             "Run the extract stage first (dvc repro extract)."
