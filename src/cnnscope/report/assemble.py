@@ -255,6 +255,9 @@ def _compare(report: Report, params: Params, root: Path) -> None:
         if entries:
             report.add(f"### {heading}")
         for entry in entries:
+            if "path" not in entry:  # a sentence in place of a figure with nothing to show
+                report.add(entry["text"])
+                continue
             report.figure(folder / entry["path"], f"compare/{Path(entry['path']).name}", entry["caption"])
 
 

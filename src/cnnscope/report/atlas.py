@@ -50,8 +50,11 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
     figure = atlas / FIGURE_FILE
     if figure.is_file():
         caption = (
-            f"Top maps of the OIP layer by their best image (seed {study.oip_seeds[0]}): each variant's OIP "
-            "(normalised activation above it) beside the receptive-field crops of its top exemplars."
+            f"Top maps of the OIP layer by their best image (seed {study.oip_seeds[0]}): each variant's OIP beside "
+            'the receptive-field crops of its top exemplars. Above each OIP, "÷top r": its normalised activation '
+            "(the OIP's activation ÷ the top exemplar's), in red when r > 1 (the OIP drives the map harder than any "
+            'test image), black otherwise; "silent" and "no exemplars": the map is never active on the test '
+            "split, so it has no exemplars to show."
         )
         report.figure(figure, "atlas/oip_beside_exemplars.png", caption)
     # the atlas is git-ignored (hundreds of MB of images): a path to build, not a link that a clone cannot follow

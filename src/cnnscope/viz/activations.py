@@ -18,8 +18,10 @@ from cnnscope.viz.style import (
     foreground_box,
     image_figure,
     kind_columns,
+    per_row_scale,
     shared_range,
     symmetric_limit,
+    variant_colour,
 )
 
 CMAP = "viridis"
@@ -41,7 +43,9 @@ def feature_map_figure(maps: Mapping[str, Mapping[str, np.ndarray]], title: str,
     """One layer, every probe: ``{probe: {variant: (C, H, W)}}`` drawn as one image whose rows are
     the probes (a wider gap between probes) and, within a probe, the variants; columns are the first
     ``max_maps`` maps, numbered below. Square pixels, no empty margins, one colour scale and colour
-    bar for the whole figure, so maps compare across probes and variants."""
+    bar for the whole figure, so maps compare across probes and variants — unless a shared scale
+    would make a whole row look silent (:func:`per_row_scale`): then each row is divided by its own
+    largest value, written beside its label, and the colour bar reads "÷ row maximum"."""
     probes = list(maps)
     variants = list(maps[probes[0]])
     stacks = [maps[p][v] for p in probes for v in variants]
@@ -60,8 +64,15 @@ def feature_map_figure(maps: Mapping[str, Mapping[str, np.ndarray]], title: str,
         for k in range(n):
             canvas[top : top + h, k * (w + gap) : k * (w + gap) + w] = stack[k]
         rows.append(top + (h - 1) / 2)
-    lo, hi = shared_range([m[:n] for m in stacks])
     labels = [f"{p} · {v}" if len(variants) > 1 else p for p in probes for v in variants]
+    if per_row_scale([m[:n] for m in stacks]):
+        peaks = [float(np.nanmax(np.abs(m[:n]))) or 1.0 for m in stacks]
+        for top, peak in zip(tops, peaks, strict=True):
+            canvas[top : top + h] /= peak
+        labels = [f"{label} (max {peak:.3g})" for label, peak in zip(labels, peaks, strict=True)]
+        lo, hi, bar = min(0.0, float(np.nanmin(canvas))), 1.0, "activation ÷ row maximum"
+    else:
+        (lo, hi), bar = shared_range([m[:n] for m in stacks]), "activation"
     left = 0.25 + 0.065 * max(len(label) for label in labels)
     fig, ax, cax = image_figure(canvas.shape[1], canvas.shape[0], 0.5 / w, (left, 0.9, 0.5, 0.35))
     cmap = plt.get_cmap(CMAP).with_extremes(bad="white")
@@ -73,7 +84,7 @@ def feature_map_figure(maps: Mapping[str, Mapping[str, np.ndarray]], title: str,
         side.set_visible(False)
     ax.set_xlabel("map index", fontsize=7, labelpad=1)
     assert cax is not None
-    fig.colorbar(image, cax=cax).set_label("activation", fontsize=7)
+    fig.colorbar(image, cax=cax).set_label(bar, fontsize=7)
     cax.tick_params(labelsize=6)
     ax.set_title(title, fontsize=9)
     return fig
@@ -83,8 +94,8 @@ def histogram_overlay(
     panels: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]], title: str, columns: int = 4
 ) -> Figure:
     """One panel per layer: ``{layer: (edges, {series: probabilities})}``; log-scaled y. A series
-    named ``input`` is drawn in :data:`INPUT_COLOUR`, the variants keep the colour cycle (same
-    colour per variant in every panel). Empty bins are not drawn (:func:`empty_as_nan`)."""
+    named ``input`` is drawn in :data:`INPUT_COLOUR`, each variant in its own colour in every
+    figure (:func:`variant_colour`). Empty bins are not drawn (:func:`empty_as_nan`)."""
     names = list(panels)
     columns = min(columns, len(names))
     rows = int(np.ceil(len(names) / columns))
@@ -94,7 +105,7 @@ def histogram_overlay(
         edges, series = panels[name]
         for label, p in series.items():
             if label not in colours:
-                colours[label] = INPUT_COLOUR if label == "input" else f"C{len(colours) - ('input' in colours)}"
+                colours[label] = INPUT_COLOUR if label == "input" else variant_colour(label)
             heights = empty_as_nan(p)
             ax.step(edges, np.append(heights, heights[-1]), where="post", label=label, color=colours[label], lw=1)
         ax.set_yscale("log")
@@ -272,7 +283,8 @@ def layer_profile(
 ) -> Figure:
     """Per-layer quantities ``{quantity: {variant: (mean, std)}}`` (values in ``layers`` order)
     with error bars over seeds: one row of panels per quantity, one column per layer kind
-    (:func:`kind_columns`), x = the layers of that kind in network order. Rows share their y axis."""
+    (:func:`kind_columns`), x = the layers of that kind in network order. Rows share their y axis;
+    a panel whose layers have no value (NaN) says so instead of drawing empty axes."""
     groups = kind_columns(layers, kinds)
     position = {layer: i for i, layer in enumerate(layers)}
     fig, axes = plt.subplots(
@@ -288,20 +300,26 @@ def layer_profile(
             ax = axes[r, c]
             idx = [position[m] for m in members]
             x = np.arange(len(members))
-            for i, (variant, (mean, std)) in enumerate(by_variant.items()):
+            if r == 0:
+                ax.set_title(kind, fontsize=8)
+            if all(np.isnan(np.asarray(mean, dtype=np.float64)[idx]).all() for mean, _ in by_variant.values()):
+                ax.axis("off")  # no empty panel: the measure does not apply to this kind of layer
+                ax.text(0.5, 0.5, f"not measured\non {kind}", ha="center", va="center", fontsize=7, color="grey",
+                        transform=ax.transAxes)  # fmt: skip
+                continue
+            for variant, (mean, std) in by_variant.items():
                 ax.errorbar(
-                    x, np.asarray(mean)[idx], yerr=np.asarray(std)[idx], label=variant, color=f"C{i}",
+                    x, np.asarray(mean)[idx], yerr=np.asarray(std)[idx], label=variant, color=variant_colour(variant),
                     marker="o", markersize=3, capsize=2, linewidth=1,
                 )  # fmt: skip
             ax.set_xlim(-0.5, len(members) - 0.5)
             ax.set_xticks(x, members if r == len(series) - 1 else [], rotation=90, fontsize=7)
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
-            if r == 0:
-                ax.set_title(kind, fontsize=8)
-        axes[r, 0].set_ylabel(quantity, fontsize=8)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=len(labels))
+        shown = [ax for ax in axes[r] if ax.axison]
+        (shown or list(axes[r]))[0].set_ylabel(quantity, fontsize=8)
+    handles, labels = next((h for h in (ax.get_legend_handles_labels() for ax in axes.flat) if h[0]), ([], []))
+    fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=max(1, len(labels)))
     fig.suptitle(title, fontsize=9, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.1 * len(series) + 0.8)))
     return fig

@@ -38,7 +38,8 @@ def oip_beside_exemplars(
     """A grid: one row per map, per network one OIP followed by its exemplar crops.
 
     ``rows[i][j]`` is network ``j``'s cell for row ``i``. A missing OIP is a blank tile labelled
-    "no OIP"; a map silent on data shows "silent" in place of the ratio.
+    "no OIP"; a map silent on data shows "silent" in place of the ratio and "no exemplars" in place of
+    its crops (the images it ranks first are arbitrary: every one gives zero).
     """
     n_ex = max(len(cell.crops) for row in rows for cell in row)
     per_net = 1 + n_ex
@@ -61,9 +62,15 @@ def oip_beside_exemplars(
                 ax.set_xlabel(cell.label, fontsize=5, labelpad=1)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=7)
+            silent = math.isnan(cell.ratio)
+            if silent:
+                axes[i, base + 1].text(0, 0.5, "no exemplars (silent on data)", ha="left", va="center", fontsize=6,
+                                       transform=axes[i, base + 1].transAxes)  # fmt: skip
             for e in range(n_ex):
                 axe = axes[i, base + 1 + e]
-                if e < len(cell.crops):
+                if silent:
+                    axe.axis("off")
+                elif e < len(cell.crops):
                     crop = np.moveaxis(cell.crops[e], 0, -1)
                     axe.imshow(crop[..., 0] if crop.shape[-1] == 1 else crop, cmap="gray", vmin=0, vmax=255)
                 if i == 0 and e == 0:

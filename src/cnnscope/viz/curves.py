@@ -7,6 +7,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnnscope.viz.style import variant_colour
+
 
 def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[str, ...]) -> Figure:
     """One panel per metric; one line per variant over epochs."""
@@ -17,7 +19,9 @@ def training_curves(history: pd.DataFrame, variants: list[str], metrics: tuple[s
             if runs.empty or runs[metric].isna().all():
                 continue
             stats = runs.groupby("epoch")[metric].agg(["mean", "min", "max"])
-            (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=variant)
+            (line,) = ax.plot(
+                stats.index, stats["mean"], marker="o", ms=3, label=variant, color=variant_colour(variant)
+            )
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers

@@ -66,16 +66,23 @@ def _show(ax: plt.Axes, image: np.ndarray, cmap: str) -> None:
     ax.set_yticks([])
 
 
+#: Frame and label colour of a live map whose ascent did not converge (dead maps are red).
+UNCONVERGED = "darkorange"
+
+
 def oip_grid(
     images: np.ndarray,
     labels: Sequence[str],
     dead: Sequence[bool],
     title: str,
     cols: int = 16,
+    converged: Sequence[bool] | None = None,
 ) -> Figure:
-    """All maps of a layer: the OIPs on one shared scale (input units, with a colour bar) above, the
-    same OIPs contrast-enhanced below; each tile's label (map index and activation) is printed
-    beneath it, outside the image, at a size that stays legible."""
+    """All maps of a layer: the OIPs on one shared scale (input units; a colour bar for one channel,
+    an RGB image's own colours otherwise) above, the same OIPs contrast-enhanced below; each tile's
+    label (map index and activation) is printed beneath it, outside the image, at a size that stays
+    legible. A dead map is framed red; a live map whose ascent did not converge (``converged``
+    False) is framed orange, dashed, with its label in orange: its OIP is not a finished pattern."""
     n, c, h, w = images.shape
     cols = min(cols, n)
     inch = 0.7 / w  # a tile is 0.7 inch wide whatever the image size
@@ -106,11 +113,14 @@ def oip_grid(
         for i, (label, is_dead) in enumerate(zip(labels, dead, strict=True)):
             r, k = divmod(i, cols)
             x0, y0_px = k * (w + 1) + 0.5, 1 + r * (h + band) - 0.5
-            ax.text(x0 + w / 2, y0_px + h + 1, label, fontsize=7, color="red" if is_dead else "black",
-                    ha="center", va="top")  # fmt: skip
+            unconverged = converged is not None and not converged[i] and not is_dead
+            colour = "red" if is_dead else UNCONVERGED if unconverged else "black"
+            ax.text(x0 + w / 2, y0_px + h + 1, label, fontsize=7, color=colour, ha="center", va="top")
             if is_dead:
                 ax.add_patch(Rectangle((x0, y0_px), w, h, fill=False, edgecolor="red", linewidth=1.2))
                 ax.text(x0 + w / 2, y0_px + h / 2, "dead", fontsize=7, color="red", ha="center", va="center")
+            elif converged is not None and not converged[i]:
+                ax.add_patch(Rectangle((x0, y0_px), w, h, fill=False, edgecolor=UNCONVERGED, linewidth=1.2, ls="--"))
         if p == 0 and c == 1:
             cax = fig.add_axes(((left + cw * inch + 0.12) / fig_w, y0 / fig_h, 0.12 / fig_w, panel_h / fig_h))
             bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap=PLAIN_CMAP), cax=cax)
@@ -238,7 +248,8 @@ def render_oips(
     maps = torch.arange(len(result.maps))
     best_images = result.images[maps, best_restart, best_wl]
     labels = [f"{m}: {a:.2g}" for m, a in zip(table["map"], table["best_activation"], strict=True)]
-    grid = oip_grid(best_images.numpy(), labels, table["dead"].tolist(), f"{tag} {result.layer}")
+    converged = table["converged"].tolist() if "converged" in table else None
+    grid = oip_grid(best_images.numpy(), labels, table["dead"].tolist(), f"{tag} {result.layer}", converged=converged)
     save_figure(grid, out / "oip_grid.png")
 
     index = torch.as_tensor([result.maps.index(m) for m in evolution_maps], dtype=torch.long)
@@ -259,12 +270,19 @@ def render_oips(
     )
     save_figure(comparison, out / "wavelengths.png")
 
+    scale = "colour bar" if best_images.shape[1] == 1 else "the image's own colours, no colour bar"
+    live_unconverged = int((~table["converged"] & ~table["dead"]).sum()) if "converged" in table else 0
+    unconverged = (
+        f", {live_unconverged} live maps whose ascent did not converge framed orange (dashed, label in orange)"
+        if converged
+        else ""
+    )
     entries = [
         {
             "path": "oip_grid.png",
             "caption": f"OIPs of all {len(result.maps)} maps of {result.layer} ({tag}), labelled map index: "
-            f"activation; on one shared scale (colour bar) and contrast-enhanced; "
-            f"{int(table['dead'].sum())} dead maps framed red.",
+            f"activation; on one shared scale ({scale}) and contrast-enhanced; "
+            f"{int(table['dead'].sum())} dead maps framed red{unconverged}.",
         },
         {
             "path": "evolution.png",

@@ -26,7 +26,7 @@ from cnnscope.viz.activations import (
 )
 from cnnscope.viz.common import save_figure
 from cnnscope.viz.measures import render_measures
-from cnnscope.viz.style import MIN_HISTOGRAM_VALUES
+from cnnscope.viz.style import MIN_HISTOGRAM_VALUES, per_row_scale
 
 
 def render_compare(
@@ -56,6 +56,13 @@ def render_study(
 
     first = res.seeds[0]
     for layer, by_variant in res.probe_maps.items():
+        rows = [m[i][:max_maps] for i in range(len(res.probe_names)) for m in by_variant.values()]
+        scale = (
+            "each row on its own colour scale (divided by its largest value, given beside its label): on one "
+            "shared scale a whole row would look silent"
+            if per_row_scale(rows)
+            else "one colour scale for the whole figure"
+        )
         save(
             feature_map_figure(
                 {p: {v: m[i] for v, m in by_variant.items()} for i, p in enumerate(res.probe_names)},
@@ -65,7 +72,7 @@ def render_study(
             f"feature_maps_{layer}",
             "feature_maps",
             f"Feature maps of {layer} for every probe (rows: probe · variant; columns: the first {max_maps} "
-            f"maps, by index; seed {first}); one colour scale for the whole figure.",
+            f"maps, by index; seed {first}); {scale}.",
         )
     for group in [EVAL, *res.probe_names]:
         panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {
@@ -103,10 +110,18 @@ def render_study(
                 "softmax",
                 f"Class probabilities for probe '{probe}' per variant (mean ± std over seeds).",
             )
-    if res.kernel_changes:
+    frozen = [v for v, d in res.kernel_changes.items() if not np.any(d)]
+    if frozen:  # a sentence, not a figure of zeros
+        text = (
+            f"The first-layer kernels of {', '.join(frozen)} are frozen (fixed by hand, not trained): training "
+            "left them unchanged, so there is no change to draw."
+        )
+        entries.append({"kind": "kernels", "text": text, "caption": text})  # no "path": the report writes the text
+    changed = {v: d for v, d in res.kernel_changes.items() if v not in frozen}
+    if changed:
         untrained = [v for v in res.kernels if v not in res.kernel_changes]
         save(
-            kernel_change_figure(res.kernel_changes, f"First-layer kernels: trained − initial (seed {first})"),
+            kernel_change_figure(changed, f"First-layer kernels: trained − initial (seed {first})"),
             "kernel_changes",
             "kernels",
             f"How training moved each first-layer kernel (trained minus initial weights, seed {first}, input "
@@ -137,18 +152,20 @@ def render_study(
     if res.probe_images is not None and len(res.probe_images) and edge_stages:
         grey = res.probe_images[0].mean(axis=0).round().astype(np.uint8)
         probe = res.probe_names[0]
+        colour = res.probe_images[0].shape[0] > 1
+        what = "the channel mean of the colour image (what the fixed kernels read)" if colour else "the image"
         save(
             edge_filter_figure(grey, edge_stages, f"Hand-made filters on probe '{probe}'"),
             "edge_filters",
             "edge_filters",
-            f"Probe '{probe}' → each fixed edge kernel → ReLU → 2×2 max-pool.",
+            f"Probe '{probe}' ({what}) → each fixed edge kernel → ReLU → 2×2 max-pool.",
         )
         save(
             pixel_values_figure(grey, f"Probe '{probe}': pixel values"),
             "pixel_values",
             "edge_filters",
-            f"Probe '{probe}' cropped to the digit (pixels unlike the border's background, 1 px margin), "
-            "each pixel's grey value (0–255) written in its cell; ticks give the original row and column.",
+            f"Probe '{probe}', {what}, cropped to the pixels unlike the border's background (1 px margin), each "
+            "pixel's value (0–255) written in its cell; ticks give the original row and column.",
         )
     save(
         layer_profile(
@@ -156,8 +173,9 @@ def render_study(
         ),
         "layer_profile",
         "summary",
-        "Entropy, sparsity and linear-probe accuracy per layer and variant (mean ± std over seeds), one column "
-        "per layer kind, layers of a kind in network order.",
+        "The measures of the verdicts per layer and variant (mean ± std over seeds, evaluation sample): Hoyer "
+        "sparsity and normalised entropy (scale-free, claim (a)) and linear-probe accuracy on channel means; one "
+        "column per layer kind, layers of a kind in network order; a kind a measure does not apply to is left out.",
     )
     return entries
 
@@ -172,13 +190,27 @@ def _prob(counts: np.ndarray) -> np.ndarray:
     return counts / total if total else counts.astype(np.float64)
 
 
+#: The layer profile's rows: the scale-free measures claim (a) is judged on, then the probe; y labels in words.
+PROFILE = {
+    "hoyer": "Hoyer sparsity\n(0 dense, 1 one active)",
+    "entropy_norm_bits": "normalised entropy\n(bits, scale-free)",
+    "probe_accuracy": "linear-probe accuracy\n(channel means)",
+}
+
+
 def _profiles(res: StudyResults) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    summ = res.tables["seed_summary"]
+    """``{y label: {variant: (mean, std)}}`` over seeds per layer (NaN where a layer has no value):
+    Hoyer and normalised entropy from the ``scale_free`` table, probe accuracy from ``seed_summary``."""
+    scale_free, summ = res.tables["scale_free"], res.tables["seed_summary"]
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for quantity in ("entropy_bits", "sparsity", "probe_accuracy"):
-        out[quantity] = {}
+    for quantity, label in PROFILE.items():
+        out[label] = {}
         for v in res.variants:
-            rows = summ[(summ["variant"] == v) & (summ["quantity"] == quantity)].set_index("layer")
-            rows = rows.reindex(res.layers)
-            out[quantity][v] = (rows["mean"].to_numpy(float), rows["std"].fillna(0).to_numpy(float))
+            if quantity in scale_free:
+                runs = scale_free[scale_free["variant"] == v].groupby("layer")[quantity]
+                rows = runs.agg(["mean", "std"]).reindex(res.layers)
+            else:
+                rows = summ[(summ["variant"] == v) & (summ["quantity"] == quantity)].set_index("layer")
+                rows = rows.reindex(res.layers)
+            out[label][v] = (rows["mean"].to_numpy(float), rows["std"].fillna(0).to_numpy(float))
     return out

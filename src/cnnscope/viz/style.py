@@ -7,6 +7,7 @@ training stage, and changing it would retrain every network.)
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,41 @@ from matplotlib.figure import Figure
 
 #: Colour of the input pixels wherever they are drawn beside layers (never one of the variants' tab colours).
 INPUT_COLOUR = "black"
+#: One colour per variant in every figure of every report (issue 25): ``benchmark`` is blue in the
+#: default study and in CIFAR-10 alike, whatever the other variants are or their order.
+VARIANT_COLOURS = {
+    "benchmark": "tab:blue",
+    "dummy": "tab:orange",
+    "sgd": "tab:green",
+    "untrained": "tab:gray",
+    "mlp": "tab:purple",
+    "dummy_steps": "tab:brown",
+}
+#: Colours of the variants the map does not name, picked by a stable hash of the name.
+OTHER_COLOURS = ("tab:red", "tab:pink", "tab:olive", "tab:cyan", "darkgoldenrod", "navy")
+
+
+def variant_colour(name: str) -> str:
+    """The colour of variant ``name`` in every figure (:data:`VARIANT_COLOURS`, else one of
+    :data:`OTHER_COLOURS` by a hash of the name that does not change between runs)."""
+    if name in VARIANT_COLOURS:
+        return VARIANT_COLOURS[name]
+    return OTHER_COLOURS[zlib.crc32(name.encode()) % len(OTHER_COLOURS)]
+
+
+#: A figure of maps switches to one colour scale per row when its quietest row's largest value is
+#: below this share of the loudest row's: on a shared scale that row would read as silent.
+ROW_SCALE_RATIO = 0.2
+
+
+def per_row_scale(rows: Iterable[np.ndarray]) -> bool:
+    """Whether rows of maps need one colour scale each (:data:`ROW_SCALE_RATIO`); an all-zero row
+    is silent on any scale and does not count."""
+    peaks = [float(np.nanmax(np.abs(r))) for r in rows if np.size(r)]
+    live = [p for p in peaks if p > 0]
+    return len(live) > 1 and min(live) < ROW_SCALE_RATIO * max(live)
+
+
 #: Layers with at most this many values per image (logits, softmax) get no histogram: ten numbers
 #: binned into 64 bins show nothing a table would not show better.
 MIN_HISTOGRAM_VALUES = 10

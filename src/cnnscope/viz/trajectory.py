@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cnnscope.viz.style import variant_colour
+
 #: Measures drawn per map layer, with their axis label.
 LAYER_MEASURES = {
     "hoyer": "Hoyer sparsity",
@@ -45,7 +47,7 @@ def _lines(ax: plt.Axes, rows: pd.DataFrame, variants: Sequence[str]) -> None:
         if runs.empty:
             continue
         stats = runs.groupby("step")["value"].agg(["mean", "min", "max"])
-        (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=2.5, label=variant)
+        (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=2.5, label=variant, color=variant_colour(variant))
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
 
 
