@@ -79,8 +79,13 @@ def test_the_oip_grid_frames_live_maps_that_did_not_converge() -> None:
 def test_a_silent_map_shows_no_exemplars_instead_of_arbitrary_images() -> None:
     crops = np.zeros((2, 1, 4, 4), dtype=np.uint8)
     oip = np.zeros((1, 6, 6), dtype=np.float32)
-    rows = [[FigureCell(0, oip, crops, 0.8)], [FigureCell(1, oip, crops, float("nan"))]]
-    fig = oip_beside_exemplars(["benchmark"], rows, ["map 0", "map 1"], "t")
-    axes = np.array(fig.axes).reshape(2, 3)
+    rows = [
+        [FigureCell(0, oip, crops, 0.8)],
+        [FigureCell(1, oip, crops, float("nan"))],
+        [FigureCell(2, None, crops, float("nan"))],
+    ]
+    fig = oip_beside_exemplars(["benchmark"], rows, ["map 0", "map 1", "map 2"], "t")
+    axes = np.array(fig.axes).reshape(3, 3)
     assert all(ax.images for ax in axes[0, 1:]) and not any(ax.images for ax in axes[1, 1:])
+    assert all(ax.images for ax in axes[2, 1:])  # no OIP computed: its exemplars still show
     assert "no exemplars (silent on data)" in _texts(fig) and axes[1, 0].get_title() == "silent"

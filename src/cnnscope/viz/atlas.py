@@ -38,8 +38,8 @@ def oip_beside_exemplars(
     """A grid: one row per map, per network one OIP followed by its exemplar crops.
 
     ``rows[i][j]`` is network ``j``'s cell for row ``i``. A missing OIP is a blank tile labelled
-    "no OIP"; a map silent on data shows "silent" in place of the ratio and "no exemplars" in place of
-    its crops (the images it ranks first are arbitrary: every one gives zero).
+    "no OIP"; a map with an OIP but silent on data (no ratio) shows "silent" in place of the ratio and
+    "no exemplars" in place of its crops (the images it ranks first are arbitrary: every one gives zero).
     """
     n_ex = max(len(cell.crops) for row in rows for cell in row)
     per_net = 1 + n_ex
@@ -62,7 +62,7 @@ def oip_beside_exemplars(
                 ax.set_xlabel(cell.label, fontsize=5, labelpad=1)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=7)
-            silent = math.isnan(cell.ratio)
+            silent = cell.oip is not None and math.isnan(cell.ratio)  # without an OIP, NaN says only that
             if silent:
                 axes[i, base + 1].text(0, 0.5, "no exemplars (silent on data)", ha="left", va="center", fontsize=6,
                                        transform=axes[i, base + 1].transAxes)  # fmt: skip
