@@ -4,6 +4,8 @@ table lists every variant, and part VI holds the pattern classifier's confusion 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,3 +83,40 @@ def test_the_full_confusion_matrix_reads_back_row_normalised() -> None:
 def test_a_resumed_run_is_disclosed_and_an_unrecorded_one_is_not_called_clean() -> None:
     assert _resumed({"resumed": 1}) == "yes" and _resumed({"resumed": 0}) == "no"
     assert _resumed({"epochs": 3}) is None  # metrics written before runs recorded it: "not recorded"
+
+
+def test_the_recipe_table_discloses_what_each_variant_took(tmp_path: Path) -> None:
+    from cnnscope.compose import compose_params
+    from cnnscope.config import validate
+    from cnnscope.layout import PROVENANCE, metrics_path, run_dir
+    from cnnscope.report.setup import recipe_table
+
+    overrides = ["study.variants=[benchmark,dummy_steps,sgd,untrained]", "study.contrasts=[[benchmark,dummy_steps]]"]
+    raw = compose_params([*overrides, "study.seeds=[0,1]"])
+    raw["trainer"] |= {"max_epochs": 3, "batch_size": 100, "patience": 2}
+    params = validate(raw)
+    runs: dict[str, tuple[int, list[int], list[int | None], list[int]]] = {  # size, per seed: epochs, best, resumed
+        "benchmark": (1000, [3, 2], [2, 0], [0, 1]),
+        "dummy_steps": (200, [15, 15], [None, None], [0, 0]),
+        "sgd": (1000, [3, 3], [1, 1], [0, 0]),
+    }
+    for variant, (size, epochs, best, resumed) in runs.items():
+        model = {**raw["model"], **params.study.variant_specs[variant].model}
+        for seed in (0, 1):
+            folder = run_dir(tmp_path / params.trainer.models_dir, variant, seed)
+            folder.mkdir(parents=True)
+            (folder / PROVENANCE).write_text(json.dumps({"params": {"model": model, "trainer": raw["trainer"]}}))
+            path = metrics_path("train", variant, seed, tmp_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"epochs": epochs[seed], "train_size": size, "resumed": resumed[seed]}
+            path.write_text(json.dumps(record | ({} if best[seed] is None else {"best_epoch": best[seed]})))
+    table = recipe_table(params, tmp_path).set_index("variant")
+    assert list(table.index) == ["benchmark", "dummy_steps", "sgd", "untrained"]  # every variant
+    assert table.loc["benchmark", "epochs trained"] == "3, 2 of ≤ 3 (patience 2)"
+    assert table.loc["benchmark", "best epoch"] == "2, 0" and table.loc["benchmark", "gradient steps"] == "30, 20"
+    assert table.loc["benchmark", "resumed"] == "no, yes"
+    assert table.loc["dummy_steps", "gradient steps"] == "30"  # the reference's budget, 3 epochs × 10 batches
+    assert table.loc["dummy_steps", "best epoch"] == "final weights"
+    assert table.loc["dummy_steps", "epochs trained"] == "15 (no early stopping: a budget of 30 steps)"
+    assert table.loc["sgd", "optimiser"].startswith("SGD lr") and "momentum" in table.loc["sgd", "optimiser"]
+    assert table.loc["untrained", "optimiser"] == "none (not trained)"

@@ -103,10 +103,13 @@ def recipe_table(params: Params, root: Path) -> pd.DataFrame:
         row["optimiser"] = optimiser(model)
         row["schedule"] = schedule(model)
         row["batch"] = str(batch)
-        stop = "no early stopping (step budget)" if budget is not None else f"patience {trainer.get('patience', '?')}"
-        row["epochs trained"] = f"{_per_seed([m.get('epochs') for _, m in runs])} of ≤ {trainer.get('max_epochs', '?')}"
+        epochs = _per_seed([m.get("epochs") for _, m in runs])
         if budget is None:
-            row["epochs trained"] += f" ({stop})"
+            row["epochs trained"] = (
+                f"{epochs} of ≤ {trainer.get('max_epochs', '?')} (patience {trainer.get('patience', '?')})"
+            )
+        else:  # its epochs are shorter than the reference's: more of them, no early stopping
+            row["epochs trained"] = f"{epochs} (no early stopping: a budget of {budget} steps)"
         best = [m.get("best_epoch") for _, m in runs]
         row["best epoch"] = "final weights" if budget is not None else _per_seed(best)
         row["gradient steps"] = _per_seed([gradient_steps(m, batch, budget) for _, m in runs])
