@@ -42,6 +42,7 @@ import torch
 
 from cnnscope.activations import ImageGroup, extract_activations, resolve_layers
 from cnnscope.activations.store import NpyStreamWriter
+from cnnscope.compose import model_knobs
 from cnnscope.models import LayeredCNN, build_model
 from cnnscope.runtime import keep_freed_memory
 
@@ -67,7 +68,13 @@ def make_model(images: torch.Tensor) -> LayeredCNN:
     torch.manual_seed(0)
     x = images.float() / 255
     return build_model(
-        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[x.mean().item()], std=[x.std().item()]
+        "mnist_cnn",
+        in_channels=1,
+        num_classes=10,
+        image_size=28,
+        mean=[x.mean().item()],
+        std=[x.std().item()],
+        **model_knobs("mnist_cnn"),
     ).eval()
 
 

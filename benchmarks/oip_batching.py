@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnscope.compose import model_knobs
 from cnnscope.models import LayeredCNN, build_model
 from cnnscope.oip.ascent import ascend, frozen
 from cnnscope.oip.generate import ascent_net, default_layer, layer_shape
@@ -92,7 +93,13 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model: LayeredCNN = build_model(
-        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.1307], std=[0.3081]
+        "mnist_cnn",
+        in_channels=1,
+        num_classes=10,
+        image_size=28,
+        mean=[0.1307],
+        std=[0.3081],
+        **model_knobs("mnist_cnn"),
     ).to(device)
     layer = args.layer or default_layer(model)
     n_maps = layer_shape(model, layer)[0]

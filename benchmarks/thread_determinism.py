@@ -16,7 +16,8 @@ import json
 
 import torch
 
-from cnnscope.models.networks import mnist_cnn
+from cnnscope.compose import model_knobs
+from cnnscope.models import build_model
 
 
 def trained_weights(threads: int, steps: int) -> torch.Tensor:
@@ -25,7 +26,8 @@ def trained_weights(threads: int, steps: int) -> torch.Tensor:
     data = torch.Generator().manual_seed(0)
     images, labels = torch.randn(128, 1, 28, 28, generator=data), torch.randint(0, 10, (128,), generator=data)
     torch.manual_seed(1)
-    model = mnist_cnn(1, 10, 28, [0.13], [0.31])
+    knobs = model_knobs("mnist_cnn")
+    model = build_model("mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.13], std=[0.31], **knobs)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for _ in range(steps):
         optimizer.zero_grad()

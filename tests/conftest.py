@@ -6,13 +6,16 @@ Tests build their inputs with the same code paths the stages use (``PreparedData
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch  # noqa: F401  # before any test captures stderr: its log handler keeps the stream it saw
 import pytest
 import torch
 
 from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
+from cnnscope.compose import model_knobs
 from cnnscope.data.prepared import PreparedData
 from cnnscope.layout import run_dir
 from cnnscope.models import LayeredCNN, build_model, save_checkpoint
@@ -59,8 +62,18 @@ def prepared_dir(tmp_path: Path, prepared: PreparedData) -> Path:
     return out
 
 
+@functools.cache
+def _conf_knobs(name: str) -> dict[str, Any]:
+    return model_knobs(name)
+
+
+def knobs(name: str, **arch: object) -> dict[str, Any]:
+    """The architecture keys of ``name`` as conf/ sets them, ``arch`` overriding some."""
+    return {**_conf_knobs(name), **arch}
+
+
 def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0, **arch: object) -> LayeredCNN:
-    """An untrained ``name`` sized for ``prepared`` (``arch``: the builder's own options)."""
+    """An untrained ``name`` sized for ``prepared`` (``arch``: overrides of conf/'s architecture keys)."""
     torch.manual_seed(seed)
     return build_model(
         name,
@@ -69,7 +82,7 @@ def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0,
         image_size=prepared.image_size,
         mean=prepared.mean,
         std=prepared.std,
-        **arch,
+        **knobs(name, **arch),
     )
 
 

@@ -15,6 +15,7 @@ from cnnscope.atlas import AtlasError, NetworkLayer, folder_size, site, write_at
 from cnnscope.atlas.collect import channel_sources
 from cnnscope.atlas.sprites import to_uint8, write_sheet
 from cnnscope.models import build_model
+from conftest import knobs
 
 REPO_ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "figures"
 LINK = re.compile(r'(?:href|src)="([^"]+)"')
@@ -243,5 +244,5 @@ def test_figure_labels_the_matched_map_with_its_correlation() -> None:
     ],
 )
 def test_a_pooling_layer_takes_the_matching_of_the_relu_it_pools(name: str, expected: dict[str, str]) -> None:
-    model = build_model(name, in_channels=1, num_classes=10, image_size=32, mean=[0.5], std=[0.25])
+    model = build_model(name, in_channels=1, num_classes=10, image_size=32, mean=[0.5], std=[0.25], **knobs(name))
     assert channel_sources(model, [*model.layer_names, "nonexistent"]) == expected

@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnscope.models import build_model, load_model, save_checkpoint
 from cnnscope.models.networks import EDGE_KERNELS
+from conftest import knobs
 
 
 def _build(name: str, channels: int = 1, size: int = 28, **kw: object) -> nn.Module:
@@ -21,7 +22,7 @@ def _build(name: str, channels: int = 1, size: int = 28, **kw: object) -> nn.Mod
         image_size=size,
         mean=[0.5] * channels,
         std=[0.25] * channels,
-        **kw,
+        **knobs(name, **kw),
     )
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from cnnscope.models import build_model
 from cnnscope.models.receptive_field import GeometryError, model_receptive_fields, receptive_fields
+from conftest import knobs
 
 ARCHS = {
     "mnist_cnn": dict(in_channels=1, image_size=28),
@@ -21,7 +22,7 @@ ARCHS = {
 
 def _model(name: str) -> nn.Sequential:
     torch.manual_seed(0)
-    arch = ARCHS[name]
+    arch = knobs(name, **ARCHS[name])
     channels = int(arch["in_channels"])
     return build_model(name, num_classes=10, mean=[0.5] * channels, std=[0.25] * channels, **arch).eval()
 

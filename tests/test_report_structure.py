@@ -16,6 +16,7 @@ from cnnscope.report.assemble import _per_wavelength
 from cnnscope.report.findings import accuracy_sentence, claim_sentence, claims_frame, headline, slug
 from cnnscope.report.index import HEADLINE_FILE, write_index
 from cnnscope.report.model_table import model_table
+from conftest import knobs
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,9 @@ def test_anchor_is_the_one_github_gives_the_heading(heading: str, anchor: str) -
 
 
 def test_model_table_has_every_layer_its_shape_parameters_and_receptive_field() -> None:
-    model = build_model("mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.1], std=[0.3])
+    model = build_model(
+        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.1], std=[0.3], **knobs("mnist_cnn")
+    )
     table = model_table(model).set_index("layer")
     assert list(table.index) == model.layer_names
     assert table.loc["conv1", "output"] == "32×26×26" and table.loc["pool2", "output"] == "64×5×5"

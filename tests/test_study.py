@@ -15,12 +15,15 @@ import yaml
 
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, StudyResults, compare_study, entropy, js_divergence, smoothed
+from cnnscope.analysis.claims import UNTRAINED_CONTROL
 from cnnscope.analysis.patterns import common_active
 from cnnscope.analysis.study import tables
 from cnnscope.config import ConfigError, validate
+from cnnscope.io import write_json
+from cnnscope.layout import metrics_path
 from cnnscope.models import build_model
 from cnnscope.report.assemble import Report, _compare
-from conftest import REPO_ROOT, synthetic_prepared
+from conftest import REPO_ROOT, knobs, synthetic_prepared
 
 Sets = dict[tuple[str, int], ActivationSet]
 ROLES = Roles(contrasts=[("benchmark", "dummy")], null_models=["untrained"])
@@ -96,7 +99,9 @@ def test_differences_follow_the_roles(results: StudyResults) -> None:
 
 
 def test_deepest_map_is_the_models_last_feature_map(results: StudyResults) -> None:
-    model = build_model("mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.0], std=[1.0])
+    model = build_model(
+        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.0], std=[1.0], **knobs("mnist_cnn")
+    )
     assert results.deepest_map == model.conv_layers[-1]
     assert results.feature_maps == [m for m in model.conv_layers if m in results.layers]
 
@@ -127,9 +132,11 @@ def test_sets_of_other_images_are_refused(study_sets: Sets, tmp_path: Path) -> N
 
 
 def _renamed(text: str) -> str:
+    """``text`` with the variant names replaced; not the prose's "untrained network" and "untrained
+    control", nor the claims' control column, which says ``untrained`` whatever the variant's name."""
     for old, new in RENAMED.items():
-        text = re.sub(rf"(?<![a-z]){old}(?![a-z])", new, text)
-    return text
+        text = re.sub(rf"(?<![a-z]){old}(?![a-z]| network| control)", new, text)
+    return text.replace(f"| | {RENAMED['untrained']} |", f"| | {UNTRAINED_CONTROL} |")
 
 
 def _report_section(res: StudyResults, root: Path, names: dict[str, str]) -> str:
@@ -147,6 +154,9 @@ def _report_section(res: StudyResults, root: Path, names: dict[str, str]) -> str
     study["contrasts"] = [[names["benchmark"], names["dummy"]]]
     raw["compare"]["out_dir"] = "compare"
     params = validate(raw)
+    for variant in params.study.variants:  # the report reads every network's OIP summary: here, one without maps
+        for seed in params.study.oip_seeds:
+            write_json(metrics_path("oip", variant, seed, root), {"maps": 0})
     report = Report(root / "report")
     _compare(report, params, root)
     return re.sub(r"-{3,}", "---", re.sub(r" +", " ", "\n".join(report.lines)))

@@ -66,6 +66,20 @@ def compose_params(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR
     return params
 
 
+def model_knobs(name: str, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The architecture keys that ``conf/model/<name>.yaml`` (over ``conf/base/model.yaml``) sets: what
+    :func:`cnnscope.models.build_model` takes besides the data's shape, for a network built outside
+    a stage (tests, benchmarks); ``depth`` is left out when null (the architecture's own), as the
+    train stage leaves it out of a checkpoint."""
+    from dataclasses import fields
+
+    from cnnscope.models.networks import Arch  # torch: only for the callers that build a network
+
+    model = compose_params([f"model={name}"], conf_dir)["model"]
+    knobs = {f.name: model[f.name] for f in fields(Arch) if f.name in model}
+    return {k: v for k, v in knobs.items() if not (k == "depth" and v is None)}
+
+
 def main(argv: list[str] | None = None) -> None:
     overrides = sys.argv[1:] if argv is None else argv
     params = compose_params(overrides)

@@ -815,14 +815,15 @@ def _check_maps_in_layer(params: Params) -> None:
         raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be 1..{size} pixels (the image side)")
     import torch
 
+    from cnnscope.models.networks import Arch
     from cnnscope.models.registry import MODELS
 
     for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
         m = variant_model_config(params, variant)
-        arch: dict[str, Any] = {"width": float(m.width), "hidden": int(m.hidden), "batch_norm": bool(m.batch_norm)}
-        arch |= {"dropout": float(m.dropout)} | ({} if m.depth is None else {"depth": int(m.depth)})
+        depth = None if m.depth is None else int(m.depth)
+        knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth)
         try:
-            net = MODELS[m.name.value](channels, 10, size, [0.0] * channels, [1.0] * channels, **arch)
+            net = MODELS[m.name.value](Arch(channels, 10, size, [0.0] * channels, [1.0] * channels, *knobs))
         except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built
             continue
         if oip.layer is None and not net.conv_layers:  # no feature maps (a pixel MLP): the oip stage records that

@@ -1,6 +1,6 @@
 """Networks with stable layer names, a registry to build them by name, and checkpoint loading."""
 
-from cnnscope.models.networks import LayeredCNN
+from cnnscope.models.networks import Arch, LayeredCNN
 from cnnscope.models.registry import (
     MODELS,
     CheckpointError,
@@ -14,6 +14,7 @@ from cnnscope.models.registry import (
 
 __all__ = [
     "MODELS",
+    "Arch",
     "CheckpointError",
     "LayeredCNN",
     "best_device",

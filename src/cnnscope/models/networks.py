@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +29,34 @@ EDGE_KERNELS: dict[str, list[list[float]]] = {
     "sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
     "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
 }
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What every builder takes: the data's shape and standardisation (from the prepared data) and
+    the architecture keys of the ``model`` section (``conf/base/model.yaml``, the one home of their
+    defaults). A checkpoint stores these as ``hyper_parameters['model']``."""
+
+    in_channels: int
+    num_classes: int
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    #: Multiplies every layer's number of maps (units for the MLP).
+    width: float
+    #: Units of the dense head (the MLP: ``hidden · 4`` per hidden layer).
+    hidden: int
+    batch_norm: bool
+    dropout: float
+    #: ``None`` (``model.depth: null``): the architecture's own depth, :data:`OWN_DEPTH`.
+    depth: int | None
+
+    def depth_of(self, name: str) -> int:
+        return OWN_DEPTH[name] if self.depth is None else self.depth
+
+
+#: Each architecture's depth as published (not a setting: ``model.depth: null`` means this).
+OWN_DEPTH = {"mnist_cnn": 3, "cifar_cnn": 2, "edge_filters": 1, "mlp": 2}
 
 
 class LayeredCNN(nn.Sequential):
@@ -126,88 +155,57 @@ def _spatial_after(size: int, layers: OrderedDict[str, nn.Module]) -> int:
     return size
 
 
-def mnist_cnn(
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    width: float = 1.0,
-    hidden: int = 64,
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-    depth: int = 3,
-) -> LayeredCNN:
+def mnist_cnn(arch: Arch) -> LayeredCNN:
     """The MNIST network of the seed articles: 3×3 valid convolutions (32, 64, 128 maps), 2×2
     max-pooling after all but the last (28→26→13→11→5→3), a dense head. ``depth`` < 3 keeps the
     first convolutions only."""
+    depth = arch.depth_of("mnist_cnn")
     if not 1 <= depth <= 3:
         raise ValueError(f"mnist_cnn has depth 1 to 3 (convolutions), got {depth}")
-    channels = [max(1, round(c * width)) for c in (32, 64, 128)][:depth]
+    channels = [max(1, round(c * arch.width)) for c in (32, 64, 128)][:depth]
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    in_ch = in_channels
+    in_ch = arch.in_channels
     for i, out_ch in enumerate(channels, start=1):
-        _conv_block(layers, i, in_ch, out_ch, padding=0, batch_norm=batch_norm)
+        _conv_block(layers, i, in_ch, out_ch, padding=0, batch_norm=arch.batch_norm)
         if i < depth:
             layers[f"pool{i}"] = nn.MaxPool2d(2)
         in_ch = out_ch
-    side = _spatial_after(image_size, layers)
+    side = _spatial_after(arch.image_size, layers)
     if side < 1:
-        raise ValueError(f"mnist_cnn of depth {depth} needs larger images than {image_size} pixels")
-    _dense_head(layers, in_ch * side * side, hidden, dropout, num_classes)
-    return LayeredCNN(layers, in_channels, image_size, mean, std)
+        raise ValueError(f"mnist_cnn of depth {depth} needs larger images than {arch.image_size} pixels")
+    _dense_head(layers, in_ch * side * side, arch.hidden, arch.dropout, arch.num_classes)
+    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
 
 
-def cifar_cnn(
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    width: float = 1.0,
-    hidden: int = 64,
-    batch_norm: bool = False,
-    dropout: float = 0.5,
-    depth: int = 2,
-) -> LayeredCNN:
+def cifar_cnn(arch: Arch) -> LayeredCNN:
     """The CIFAR-10 network of the frog article: six 3×3 'same' convolutions of 16 maps, 2×2
     pooling after the 2nd and 4th, a 64-unit ReLU layer applied at every position of the last map
     (a 1×1 convolution, which is what Keras' ``Dense`` does on a 4-D tensor), dropout, flatten.
     ``depth`` is the number of convolutions in each of the three stages (2 in the article)."""
+    depth = arch.depth_of("cifar_cnn")
     if depth < 1:
         raise ValueError(f"cifar_cnn needs depth >= 1 (convolutions per stage), got {depth}")
-    maps = max(1, round(16 * width))
+    maps = max(1, round(16 * arch.width))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    in_ch = in_channels
+    in_ch = arch.in_channels
     for i in range(1, 3 * depth + 1):
-        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=batch_norm)
+        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=arch.batch_norm)
         if i in (depth, 2 * depth):
             layers[f"pool{i // depth}"] = nn.MaxPool2d(2)
         in_ch = maps
-    side = _spatial_after(image_size, layers)
+    side = _spatial_after(arch.image_size, layers)
     if side < 1:
-        raise ValueError(f"cifar_cnn needs images of at least 4 pixels, got {image_size}")
-    layers["dense1"] = nn.Conv2d(maps, hidden, kernel_size=1)
+        raise ValueError(f"cifar_cnn needs images of at least 4 pixels, got {arch.image_size}")
+    layers["dense1"] = nn.Conv2d(maps, arch.hidden, kernel_size=1)
     layers["relu_dense1"] = nn.ReLU(inplace=False)
-    if dropout > 0:
-        layers["dropout"] = nn.Dropout(dropout)
+    if arch.dropout > 0:
+        layers["dropout"] = nn.Dropout(arch.dropout)
     layers["flatten"] = nn.Flatten()
-    layers["fc2"] = nn.Linear(hidden * side * side, num_classes)
-    return LayeredCNN(layers, in_channels, image_size, mean, std)
+    layers["fc2"] = nn.Linear(arch.hidden * side * side, arch.num_classes)
+    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
 
 
-def edge_filters(
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    width: float = 1.0,
-    hidden: int = 64,
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-    depth: int = 1,
-) -> LayeredCNN:
+def edge_filters(arch: Arch) -> LayeredCNN:
     """Fixed hand-made kernels (:data:`EDGE_KERNELS`) → ReLU → max-pool, then a trainable head.
 
     The first convolution is frozen (``requires_grad=False``, and it stays a plain buffer-like
@@ -215,40 +213,30 @@ def edge_filters(
     input is filtered on its channel mean, as the tutorials convert to grey first. ``depth`` is
     the number of trainable convolutions after the fixed ones.
     """
+    depth = arch.depth_of("edge_filters")
     if depth < 1:
         raise ValueError(f"edge_filters needs depth >= 1 (trainable convolutions), got {depth}")
     kernels = torch.tensor(list(EDGE_KERNELS.values()), dtype=torch.float32)  # (K, 3, 3)
-    conv = nn.Conv2d(in_channels, len(kernels), 3, padding=1, bias=False)
+    conv = nn.Conv2d(arch.in_channels, len(kernels), 3, padding=1, bias=False)
     with torch.no_grad():
-        conv.weight.copy_(kernels.unsqueeze(1).expand(-1, in_channels, -1, -1) / in_channels)
+        conv.weight.copy_(kernels.unsqueeze(1).expand(-1, arch.in_channels, -1, -1) / arch.in_channels)
     conv.weight.requires_grad_(False)
-    maps = max(1, round(32 * width))
+    maps = max(1, round(32 * arch.width))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     layers["conv1"] = conv
     layers["relu1"] = nn.ReLU(inplace=False)
     layers["pool1"] = nn.MaxPool2d(2)
     in_ch = len(kernels)
     for i in range(2, depth + 2):
-        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=batch_norm)
+        _conv_block(layers, i, in_ch, maps, padding=1, batch_norm=arch.batch_norm)
         in_ch = maps
     layers["pool2"] = nn.MaxPool2d(2)
-    side = _spatial_after(image_size, layers)
-    _dense_head(layers, maps * side * side, hidden, dropout, num_classes)
-    return LayeredCNN(layers, in_channels, image_size, mean, std)
+    side = _spatial_after(arch.image_size, layers)
+    _dense_head(layers, maps * side * side, arch.hidden, arch.dropout, arch.num_classes)
+    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
 
 
-def mlp(
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    width: float = 1.0,
-    hidden: int = 64,
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-    depth: int = 2,
-) -> LayeredCNN:
+def mlp(arch: Arch) -> LayeredCNN:
     """A plain multilayer perceptron on the pixels, no convolution: the reference the MNIST
     article's part VI sets the CNN against (does the convolutional part separate 4s from 9s?).
 
@@ -257,19 +245,20 @@ def mlp(
     ``fc_out``. ``batch_norm`` adds a ``BatchNorm1d`` before each ReLU. It has no feature maps
     (``conv_layers`` is empty), so it is trained and evaluated but not compared map by map.
     """
+    depth = arch.depth_of("mlp")
     if depth < 1:
-        raise ValueError(f"mlp needs depth >= 1 (hidden layers), got {depth}")
-    units = max(1, round(hidden * 4 * width))
+        raise ValueError(f"mlp needs depth >= 1 (arch.hidden layers), got {depth}")
+    units = max(1, round(arch.hidden * 4 * arch.width))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     layers["flatten"] = nn.Flatten()
-    features = in_channels * image_size * image_size
+    features = arch.in_channels * arch.image_size * arch.image_size
     for i in range(1, depth + 1):
-        layers[f"fc{i}"] = nn.Linear(features, units, bias=not batch_norm)
-        if batch_norm:
+        layers[f"fc{i}"] = nn.Linear(features, units, bias=not arch.batch_norm)
+        if arch.batch_norm:
             layers[f"bn_fc{i}"] = nn.BatchNorm1d(units)
         layers[f"relu_fc{i}"] = nn.ReLU(inplace=False)
-        if dropout > 0:
-            layers[f"dropout{i}"] = nn.Dropout(dropout)
+        if arch.dropout > 0:
+            layers[f"dropout{i}"] = nn.Dropout(arch.dropout)
         features = units
-    layers["fc_out"] = nn.Linear(features, num_classes)
-    return LayeredCNN(layers, in_channels, image_size, mean, std)
+    layers["fc_out"] = nn.Linear(features, arch.num_classes)
+    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)

@@ -16,9 +16,10 @@ import torch
 
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
-from cnnscope.models.networks import LayeredCNN, cifar_cnn, edge_filters, mlp, mnist_cnn
+from cnnscope.models.networks import Arch, LayeredCNN, cifar_cnn, edge_filters, mlp, mnist_cnn
 
-MODELS: dict[str, Callable[..., LayeredCNN]] = {
+#: Every builder takes one :class:`~cnnscope.models.networks.Arch`.
+MODELS: dict[str, Callable[[Arch], LayeredCNN]] = {
     "mnist_cnn": mnist_cnn,
     "cifar_cnn": cifar_cnn,
     "edge_filters": edge_filters,
@@ -27,10 +28,11 @@ MODELS: dict[str, Callable[..., LayeredCNN]] = {
 
 
 def build_model(name: str, **kwargs: Any) -> LayeredCNN:
-    """Build the network registered as ``name`` with architecture arguments ``kwargs``."""
+    """Build the network registered as ``name`` with architecture arguments ``kwargs``: every field
+    of :class:`~cnnscope.models.networks.Arch` (``depth`` may be left out: the architecture's own)."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    model = MODELS[name](**kwargs)
+    model = MODELS[name](Arch(**{"depth": None, **kwargs}))
     model.arch = {"name": name, **kwargs}
     return model
 
