@@ -91,7 +91,8 @@ def runs(uri: str) -> list[object]:
 
 def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp_path: Path) -> None:
     parallel = tiny_clone(tmp_path / "a" / "clone")
-    serial = tiny_clone(tmp_path / "another" / "deeper" / "path")
+    serial = tmp_path / "another" / "deeper" / "path"  # a clone of the same commit (provenance records it)
+    subprocess.run(["git", "clone", "-q", str(parallel), str(serial)], check=True)
     port = free_port()
     store = [f"--backend-store-uri=sqlite:///{tmp_path / 'server.db'}", f"--default-artifact-root={tmp_path / 'art'}"]
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *store]
