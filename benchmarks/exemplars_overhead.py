@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cnnscope.activations.exemplars import default_layers, find_exemplars
+from cnnscope.compose import compose_params
 from cnnscope.models import LayeredCNN
 from cnnscope.runtime import keep_freed_memory
 from extract_overhead import load_images, make_model, plain_forward, print_peak_growth, timing
@@ -35,7 +36,9 @@ def exemplar_pass(model: LayeredCNN, images: torch.Tensor, batch_size: int, k: i
     """Wall-clock and process CPU seconds of the exemplar pass over ``images``."""
     ids = torch.arange(len(images))
     wall, cpu = time.perf_counter(), time.process_time()
-    find_exemplars(model, images, ids, default_layers(model), k=k, batch_size=batch_size)
+    cfg = compose_params()["exemplars"]  # the median's settings as the stage takes them
+    median = {"n_median": cfg["median_images"], "median_sample": cfg["median_sample"]}
+    find_exemplars(model, images, ids, default_layers(model), k=k, batch_size=batch_size, **median)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     sets, heads = split_reference_heads(open_sets(params.extract.out_dir, params.study.variants, params.study.seeds))
     check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after
     trained = [v for v in params.study.variants if params.study.variant_specs[v].train]
-    initial = initial_kernels(Path(params.trainer.models_dir), trained, min(params.study.seeds))
+    initial = initial_kernels(Path(params.trainer.models_dir), trained, params.study.seeds[0])
     data_dir = Path(params.data.out_dir)
     res = full_study(sets, heads, PreparedData.load(data_dir).images, Roles.from_study(params.study), cfg)
     res.kernel_changes = kernel_changes(res.kernels, initial)

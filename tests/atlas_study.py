@@ -18,9 +18,10 @@ from cnnscope.layout import OIP_TABLE, OIP_TENSORS
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table
 from cnnscope.oip.against_data import against_data
 from cnnscope.viz.atlas import oip_beside_exemplars
-from conftest import random_model
+from conftest import exemplar_knobs, random_model
 
 ASCENT = dict(step_size=0.1, noise="grid", suppress="blur", blur_sigma=0.5, fourier_damping=0.1, jitter=0)
+ASCENT |= dict(scale=0.0, rotate=0.0, parameterization="pixel", decay=1.0, anneal=False, init_scale=1.0)
 SETTINGS = OIPSettings(restarts=(0, 1), wavelengths=(1, 4), steps=3, **ASCENT)  # type: ignore[arg-type]
 NETWORKS = [("benchmark", 0), ("untrained", 0)]
 
@@ -41,7 +42,7 @@ def build_study(prepared: PreparedData, root: Path, maps: list[int] | None = Non
     records = []
     for i, (variant, seed) in enumerate(NETWORKS):
         model = random_model(prepared, seed=i).eval()
-        exemplars = find_exemplars(model, images, ids, default_layers(model), k=4, n_median=2)
+        exemplars = find_exemplars(model, images, ids, default_layers(model), **exemplar_knobs(k=4, n_median=2))
         oip_dir = root / "oip" / variant / f"seed{seed}"
         maps_done = maps if maps is not None else list(range(128))
         write_oip_outputs(model, oip_dir, maps_done)

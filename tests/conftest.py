@@ -13,6 +13,7 @@ from typing import Any
 import lightning.pytorch  # noqa: F401  # before any test captures stderr: its log handler keeps the stream it saw
 import pytest
 import torch
+import yaml
 
 from cnnscope.activations import ActivationSet, ImageGroup, extract_activations, resolve_layers
 from cnnscope.compose import model_knobs
@@ -65,6 +66,19 @@ def prepared_dir(tmp_path: Path, prepared: PreparedData) -> Path:
 @functools.cache
 def _conf_knobs(name: str) -> dict[str, Any]:
     return model_knobs(name)
+
+
+@functools.cache
+def _exemplars_section() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO_ROOT / "conf" / "exemplars" / "default.yaml").read_text()))
+
+
+def exemplar_knobs(**over: object) -> dict[str, Any]:
+    """:func:`~cnnscope.activations.exemplars.find_exemplars`' settings as conf/exemplars sets them,
+    ``over`` overriding some."""
+    cfg = _exemplars_section()
+    conf = {"k": cfg["k"], "n_median": cfg["median_images"], "median_sample": cfg["median_sample"]}
+    return {**conf, "batch_size": cfg["batch_size"], **over}
 
 
 def knobs(name: str, **arch: object) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from cnnscope.activations.exemplars import find_exemplars, split_images
 from cnnscope.data.prepared import PreparedData
 from cnnscope.oip.against_data import against_data, path_layers, pearson
 from cnnscope.oip.errors import OIPError
-from conftest import random_model
+from conftest import exemplar_knobs, random_model
 
 MAPS = list(range(0, 128, 16))
 
@@ -22,7 +22,7 @@ MAPS = list(range(0, 128, 16))
 def case(prepared: PreparedData):  # type: ignore[no-untyped-def]
     model = random_model(prepared).eval()
     images, ids = split_images(prepared, "test")
-    ex = find_exemplars(model, images, ids, ["relu3"], k=4)["relu3"]
+    ex = find_exemplars(model, images, ids, ["relu3"], **exemplar_knobs(k=4))["relu3"]
     position = {int(i): p for p, i in enumerate(ids)}
     ex_images = torch.stack([images[[position[int(i)] for i in ex.image_ids[m]]] for m in MAPS])
     return model, ex, ex_images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -126,11 +127,150 @@ def test_missing_key_fails_instead_of_taking_a_second_default() -> None:
         validate(raw)
 
 
+#: Library defaults named like a ``params.yaml`` key that are not settings, and why.
+NOT_SETTINGS = {
+    "analysis/matching.py:all_map_correlations.layer": "a label for error messages",
+    "analysis/matching.py:map_correlations.layer": "a label for error messages",
+    "data/prepared.py:PreparedData.subsets": "the prepared data's subsets (none unless prepared with some)",
+    "layout.py:history_path.root": "the repository the paths are under",
+    "layout.py:metrics_dir.root": "the repository the paths are under",
+    "layout.py:metrics_path.root": "the repository the paths are under",
+    "layout.py:read_run_metrics.root": "the repository the paths are under",
+    "models/receptive_field.py:model_receptive_fields.image_size": "None: the network's own input size",
+    "progress.py:__call__.steps": "progress-bar increments",
+    "progress.py:advance.steps": "progress-bar increments",
+    "progress.py:silent.steps": "progress-bar increments",
+    "report/assemble.py:build_report.root": "the repository the stage outputs are under",
+    "tracking.py:attach.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:client.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:close_if_running.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:end_run.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:log_artifact.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:log_artifacts.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:log_metrics.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:mlflow_logger.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:record_stage.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:run_status.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:stage_run.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:study_run.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "tracking.py:study_run_for.uri": "None: the store MLflow resolves itself (stages pass tracking.uri)",
+    "trajectory/collect.py:read_trajectories.name": "which of the stage's tables to read",
+    "trajectory/measures.py:_Layer.scale": "a measured value, NaN until measured",
+}
+#: Settings that still have a library default (issue 23, item 3): this list may only shrink.
+PENDING = {
+    "activations/extract.py:extract_activations.batch_size",
+    "activations/extract.py:extract_activations.float16",
+    "analysis/claims.py:_row.sesoi",
+    "analysis/claims.py:claims_table.confidence",
+    "analysis/claims.py:claims_table.sesoi",
+    "analysis/claims.py:matched_step_claims.confidence",
+    "analysis/claims.py:matched_step_claims.sesoi",
+    "analysis/claims.py:oip_claims.sesoi",
+    "analysis/class_patterns.py:chance_counts.k",
+    "analysis/class_patterns.py:overlap_within_between.confidence",
+    "analysis/measures.py:MeasureSettings.bins",
+    "analysis/measures.py:MeasureSettings.cka_batch",
+    "analysis/measures.py:MeasureSettings.confidence",
+    "analysis/measures.py:MeasureSettings.confusion_pair",
+    "analysis/measures.py:MeasureSettings.fcp_draws",
+    "analysis/measures.py:MeasureSettings.matching_layers",
+    "analysis/measures.py:MeasureSettings.overlap_resamples",
+    "analysis/measures.py:MeasureSettings.probe_grid",
+    "analysis/measures.py:MeasureSettings.sample_order_seed",
+    "analysis/measures.py:MeasureSettings.scale_quantile",
+    "analysis/measures.py:MeasureSettings.sesoi",
+    "analysis/measures.py:study_claims.confidence",
+    "analysis/measures.py:study_claims.sesoi",
+    "analysis/network.py:NetworkSettings.cka_batch",
+    "analysis/network.py:NetworkSettings.confidence",
+    "analysis/network.py:NetworkSettings.confusion_pair",
+    "analysis/network.py:NetworkSettings.fcp_draws",
+    "analysis/network.py:NetworkSettings.overlap_resamples",
+    "analysis/network.py:NetworkSettings.probe_grid",
+    "analysis/network.py:NetworkSettings.sample_order_seed",
+    "analysis/network.py:NetworkSettings.scale_quantile",
+    "analysis/scalefree.py:scale_free_from_passes.bins",
+    "analysis/scalefree.py:scale_free_stats.bins",
+    "analysis/seeds.py:bootstrap_difference.confidence",
+    "analysis/selectivity.py:layer_contrasts.confidence",
+    "analysis/study/__init__.py:compare_study.bins",
+    "analysis/study/__init__.py:compare_study.bootstrap",
+    "analysis/study/__init__.py:compare_study.confidence",
+    "analysis/study/__init__.py:compare_study.sample_order_seed",
+    "analysis/study/roles.py:Roles.contrasts",
+    "analysis/verdicts.py:seed_verdict.confidence",
+    "analysis/verdicts.py:seed_verdict.sesoi",
+    "analysis/verdicts.py:t_interval.confidence",
+    "oip/against_data.py:against_data.far_above",
+    "oip/against_data.py:against_oip_outputs.far_above",
+    "oip/ascent.py:ascend.anneal",
+    "oip/ascent.py:ascend.jitter",
+    "oip/ascent.py:ascend.snapshots",
+    "oip/generate.py:_ascend_targets.snapshots",
+    "oip/generate.py:generate_oips.snapshots",
+    "oip/spectral.py:__init__.decay",
+    "oip/spectral.py:spectrum_scale.decay",
+    "oip/transforms.py:__init__.rotate",
+    "oip/transforms.py:__init__.scale",
+    "oip/transforms.py:suppression.blur_sigma",
+    "report/findings.py:claims_frame.sesoi",
+    "report/findings.py:headline.confidence",
+    "report/measures.py:_claims.sesoi",
+    "report/measures.py:measures_sections.sesoi",
+    "runner/cluster.py:runner_config.name",
+    "training/variant.py:VariantJob.checkpoint_steps",
+    "viz/activations.py:feature_map_figure.max_maps",
+    "viz/study.py:render_study.max_maps",
+}
+
+
+def library_defaults() -> set[str]:
+    """``<module>:<function or class>.<name>`` for every default value in a signature or dataclass of
+    src/cnnscope (config.py aside, checked above) whose name is a key of a ``params.yaml`` section."""
+    keys = {f.name for schema in get_type_hints(Params).values() for f in fields(schema)}
+    src = REPO / "src" / "cnnscope"
+    found = set()
+    for path in sorted(src.rglob("*.py")):
+        module = path.relative_to(src).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())) if module != "config.py" else []:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = [*node.args.posonlyargs, *node.args.args]
+                named = [
+                    *args[len(args) - len(node.args.defaults) :],
+                    *(a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is not None),
+                ]
+                found |= {f"{module}:{node.name}.{a.arg}" for a in named if a.arg in keys}
+            elif isinstance(node, ast.ClassDef):
+                found |= {
+                    f"{module}:{node.name}.{s.target.id}"
+                    for s in node.body
+                    if isinstance(s, ast.AnnAssign)
+                    and s.value is not None
+                    and isinstance(s.target, ast.Name)
+                    and s.target.id in keys
+                }
+    return found
+
+
+def _defines(key: str) -> bool:
+    """Whether the module of ``key`` (``<module>:<owner>.<name>``) still defines its function or class."""
+    module, owner = key.split(":")[0], key.split(":")[1].split(".")[0]
+    path = REPO / "src" / "cnnscope" / module
+    return path.is_file() and re.search(rf"^\s*(def|class) {owner}\b", path.read_text(), re.M) is not None
+
+
 def test_conf_is_the_only_home_of_defaults() -> None:
-    """The schema sections hold no default values (conf/ does), so the two cannot disagree."""
+    """The schema sections hold no default values (conf/ does), so the two cannot disagree; nor
+    does a library signature or settings dataclass, except documented non-setting defaults."""
     for name, schema in get_type_hints(Params).items():
         with_default = [f.name for f in fields(schema) if f.default is not MISSING or f.default_factory is not MISSING]
         assert not with_default, f"{name}: {with_default} have defaults in config.py; move them to conf/"
+    found = library_defaults()
+    new = sorted(found - set(NOT_SETTINGS) - PENDING)
+    assert not new, f"settings with a default in the library (conf/ is their home; pass them): {new}"
+    gone = sorted(k for k in PENDING - found if _defines(k))
+    assert not gone, f"no longer a library default: remove {gone} from PENDING"
 
 
 def test_choices_come_from_the_registries() -> None:
@@ -198,6 +338,8 @@ def test_dvc_yaml_takes_output_folders_from_params() -> None:
         (["atlas.figure_maps=0"], r"^atlas\.figure_maps=0 is out of range"),
         (["study.seeds=[0,0]"], r"^study\.seeds=\[0, 0\] repeats \[0\]: list each once"),
         (["study.seeds=[0,1]", "study.oip_seeds=[1,1]"], r"^study\.oip_seeds=\[1, 1\] repeats \[1\]"),
+        (["study.seeds=[2,0,1]"], r"^study\.seeds=\[2, 0, 1\] is not in increasing order: list it as \[0, 1, 2\]"),
+        (["study.seeds=[0,1,2]", "study.oip_seeds=[2,1]"], r"^study\.oip_seeds=\[2, 1\] is not in increasing order"),
         (["study.name=../escaped"], r"^study\.name='\.\./escaped' is not a plain name"),
         (["study.name=a/b"], r"^study\.name='a/b' is not a plain name"),
         (["exemplars.out_dir=/tmp/exemplars"], r"^exemplars\.out_dir='/tmp/exemplars' points outside the repository"),

@@ -18,7 +18,7 @@ from cnnscope.activations.exemplars import (
 )
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models.receptive_field import model_receptive_fields
-from conftest import random_model
+from conftest import exemplar_knobs, random_model
 
 LAYERS = ["relu1", "pool2", "relu3"]
 
@@ -37,7 +37,7 @@ def _direct(model, images, layer):  # type: ignore[no-untyped-def]
 
 def test_top_k_equals_a_full_sort(setup) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    found = find_exemplars(model, images, ids, LAYERS, k=5, batch_size=7, n_median=2)
+    found = find_exemplars(model, images, ids, LAYERS, **exemplar_knobs(k=5, batch_size=7, n_median=2))
     position = {int(i): p for p, i in enumerate(ids)}
     for layer in LAYERS:
         acts = _direct(model, images, layer)  # (N, M, H, W)
@@ -57,15 +57,15 @@ def test_top_k_equals_a_full_sort(setup) -> None:  # type: ignore[no-untyped-def
 
 def test_batch_size_does_not_change_the_result(setup) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    a = find_exemplars(model, images, ids, ["relu3"], k=4, batch_size=5)["relu3"]
-    b = find_exemplars(model, images, ids, ["relu3"], k=4, batch_size=1000)["relu3"]
+    a = find_exemplars(model, images, ids, ["relu3"], **exemplar_knobs(k=4, batch_size=5))["relu3"]
+    b = find_exemplars(model, images, ids, ["relu3"], **exemplar_knobs(k=4, batch_size=1000))["relu3"]
     assert torch.equal(a.values, b.values) and torch.equal(a.crops, b.crops)
     assert torch.equal(a.median_ids, b.median_ids)
 
 
 def test_median_images_are_closest_to_the_median(setup) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    ex = find_exemplars(model, images, ids, ["relu3"], k=3, n_median=3, median_sample=10_000)["relu3"]
+    ex = find_exemplars(model, images, ids, ["relu3"], **exemplar_knobs(k=3, n_median=3, median_sample=10_000))["relu3"]
     peak = _direct(model, images, "relu3").flatten(2).amax(dim=2)
     median = peak.median(dim=0).values
     distance = (peak - median).abs().sort(dim=0).values[:3].T
@@ -74,14 +74,14 @@ def test_median_images_are_closest_to_the_median(setup) -> None:  # type: ignore
 
 def test_median_sample_is_a_subset_when_the_split_is_larger(setup) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    ex = find_exemplars(model, images, ids, ["relu3"], k=2, n_median=2, median_sample=8)["relu3"]
+    ex = find_exemplars(model, images, ids, ["relu3"], **exemplar_knobs(k=2, n_median=2, median_sample=8))["relu3"]
     assert ex.median_values.shape == (128, 2)
     assert set(ex.median_ids.flatten().tolist()) <= set(ids.tolist())
 
 
 def test_crops_are_the_receptive_field_windows(setup) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    found = find_exemplars(model, images, ids, ["relu1", "relu3"], k=2)
+    found = find_exemplars(model, images, ids, ["relu1", "relu3"], **exemplar_knobs(k=2))
     geometry = model_receptive_fields(model)
     position = {int(i): p for p, i in enumerate(ids)}
     for layer in ("relu1", "relu3"):
@@ -96,7 +96,7 @@ def test_crops_are_the_receptive_field_windows(setup) -> None:  # type: ignore[n
 def test_crops_are_zero_in_the_padding(prepared: PreparedData) -> None:
     model = random_model(prepared, "edge_filters").eval()
     images, ids = split_images(prepared, "test")
-    ex = find_exemplars(model, images, ids, ["relu1"], k=1)["relu1"]
+    ex = find_exemplars(model, images, ids, ["relu1"], **exemplar_knobs(k=1))["relu1"]
     from cnnscope.activations.exemplars import crop_windows
 
     crop = crop_windows(images, torch.tensor([[0]]), torch.tensor([[[0, 0]]]), model_receptive_fields(model)["relu1"])
@@ -108,7 +108,7 @@ def test_crops_are_zero_in_the_padding(prepared: PreparedData) -> None:
 
 def test_save_and_load_round_trip(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
-    found = find_exemplars(model, images, ids, ["pool1"], k=2)
+    found = find_exemplars(model, images, ids, ["pool1"], **exemplar_knobs(k=2))
     back = load_exemplars(save_exemplars(found, tmp_path / "ex.pt"))
     assert torch.equal(back["pool1"].crops, found["pool1"].crops)
     assert back["pool1"].table().shape[0] == 32
@@ -144,4 +144,4 @@ def test_probes_are_excluded_and_an_unknown_split_is_named(prepared: PreparedDat
 def test_bad_requests_fail_with_one_clear_message(setup, layers, k, message) -> None:  # type: ignore[no-untyped-def]
     model, images, ids = setup
     with pytest.raises(ExemplarError, match=message):
-        find_exemplars(model, images, ids, layers, k=k)
+        find_exemplars(model, images, ids, layers, **exemplar_knobs(k=k))

@@ -17,7 +17,7 @@ from cnnscope.io import file_sha256
 from cnnscope.layout import EXEMPLARS, MANIFEST
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
-from conftest import REPO_ROOT, synthetic_prepared
+from conftest import REPO_ROOT, exemplar_knobs, synthetic_prepared
 from pipeline import run_stage_main
 
 # ---------------------------------------------------------------- which steps are kept
@@ -382,7 +382,9 @@ def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_pat
     for i, variant in enumerate(("benchmark", "dummy", "untrained")):
         for seed in (0, 1, 2):
             model = random_model(data, seed=10 * i + seed, width=0.25, hidden=8)
-            found = find_exemplars(model, images, ids, ["pool2", "relu3"], k=9, n_median=1, median_sample=20)
+            found = find_exemplars(
+                model, images, ids, ["pool2", "relu3"], **exemplar_knobs(k=9, n_median=1, median_sample=20)
+            )
             out = tmp_path / "exemplars" / variant / f"seed{seed}"
             out.mkdir(parents=True)
             save_exemplars(found, out / EXEMPLARS)
@@ -391,8 +393,8 @@ def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_pat
     maps = map_table(params, tmp_path, data)
     one = maps[(maps["variant"] == "dummy") & (maps["seed"] == 1) & (maps["layer"] == "relu3")]
     assert len(maps) == 3 * 3 * (16 + 32) and len(one) == 32
-    last = find_exemplars(random_model(data, seed=22, width=0.25, hidden=8), images, ids, ["relu3"], k=9, n_median=1,
-                          median_sample=20)["relu3"]  # fmt: skip
+    last = find_exemplars(random_model(data, seed=22, width=0.25, hidden=8), images, ids, ["relu3"],
+                          **exemplar_knobs(k=9, n_median=1, median_sample=20))["relu3"]  # fmt: skip
     labels = data.labels[last.image_ids[0]]
     row = maps[(maps["variant"] == "untrained") & (maps["seed"] == 2) & (maps["layer"] == "relu3")].iloc[0]
     assert row["dominant"] == int(torch.bincount(labels, minlength=10).argmax())

@@ -739,6 +739,12 @@ def _check_lists(params: Params) -> None:
             raise ConfigError(f"{key}={values} repeats {repeated}: list each once ({why})")
     if not study.seeds:
         raise ConfigError("study.seeds is empty: list at least one training seed (3 for seed-level verdicts)")
+    for key, seeds in [("study.seeds", list(study.seeds)), ("study.oip_seeds", list(study.oip_seeds))]:
+        if seeds != sorted(seeds):  # one meaning of "the first seed": seeds[0], the smallest
+            raise ConfigError(
+                f"{key}={seeds} is not in increasing order: list it as {sorted(seeds)} (the first seed, "
+                "whose networks the figures and the report's single-network sections show, is the smallest)"
+            )
     if not oip.wavelengths:
         raise ConfigError("oip.wavelengths is empty: list at least one noise wavelength in pixels, e.g. [1, 4]")
     for key, values in [("oip.maps", oip.maps), ("oip.evolution_maps", oip.evolution_maps)]:

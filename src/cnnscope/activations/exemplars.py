@@ -7,7 +7,8 @@ exemplars than from synthetic images (Borowski et al., ICLR 2021). For every map
 layers this module keeps, over a whole split:
 
 * the top ``k`` images ranked by the map's maximum over positions (the node that fires most), with
-  that value and the arg-max node — a running k-best merged with each batch by ``topk``;
+  that value and the arg-max node — a running k-best merged with each batch by a stable sort (ties
+  go to the earliest image, so the result does not depend on the batch size);
 * a few images at the median of the same statistic, for contrast. The median is taken over a fixed
   uniform random sample of the split (``median_sample`` images, the same for every map), so the
   memory stays flat in the split size; below that size it is the exact median;
@@ -17,7 +18,7 @@ layers this module keeps, over a whole split:
   arg-max node, padded with 0 where the window reaches into the network's padding.
 
 Memory is O(k·maps + batch) per layer, independent of the split size; the pass costs one forward
-pass to the deepest requested layer plus a max and a ``topk`` per batch.
+pass to the deepest requested layer plus a max and a sort of the maps that improve per batch.
 """
 
 from __future__ import annotations
@@ -160,13 +161,17 @@ def find_exemplars(
     images: torch.Tensor,
     image_ids: torch.Tensor,
     layers: Sequence[str],
-    k: int = 9,
-    n_median: int = 3,
-    median_sample: int = 1000,
-    batch_size: int = 256,
+    k: int,
+    n_median: int,
+    median_sample: int,
+    batch_size: int,
     seed: int = 0,
 ) -> dict[str, LayerExemplars]:
     """Top-``k`` and median exemplars of every map of ``layers`` over ``images`` (uint8, one pass).
+
+    ``k``, ``n_median``, ``median_sample``, ``batch_size``: ``exemplars.k``, ``exemplars.median_images``,
+    ``exemplars.median_sample``, ``exemplars.batch_size``; ``seed`` draws the median sample (not a
+    setting: the sample is fixed so the stage's output is reproducible).
 
     ``image_ids`` are the images' ids in the prepared data (recorded, and used for nothing else).
     Images are standardised exactly as in training. Raises :class:`ExemplarError` for a layer

@@ -25,7 +25,7 @@ from cnnscope.oip.spectral import FourierImage
 from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, RandomAffine, Transform, compose, suppression
 from cnnscope.progress import interactive, track
 
-if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
+if TYPE_CHECKING:  # the type only: the OIP code runs without the config (and omegaconf)
     from cnnscope.config import OIPConfig
 
 #: How an ascent's variables map to the image: ``pixel`` (the seed article's recipe: the pixels,
@@ -36,8 +36,8 @@ PARAMETERIZATIONS = ("pixel", "fourier")
 @dataclass(frozen=True)
 class OIPSettings:
     """How candidates start and how they are stepped: shared by map and node OIPs, so that the
-    per-node grid of a map is comparable with that map's OIPs. No defaults here: they live in the
-    configuration (``conf/oip/default.yaml``); build from it with :meth:`from_config`."""
+    per-node grid of a map is comparable with that map's OIPs. No setting has a default here: they
+    live in the configuration (``conf/oip/default.yaml``); build from it with :meth:`from_config`."""
 
     #: The noise restarts, each named by its noise seed (not a training seed); every (restart,
     #: wavelength) pair is one candidate per target.
@@ -56,23 +56,23 @@ class OIPSettings:
     #: Random shift of up to this many pixels before each forward pass (0: none).
     jitter: int
     #: Random zoom by up to ± this fraction before each forward pass (0: none).
-    scale: float = 0.0
+    scale: float
     #: Random rotation by up to ± this many degrees before each forward pass (0: none).
-    rotate: float = 0.0
+    rotate: float
     #: ``pixel`` (suppression and re-standardisation after each step) or ``fourier`` (spectral
     #: variables with ``1/f ** decay`` scaling through a sigmoid to valid pixels; no suppression).
-    parameterization: str = "pixel"
+    parameterization: str
     #: Spectrum decay of the ``fourier`` parameterisation (1: natural images' 1/f).
-    decay: float = 1.0
-    #: ``fourier`` only: square root of the training data's pixel colour covariance ([0, 1]
-    #: scale, ``C × C`` rows), the decorrelated colour space; ``None``: channels uncorrelated,
-    #: each with the network's training std.
-    colour_sqrt: tuple[tuple[float, ...], ...] | None = None
+    decay: float
     #: Shrink the step along a half cosine to 0 over the run (:func:`~cnnscope.oip.ascent.ascend`).
-    anneal: bool = False
+    anneal: bool
     #: ``fourier`` only: amplitude of the starting noise in decorrelated colours (1: the data's own
     #: colour contrast; Lucid starts from 0.01, nearly the mean image).
-    init_scale: float = 1.0
+    init_scale: float
+    #: ``fourier`` only: square root of the training data's pixel colour covariance ([0, 1]
+    #: scale, ``C × C`` rows), the decorrelated colour space; ``None``: channels uncorrelated,
+    #: each with the network's training std. Not a setting: measured on the data (``oip.decorrelate``).
+    colour_sqrt: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         # fail when the settings are made, before any model is loaded, naming the registered kinds

@@ -17,7 +17,7 @@ from cnnscope.models import LayeredCNN
 from cnnscope.oip.generate import NodeOIPResult, OIPResult, OIPSettings, generate_node_oips, generate_oips, layer_shape
 from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, summary
 
-if TYPE_CHECKING:  # the config imports this package (for its choices); the OIP code needs no config
+if TYPE_CHECKING:  # the type only: the OIP code runs without the config (and omegaconf)
     from cnnscope.config import OIPConfig
 
 #: Maps followed step by step in ``evolution.png`` unless ``oip.evolution_maps`` names them.
