@@ -1,0 +1,146 @@
+"""Size arithmetic of the configuration: what a data source fixes (split sizes, image shape) and what
+follows from it before ``prepare`` has run — a variant's gradient-step budget, the checkpoint steps
+against it, ``exemplars.k`` against the searched split, and ``oip.*`` against each variant's network.
+Called by :func:`cnnscope.config_checks.check_semantics` and :func:`~cnnscope.config_checks.check_values`.
+"""
+
+from __future__ import annotations
+
+from cnnscope.config import ConfigError, DataConfig, Params, ValSource, variant_model_config
+
+#: Training-pool and test-split sizes of the fixed sources, for the checks that need a run's length
+#: before ``prepare`` has run (an ``imagefolder`` is checked when training starts instead).
+SOURCE_SIZES: dict[str, tuple[int, int | None]] = {
+    "embedded": (5000, None),
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+}
+
+
+def planned_steps(params: Params, variant: str) -> int | None:
+    """Gradient steps ``variant`` will take at most, from the source's known size (the same
+    splitting arithmetic as :mod:`cnnscope.data.prepare`); None when the size is unknown here."""
+    d, spec = params.data, params.study.variant_specs[variant]
+    if spec.match_steps_of is not None:
+        return planned_steps(params, spec.match_steps_of)
+    sizes = SOURCE_SIZES.get(str(getattr(d.name, "value", d.name)))
+    if sizes is None:
+        return None
+    pool = sizes[0] - (round(d.test_fraction * sizes[0]) if sizes[1] is None else 0)
+    pool -= round(d.val_fraction * pool) if d.val_from == ValSource.train else 0
+    n = min(pool, d.train_size or pool)
+    if spec.train_subset is not None:
+        n = min(n, round(spec.train_subset * n) if spec.train_subset <= 1 else int(spec.train_subset))
+    return params.trainer.max_epochs * -(-n // params.trainer.batch_size)
+
+
+def check_steps(params: Params) -> None:
+    """``trainer.checkpoint_steps`` and the step-matched variants (``match_steps_of``), before any work."""
+    steps, specs = params.trainer.checkpoint_steps, params.study.variant_specs
+    if isinstance(steps, bool) or not isinstance(steps, int | list | tuple):
+        raise ConfigError(f"trainer.checkpoint_steps={steps!r} must be a count (≥ 2) or a list of gradient steps")
+    if isinstance(steps, int) and steps < 2:
+        raise ConfigError(f"trainer.checkpoint_steps={steps} must be ≥ 2 (step 0 and the last, log-spaced between)")
+    if isinstance(steps, list | tuple):
+        if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in steps):
+            raise ConfigError(f"trainer.checkpoint_steps={list(steps)} must be a non-empty list of steps ≥ 0")
+        if list(steps) != sorted(set(steps)):
+            raise ConfigError(f"trainer.checkpoint_steps={list(steps)} must be sorted, each step once")
+    for name in params.study.variants:
+        spec, ref = specs[name], specs[name].match_steps_of
+        if ref is not None:
+            if ref not in specs or not specs[ref].train or specs[ref].match_steps_of is not None or not spec.train:
+                raise ConfigError(
+                    f"study.variant_specs.{name}.match_steps_of={ref!r} must name another trained variant of "
+                    f"study.variant_specs ({', '.join(specs)}) that is not itself step-matched"
+                )
+            if spec.train_subset is None or spec.train_subset == 1 or spec.train_subset == specs[ref].train_subset:
+                raise ConfigError(
+                    f"study.variant_specs.{name} is step-matched to {ref} but trains on "
+                    f"{'the full split' if spec.train_subset in (None, 1) else 'the same data'} "
+                    f"(train_subset={spec.train_subset}): set train_subset to a smaller nested subset of data.subsets"
+                )
+        explicit = list(steps) if isinstance(steps, list | tuple) else None
+        total = planned_steps(params, name) if spec.train and explicit else None
+        if explicit and total is not None and explicit[-1] > total:
+            raise ConfigError(
+                f"trainer.checkpoint_steps={explicit} goes beyond the run of variant {name}: it takes at most "
+                f"{total} gradient steps; drop the later steps or give a count (log-spaced over each run)"
+            )
+
+
+def check_split_size(params: Params) -> None:
+    """``exemplars.k`` and ``exemplars.median_images`` against an upper bound of the searched split's
+    size where the source fixes it (:data:`SOURCE_SIZES`); the exemplars stage checks the exact size
+    (probes and validation images left out) before its work."""
+    d, x = params.data, params.exemplars
+    name = str(getattr(d.name, "value", d.name))
+    if name not in SOURCE_SIZES:
+        return
+    pool, test = SOURCE_SIZES[name]
+    if test is None:  # no test split of its own: it is cut from the pool
+        test = round(d.test_fraction * pool)
+        pool -= test
+    bound = test if x.split == "test" else pool
+    for key, wanted in (("k", x.k), ("median_images", x.median_images)):
+        if wanted > bound:
+            raise ConfigError(
+                f"exemplars.{key}={wanted} images per map, but exemplars.split={x.split!r} of data.name={name} "
+                f"holds at most {bound} images: set exemplars.{key} ≤ {bound}"
+            )
+
+
+def known_input(data: DataConfig) -> tuple[int, int] | None:
+    """(channels, image side) of the prepared images when the configuration alone fixes them;
+    None when only the files tell (an ImageFolder tree without data.channels and data.image_size)."""
+    name = str(getattr(data.name, "value", data.name))
+    if name in ("embedded", "mnist", "fashion_mnist"):
+        return 1, 28
+    if name == "cifar10":  # the python batches ignore data.channels / data.image_size; a JPEG tree honours them
+        return (3, 32) if data.channels is None and data.image_size is None else None
+    if data.channels is not None and data.image_size is not None:
+        return data.channels, data.image_size
+    return None
+
+
+def check_maps_in_layer(params: Params) -> None:
+    """``oip.layer``, ``oip.maps`` and ``oip.wavelengths`` against every variant's network, where
+    the input shape is known from the configuration: the network is built (random weights, no
+    data) and its target layer's map count read, so an index past the last map fails here and not
+    in the oip stage after every upstream stage has run."""
+    oip, shape = params.oip, known_input(params.data)
+    if shape is None:
+        return
+    channels, size = shape
+    if any(w > size for w in oip.wavelengths):
+        raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be 1..{size} pixels (the image side)")
+    import torch
+
+    from cnnscope.models.networks import Arch
+    from cnnscope.models.registry import MODELS
+
+    for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
+        m = variant_model_config(params, variant)
+        depth = None if m.depth is None else int(m.depth)
+        knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth)
+        try:
+            net = MODELS[m.name.value](Arch(channels, 10, size, [0.0] * channels, [1.0] * channels, *knobs))
+        except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built
+            continue
+        if oip.layer is None and not net.conv_layers:  # no feature maps (a pixel MLP): the oip stage records that
+            continue
+        layer = oip.layer if oip.layer is not None else net.conv_layers[-1]
+        if layer not in net.layer_names:
+            raise ConfigError(
+                f"oip.layer={layer!r} is not a layer of variant {variant!r} ({m.name.value}): valid layers are "
+                f"{', '.join(net.layer_names)}; or null for the deepest convolution"
+            )
+        with torch.no_grad():
+            n_maps = int(net.eval().truncated(layer)(torch.zeros(1, channels, size, size)).shape[1])
+        beyond = [i for i in oip.maps if i >= n_maps]
+        if beyond:
+            raise ConfigError(
+                f"oip.maps={list(oip.maps)}: {beyond} out of range for layer {layer} of variant {variant!r}, "
+                f"which has {n_maps} maps: use indices 0..{n_maps - 1}, or [] for all"
+            )
