@@ -106,6 +106,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def dask_worker(scheduler_file: Path) -> list[str]:
+    """The command of one single-thread Dask worker of the scheduler that wrote ``scheduler_file``."""
+    return [str(BIN / "dask"), "worker", "--nthreads", "1", "--no-dashboard", "--scheduler-file", str(scheduler_file)]
+
+
 def copy_of_repo(target: Path) -> Path:
     """This working tree's files (tracked, and new ones git does not ignore) as a fresh git
     repository: what a clone of the next commit would hold."""

@@ -65,13 +65,19 @@ def test_shipped_tables_recompute_every_verdict_of_the_report(study) -> None:  #
     assert sum(p.stat().st_size for p in tables.glob("*.csv")) <= BUDGET
 
 
-def test_shipped_tables_fail_loudly_when_they_do_not_reproduce_a_verdict(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _shipped_copy(study, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A copy of the report's shipped tables, to tamper with."""
     workdir, params = study
     tables = workdir / "reports" / params["study"]["name"] / "tables"
     copy = tmp_path / "tables"
     copy.mkdir()
     for path in tables.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
+    return copy
+
+
+def test_shipped_tables_fail_loudly_when_they_do_not_reproduce_a_verdict(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    copy = _shipped_copy(study, tmp_path)
     scale_free = pd.read_csv(copy / "scale_free.csv")
     scale_free.loc[scale_free["variant"] == "benchmark", "hoyer"] += 0.5  # a table that disagrees with the claims
     scale_free.to_csv(copy / "scale_free.csv", index=False)
@@ -80,12 +86,7 @@ def test_shipped_tables_fail_loudly_when_they_do_not_reproduce_a_verdict(study, 
 
 
 def test_the_matched_step_claim_is_recomputed_from_the_shipped_trajectories(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    workdir, params = study
-    tables = workdir / "reports" / params["study"]["name"] / "tables"
-    copy = tmp_path / "tables"
-    copy.mkdir()
-    for path in tables.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+    copy = _shipped_copy(study, tmp_path)
     row = int(pd.read_csv(copy / "claims.csv")["measure"].str.contains("at step").to_numpy().argmax())
     trajectories = pd.read_csv(copy / TRAJECTORY)
     trajectories.loc[trajectories["variant"] == "benchmark", "value"] += 0.5  # rows that disagree with the claim

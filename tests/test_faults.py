@@ -182,11 +182,17 @@ def test_unreachable_mlflow_server_fails_in_seconds_before_any_work(
 def test_bad_training_settings_fail_up_front_and_keep_the_last_good_model(
     repo: Path, stage: Stage, section: str, values: dict[str, Any], needle: str
 ) -> None:
+    _train_fails_before_any_work(repo, stage, section, values, needle)
+
+
+def _train_fails_before_any_work(repo: Path, stage: Stage, section: str, values: dict[str, Any], needle: str) -> None:
+    """The train stage under ``section: values`` says ``needle`` in one line, and leaves every output,
+    no half-written file and no tracking store (it failed before the store was touched)."""
     set_params(repo, **{section: values})
     before = outputs(repo)
     one_message(*stage("train", "--variant", "benchmark", "--no-progress"), needle)
     assert outputs(repo) == before and not leftovers(repo)
-    assert not (repo / "mlflow.db").exists()  # failed before the tracking store was touched
+    assert not (repo / "mlflow.db").exists()
 
 
 def test_gpu_accelerator_on_a_machine_without_one_is_a_config_error(repo: Path, stage: Stage) -> None:
@@ -569,11 +575,7 @@ def test_each_oip_execution_is_its_own_run_and_a_two_point_sweep_keeps_both_grid
 def test_a_later_stage_setting_stops_the_first_stage_before_any_work(
     repo: Path, stage: Stage, section: str, values: dict[str, Any], needle: str
 ) -> None:
-    set_params(repo, **{section: values})
-    before = outputs(repo)
-    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), needle)
-    assert outputs(repo) == before and not leftovers(repo)
-    assert not (repo / "mlflow.db").exists()
+    _train_fails_before_any_work(repo, stage, section, values, needle)
 
 
 def test_a_sweep_over_oip_steps_keeps_the_snapshots_it_can(repo: Path, stage: Stage) -> None:

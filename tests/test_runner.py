@@ -18,7 +18,7 @@ import yaml
 from cnnscope.errors import CnnscopeError
 from cnnscope.runner.cluster import jobqueue_cluster, local_workers, runner_config, worker_specs
 from cnnscope.runner.dag import parse_dot, plan, resolve_targets
-from pipeline import BIN, clean_env, dvc
+from pipeline import BIN, clean_env, dask_worker, dvc
 
 DOT = """strict digraph {
 "prepare";
@@ -288,16 +288,7 @@ def test_a_separate_scheduler_and_two_worker_processes_run_the_study(project: Pa
         time.sleep(0.5)
         address = json.loads(address_file.read_text())["address"]
         for _ in range(2):
-            worker = [
-                str(BIN / "dask"),
-                "worker",
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(address_file),
-            ]
-            workers.append(subprocess.Popen(worker, env=clean_env(), stderr=subprocess.DEVNULL))
+            workers.append(subprocess.Popen(dask_worker(address_file), env=clean_env(), stderr=subprocess.DEVNULL))
         time.sleep(3)
         done = cnnscope(project, "--scheduler", address)
         assert done.returncode == 0, done.stderr

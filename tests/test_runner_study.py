@@ -20,7 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import BIN, TINY, clean_env, copy_of_repo, dvc
+from pipeline import BIN, TINY, clean_env, copy_of_repo, dask_worker, dvc
 
 pytestmark = pytest.mark.slow
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -66,16 +66,9 @@ def dask_cluster(address_file: Path, workers: int) -> Iterator[str]:
             assert time.monotonic() < deadline, "dask scheduler did not start"
             time.sleep(0.2)
         time.sleep(0.5)
-        worker = [
-            str(BIN / "dask"),
-            "worker",
-            "--nthreads",
-            "1",
-            "--no-dashboard",
-            "--scheduler-file",
-            str(address_file),
+        processes += [
+            subprocess.Popen(dask_worker(address_file), env=env, stderr=subprocess.DEVNULL) for _ in range(workers)
         ]
-        processes += [subprocess.Popen(worker, env=env, stderr=subprocess.DEVNULL) for _ in range(workers)]
         time.sleep(3)
         yield str(json.loads(address_file.read_text())["address"])
     finally:

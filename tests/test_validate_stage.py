@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline import copy_of_repo
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -21,19 +22,6 @@ GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     return env | {"PATH": f"{BIN}{os.pathsep}{env['PATH']}"} | GIT_ID  # stage commands call `python`
-
-
-def _copy_of_repo(target: Path) -> Path:
-    """This working tree's files (tracked, and new ones git does not ignore) as a fresh git repository."""
-    listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    files = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True)
-    for name in filter(None, files.stdout.split("\0")):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        subprocess.run(command, cwd=target, check=True, env=_env(), capture_output=True)
-    return target
 
 
 def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +45,7 @@ def test_every_stage_runs_after_validate() -> None:
 
 @pytest.mark.slow
 def test_a_rejected_setting_under_dvc_keeps_the_earlier_outputs(tmp_path: Path) -> None:
-    repo = _copy_of_repo(tmp_path / "repo")
+    repo = copy_of_repo(tmp_path / "repo")
     first = _dvc(repo, "repro", "prepare")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     prepared = repo / "data/prepared"

@@ -21,6 +21,7 @@ import pandas as pd
 
 from cnnscope.analysis.claims import claims_table, matched_step_claims, with_holm
 from cnnscope.errors import CnnscopeError
+from cnnscope.io import read_table
 
 #: Most bytes of CSV a study ships (issue 25).
 BUDGET = 3_000_000
@@ -102,13 +103,7 @@ def _numbers(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / f"{name}.csv"
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
+    return read_table(folder / f"{name}.csv")
 
 
 def recompute_claims(folder: Path) -> pd.DataFrame:

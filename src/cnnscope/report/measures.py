@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from cnnscope.io import read_table
 from cnnscope.report.findings import claims_frame
 from cnnscope.report.patterns import pattern_section
 
@@ -28,13 +29,8 @@ class _Report(Protocol):
 
 
 def _read(tables: Path, name: str) -> pd.DataFrame | None:
-    path = tables / f"{name}.csv"
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:  # a table with no columns (e.g. no probe class with two images for FCPs)
-        return None
+    """A compare table, or None (missing, or no columns: e.g. no probe class with two images for FCPs)."""
+    return read_table(tables / f"{name}.csv")
 
 
 def _section(report: _Report, tables: Path, name: str, heading: str, text: str) -> pd.DataFrame | None:
