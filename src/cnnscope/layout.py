@@ -52,6 +52,14 @@ AGAINST_DATA = "against_data.csv"
 # trajectory: ``trajectory.out_dir/<variant>/seed<k>/``
 TRAJECTORY_TABLE = "trajectory.csv"
 
+# measures: ``measures/<variant>/seed<k>/``, what compare computes from one network alone
+MEASURES_ROOT = "measures"
+#: The network's table rows (JSON: floats round-trip exactly) and its arrays (one ``.npz``).
+MEASURES_ROWS, MEASURES_ARRAYS = "rows.json", "arrays.npz"
+# histograms: ``histograms/<variant>/seed<k>/``, one network's counts on the study's shared bins
+HISTOGRAMS_ROOT = "histograms"
+HISTOGRAMS = "counts.npz"
+
 METRICS_ROOT = "metrics"
 TRAIN_HISTORY_ROOT = "plots/train"
 

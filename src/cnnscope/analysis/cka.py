@@ -27,7 +27,7 @@ the seed-to-seed value of one variant.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from itertools import combinations_with_replacement
 from typing import TypeVar
 
@@ -86,6 +86,47 @@ def batches(n: int, batch: int = BATCH) -> list[slice]:
     return [slice(s, e) for s, e in zip(starts, [*starts[1:], n], strict=True)]
 
 
+def _positions(n: int, order: np.ndarray | None, seed: int) -> np.ndarray:
+    positions = shuffled(n, seed) if order is None else np.asarray(order)
+    if sorted(positions.tolist()) != list(range(n)):
+        raise ValueError(f"order must be a permutation of the {n} images")
+    return positions
+
+
+def batch_grams(x: np.ndarray, batch: int = BATCH, order: np.ndarray | None = None, seed: int = 0) -> list[np.ndarray]:
+    """The Gram matrix of each minibatch of one representation ``x`` ``(n, ...)``, in batch order
+    (float32: :func:`gram` multiplies float32 rows, so nothing is lost). Each depends on this
+    representation alone, so a network's Grams can be computed once, apart from the others
+    (the ``measures@`` stages), and every pair's HSIC taken from them (:func:`cka_from_grams`)."""
+    positions = _positions(len(x), order, seed)
+    out = []
+    for sl in batches(len(x), batch):
+        rows = np.sort(positions[sl])  # HSIC₁ is invariant to the order within a batch; sorted reads are faster
+        out.append(gram(np.array(x[rows], dtype=np.float32)).float().numpy())
+    return out
+
+
+def cka_from_grams(
+    grams: Mapping[K, Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]]], pairs: Iterable[tuple[K, K]]
+) -> dict[tuple[K, K], float]:
+    """Minibatch debiased CKA of every pair in ``pairs`` from each representation's per-batch Gram
+    matrices (:func:`batch_grams`, same batches for all; a callable is called when needed, so
+    only the representations in ``pairs`` are read)."""
+    wanted = list(pairs)
+    names = list(grams)
+    used = sorted({a for pair in wanted for a in pair}, key=names.index)
+    per_rep = [g() if callable(g) else g for g in (grams[name] for name in used)]
+    counts = {len(g) for g in per_rep}
+    if len(counts) != 1:
+        raise ValueError(f"CKA needs the same batches for every representation; batch counts {sorted(counts)}")
+    total = torch.zeros(len(used), len(used), dtype=torch.float64)
+    for i in range(counts.pop()):
+        total += _hsic_matrix([torch.from_numpy(np.asarray(g[i])).double() for g in per_rep])
+    index = {name: i for i, name in enumerate(used)}
+    h = total.numpy()
+    return {(a, b): _ratio(h[index[a], index[b]], h[index[a], index[a]], h[index[b], index[b]]) for a, b in wanted}
+
+
 def minibatch_cka(
     reps: Mapping[K, np.ndarray],
     pairs: Iterable[tuple[K, K]] | None = None,
@@ -106,17 +147,9 @@ def minibatch_cka(
         raise ValueError(f"CKA needs the same images in every representation; lengths {sorted(lengths)}")
     wanted = list(pairs) if pairs is not None else [(a, b) for a, b in combinations_with_replacement(names, 2)]
     used = sorted({a for pair in wanted for a in pair}, key=names.index)
-    n = lengths.pop()
-    positions = shuffled(n, seed) if order is None else np.asarray(order)
-    if sorted(positions.tolist()) != list(range(n)):
-        raise ValueError(f"order must be a permutation of the {n} images")
-    total = torch.zeros(len(used), len(used), dtype=torch.float64)
-    for sl in batches(n, batch):
-        rows = np.sort(positions[sl])  # HSIC₁ is invariant to the order within a batch; sorted reads are faster
-        total += _hsic_matrix([gram(np.array(reps[name][rows], dtype=np.float32)) for name in used])
-    index = {name: i for i, name in enumerate(used)}
-    h = total.numpy()
-    return {(a, b): _ratio(h[index[a], index[b]], h[index[a], index[a]], h[index[b], index[b]]) for a, b in wanted}
+    positions = _positions(lengths.pop(), order, seed)
+    grams = {name: batch_grams(reps[name], batch, positions) for name in used}
+    return cka_from_grams(grams, wanted)
 
 
 def _hsic_matrix(grams: Sequence[torch.Tensor]) -> torch.Tensor:

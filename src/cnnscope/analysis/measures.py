@@ -23,23 +23,25 @@ import numpy as np
 import pandas as pd
 
 from cnnscope.activations import SOFTMAX, ActivationSet
-from cnnscope.analysis.activation_scale import activation_scale
-from cnnscope.analysis.cka import minibatch_cka
+from cnnscope.analysis.cka import batch_grams, cka_from_grams
 from cnnscope.analysis.class_patterns import (
     ClassPatternError,
-    active,
-    chance_counts,
     check_two_per_class,
-    contrast_count,
     overlap_within_between,
-    percentile,
 )
 from cnnscope.analysis.linear_probe import probe_split
 from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
+from cnnscope.analysis.network import (
+    PATTERN_TABLES,
+    NetworkMeasures,
+    NetworkSettings,
+    head_predictions,
+    network_measures,
+    pair_indices,
+)
 from cnnscope.analysis.pattern_classifier import confusion_rows, pattern_predictions, score
 from cnnscope.analysis.sample_order import sample_order
-from cnnscope.analysis.scalefree import scale_free_stats
-from cnnscope.analysis.spatial_probe import chance_level, spatial_probe
+from cnnscope.analysis.scalefree import scale_free_from_passes
 
 Net = tuple[str, int]
 EVAL, PROBE, INPUT = "eval", "probe", "input"
@@ -105,6 +107,10 @@ class MeasureSettings:
         }
         return cls(**(same_named | converted))
 
+    def network(self) -> NetworkSettings:
+        """The settings of the per-network measures (:mod:`.network`) among these."""
+        return NetworkSettings(**{f.name: getattr(self, f.name) for f in fields(NetworkSettings)})
+
 
 @dataclass
 class MeasureResults:
@@ -121,12 +127,17 @@ def compute_measures(
     classes: Sequence[str],
     settings: MeasureSettings = MeasureSettings(),
     reference_heads: Mapping[Net, ActivationSet] | None = None,
+    networks: Mapping[Net, NetworkMeasures] | None = None,
+    histograms: Mapping[Net, Mapping[str, np.ndarray]] | None = None,
 ) -> MeasureResults:
     """Every measure for ``layers`` (``softmax`` is left out: it is a distribution, not a map).
 
     ``pixels``: the evaluation images ``(N, D)`` in [0, 1], the 'input' representation for CKA.
     ``reference_heads``: networks of another architecture (the pixel ``mlp``) extracted on the
-    same images, whose heads join the pattern-classification table only.
+    same images, whose heads join the pattern-classification table only. ``networks``: each
+    network's own measures (:mod:`.network`, the ``measures@`` stages; computed here when not given);
+    ``histograms``: their scale-free counts (:mod:`.shared_bins`, the ``histograms@`` stages; binned
+    here when not given).
     """
     nets = list(sets)
     ref = sets[nets[0]]
@@ -139,18 +150,18 @@ def compute_measures(
         k: [] for k in ("scale_free", "cka", "spatial_probe", "matching", "activation_scale")
     }
     map_rows: list[pd.DataFrame] = []
-    chance = chance_level(labels, train, test)
-    # the spatial probe reads each layer after its activation (and the logits): a convolution's
-    # pre-activation and the max-pool after it carry the same layout, at 2-3x the fitting time
-    kinds = ref.kinds
-    probed = {name for name in layers if kinds.get(name) == "ReLU"} | {
-        ref.layers[-2] if SOFTMAX in ref.layers else ref.layers[-1]
-    }
+    if networks is None:
+        networks = {net: network_measures(sets[net], settings.network()) for net in nets}
+    input_grams = batch_grams(pixels, settings.cka_batch, order)
     for layer in [name for name in layers if name != SOFTMAX]:
-        arrays = {net: sets[net].array(EVAL, layer) for net in nets}
-        for (v, s), x in arrays.items():
-            rows["activation_scale"].append({"variant": v, "seed": s, "layer": layer, **activation_scale(x)})
-        for (v, s), sf in scale_free_stats(arrays, settings.bins, settings.scale_quantile).items():
+        # each network's own numbers come from its measures; the arrays are read for what needs
+        # every network at once (the shared normalised bins, map matching)
+        binned = {net: histograms[net][f"scalefree/{layer}"] for net in nets} if histograms else None
+        arrays = {net: sets[net].array(EVAL, layer) for net in nets} if not binned or layer in matching else {}
+        for v, s in nets:
+            rows["activation_scale"].append({"variant": v, "seed": s, **networks[v, s].row("activation_scale", layer)})
+        passes = {net: networks[net].scale_pass(layer) for net in nets}
+        for (v, s), sf in scale_free_from_passes(arrays, passes, settings.bins, binned).items():
             rows["scale_free"].append(
                 {
                     "variant": v,
@@ -163,27 +174,17 @@ def compute_measures(
                 }
             )
             out.per_image[v, s, layer] = {"hoyer": sf.hoyer, "entropy_norm_bits": sf.image_entropy_bits}
-        reps: dict[Any, np.ndarray] = {**arrays, INPUT: pixels}
+        grams: dict[Any, list[np.ndarray]] = {**{net: networks[net].grams(layer) for net in nets}, INPUT: input_grams}
         pairs = [*combinations(nets, 2), *((net, INPUT) for net in nets)]
-        for (a, b), value in minibatch_cka(reps, pairs, settings.cka_batch, order).items():
+        for (a, b), value in cka_from_grams(grams, pairs).items():
             vb, sb = (INPUT, -1) if b == INPUT else (str(b[0]), int(b[1]))
             rows["cka"].append(
                 {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": vb, "seed_b": sb, "cka": value}
             )
-        for (v, s), x in arrays.items() if layer in probed else ():
-            probe = spatial_probe(x, labels, train, test, settings.probe_grid)
-            rows["spatial_probe"].append(
-                {
-                    "variant": v,
-                    "seed": s,
-                    "layer": layer,
-                    "grid": settings.probe_grid if x.ndim == 4 else 0,
-                    **probe,
-                    "chance": chance,
-                    "train_images": len(train),
-                    "test_images": len(test),
-                }
-            )
+        for v, s in nets:
+            rows["spatial_probe"] += [
+                {"variant": v, "seed": s, **r} for r in networks[v, s].rows["spatial_probe"] if r["layer"] == layer
+            ]
         if layer in matching:
             correlations, dead = all_map_correlations(arrays, layer, order)
             for a, b in combinations(nets, 2):
@@ -191,7 +192,7 @@ def compute_measures(
                 ids = {"layer": layer, "variant_a": a[0], "seed_a": a[1], "variant_b": b[0], "seed_b": b[1]}
                 map_rows.append(table.assign(**ids))
                 rows["matching"].append({**ids, **matching_summary(table)})
-        del arrays, reps
+        del arrays, grams
     out.tables["scale_free"] = pd.DataFrame(rows["scale_free"])
     out.tables["cka"] = pd.DataFrame(rows["cka"])
     out.tables["spatial_probe"] = pd.DataFrame(rows["spatial_probe"])
@@ -202,18 +203,23 @@ def compute_measures(
         lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
         out.tables["matching"] = maps[[*lead, *(c for c in maps.columns if c not in lead)]]
     if feature_maps:
-        _deepest_patterns(out, sets, feature_maps[-1], labels, train, test, classes, settings, order)
+        _deepest_patterns(out, networks, nets, labels, test, classes, settings)
         _pixel_baselines(out, pixels, labels, train, test, classes, settings, order)
-        pair = _pair(classes, settings.confusion_pair)
+        pair = pair_indices(classes, settings.confusion_pair)
         extra = [
-            {"variant": v, "seed": s, "classifier": "network head", **score(_head(aset, test), labels[test], pair)}
+            {
+                "variant": v,
+                "seed": s,
+                "classifier": "network head",
+                **score(head_predictions(aset, test), labels[test], pair),
+            }
             for (v, s), aset in (reference_heads or {}).items()
         ]
         heads = [  # the reference heads' full confusion (part VI: the pixel MLP's)
             row
             for (v, s), aset in (reference_heads or {}).items()
             for row in confusion_rows(
-                _head(aset, test), labels[test], classes, variant=v, seed=s, classifier="network head"
+                head_predictions(aset, test), labels[test], classes, variant=v, seed=s, classifier="network head"
             )
         ]
         out.tables["pattern_confusion"] = pd.concat(
@@ -225,11 +231,6 @@ def compute_measures(
                 test_images=len(test), pair=table["pair"].iloc[0] if len(table) else ""
             )
     return out
-
-
-def _head(aset: ActivationSet, rows: np.ndarray) -> np.ndarray:
-    """The network's own predictions (argmax of its float32 softmax) for eval positions ``rows``."""
-    return np.asarray(aset.array(EVAL, SOFTMAX), dtype=np.float64)[rows].argmax(axis=1)
 
 
 def _matching_layers(
@@ -254,74 +255,28 @@ def _matching_layers(
 
 def _deepest_patterns(
     out: MeasureResults,
-    sets: Mapping[Net, ActivationSet],
-    deepest: str,
+    networks: Mapping[Net, NetworkMeasures],
+    nets: Sequence[Net],
     labels: np.ndarray,
-    train: np.ndarray,
     test: np.ndarray,
     classes: Sequence[str],
     settings: MeasureSettings,
-    order: np.ndarray,
 ) -> None:
-    """Class-pattern contrast with its chance level, overlap and pattern classification. The chance
-    draws and the overlap bootstrap draw by position, so they read the sample in its seeded
-    ``order`` (not its class-sorted storage order)."""
+    """Class-pattern contrast with its chance level, overlap, pattern classification and its full
+    confusion: each network's rows (:func:`.network.pattern_rows`, its ``measures@`` stage)."""
     check_two_per_class(labels)
-    probe_info = next(iter(sets.values())).group(PROBE)
-    probe_labels = np.asarray(probe_info.labels)
-    groups = [k for k in dict.fromkeys(probe_labels.tolist()) if (probe_labels == k).sum() >= 2]
-    pair = _pair(classes, settings.confusion_pair)
-    fcp_rows, overlap_rows, class_rows, confusion = [], [], [], []
-    for (v, s), aset in sets.items():
-        patterns = active(aset.array(EVAL, deepest))
-        probes = active(aset.array(PROBE, deepest))
-        for k in groups:
-            inside = probe_labels == k
-            k_size, m_size = int(inside.sum()), int((~inside).sum())
-            if m_size == 0:
-                continue
-            draws = chance_counts(patterns[order], labels[order], k_size, m_size, settings.fcp_draws)
-            count = contrast_count(probes[inside], probes[~inside])
-            fcp_rows.append(
-                {
-                    "variant": v,
-                    "seed": s,
-                    "layer": deepest,
-                    "class": classes[k],
-                    "group_images": k_size,
-                    "contrast_images": m_size,
-                    "contrast_count": count,
-                    "same_class_mean": float(draws["same_class"].mean()),
-                    "same_class_p05": float(np.quantile(draws["same_class"], 0.05)),
-                    "same_class_p95": float(np.quantile(draws["same_class"], 0.95)),
-                    "mixed_mean": float(draws["mixed"].mean()),
-                    "mixed_p05": float(np.quantile(draws["mixed"], 0.05)),
-                    "mixed_p95": float(np.quantile(draws["mixed"], 0.95)),
-                    "percentile_in_same_class": percentile(count, draws["same_class"]),
-                    "percentile_in_mixed": percentile(count, draws["mixed"]),
-                    "draws": settings.fcp_draws,
-                }
-            )
-        ov = overlap_within_between(patterns[order], labels[order], settings.overlap_resamples, settings.confidence)
-        overlap_rows.append({"variant": v, "seed": s, "layer": deepest, **ov})
-        predicted = pattern_predictions(patterns, labels, train, test)
-        class_rows.append(
-            {"variant": v, "seed": s, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
-        )
-        confusion += confusion_rows(predicted, labels[test], classes, variant=v, seed=s, classifier="binary pattern")
-        if SOFTMAX in aset.layers:
-            head = _head(aset, test)
-            class_rows.append(
-                {"variant": v, "seed": s, "classifier": "network head", **score(head, labels[test], pair)}
-            )
-            confusion += confusion_rows(head, labels[test], classes, variant=v, seed=s, classifier="network head")
-    out.tables["fcp_contrast"] = pd.DataFrame(fcp_rows)
-    out.tables["overlap"] = pd.DataFrame(overlap_rows)
-    table = pd.DataFrame(class_rows)
+    rows: dict[str, list[dict[str, Any]]] = {table: [] for table in PATTERN_TABLES}
+    for v, s in nets:
+        for table in PATTERN_TABLES:
+            rows[table] += [{"variant": v, "seed": s, **r} for r in networks[v, s].rows[table]]
+    out.tables["fcp_contrast"] = pd.DataFrame(rows["fcp_contrast"])
+    out.tables["overlap"] = pd.DataFrame(rows["overlap"])
+    table = pd.DataFrame(rows["pattern_classification"])
     table["test_images"] = len(test)
+    pair = pair_indices(classes, settings.confusion_pair)
     table["pair"] = "↔".join(classes[c] for c in pair) if pair is not None else ""
     out.tables["pattern_classification"] = table
-    out.tables["pattern_confusion"] = pd.DataFrame(confusion)
+    out.tables["pattern_confusion"] = pd.DataFrame(rows["pattern_confusion"])
 
 
 def _pixel_baselines(
@@ -342,19 +297,13 @@ def _pixel_baselines(
     ov = overlap_within_between(binary[order], labels[order], settings.overlap_resamples, settings.confidence)
     row = {"variant": PIXELS, "seed": -1, "layer": INPUT, **ov}
     out.tables["overlap"] = pd.concat([out.tables["overlap"], pd.DataFrame([row])], ignore_index=True)
-    pair = _pair(classes, settings.confusion_pair)
+    pair = pair_indices(classes, settings.confusion_pair)
     predicted = pattern_predictions(binary.astype(np.float32), labels, train, test)
     table = out.tables["pattern_classification"]
     extra = {"variant": PIXELS, "seed": -1, "classifier": "binary pattern", **score(predicted, labels[test], pair)}
     out.tables["pattern_classification"] = pd.concat([table, pd.DataFrame([extra])], ignore_index=True).assign(
         test_images=len(test), pair=table["pair"].iloc[0] if len(table) else ""
     )
-
-
-def _pair(classes: Sequence[str], names: tuple[str, str]) -> tuple[int, int] | None:
-    """Indices of the two named classes (None when the data lacks one: no confusion reported)."""
-    found = [list(classes).index(n) for n in names if n in classes]
-    return (found[0], found[1]) if len(found) == 2 else None
 
 
 __all__ = ["ClassPatternError", "MeasureResults", "MeasureSettings", "compute_measures"]
@@ -454,11 +403,13 @@ def measure_study(
     resamples: int = 1000,
     reference_heads: Mapping[Net, ActivationSet] | None = None,
     null_models: Sequence[str] = (),
+    networks: Mapping[Net, NetworkMeasures] | None = None,
+    histograms: Mapping[Net, Mapping[str, np.ndarray]] | None = None,
 ) -> MeasureResults:
     """What the compare stage adds to :func:`~cnnscope.analysis.compare_study`'s ``tables``: every
     measure, the CKA and matching overviews (seed-to-seed baselines beside between-variant
     values) and the claims table."""
-    res = compute_measures(sets, pixels, layers, feature_maps, classes, settings, reference_heads)
+    res = compute_measures(sets, pixels, layers, feature_maps, classes, settings, reference_heads, networks, histograms)
     res.tables["cka_overview"] = pair_overview(res.tables["cka"], ["cka"])
     summary = res.tables["matching_summary"]
     columns = ["matched_corr", "same_index_corr", "best_corr", "same_index_fraction"]

@@ -80,7 +80,7 @@ def _hoyer_kurtosis(x32: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return hoyer.numpy(), torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-300), torch.nan).numpy()
 
 
-def _one_pass(array: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+def one_pass(array: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Smallest and largest value, per-image Hoyer sparsity and kurtosis, in one pass over ``array``."""
     low, high, hoyer, kurt = np.inf, -np.inf, [], []
     for x in _chunks(array):
@@ -95,7 +95,7 @@ def _one_pass(array: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
 
 def hoyer_kurtosis(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-image Hoyer sparsity and kurtosis of ``array`` ``(N, ...)``, each ``(N,)``."""
-    _, _, hoyer, kurt = _one_pass(array)
+    _, _, hoyer, kurt = one_pass(array)
     return hoyer, kurt
 
 
@@ -105,19 +105,40 @@ def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int = 64, quantile: f
     All networks share one set of normalised edges (the range of ``x / s`` over every network), so
     their normalised histograms compare bin by bin.
     """
-    scales = {key: robust_scale(a, quantile) for key, a in arrays.items()}
-    passes = {key: _one_pass(a) for key, a in arrays.items()}
-    lows = [p[0] / scales[key] for key, p in passes.items() if np.isfinite(p[0])]
-    highs = [p[1] / scales[key] for key, p in passes.items() if np.isfinite(p[1])]
+    passes = {key: (robust_scale(a, quantile), one_pass(a)) for key, a in arrays.items()}
+    return scale_free_from_passes(arrays, passes, bins)
+
+
+Pass = tuple[float, tuple[float, float, np.ndarray, np.ndarray]]
+
+
+def scale_free_from_passes(
+    arrays: Mapping[K, np.ndarray] | None,
+    passes: Mapping[K, Pass],
+    bins: int = 64,
+    counts: Mapping[K, np.ndarray] | None = None,
+) -> dict[K, ScaleFree]:
+    """:func:`scale_free_stats` from each network's robust scale and :func:`one_pass`, computed
+    beforehand on its own (the ``measures@`` stages): only the histograms on the shared
+    normalised edges need every network's range, so only they are left to do here. ``counts``:
+    those histograms, made beforehand on these edges (the ``histograms@`` stages); then
+    ``arrays`` is not read."""
+    scales = {key: p[0] for key, p in passes.items()}
+    lows = [p[1][0] / scales[key] for key, p in passes.items() if np.isfinite(p[1][0])]
+    highs = [p[1][1] / scales[key] for key, p in passes.items() if np.isfinite(p[1][1])]
     edges = shared_edges(min(lows, default=0.0), max(highs, default=1.0), bins)
     out = {}
-    for key, a in arrays.items():
-        counts = image_histograms(a, edges * scales[key])
-        _, _, hoyer, kurt = passes[key]
+    for key in passes:
+        if counts is not None:
+            binned = np.asarray(counts[key])
+        else:
+            assert arrays is not None, "scale_free_from_passes needs the arrays or their counts"
+            binned = image_histograms(arrays[key], edges * scales[key])
+        _, _, hoyer, kurt = passes[key][1]
         out[key] = ScaleFree(
             scale=scales[key],
-            entropy_bits=float(entropy(counts.sum(axis=0))),
-            image_entropy_bits=entropy(counts),
+            entropy_bits=float(entropy(binned.sum(axis=0))),
+            image_entropy_bits=entropy(binned),
             hoyer=hoyer,
             kurtosis=kurt,
         )

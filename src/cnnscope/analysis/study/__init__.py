@@ -15,21 +15,24 @@ so the divergence compares the *shapes* of the two distributions after mapping e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cnnscope.activations import SOFTMAX, ActivationSet
-from cnnscope.analysis.histograms import image_histograms, image_moments, pooled_pixels, shared_edges
-from cnnscope.analysis.sample_order import sample_order
+from cnnscope.analysis.histograms import image_histograms, pooled_pixels, shared_edges
 from cnnscope.analysis.study import figures, tables
 from cnnscope.analysis.study.common import EVAL, INPUT, PASS_THROUGH, Sets
 from cnnscope.analysis.study.roles import Roles
 from cnnscope.errors import CnnscopeError
 from cnnscope.progress import track
+
+if TYPE_CHECKING:
+    from cnnscope.analysis.network import NetworkMeasures
 
 __all__ = ["EVAL", "INPUT", "Roles", "StudyError", "StudyResults", "compare_study"]
 
@@ -106,13 +109,27 @@ def compare_study(
     confidence: float = 0.95,
     probe_test_fraction: float = 0.5,
     sample_order_seed: int = 0,
+    networks: Mapping[tuple[str, int], NetworkMeasures] | None = None,
+    histograms: Mapping[tuple[str, int], Mapping[str, np.ndarray]] | None = None,
 ) -> StudyResults:
     """Every comparison of the study. ``images`` are the prepared uint8 images (indexed by sample
     id); ``roles`` say which variant pairs get difference CIs; ``sample_order_seed``: the seeded
-    image order the linear probes split in (:mod:`cnnscope.analysis.sample_order`)."""
+    image order the linear probes split in (:mod:`cnnscope.analysis.sample_order`).
+
+    ``networks``: each network's own measures (:mod:`cnnscope.analysis.network`, the
+    ``measures@`` stages), computed here when not given; ``histograms``: each network's counts on
+    the shared edges (:mod:`cnnscope.analysis.shared_bins`, the ``histograms@`` stages), binned
+    here when not given. What is left here needs several networks (divergences, seed statistics)."""
     if not sets:
         raise StudyError("no activation sets to compare")
     ref, layers = _check_consistent(sets)
+    from cnnscope.analysis.shared_bins import layer_edges  # it imports .common
+
+    if networks is None:
+        from cnnscope.analysis.network import NetworkSettings, network_measures  # it imports .common
+
+        own = NetworkSettings(probe_test_fraction=probe_test_fraction, sample_order_seed=sample_order_seed)
+        networks = {net: network_measures(aset, own, patterns=False) for net, aset in sets.items()}
     variants = list(dict.fromkeys(v for v, _ in sets))
     seeds = sorted({s for _, s in sets})
     layers = [name for name in layers if ref.kinds.get(name) not in PASS_THROUGH]
@@ -140,23 +157,20 @@ def compare_study(
     # sparsity rows (its certainty tables use the float32 probabilities themselves).
     binned = [L for L in layers if L != SOFTMAX]
     keys = [(v, s, g, L) for (v, s) in sets for g in groups for L in binned]
-    with track("compare: reading activations", 2 * len(keys)) as advance:  # the reads dominate the stage
-        # Pass 1: per-image moments; shared edges per layer over every variant, seed and group.
-        moments = {}
+    # Pass 1 (each network's own stage): per-image moments; shared edges per layer over every
+    # variant, seed and group.
+    moments = {(v, s, g, L): networks[v, s].moments(g, L) for v, s, g, L in keys}
+    res.edges.update(layer_edges(networks, binned, bins))
+    res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
+    # Pass 2 (the histograms@ stages, or here): per-image histograms on the shared edges.
+    counts = {}
+    with track("compare: binning activations", 0 if histograms else len(keys)) as advance:
         for v, s, g, L in keys:
-            moments[v, s, g, L] = image_moments(sets[v, s].array(g, L))
-            advance()
-        for L in binned:
-            lows = [m.low.min() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.low)]
-            highs = [m.high.max() for (_, _, _, l2), m in moments.items() if l2 == L and len(m.high)]
-            res.edges[L] = shared_edges(float(min(lows)), float(max(highs)), bins)
-        res.edges[INPUT] = shared_edges(0.0, 1.0, bins)
-
-        # Pass 2: per-image histograms on the shared edges.
-        counts = {}
-        for v, s, g, L in keys:
-            counts[v, s, g, L] = image_histograms(sets[v, s].array(g, L), res.edges[L])
-            advance()
+            if histograms:
+                counts[v, s, g, L] = histograms[v, s][f"counts/{g}/{L}"]
+            else:
+                counts[v, s, g, L] = image_histograms(sets[v, s].array(g, L), res.edges[L])
+                advance()
     input_counts = {g: image_histograms(pixels[g], res.edges[INPUT]) for g in groups}
 
     t = res.tables
@@ -171,9 +185,8 @@ def compare_study(
         for key, values in predictive.items():
             per_image.setdefault(key, {}).update(values)
         res.probe_softmax = figures.probe_softmax(sets, variants, seeds)
-    order = sample_order(ev.sample_ids, sample_order_seed)
-    t["linear_probe"] = tables.linear_probe_table(sets, layers, labels[EVAL], probe_test_fraction, order)
-    t["similarity"] = tables.similarity_table(sets, layers, labels[EVAL])
+    t["linear_probe"] = tables.network_table(networks, "linear_probe", layers)
+    t["similarity"] = tables.network_table(networks, "similarity", layers)
     res.histograms = figures.summed_histograms(names, counts, input_counts)
     if (deepest := res.deepest_map) is not None:
         t["fcp"] = tables.fcp_table(sets, deepest, res.classes, res.probe_labels)

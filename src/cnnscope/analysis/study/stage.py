@@ -5,10 +5,11 @@ summary), and write the tables with their index entries."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,12 +17,14 @@ from cnnscope.activations import ActivationSet
 from cnnscope.analysis.histograms import pooled_pixels
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
 from cnnscope.analysis.measures import MeasureSettings, headline, measure_study
+from cnnscope.analysis.network import ROWS, NetworkMeasures, load, network_measures
+from cnnscope.analysis.shared_bins import load as load_counts
 from cnnscope.analysis.study import EVAL, Roles, StudyResults, compare_study
 from cnnscope.analysis.study.common import Sets
 from cnnscope.analysis.study.tables import TABLES
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
-from cnnscope.layout import MANIFEST, run_dir
+from cnnscope.layout import HISTOGRAMS, MANIFEST, run_dir
 
 if TYPE_CHECKING:  # the library needs no config (and omegaconf) to run
     from cnnscope.config import CompareConfig
@@ -44,20 +47,57 @@ def open_sets(
     return {(v, s): ActivationSet(run_dir(root, v, s)) for v, s in wanted}
 
 
+def open_networks(root: str | Path, nets: Iterable[tuple[str, int]]) -> dict[tuple[str, int], NetworkMeasures]:
+    """The ``measures@`` stages' results of ``nets`` under ``root``, or one error naming the missing
+    networks (all are checked before any is read)."""
+    missing = [str(run_dir("", v, s)) for v, s in nets if not (run_dir(root, v, s) / ROWS).is_file()]
+    if missing:
+        raise CnnscopeError(
+            f"no per-network measures for {', '.join(missing)} under {root}/: run their stages first "
+            "(dvc repro measures)"
+        )
+    return {(v, s): load(run_dir(root, v, s)) for v, s in nets}
+
+
+def open_histograms(
+    root: str | Path, nets: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], Mapping[str, np.ndarray]]:
+    """The ``histograms@`` stages' counts of ``nets`` under ``root``, or one error naming the missing
+    networks."""
+    missing = [str(run_dir("", v, s)) for v, s in nets if not (run_dir(root, v, s) / HISTOGRAMS).is_file()]
+    if missing:
+        raise CnnscopeError(
+            f"no histograms for {', '.join(missing)} under {root}/: run their stages first (dvc repro histograms)"
+        )
+    return {(v, s): load_counts(run_dir(root, v, s)) for v, s in nets}
+
+
 def full_study(
-    sets: Sets, heads: Mapping[tuple[str, int], ActivationSet], images: torch.Tensor, roles: Roles, cfg: CompareConfig
+    sets: Sets,
+    heads: Mapping[tuple[str, int], ActivationSet],
+    images: torch.Tensor,
+    roles: Roles,
+    cfg: CompareConfig,
+    networks: Mapping[tuple[str, int], NetworkMeasures] | None = None,
+    histograms: Mapping[tuple[str, int], Mapping[str, np.ndarray]] | None = None,
 ) -> StudyResults:
     """Every table of the compare stage: :func:`compare_study`'s, the measures of
     :func:`~cnnscope.analysis.measures.measure_study` (``heads``: networks of another architecture,
-    see :func:`~cnnscope.analysis.measures.split_reference_heads`) and the headline summary."""
+    see :func:`~cnnscope.analysis.measures.split_reference_heads`) and the headline summary.
+    ``networks``: each network's own measures (the ``measures@`` stages' results, :func:`open_networks`);
+    ``histograms``: each network's counts on the shared bins (the ``histograms@`` stages'). Without
+    them they are computed here, in this process, with the same result."""
+    settings = MeasureSettings.from_config(cfg)
+    if networks is None:
+        networks = {net: network_measures(aset, settings.network()) for net, aset in sets.items()}
     res = compare_study(
         sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction,
-        cfg.sample_order_seed,
+        cfg.sample_order_seed, networks, histograms,
     )  # fmt: skip
     ids = torch.as_tensor(next(iter(sets.values())).group(EVAL).sample_ids, dtype=torch.long)
     extra = measure_study(
         sets, pooled_pixels(images[ids]), res.layers, res.feature_maps, res.classes, res.tables,
-        roles.present(res.variants), MeasureSettings.from_config(cfg), cfg.bootstrap, heads, roles.null_models,
+        roles.present(res.variants), settings, cfg.bootstrap, heads, roles.null_models, networks, histograms,
     )  # fmt: skip
     res.tables.update(extra.tables)
     res.summary = headline(res.tables, res.variants, res.seeds, res.feature_maps, res.eval_images)

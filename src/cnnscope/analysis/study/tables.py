@@ -7,7 +7,9 @@ the modules that compute them (:mod:`..information`, :mod:`..histograms`, :mod:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import permutations
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,9 +19,12 @@ from cnnscope.analysis.certainty import certainty
 from cnnscope.analysis.histograms import ImageMoments
 from cnnscope.analysis.information import entropy, js_divergence, kl_divergence, probabilities, smoothed
 from cnnscope.analysis.linear_probe import pooled_features, probe_accuracy, probe_split
-from cnnscope.analysis.patterns import class_similarity, common_active
+from cnnscope.analysis.patterns import common_active
 from cnnscope.analysis.seeds import bootstrap_difference, seed_summary
 from cnnscope.analysis.study.common import EVAL, INPUT, Key, PerImage, Sets, class_groups, split_groups
+
+if TYPE_CHECKING:
+    from cnnscope.analysis.network import NetworkMeasures
 
 #: What each table holds (listed in the compare stage's ``index.json``).
 TABLES = {
@@ -233,14 +238,12 @@ def linear_probe_table(
     return pd.DataFrame(rows)
 
 
-def similarity_table(sets: Sets, layers: list[str], labels: np.ndarray) -> pd.DataFrame:
-    """Mean within- and between-class cosine similarity of each layer's activations."""
-    rows = [
-        {"variant": v, "seed": s, "layer": L, **class_similarity(aset.array(EVAL, L), labels)}
-        for (v, s), aset in sets.items()
-        for L in layers
-    ]
-    return pd.DataFrame(rows)
+def network_table(networks: Mapping[tuple[str, int], NetworkMeasures], table: str, layers: list[str]) -> pd.DataFrame:
+    """One table of per-network rows (:mod:`cnnscope.analysis.network`: the linear probe, the
+    within/between-class similarity), one row per network and layer of ``layers``, in that order."""
+    return pd.DataFrame(
+        [{"variant": v, "seed": s, **nm.row(table, L)} for (v, s), nm in networks.items() for L in layers]
+    )
 
 
 def fcp_table(sets: Sets, layer: str, classes: list[str], probe_labels: list[int]) -> pd.DataFrame:
