@@ -3,7 +3,9 @@ probes for every variant and seed of the study, with seed statistics and bootstr
 scale-free statistics, CKA, map matching, spatial probes, class-pattern chance levels and the
 claims with seed-level verdicts (:func:`cnnscope.analysis.measures.measure_study`).
 
-Reads ``activations/<variant>/seed<k>/`` for ``study.variants × study.seeds``, the prepared
+Reads ``activations/<variant>/seed<k>/`` and what the ``measures@<variant>-<seed>`` stages computed
+from each network alone (``measures/<variant>/seed<k>/``) and its histograms on the shared bins
+(``histograms/<variant>/seed<k>/``, the ``histograms@`` stages) for ``study.variants × study.seeds``, the prepared
 images and the first seed's ``models/<variant>/seed<k>/initial.ckpt`` (kernels before training);
 writes ``compare/`` (``figures/*.png``, ``tables/*.csv`` — one tidy table per quantity —
 and ``index.json`` listing every figure with a caption and every table) and the compact
@@ -22,13 +24,13 @@ from cnnscope.analysis.class_patterns import check_two_per_class
 from cnnscope.analysis.edge_filters import first_probe_stages
 from cnnscope.analysis.measures import split_reference_heads
 from cnnscope.analysis.study.figures import initial_kernels, kernel_changes
-from cnnscope.analysis.study.stage import full_study, open_sets, write_tables
+from cnnscope.analysis.study.stage import full_study, open_histograms, open_networks, open_sets, write_tables
 from cnnscope.analysis.study.summary import flat_metrics, write_layer_profiles
 from cnnscope.config import Params, load_params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
-from cnnscope.layout import stage_metrics
+from cnnscope.layout import HISTOGRAMS_ROOT, MEASURES_ROOT, stage_metrics
 from cnnscope.viz.study import render_compare
 
 METRICS = stage_metrics("compare")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     trained = [v for v in params.study.variants if params.study.variant_specs[v].train]
     initial = initial_kernels(Path(params.trainer.models_dir), trained, params.study.seeds[0])
     data_dir = Path(params.data.out_dir)
-    res = full_study(sets, heads, PreparedData.load(data_dir).images, Roles.from_study(params.study), cfg)
+    networks = open_networks(MEASURES_ROOT, sets)  # the measures@ stages: each network's own numbers
+    histograms = open_histograms(HISTOGRAMS_ROOT, sets)  # the histograms@ stages: on the shared bins
+    images = PreparedData.load(data_dir).images
+    res = full_study(sets, heads, images, Roles.from_study(params.study), cfg, networks, histograms)
     res.kernel_changes = kernel_changes(res.kernels, initial)
 
     study = {"variants": params.study.variants, "seeds": params.study.seeds, "contrasts": params.study.contrasts}

@@ -86,6 +86,8 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     commands: list[tuple[str, list[str]]] = [("prepare", [])]
     commands += [("train", ["--variant", v, "--seed", str(s), "--no-progress"]) for v, s in jobs]
     commands += [("extract", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    commands += [("measures", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
+    commands += [("histograms", ["--variant", v, "--seed", str(s)]) for v, s in jobs]
     commands.append(("compare", []))
     oip_seeds = params["study"]["oip_seeds"]
     commands += [("oip", ["--variant", v, "--seed", str(s)]) for v, s in jobs if s in oip_seeds]

@@ -22,6 +22,7 @@ VARIANTS = ["benchmark", "dummy", "untrained"]
 def _write_params(root: Path, **sections: dict[str, Any]) -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["study"]["variants"] = VARIANTS
+    params["study"]["contrasts"] = [c for c in params["study"]["contrasts"] if set(c) <= set(VARIANTS)]
     params["study"]["seeds"] = params["study"]["oip_seeds"] = [0]
     params["extract"].update(eval_samples=40, batch_size=16)
     params["compare"].update(bootstrap=50, max_maps=4)
@@ -61,6 +62,14 @@ def _run(stage: str, argv: list[str], env: dict[str, str] | None = None) -> None
     assert run_stage_main(stage, argv, env=env) == 0
 
 
+def _measure(variants: list[str] = VARIANTS, histograms: bool = True) -> None:
+    """The measures@ stages compare reads (each network's own numbers), then the histograms@ stages
+    (each network on the shared bins, which need every network's measures)."""
+    for stage in ("measures", "histograms") if histograms else ("measures",):
+        for variant in variants:
+            _run(stage, ["--variant", variant, "--seed", "0"])
+
+
 @pytest.mark.slow
 def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     from cnnscope import tracking
@@ -76,6 +85,7 @@ def test_extract_and_compare_end_to_end(workspace: Path) -> None:
     _run("extract", ["--variant", "dummy", "--seed", "0"])
     assert (workspace / "activations/dummy/seed0/eval/conv3.npy").read_bytes() == first  # deterministic
 
+    _measure()
     _run("compare", [], env={"DVC_EXP_NAME": "exp-compare"})
     index = json.loads((workspace / "compare/index.json").read_text())
     kinds = {f["kind"] for f in index["figures"]}
@@ -158,6 +168,10 @@ def test_compare_bad_measure_input_writes_nothing(
     _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 40)})
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
+        run_stage_main("measures", ["--variant", variant, "--seed", "0"])  # fails too on 10 images
+    for variant in VARIANTS:
+        run_stage_main("histograms", ["--variant", variant, "--seed", "0"])
+    capsys.readouterr()  # those stages' own errors on 10 images
     _write_params(workspace, **sections)
     assert message in _fails("compare", [], capsys)
     assert not (workspace / "compare").exists() and not (workspace / "metrics/compare.json").exists()
@@ -194,3 +208,40 @@ def test_compare_without_activations_lists_what_exists(workspace: Path, capsys: 
     err = _fails("compare", [], capsys)
     assert "dummy/seed0" in err and "found: benchmark/seed0" in err
     assert not (workspace / "compare").exists()
+
+
+def test_compare_without_measures_names_the_stage(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    _measure(["benchmark"], histograms=False)
+    err = _fails("compare", [], capsys)
+    assert "dummy/seed0" in err and "dvc repro measures" in err
+    _measure(["dummy", "untrained"], histograms=False)
+    err = _fails("compare", [], capsys)
+    assert "benchmark/seed0" in err and "dvc repro histograms" in err
+    assert not (workspace / "compare").exists()
+
+
+@pytest.mark.slow
+def test_split_stages_give_the_tables_of_one_process(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The measures@ and histograms@ stages + compare write the same bytes in every table as
+    computing everything in one process (:func:`full_study` without the stages' results)."""
+    from cnnscope.analysis import Roles
+    from cnnscope.analysis.measures import split_reference_heads
+    from cnnscope.analysis.study.stage import full_study, open_sets, write_tables
+    from cnnscope.config import load_params
+
+    for variant in VARIANTS:
+        _run("extract", ["--variant", variant, "--seed", "0"])
+    _measure()
+    _run("compare", [])
+    params = load_params("params.yaml")
+    sets, heads = split_reference_heads(open_sets("activations", VARIANTS, [0]))
+    images = PreparedData.load(workspace / "data/prepared").images
+    res = full_study(sets, heads, images, Roles.from_study(params.study), params.compare)
+    one = tmp_path_factory.mktemp("one_process")
+    entries = write_tables(res.tables, one)
+    split = sorted(p.name for p in (workspace / "compare/tables").glob("*.csv"))
+    assert split == sorted(Path(e["path"]).name for e in entries)
+    for name in split:
+        assert (one / "tables" / name).read_bytes() == (workspace / "compare/tables" / name).read_bytes(), name

@@ -62,7 +62,9 @@ def test_the_configuration_and_the_stage_helpers_import_no_heavy_package() -> No
     assert heavy_after(code) == []
 
 
-@pytest.mark.parametrize("stage", ["validate", "prepare", "train", "extract", "oip", "exemplars"])
+@pytest.mark.parametrize(
+    "stage", ["validate", "prepare", "train", "extract", "measures", "histograms", "oip", "exemplars"]
+)
 def test_a_stage_help_imports_no_heavy_package(stage: str) -> None:
     assert heavy_after(run_script(REPO_ROOT / "pipelines" / f"{stage}.py", "--help")) == []
 
