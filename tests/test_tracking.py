@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnscope import tracking
+from cnnscope import tracking, tracking_store
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_default_store_is_under_dvc_root_when_dvc_runs_the_stage(
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path.parent)  # a queued experiment runs in a temporary copy elsewhere
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert tracking._artifact_location(tracking.tracking_uri()) == (tmp_path.resolve() / "mlartifacts").as_uri()
+    assert tracking_store.artifact_location(tracking.tracking_uri()) == (tmp_path.resolve() / "mlartifacts").as_uri()
 
 
 def test_default_store_is_at_the_git_root_without_dvc(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +41,7 @@ def test_config_then_environment_override_the_default(monkeypatch: pytest.Monkey
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking.tracking_uri() == "http://mlflow.example:5000"
     assert tracking.tracking_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
-    assert tracking._artifact_location("http://mlflow.example:5000") is None  # the server decides
+    assert tracking_store.artifact_location("http://mlflow.example:5000") is None  # the server decides
 
 
 def test_tags_name_variant_seed_code_data_and_dvc_experiment(monkeypatch: pytest.MonkeyPatch) -> None:

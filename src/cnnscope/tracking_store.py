@@ -1,0 +1,125 @@
+"""Where the MLflow store is and whether it answers: the tracking URI in effect, the embedded SQLite
+store (created once per process, under a file lock), and the preflight every stage runs before any
+work. :mod:`cnnscope.tracking` (runs, params, artefacts) builds on it and re-exports what stages use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from cnnscope.errors import CnnscopeError
+from cnnscope.io import repo_root
+
+DB_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+#: MLflow's own HTTP settings for the rest of a stage once the server answered: a server that
+#: goes away mid-run costs seconds, not MLflow's defaults (120 s timeout, 7 retries with backoff).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+#: ... and for the one preflight request: a single try.
+PREFLIGHT_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
+class TrackingUnavailable(CnnscopeError):
+    """The MLflow store does not answer; the message says how to reach it or what to use instead."""
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """The tracking URI in effect (see the module docstring for the order)."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / DB_FILE}"
+
+
+_READY: set[str] = set()
+
+
+def ensure_store(uri: str) -> str:
+    """Create an SQLite store's tables under a file lock, once per process.
+
+    Two DVC queue workers starting on a fresh ``mlflow.db`` would otherwise both run MLflow's
+    schema migration and one fails with "table ... already exists".
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return uri
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not database.parent.is_dir():  # never create a folder the user did not make (a typo, another machine's path)
+        raise TrackingUnavailable(
+            f"MLflow store {uri}: its folder {database.parent} does not exist; create it (mkdir -p "
+            f"{database.parent}) if the runs belong there, or unset MLFLOW_TRACKING_URI / tracking.uri to log "
+            f"to the embedded store sqlite:///{repo_root() / DB_FILE}"
+        )
+    quiet = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in quiet]
+    try:  # "Creating initial MLflow database tables..." is noise on the stage's stderr
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        with FileLock(str(database) + ".lock", timeout=300):
+            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    _READY.add(uri)
+    return uri
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def preflight(configured: str | None = None) -> str:
+    """Check once, before a stage does any work, that the MLflow store answers; return its URI.
+
+    A remote server gets one request with a short timeout and no retries (MLflow's own
+    ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), and the rest of the
+    stage runs with :data:`HTTP_DEFAULTS` unless the user set those variables. An embedded SQLite
+    store is created (or migrated) here. Raises :class:`TrackingUnavailable` naming the fix.
+    """
+    uri = tracking_uri(configured)
+    embedded = f"sqlite:///{repo_root() / DB_FILE}"
+    source = "tracking.uri" if configured else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
+    try:
+        if uri.startswith(("http://", "https://")):
+            from mlflow.tracking import MlflowClient
+
+            with _environ({k: v for k, v in PREFLIGHT_HTTP.items() if k not in os.environ}):
+                MlflowClient(uri).search_experiments(max_results=1)
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+        else:
+            ensure_store(uri)
+    except TrackingUnavailable:  # already says what is wrong and the fix
+        raise
+    except Exception as err:  # connection refused, timeout, HTTP error, unwritable or full disk
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))  # e.g. "Connection refused"
+        reason = errno.group(1) if errno else (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        if uri.startswith(("http://", "https://")):
+            fix = "start the server (mlflow server --host 127.0.0.1 --port <port>)"
+        else:
+            fix = "check that its folder is writable and the disk has space"
+        if source is not None and uri != embedded:
+            fix += f", or unset {source} to log to the embedded store {embedded}"
+        raise TrackingUnavailable(f"MLflow store {uri} does not answer ({reason}): {fix}") from None
+    return uri
+
+
+def artifact_location(uri: str) -> str | None:
+    """Keep artefacts of the embedded store beside it; a server decides for itself."""
+    if uri == f"sqlite:///{repo_root() / DB_FILE}":
+        return (repo_root() / ARTIFACT_DIR).as_uri()
+    return None
