@@ -14,6 +14,7 @@ from atlas_study import write_oip_outputs
 from cnnscope.config import ConfigError, load_params
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import CnnscopeError
+from cnnscope.layout import AGAINST_DATA, BEST_CKPT, EXEMPLARS, metrics_path, run_dir, stage_metrics
 from cnnscope.models import save_checkpoint
 from cnnscope.report.assemble import Report
 from cnnscope.report.atlas import atlas_section
@@ -31,7 +32,7 @@ def study(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatc
     prepared.save(tmp_path / "data/prepared")
     for i, variant in enumerate(VARIANTS):
         model = random_model(prepared, seed=i)
-        save_checkpoint(model, tmp_path / "models" / variant / "seed0" / "best.ckpt")
+        save_checkpoint(model, tmp_path / "models" / variant / "seed0" / BEST_CKPT)
         write_oip_outputs(model.eval(), tmp_path / "oip" / variant / "seed0", [0, 1, 2, 3])
     _params(tmp_path)
     return tmp_path
@@ -51,11 +52,11 @@ def test_exemplars_then_atlas(study: Path) -> None:
         load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
     out = study / "exemplars" / "benchmark" / "seed0"
     assert {p.name for p in out.iterdir()} == {
-        "exemplars.pt", "pool1.csv", "pool2.csv", "relu3.csv", "against_data.csv", "index.json",
+        EXEMPLARS, "pool1.csv", "pool2.csv", "relu3.csv", AGAINST_DATA, "index.json",
     }  # fmt: skip
-    against = pd.read_csv(out / "against_data.csv")
+    against = pd.read_csv(out / AGAINST_DATA)
     assert against["map"].tolist() == [0, 1, 2, 3] and "path_oip_pool2" in against
-    assert (study / "metrics/exemplars/untrained_seed0.json").is_file()
+    assert (metrics_path("exemplars", "untrained", 0, study)).is_file()
     maps = list(range(128))  # relu3 of the compare stage's matching: maps 3 and 5 swapped, the rest same index
     matched = pd.DataFrame({"map_a": maps, "map_b": [{3: 5, 5: 3}.get(m, m) for m in maps], "matched_corr": 0.87})
     ids = {"layer": "relu3", "variant_a": "benchmark", "seed_a": 0, "variant_b": "untrained", "seed_b": 0}
@@ -74,7 +75,7 @@ def test_exemplars_then_atlas(study: Path) -> None:
     assert 'untrained seed0</a><br>map 9<br><span class="lab">matched via relu2, r = 0.50</span>' in pool
     index = study / "atlas" / "default" / "index.html"
     assert index.is_file() and (study / "atlas/default/overview.html").is_file()
-    assert (study / "metrics/atlas.json").is_file()
+    assert (study / stage_metrics("atlas")).is_file()
     report = Report(study / "report_tmp")
     atlas_section(report, load_params(), study, study / "reports")
     text = "\n".join(report.lines)
@@ -90,17 +91,17 @@ def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedDa
     """``study.oip_seeds=[0]`` of seeds 0 and 1: seed 1 gets exemplars and its silent maps, no OIP
     comparison, and the atlas and report section read OIP numbers from seed 0 only."""
     for i, variant in enumerate(VARIANTS):
-        save_checkpoint(random_model(prepared, seed=10 + i), study / "models" / variant / "seed1" / "best.ckpt")
+        save_checkpoint(random_model(prepared, seed=10 + i), study / "models" / variant / "seed1" / BEST_CKPT)
     _params(study, seeds=(0, 1))
     for variant in VARIANTS:
         for seed in ("0", "1"):
             load_stage("exemplars").main(["--variant", variant, "--seed", seed])
-    assert not (study / "exemplars/benchmark/seed1/against_data.csv").exists()
+    assert not (run_dir(study / "exemplars", "benchmark", 1) / AGAINST_DATA).exists()
     assert (study / "exemplars/benchmark/seed1/relu3.csv").is_file()
-    metrics = json.loads((study / "metrics/exemplars/benchmark_seed1.json").read_text())
+    metrics = json.loads((metrics_path("exemplars", "benchmark", 1, study)).read_text())
     assert set(metrics) == {"maps", "silent_on_data"} and metrics["maps"] == 128
     load_stage("atlas").main([])
-    assert json.loads((study / "metrics/atlas.json").read_text())["networks"] == 12  # 2 variants × 2 seeds × 3 layers
+    assert json.loads((study / stage_metrics("atlas")).read_text())["networks"] == 12  # 2 variants × 2 seeds × 3 layers
     report = Report(study / "report_tmp")
     atlas_section(report, load_params(), study, study / "reports")
     text = "\n".join(report.lines)
@@ -111,7 +112,7 @@ def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedDa
 def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: PreparedData) -> None:
     """The pixel ``mlp`` has no feature maps: its oip and exemplars stages say so (and count zero
     maps) instead of failing the study, and the atlas shows the networks that have maps."""
-    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / "best.ckpt")
+    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / BEST_CKPT)
     params = yaml.safe_load((study / "params.yaml").read_text())
     params["study"]["variants"] = [*VARIANTS, "mlp"]
     params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}
@@ -124,7 +125,7 @@ def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: Pr
     for variant in VARIANTS:
         load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
     load_stage("atlas").main([])
-    assert json.loads((study / "metrics/atlas.json").read_text())["networks"] == 6  # 2 networks × 3 layers
+    assert json.loads((study / stage_metrics("atlas")).read_text())["networks"] == 6  # 2 networks × 3 layers
     report = Report(study / "report_tmp")
     atlas_section(report, load_params(), study, study / "reports")
     text = "\n".join(report.lines)
@@ -168,7 +169,7 @@ def test_atlas_folder_that_is_a_file(study: Path) -> None:
 def test_atlas_of_a_study_without_feature_maps_is_a_clear_error(study: Path, prepared: PreparedData) -> None:
     """Only a pixel MLP: the exemplars stage records "no feature maps" and the atlas stage says it has
     nothing to draw (it raised IndexError on ``records[0]``)."""
-    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / "best.ckpt")
+    save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / BEST_CKPT)
     params = yaml.safe_load((study / "params.yaml").read_text())
     params["study"].update(variants=["mlp"], contrasts=[])
     params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}

@@ -18,7 +18,7 @@ from cnnscope import tracking
 from cnnscope.config import TrainerConfig, load_params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.io import file_sha256
-from cnnscope.layout import MANIFEST
+from cnnscope.layout import BEST_CKPT, INITIAL_CKPT, LAST_CKPT, MANIFEST, PROVENANCE
 from cnnscope.models import load_model
 from cnnscope.training import (
     CNNModule,
@@ -86,11 +86,11 @@ def test_fit_writes_checkpoints_that_load_model_reads_and_reproduce_test_accurac
     module, _ = _job_module(prepared)
     data = PreparedDataModule(prepared, "train", 32, 0)
     result = fit_and_test(module, data, _cpu(), tmp_path, progress=False)
-    assert (tmp_path / "best.ckpt").is_file() and (tmp_path / "last.ckpt").is_file()
+    assert (tmp_path / BEST_CKPT).is_file() and (tmp_path / LAST_CKPT).is_file()
     assert result.epochs == 2 and [r["epoch"] for r in result.history] == [0.0, 1.0]
     assert result.best_val_loss == min(r["val_loss"] for r in result.history)
-    torch.load(tmp_path / "last.ckpt", weights_only=True)  # the whole Lightning checkpoint is safe to load
-    model = load_model(tmp_path / "best.ckpt")
+    torch.load(tmp_path / LAST_CKPT, weights_only=True)  # the whole Lightning checkpoint is safe to load
+    model = load_model(tmp_path / BEST_CKPT)
     images, labels = prepared.split("test")
     with torch.no_grad():
         pred = model(model.standardize(images.float() / 255)).argmax(1)
@@ -143,9 +143,9 @@ def test_interrupted_fit_resumes_from_last_checkpoint_to_the_uninterrupted_resul
             fit_and_test(module, data(), _cpu(3), out, progress=False)
     finally:
         recipe.make_trainer = original
-    assert (out / "last.ckpt").is_file()
+    assert (out / LAST_CKPT).is_file()
     module, _ = _job_module(prepared, seed=5)  # fresh weights: everything must come from the checkpoint
-    resumed = fit_and_test(module, data(), _cpu(3), out, resume_from=out / "last.ckpt", progress=False)
+    resumed = fit_and_test(module, data(), _cpu(3), out, resume_from=out / LAST_CKPT, progress=False)
     assert resumed.epochs == 3 and [r["epoch"] for r in resumed.history] == [0.0, 1.0, 2.0]
     assert resumed.test_acc == full.test_acc
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history])
@@ -155,15 +155,15 @@ def test_run_dir_resumes_only_an_unfinished_run_of_the_same_fingerprint(tmp_path
     out = tmp_path / "seed0"
     begin = start_or_resume(out, "abc")
     assert begin.resume is None and begin.work == tmp_path / ".seed0.partial" and not out.exists()
-    torch.save({"state_dict": {}}, begin.work / "last.ckpt")
-    assert start_or_resume(out, "abc").resume == begin.work / "last.ckpt"
+    torch.save({"state_dict": {}}, begin.work / LAST_CKPT)
+    assert start_or_resume(out, "abc").resume == begin.work / LAST_CKPT
     stale = start_or_resume(out, "other")  # another configuration: cleared
-    assert stale.resume is None and not (begin.work / "last.ckpt").exists()
-    torch.save({"state_dict": {}}, begin.work / "last.ckpt")
+    assert stale.resume is None and not (begin.work / LAST_CKPT).exists()
+    torch.save({"state_dict": {}}, begin.work / LAST_CKPT)
     promote(begin.work, out, "other")
-    assert (out / "last.ckpt").is_file() and not begin.work.exists()
+    assert (out / LAST_CKPT).is_file() and not begin.work.exists()
     assert start_or_resume(out, "other").resume is None  # finished runs are retrained, never continued
-    assert (out / "last.ckpt").is_file()  # ... and the finished one stays until the new one succeeds
+    assert (out / LAST_CKPT).is_file()  # ... and the finished one stays until the new one succeeds
 
 
 # ---------------------------------------------------------------- edge filters stay frozen
@@ -178,7 +178,7 @@ def test_edge_filter_kernels_do_not_change_in_training(tmp_path: Path, prepared:
     fit_and_test(module, PreparedDataModule(prepared, "train", 32, 0), _cpu(1), tmp_path, progress=False)
     assert torch.equal(module.model.conv1.weight, kernels)
     assert not torch.equal(module.model.conv2.weight, head)
-    assert torch.equal(load_model(tmp_path / "best.ckpt").conv1.weight, kernels)
+    assert torch.equal(load_model(tmp_path / BEST_CKPT).conv1.weight, kernels)
 
 
 # ---------------------------------------------------------------- the stage script
@@ -213,9 +213,9 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
     _run_stage("--variant", "dummy", "--seed", "0")
     out = stage_dir / "models" / "dummy" / "seed0"
     names = {p.name for p in out.iterdir()}
-    assert {"initial.ckpt", "best.ckpt", "last.ckpt", "confusion.png"} <= names
+    assert {INITIAL_CKPT, BEST_CKPT, LAST_CKPT, "confusion.png"} <= names
     assert "mlflow_run_id.txt" not in names  # random: it would change the DVC hash of every model
-    for ckpt in ("best.ckpt", "last.ckpt"):  # no absolute path: a clone elsewhere gets the same bytes
+    for ckpt in (BEST_CKPT, LAST_CKPT):  # no absolute path: a clone elsewhere gets the same bytes
         assert str(stage_dir).encode() not in (out / ckpt).read_bytes()
     metrics = json.loads((stage_dir / "metrics" / "train" / "dummy_seed0.json").read_text())
     assert {"test_acc", "test_loss", "best_val_loss", "epochs"} <= set(metrics) and metrics["epochs"] == 1
@@ -223,7 +223,7 @@ def test_stage_writes_outputs_and_one_finished_mlflow_run(stage_dir: Path, monke
     assert metrics["train_size"] == len(synthetic_prepared().subsets["0.2"])
     sha = file_sha256(stage_dir / "data" / "prepared" / "dataset.pt")
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # numbers only: `dvc metrics show`
-    record = json.loads((out / "provenance.json").read_text())
+    record = json.loads((out / PROVENANCE).read_text())
     assert record["data_sha256"] == sha and record["git_commit"] and record["fingerprint"]
     assert record["params"]["variant"] == {"name": "dummy", "seed": 0, "train": True, "split": "0.2"}
     history = pd.read_csv(stage_dir / "plots" / "train" / "dummy_seed0.csv")
@@ -245,9 +245,9 @@ def test_initial_weights_are_the_untrained_network_of_the_same_seed(stage_dir: P
     _run_stage("--variant", "dummy", "--seed", "0")
     _run_stage("--variant", "untrained", "--seed", "0")
     models = stage_dir / "models"
-    initial = torch.load(models / "dummy" / "seed0" / "initial.ckpt", weights_only=True)["state_dict"]
-    untrained = torch.load(models / "untrained" / "seed0" / "best.ckpt", weights_only=True)["state_dict"]
-    trained = torch.load(models / "dummy" / "seed0" / "best.ckpt", weights_only=True)["state_dict"]
+    initial = torch.load(models / "dummy" / "seed0" / INITIAL_CKPT, weights_only=True)["state_dict"]
+    untrained = torch.load(models / "untrained" / "seed0" / BEST_CKPT, weights_only=True)["state_dict"]
+    trained = torch.load(models / "dummy" / "seed0" / BEST_CKPT, weights_only=True)["state_dict"]
     assert initial.keys() == untrained.keys()
     assert all(torch.equal(initial[k], untrained[k]) for k in initial)
     assert not torch.equal(initial["model.conv1.weight"], trained["model.conv1.weight"])
@@ -260,7 +260,7 @@ def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch
     metrics = json.loads((stage_dir / "metrics" / "train" / "untrained_seed3.json").read_text())
     assert metrics["epochs"] == 0 and metrics["train_size"] == 0
     assert metrics["test_acc"] < 0.5  # chance level on ten classes, give or take
-    stored = load_model(out / "best.ckpt")
+    stored = load_model(out / BEST_CKPT)
     torch.manual_seed(3)
     reference = CNNModule(stored.arch, {}).model  # the seeded random initialisation
     pairs = zip(stored.state_dict().values(), reference.state_dict().values(), strict=True)
@@ -348,8 +348,8 @@ def test_recorded_epochs_are_the_epochs_trained_and_last_ckpt_is_the_last_epoch(
     assert result.epochs == 4 and [r["epoch"] for r in result.history] == [0.0, 1.0, 2.0, 3.0]
     assert result.best_epoch is not None and result.best_epoch < 3, "the set-up needs a best epoch before the last"
     assert result.best_val_loss == min(r["val_loss"] for r in result.history)
-    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 3
-    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == result.best_epoch
+    assert torch.load(tmp_path / LAST_CKPT, weights_only=True)["epoch"] == 3
+    assert torch.load(tmp_path / BEST_CKPT, weights_only=True)["epoch"] == result.best_epoch
 
 
 @pytest.mark.slow
@@ -363,7 +363,7 @@ def test_stage_records_every_epoch_and_the_best_one_separately(stage_dir: Path) 
     assert metrics["epochs"] == 4 and 0 <= metrics["best_epoch"] < 3
     assert len(pd.read_csv(stage_dir / "plots" / "train" / "benchmark_seed0.csv")) == 4
     out = stage_dir / "models" / "benchmark" / "seed0"
-    assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert torch.load(out / LAST_CKPT, weights_only=True)["epoch"] == 3
 
 
 def test_the_mlflow_run_is_not_finished_when_fit_returns(tmp_path: Path, prepared: PreparedData) -> None:
