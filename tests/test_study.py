@@ -55,7 +55,8 @@ def test_roles_pair_contrasts_then_null_models() -> None:
 def test_roles_from_config_and_bad_contrast_named() -> None:
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     roles = Roles.from_study(validate(raw).study)
-    assert roles.contrasts == [("benchmark", "dummy")] and roles.null_models == ["untrained"]
+    assert roles.contrasts == [("benchmark", "dummy"), ("benchmark", "dummy_steps")]
+    assert roles.null_models == ["untrained"]
     raw["study"]["contrasts"] = [["benchmark", "nosuch"]]
     with pytest.raises(ConfigError, match=r"study.contrasts entry \['benchmark', 'nosuch'\]"):
         validate(raw)
