@@ -29,7 +29,7 @@ from cnnscope import tracking
 from cnnscope.config import ConfigError, load_params, to_container, validate
 from cnnscope.errors import INTERRUPTED, run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256
-from cnnscope.layout import MANIFEST
+from cnnscope.layout import LAST_CKPT, MANIFEST, OIP_TENSORS, best_checkpoint, run_dir
 from cnnscope.models import CheckpointError, load_model, save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
 from test_data import make_mnist_tree
@@ -55,8 +55,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     dataset = prepared.save(tmp_path / "data" / "prepared")
     manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic"}
     (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
-    save_checkpoint(random_model(prepared), tmp_path / "models/benchmark/seed0/best.ckpt")
-    for marker in ("activations/benchmark/seed0/manifest.json", "compare/index.json", "oip/benchmark/seed0/index.json"):
+    save_checkpoint(random_model(prepared), best_checkpoint(tmp_path / "models", "benchmark", 0))
+    for marker in (f"activations/benchmark/seed0/{MANIFEST}", "compare/index.json", "oip/benchmark/seed0/index.json"):
         (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / marker).write_text('{"earlier": "good output"}\n')
     raw = to_container(load_params(REPO_ROOT / "params.yaml"))
@@ -245,7 +245,7 @@ def test_every_stage_that_loads_a_checkpoint_rejects_another_network(
     repo: Path, stage: Stage, args: tuple[str, ...]
 ) -> None:
     prepared = synthetic_prepared()
-    save_checkpoint(random_model(prepared, "cifar_cnn"), repo / "models/benchmark/seed0/best.ckpt")
+    save_checkpoint(random_model(prepared, "cifar_cnn"), best_checkpoint(repo / "models", "benchmark", 0))
     before = outputs(repo)
     needles = ("does not match this configuration", "'cifar_cnn'", "'mnist_cnn'", "dvc repro train@benchmark-0")
     one_message(*stage(*args), *needles)
@@ -259,7 +259,7 @@ def test_every_stage_that_loads_a_checkpoint_rejects_another_network(
     "args", [("extract", "--variant", "benchmark", "--seed", "0"), ("oip", "--variant", "benchmark", "--seed", "0")]
 )
 def test_truncated_checkpoint(repo: Path, stage: Stage, args: tuple[str, ...]) -> None:
-    ckpt = repo / "models/benchmark/seed0/best.ckpt"
+    ckpt = best_checkpoint(repo / "models", "benchmark", 0)
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     before = outputs(repo)
     one_message(*stage(*args), str(ckpt.relative_to(repo)), "truncated, corrupt", "dvc repro train@benchmark-0")
@@ -344,7 +344,7 @@ def test_ctrl_c_during_training_keeps_the_last_good_model_and_kills_the_run(repo
     run_file = repo / "models/benchmark/.seed0.partial/mlflow_run_id.txt"
     # inside the epochs: the first epoch's last.ckpt exists (a fixed sleep after the run file could
     # land, on a loaded machine, in the MLflow calls before training, where the interrupt is not ours)
-    epoch_done = run_file.with_name("last.ckpt")
+    epoch_done = run_file.with_name(LAST_CKPT)
     deadline = time.monotonic() + 240
     while not epoch_done.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -367,7 +367,7 @@ def _partial(repo: Path, fingerprint: str, run_id: str, last: bytes | None) -> P
     (work / "run_state.json").write_text(json.dumps({"fingerprint": fingerprint, "complete": False}))
     (work / "mlflow_run_id.txt").write_text(run_id + "\n")
     if last is not None:
-        (work / "last.ckpt").write_bytes(last)
+        (work / LAST_CKPT).write_bytes(last)
     return work
 
 
@@ -584,7 +584,7 @@ def test_a_sweep_over_oip_steps_keeps_the_snapshots_it_can(repo: Path, stage: St
     set_params(repo, oip={"steps": 3, "snapshots": [0, 2, 5, 30]})
     code, err = stage("oip", "--variant", "benchmark", "--seed", "0")
     assert code == 0, err
-    tensors = torch.load(repo / "oip/benchmark/seed0/oips.pt", weights_only=True)
+    tensors = torch.load(run_dir(repo / "oip", "benchmark", 0) / OIP_TENSORS, weights_only=True)
     assert sorted(tensors["snapshots"]) == [0, 2, 3]
 
 

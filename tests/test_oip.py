@@ -16,6 +16,7 @@ import yaml
 from torch import nn
 
 from cnnscope.config import load_params
+from cnnscope.layout import OIP_TABLE, OIP_TENSORS, best_checkpoint
 from cnnscope.models import LayeredCNN, save_checkpoint
 from cnnscope.oip import (
     OIPError,
@@ -308,7 +309,7 @@ def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
     params["oip"].update(oip)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     model = random_model(synthetic_prepared(n_per_class=2))
-    save_checkpoint(model, tmp_path / "models" / "benchmark" / "seed0" / "best.ckpt")
+    save_checkpoint(model, best_checkpoint(tmp_path / "models", "benchmark", 0))
     return tmp_path
 
 
@@ -328,15 +329,15 @@ def test_stage_writes_figures_tables_metrics_deterministically(tmp_path: Path) -
     metrics = json.loads((repo / "metrics" / "oip" / "benchmark_seed0.json").read_text())
     assert metrics["maps"] == 6 and 0 <= metrics["dead_fraction"] <= 1
     assert "per_map" not in metrics  # per-map numbers live in maps.csv, not in `dvc metrics show`
-    assert sorted(pd.read_csv(out / "maps.csv")["map"]) == [0, 1, 2, 3, 4, 5]
+    assert sorted(pd.read_csv(out / OIP_TABLE)["map"]) == [0, 1, 2, 3, 4, 5]
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     assert _run_stage(repo, "--variant", "benchmark", "--seed", "0") == 0
     second = {p.name: p.read_bytes() for p in out.iterdir()}
     assert first.keys() == second.keys()
     for name in first:
-        if name != "oips.pt":  # torch.save may embed a random serialization id: compare its tensors
+        if name != OIP_TENSORS:  # torch.save may embed a random serialization id: compare its tensors
             assert first[name] == second[name], name
-    a, b = (torch.load(io.BytesIO(run["oips.pt"]), weights_only=True) for run in (first, second))
+    a, b = (torch.load(io.BytesIO(run[OIP_TENSORS]), weights_only=True) for run in (first, second))
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["history"], b["history"])
 
 

@@ -14,7 +14,7 @@ import yaml
 from cnnscope.compose import compose_params
 from cnnscope.config import ConfigError, load_params, to_container
 from cnnscope.io import file_sha256
-from cnnscope.layout import EXEMPLARS, MANIFEST
+from cnnscope.layout import BEST_CKPT, EXEMPLARS, INITIAL_CKPT, LAST_CKPT, MANIFEST, OIP_TABLE, OIP_TENSORS
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
 from conftest import REPO_ROOT, exemplar_knobs, synthetic_prepared
@@ -105,16 +105,16 @@ def test_step_matched_control_takes_the_reference_steps_on_its_subset_and_keeps_
     steps = [s for s, _ in saved_steps(matched)]
     assert steps == checkpoint_schedule(10, 28) and steps[-1] == 28
     assert [s for s, _ in saved_steps(dummy)][-1] == 6  # 2 epochs × 3 batches: what dummy gets
-    final, best = load_model(step_file(matched, 28)), load_model(matched / "best.ckpt")
+    final, best = load_model(step_file(matched, 28)), load_model(matched / BEST_CKPT)
     assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), best.state_dict().values(), strict=True))
     first = load_model(step_file(matched, 0))
-    initial = load_model(matched / "initial.ckpt")
+    initial = load_model(matched / INITIAL_CKPT)
     assert all(
         torch.equal(a, b) for a, b in zip(first.state_dict().values(), initial.state_dict().values(), strict=True)
     )
     assert not torch.equal(first.state_dict()["conv1.weight"], final.state_dict()["conv1.weight"])
     sizes = [p.stat().st_size for _, p in saved_steps(matched)]
-    assert max(sizes) < (matched / "last.ckpt").stat().st_size  # weights only: smaller than Lightning's state
+    assert max(sizes) < (matched / LAST_CKPT).stat().st_size  # weights only: smaller than Lightning's state
     assert [s for s, _ in saved_steps(_train("untrained"))] == [0]
 
 
@@ -185,15 +185,15 @@ def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_netwo
         }
         final = table[table["step"] == steps[-1]]
         images, labels = eval_images(synthetic_prepared(), 30, seed=0)
-        best = load_model(run / "best.ckpt")  # the step-matched control's best is its final network
+        best = load_model(run / BEST_CKPT)  # the step-matched control's best is its final network
         direct = float((best(best.standardize(images.float() / 255)).argmax(1) == labels).float().mean())
         acc = float(final.loc[final["measure"] == "test_acc", "value"].iloc[0])
         assert acc == pytest.approx(direct, abs=1e-5)
         cka = final[final["measure"] == "cka_to_final"]["value"]
         assert cka.to_numpy() == pytest.approx(1.0, abs=1e-5)
-        maps = pd.read_csv(out / "maps.csv")
+        maps = pd.read_csv(out / OIP_TABLE)
         assert len(maps) == 3 * len(steps) and set(maps["top_class"].astype(str)) <= {str(k) for k in range(10)}
-        tensors = torch.load(out / "oips.pt", weights_only=True)
+        tensors = torch.load(out / OIP_TENSORS, weights_only=True)
         assert tensors["images"].shape[:2] == (len(steps), 3) and tensors["steps"] == steps
     first = table  # the untrained network: one point, its own start and end
     assert first["step"].unique().tolist() == [0]
@@ -242,10 +242,10 @@ def _fake_trajectories(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
                     for s in steps
                     for m in maps
                 ]
-            ).to_csv(out / "maps.csv", index=False)
+            ).to_csv(out / OIP_TABLE, index=False)
             torch.save(
                 {"steps": steps, "layer": "relu3", "maps": maps, "images": torch.rand(len(steps), 2, 1, 8, 8).half()},
-                out / "oips.pt",
+                out / OIP_TENSORS,
             )
 
 
