@@ -536,7 +536,7 @@ def test_each_oip_execution_is_its_own_run_and_a_two_point_sweep_keeps_both_grid
     repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     training = new_run(repo, "FINISHED")
-    tracking.write_run_id(repo / "models/benchmark/seed0", training)
+    tracking.record_model_run(repo / "models/benchmark/seed0", training)  # beside the model, keyed by its hash
     for steps, experiment in [(2, "sweep-steps-2"), (4, "sweep-steps-4")]:
         set_params(repo, oip={"steps": steps, "snapshots": [0, steps]})
         monkeypatch.setenv("DVC_EXP_NAME", experiment)

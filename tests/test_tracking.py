@@ -102,3 +102,16 @@ def test_an_sqlite_store_in_a_missing_folder_is_an_error_not_a_new_folder(
     assert not (tmp_path / "no").exists()
     missing.mkdir(parents=True)  # given explicitly and made by the user: allowed, wherever it is
     assert tracking.preflight() == uri and (missing / "mlflow.db").is_file()
+
+
+def test_a_model_s_run_id_lives_beside_it_and_only_while_its_checkpoint_is_the_same(tmp_path: Path) -> None:
+    from cnnscope import tracking
+
+    model = tmp_path / "models" / "benchmark" / "seed0"
+    model.mkdir(parents=True)
+    (model / "best.ckpt").write_bytes(b"weights of the trained network")
+    tracking.record_model_run(model, "abc123")
+    assert tracking.model_run_id(model) == "abc123"
+    assert list(model.iterdir()) == [model / "best.ckpt"]  # nothing random inside the DVC output
+    (model / "best.ckpt").write_bytes(b"weights restored from another run")  # e.g. DVC's run cache
+    assert tracking.model_run_id(model) is None
