@@ -102,7 +102,8 @@ def paragraph(
         common = lead["dominant"].value_counts().head(3)
         named = ", ".join(f"{classes[int(c)]} ({n})" for c, n in common.items())
         text += f" The classes {lead['variant'].iloc[0]}'s one-class maps prefer most (maps, all seeds): {named}."
-    for _, c in contrasts[contrasts["layer"] == layer].iterrows():
+    # a study without contrasts has an empty table without columns
+    for _, c in (contrasts[contrasts["layer"] == layer] if len(contrasts) else contrasts).iterrows():
         text += (
             f" {c['variant']} − {c['reference']}: {c['mean_difference']:+.3f} over {int(c['n_seeds'])} seeds, "
             f"[{c['seed_ci_low']:+.3f}, {c['seed_ci_high']:+.3f}], {c['verdict']}."
