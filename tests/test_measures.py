@@ -455,3 +455,22 @@ def test_activation_scale_flags_a_layer_silent_on_data() -> None:
     # a layer passing its bias: the same values for every image (what a deep untrained layer did on CIFAR)
     constant = np.broadcast_to(live[:1] + 0.3, live.shape) + rng.normal(size=live.shape).astype(np.float32) * 1e-6
     assert activation_scale(constant)["silent"]
+
+
+def test_within_network_claims_are_tested_once_whatever_the_number_of_contrasts() -> None:
+    """(e) and VI concern the first variant of a contrast alone: two contrasts with the same first
+    variant must not test (and Holm-count) them twice."""
+    import pandas as pd
+
+    from cnnscope.analysis.claims import COLUMNS, join_contrasts
+
+    def row(claim: str, reference: str) -> dict[str, object]:
+        return dict.fromkeys(COLUMNS, 0) | {"claim": claim, "statement": claim, "measure": "m", "layer": "relu3",
+                                             "variant": "benchmark", "reference": reference}  # fmt: skip
+
+    dummy = pd.DataFrame([row("a", "dummy"), row("e", ""), row("VI", "untrained")])
+    steps = pd.DataFrame([row("a", "dummy_steps"), row("e", ""), row("VI", "untrained")])
+    joined = join_contrasts([dummy, steps])
+    assert list(zip(joined["claim"], joined["reference"], strict=True)) == [
+        ("a", "dummy"), ("e", ""), ("VI", "untrained"), ("a", "dummy_steps")
+    ]  # fmt: skip

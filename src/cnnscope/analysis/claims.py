@@ -288,6 +288,19 @@ def claims_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def join_contrasts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The claims of several contrasts as one table. A within-network claim ((e), VI and their
+    controls) concerns the first variant of a contrast alone, so two contrasts with the same first
+    variant (benchmark − dummy, benchmark − dummy_steps) would test it twice and count it twice in
+    the Holm family: it is kept once."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    key = ["claim", "statement", "measure", "layer", "variant", "reference"]
+    return table.drop_duplicates(subset=key, ignore_index=True)
+
+
 def d_pixel(table: pd.DataFrame, more: str, pixel: pd.Series, value: str = "difference") -> np.ndarray:
     """Per-seed value of ``more`` minus the (seed-free) pixel baseline."""
     return _per_seed(table, more, value).to_numpy(dtype=np.float64) - float(pixel.iloc[0])

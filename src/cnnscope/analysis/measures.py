@@ -363,7 +363,7 @@ def study_claims(
     """Claims (a), (a′), (b), (e), VI and their controls against the first of ``null_models`` for
     every ``[variant, reference]`` contrast (claims (c), (d) need the OIP stage and are added by the
     report), with image-level bootstrap intervals beside them and the Holm-adjusted p over the table."""
-    from cnnscope.analysis.claims import COLUMNS, claims_table, with_holm
+    from cnnscope.analysis.claims import COLUMNS, claims_table, join_contrasts, with_holm
 
     entropies = predictive_entropy(sets)
     variants = list(dict.fromkeys(v for v, _ in sets))
@@ -388,7 +388,7 @@ def study_claims(
         claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples, sesoi, null)
         for a, b in contrasts
     ]
-    return with_holm(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=COLUMNS)
+    return with_holm(join_contrasts(frames)) if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def measure_study(

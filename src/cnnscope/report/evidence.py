@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from cnnscope.analysis.claims import claims_table, matched_step_claims, with_holm
+from cnnscope.analysis.claims import claims_table, join_contrasts, matched_step_claims, with_holm
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import read_table
 
@@ -148,7 +148,7 @@ def recompute_claims(folder: Path) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=SEED_LEVEL)
     order = {c: i for i, c in enumerate(("a", "a′", "b", "c", "d", "e", "VI"))}
-    table = pd.concat(frames, ignore_index=True)
+    table = join_contrasts(frames)
     table = table.sort_values("claim", key=lambda c: c.map(order).fillna(len(order)), kind="stable")
     return with_holm(table.reset_index(drop=True))
 
