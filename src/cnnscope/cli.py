@@ -9,6 +9,7 @@ cnnscope repro --cluster slurm -o runner.jobs=8 -o runner.cluster.queue=gpu
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -82,7 +83,10 @@ def repro(args: argparse.Namespace) -> int:
         return 0
     check_commands(root, todo)
     gpu_groups, share = set(cfg["gpu_stages"]), cfg["gpu_share"]
-    env = {"OMP_NUM_THREADS": _threads(root), "CNNSCOPE_QUIET": "1"}
+    # Workers of a cluster started elsewhere do not share this shell's environment: the stages get
+    # its MLflow settings (where to log) from here, with the recorded thread count.
+    forwarded = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    env = {**forwarded, "OMP_NUM_THREADS": _threads(root), "CNNSCOPE_QUIET": "1"}
     with open_client(cfg, args.workers, args.scheduler) as client:
         has_gpu = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
 
