@@ -3,7 +3,7 @@ class-pattern chance levels, claims) add to the `compare` stage, as a ratio in o
 
 On a finished pipeline's activations (the default study after ``dvc repro``), times the stage's
 earlier work — :func:`cnnscope.analysis.compare_study` and its figures — and then the measures the
-stage now adds (:func:`cnnscope.analysis.measures.measure_study` and the CKA heatmap), in one
+stage now adds (:func:`cnnscope.analysis.measure_summary.measure_study` and the CKA heatmap), in one
 process on the same data. Goal: ``ratio`` = (earlier + measures) / earlier ≤ 2. Figures go to a
 temporary folder; nothing in the repository is written and MLflow is not touched.
 
@@ -23,7 +23,8 @@ import torch
 
 from cnnscope.analysis import Roles, compare_study
 from cnnscope.analysis.histograms import pooled_pixels
-from cnnscope.analysis.measures import MeasureSettings, measure_study, split_reference_heads
+from cnnscope.analysis.measure_summary import measure_study
+from cnnscope.analysis.measures import MeasureSettings, split_reference_heads
 from cnnscope.viz.measures import render_measures
 from cnnscope.viz.study import render_study
 from finished_study import finished_study

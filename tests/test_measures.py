@@ -336,7 +336,8 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     import pandas as pd
 
     from cnnscope.analysis.claims import ClaimError, claims_table
-    from cnnscope.analysis.measures import MeasureSettings, measure_study, split_reference_heads
+    from cnnscope.analysis.measure_summary import measure_study
+    from cnnscope.analysis.measures import MeasureSettings, split_reference_heads
     from conftest import synthetic_prepared
 
     prepared = synthetic_prepared(n_per_class=30)
@@ -462,7 +463,7 @@ def test_within_network_claims_are_tested_once_whatever_the_number_of_contrasts(
     variant must not test (and Holm-count) them twice."""
     import pandas as pd
 
-    from cnnscope.analysis.claims import COLUMNS, join_contrasts
+    from cnnscope.analysis.claim_family import COLUMNS, join_contrasts
 
     def row(claim: str, reference: str) -> dict[str, object]:
         return dict.fromkeys(COLUMNS, 0) | {"claim": claim, "statement": claim, "measure": "m", "layer": "relu3",

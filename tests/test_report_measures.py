@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnscope.analysis.claims import COLUMNS
+from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.report.assemble import Report
 from cnnscope.report.measures import measures_sections
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnscope.analysis.claims import COLUMNS
+from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.models import build_model
 from cnnscope.report.assemble import _per_wavelength
 from cnnscope.report.findings import accuracy_sentence, claim_sentence, claims_frame, headline, slug

@@ -29,7 +29,8 @@ row (``control = "binarised pixels"``: the same measure on the input pixels bina
 control whose null is silent on data in the claim's layer (:mod:`.activation_scale`) gets the
 verdict *degenerate null* and stays out of the verdicts. Every row carries its smallest effect
 size of interest (``compare.sesoi``, by the key in :data:`SESOI_KEYS`), the paired ``d_z``, the
-TOST p and, over the whole table, the Holm-adjusted sign-flip p (:mod:`.verdicts`).
+TOST p and, over the whole table, the Holm-adjusted sign-flip p (:mod:`.verdicts`, joined and
+adjusted in :mod:`.claim_family`).
 
 Columns ``image_ci_low``/``image_ci_high`` hold an image bootstrap where one exists: it describes
 image-to-image variation within trained networks, never whether another training run would agree.
@@ -43,37 +44,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.analysis.seeds import bootstrap_difference
-from cnnscope.analysis.verdicts import DEGENERATE, TESTED, holm, seed_verdict
+from cnnscope.analysis.verdicts import DEGENERATE, seed_verdict
 from cnnscope.errors import CnnscopeError
 
 
 class ClaimError(CnnscopeError, ValueError):
     """A claim names a variant the study lacks."""
-
-
-COLUMNS = [
-    "claim",
-    "statement",
-    "measure",
-    "layer",
-    "variant",
-    "reference",
-    "control",
-    "n_seeds",
-    "mean_difference",
-    "effect_dz",
-    "seed_ci_low",
-    "seed_ci_high",
-    "sesoi",
-    "sign_flip_p",
-    "sign_flip_min_p",
-    "holm_p",
-    "tost_p",
-    "verdict",
-    "image_ci_low",
-    "image_ci_high",
-]
 
 
 def check_contrast(more: str, less: str, variants: Sequence[str]) -> None:
@@ -148,16 +126,6 @@ def _degenerate(row: dict[str, Any], null: str, silent: set[tuple[str, str]]) ->
     if (null, str(row["layer"])) in silent:
         row["verdict"] = DEGENERATE
     return row
-
-
-def with_holm(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with ``holm_p``: the Holm–Bonferroni adjusted sign-flip p over its tested rows
-    (verdicts in :data:`~cnnscope.analysis.verdicts.TESTED`; the others are not in the family)."""
-    out = table.copy()
-    tested = out["verdict"].isin(TESTED).to_numpy() if len(out) else np.zeros(0, bool)
-    p = np.where(tested, out["sign_flip_p"].to_numpy(dtype=np.float64), np.nan) if len(out) else np.zeros(0)
-    out["holm_p"] = holm(p)
-    return out
 
 
 def claims_table(
@@ -286,19 +254,6 @@ def claims_table(
                      control=PIXEL_CONTROL)
             )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def join_contrasts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The claims of several contrasts as one table. A within-network claim ((e), VI and their
-    controls) concerns the first variant of a contrast alone, so two contrasts with the same first
-    variant (benchmark − dummy, benchmark − dummy_steps) would test it twice and count it twice in
-    the Holm family: it is kept once."""
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS)
-    table = pd.concat(frames, ignore_index=True)
-    key = ["claim", "statement", "measure", "layer", "variant", "reference"]
-    return table.drop_duplicates(subset=key, ignore_index=True)
 
 
 def d_pixel(table: pd.DataFrame, more: str, pixel: pd.Series, value: str = "difference") -> np.ndarray:

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from cnnscope.analysis.claims import claims_table, join_contrasts, matched_step_claims, with_holm
+from cnnscope.analysis.claim_family import join_contrasts, with_holm
+from cnnscope.analysis.claims import claims_table, matched_step_claims
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import read_table
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from cnnscope.analysis.claims import COLUMNS, oip_claims, silent_layers, with_holm
+from cnnscope.analysis.claim_family import COLUMNS, with_holm
+from cnnscope.analysis.claims import oip_claims, silent_layers
 
 #: The section holding the evidence of each claim, by its letter (headings of the report).
 EVIDENCE = {

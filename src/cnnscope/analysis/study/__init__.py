@@ -3,7 +3,7 @@
 Input: the activation sets of ``variants × seeds`` (all extracted on the same probe and
 evaluation images) and those images. Output: tidy pandas tables — one per quantity, one row per
 variant, seed, image group and layer (:mod:`.tables`) — the small arrays the figures need
-(:mod:`.figures`); the stage's headline metrics are :func:`cnnscope.analysis.measures.headline`.
+(:mod:`.figures`); the stage's headline metrics are :func:`cnnscope.analysis.measure_summary.headline`.
 Which variants are differenced follows the study's roles (:mod:`.roles`), never their names.
 
 Image groups: ``eval`` (the evaluation sample, histograms pooled over its images) and each probe

@@ -15,8 +15,9 @@ import torch
 
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis.histograms import pooled_pixels
+from cnnscope.analysis.measure_summary import headline, measure_study
 from cnnscope.analysis.measures import TABLES as MEASURE_TABLES
-from cnnscope.analysis.measures import MeasureSettings, headline, measure_study
+from cnnscope.analysis.measures import MeasureSettings
 from cnnscope.analysis.network import ROWS, NetworkMeasures, load, network_measures
 from cnnscope.analysis.shared_bins import load as load_counts
 from cnnscope.analysis.study import EVAL, Roles, StudyResults, compare_study
@@ -82,7 +83,7 @@ def full_study(
     histograms: Mapping[tuple[str, int], Mapping[str, np.ndarray]] | None = None,
 ) -> StudyResults:
     """Every table of the compare stage: :func:`compare_study`'s, the measures of
-    :func:`~cnnscope.analysis.measures.measure_study` (``heads``: networks of another architecture,
+    :func:`~cnnscope.analysis.measure_summary.measure_study` (``heads``: networks of another architecture,
     see :func:`~cnnscope.analysis.measures.split_reference_heads`) and the headline summary.
     ``networks``: each network's own measures (the ``measures@`` stages' results, :func:`open_networks`);
     ``histograms``: each network's counts on the shared bins (the ``histograms@`` stages'). Without
