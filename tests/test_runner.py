@@ -370,3 +370,11 @@ def test_eta_spreads_the_kind_mean_over_the_workers_and_the_summary_lists_every_
     rows = list(csv.DictReader((tmp_path / "logs/repro/summary.csv").open()))
     assert [r["stage"] for r in rows] == planned and rows[0]["worker"] == "w1" and rows[0]["seconds"] == "10.0"
     assert report.failed == ["train@b-0", "train@c-0"]
+
+
+def test_dvc_parses_its_lock_file_with_the_c_parser() -> None:
+    """Each stage the runner records re-reads dvc.lock several times; the pure-Python parser made that
+    seconds per stage of the default study (benchmarks/README.md). ruamel.yaml.clib is a dependency."""
+    from ruamel.yaml import YAML
+
+    assert YAML(typ="safe").Parser.__name__ == "CParser"
