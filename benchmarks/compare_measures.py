@@ -35,12 +35,11 @@ def main() -> None:
     cfg = params.compare
     sets, heads = split_reference_heads(every)
     roles = Roles.from_study(params.study)
+    settings = MeasureSettings.from_config(cfg)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        res = compare_study(
-            sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction
-        )
+        res = compare_study(sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, settings.network())
         render_study(res, Path(tmp), cfg.max_maps)
         earlier = time.perf_counter() - start
 
@@ -48,7 +47,7 @@ def main() -> None:
         ids = torch.as_tensor(next(iter(sets.values())).group("eval").sample_ids, dtype=torch.long)
         extra = measure_study(
             sets, pooled_pixels(images[ids]), res.layers, res.feature_maps, res.classes, res.tables,
-            params.study.contrasts, MeasureSettings.from_config(cfg), cfg.bootstrap, heads,
+            params.study.contrasts, settings, cfg.bootstrap, heads,
         )  # fmt: skip
         render_measures(extra.tables["cka_overview"], Path(tmp))
         measures = time.perf_counter() - start

@@ -21,7 +21,7 @@ import torch
 
 from cnnscope.activations import ActivationSet
 from cnnscope.analysis import Roles, compare_study
-from cnnscope.analysis.measures import split_reference_heads
+from cnnscope.analysis.measures import MeasureSettings, split_reference_heads
 from finished_study import finished_study
 
 
@@ -52,7 +52,7 @@ def main() -> None:
         cfg.bins,
         cfg.bootstrap,
         cfg.confidence,
-        cfg.linear_probe_test_fraction,
+        MeasureSettings.from_config(cfg).network(),
     )
     total = time.perf_counter() - start
     ActivationSet.array = original  # type: ignore[method-assign]

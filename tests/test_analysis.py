@@ -13,6 +13,7 @@ from cnnscope.analysis.histograms import image_histograms, image_moments, shared
 from cnnscope.analysis.linear_probe import probe_accuracy, probe_split
 from cnnscope.analysis.patterns import class_similarity, common_active
 from cnnscope.analysis.seeds import bootstrap_difference, seed_summary
+from conftest import conf_section
 
 
 @pytest.fixture
@@ -91,11 +92,12 @@ def test_certainty_of_known_distributions() -> None:
 def test_bootstrap_ci_detects_a_shift_and_not_noise() -> None:
     rng = np.random.default_rng(3)
     base = rng.normal(size=(2, 200))
-    shifted = bootstrap_difference(base + 0.5, base, resamples=300)
+    confidence = conf_section("compare")["confidence"]
+    shifted = bootstrap_difference(base + 0.5, base, 300, confidence)
     assert shifted["holds"] and shifted["ci_low"] < 0.5 < shifted["ci_high"]
-    noise = bootstrap_difference(rng.normal(size=(2, 200)), rng.normal(size=(2, 200)), resamples=300)
+    noise = bootstrap_difference(rng.normal(size=(2, 200)), rng.normal(size=(2, 200)), 300, confidence)
     assert not noise["holds"] and noise["ci_low"] < 0 < noise["ci_high"]
-    assert bootstrap_difference(base, base + 1, resamples=50) == bootstrap_difference(base, base + 1, resamples=50)
+    assert bootstrap_difference(base, base + 1, 50, confidence) == bootstrap_difference(base, base + 1, 50, confidence)
 
 
 def test_seed_summary_mean_and_std() -> None:

@@ -26,6 +26,10 @@ from cnnscope.analysis.pattern_classifier import confusion_pair, pattern_predict
 from cnnscope.analysis.scalefree import hoyer_kurtosis, robust_scale, scale_free_stats
 from cnnscope.analysis.spatial_probe import chance_level, grid_features, spatial_probe, standard_error
 from cnnscope.analysis.verdicts import seed_verdict, sign_flip_p, t_interval
+from conftest import conf_section, measure_settings
+
+#: The settings these tests do not vary, as conf/ sets them.
+COMPARE = conf_section("compare")
 
 # --- scale-free statistics -------------------------------------------------------------------
 
@@ -37,8 +41,8 @@ def _relu_maps(seed: int, n: int = 40) -> np.ndarray:
 
 def test_scale_free_measures_ignore_a_positive_factor_but_shared_bins_do_not() -> None:
     a, b = _relu_maps(0), _relu_maps(1)
-    base = scale_free_stats({"a": a, "b": b}, bins=32)
-    scaled = scale_free_stats({"a": a * 7.5, "b": b}, bins=32)
+    base = scale_free_stats({"a": a, "b": b}, 32, COMPARE["scale_quantile"])
+    scaled = scale_free_stats({"a": a * 7.5, "b": b}, 32, COMPARE["scale_quantile"])
     for key in ("a", "b"):
         assert scaled[key].entropy_bits == pytest.approx(base[key].entropy_bits, abs=1e-9)
         np.testing.assert_allclose(scaled[key].image_entropy_bits, base[key].image_entropy_bits, atol=1e-9)
@@ -189,7 +193,7 @@ def test_t_interval_and_sign_flip_match_direct_formulas() -> None:
     ],
 )
 def test_seed_verdicts(d: list[float], direction: int, verdict: str) -> None:
-    out = seed_verdict(np.array(d), direction)
+    out = seed_verdict(np.array(d), direction, COMPARE["confidence"], 0.0)  # no smallest effect of interest
     assert out["verdict"] == verdict and out["n_seeds"] == len(d)
     assert out["sign_flip_min_p"] == pytest.approx(2 / 2 ** len(d))
 
@@ -282,7 +286,7 @@ def test_chance_level_needs_two_images_per_class() -> None:
     labels = labels.copy()
     labels[0] = 9  # class 9 has one image
     with pytest.raises(ClassPatternError, match="fewer than two images"):
-        chance_counts(active(maps), labels)
+        chance_counts(active(maps), labels, 3, 2, COMPARE["fcp_draws"])
 
 
 def test_within_between_overlap_matches_brute_force() -> None:
@@ -292,7 +296,7 @@ def test_within_between_overlap_matches_brute_force() -> None:
     i, j = 2, 9
     inter, union = (pat[i] & pat[j]).sum(), (pat[i] | pat[j]).sum()
     assert jac[i, j] == pytest.approx(inter / union)
-    out = overlap_within_between(pat, labels, resamples=100)
+    out = overlap_within_between(pat, labels, 100, COMPARE["confidence"])
     same = (labels[:, None] == labels[None]) & ~np.eye(len(labels), dtype=bool)
     assert out["within"] == pytest.approx(jac[same].mean())
     assert out["between"] == pytest.approx(jac[labels[:, None] != labels[None]].mean())
@@ -327,7 +331,8 @@ def _sets(tmp_path, prepared, variants=("benchmark", "dummy"), seeds=(0, 1, 2), 
         for s in seeds:
             model = random_model(prepared, name, seed=10 * s + i, width=0.25, hidden=8).eval()
             out = tmp_path / v / f"seed{s}"
-            extract_activations(model, groups, resolve_layers(model, []), out, batch_size=32, classes=prepared.classes)
+            float16 = conf_section("extract")["float16"]
+            extract_activations(model, groups, resolve_layers(model, []), out, 32, float16, classes=prepared.classes)
             sets[v, s] = ActivationSet(out)
     return sets
 
@@ -337,7 +342,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
 
     from cnnscope.analysis.claims import ClaimError, claims_table
     from cnnscope.analysis.measure_summary import measure_study
-    from cnnscope.analysis.measures import MeasureSettings, split_reference_heads
+    from cnnscope.analysis.measures import split_reference_heads
     from conftest import synthetic_prepared
 
     prepared = synthetic_prepared(n_per_class=30)
@@ -346,7 +351,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     ids = ref.group("eval").sample_ids
     pixels = prepared.images[ids].reshape(len(ids), -1).float().numpy() / 255
     layers = [name for name in ref.layers if name not in ("flatten",)]
-    settings = MeasureSettings(bins=16, cka_batch=32, fcp_draws=50, overlap_resamples=20)
+    settings = measure_settings(bins=16, cka_batch=32, fcp_draws=50, overlap_resamples=20)
     cert = pd.DataFrame(
         [{"variant": v, "seed": s, "sample": "eval", "entropy_bits": 1.0 + (v == "dummy") + 0.01 * s}
          for v, s in sets]
@@ -404,15 +409,16 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,
                     "cross_map_similarity": 0.1, "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
            for v, s in sets}  # fmt: skip
+    verdicts = {"confidence": COMPARE["confidence"], "resamples": 50, "sesoi": COMPARE["sesoi"]}
     claims = claims_table(
-        "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert}, "relu1", "relu3", oip, resamples=50
+        "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert}, "relu1", "relu3", oip, **verdicts
     )
     assert list(claims["claim"]) == ["a", "a", "a′", "b", "b", "c", "d", "e", "e", "VI"]
     # controls: trained − untrained for (c), (d), (e), VI when the study has an untrained network
     scale = t["activation_scale"].assign(silent=lambda f: (f["variant"] == "dummy") & (f["layer"] == "relu3"))
     with_null = claims_table(
         "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert, "activation_scale": scale}, "relu1",
-        "relu3", oip, resamples=50, null="dummy",
+        "relu3", oip, **verdicts, null="dummy",
     )  # fmt: skip
     untrained = with_null[with_null["control"] == "untrained"]
     assert list(untrained["claim"]) == ["c", "d", "e", "VI"]
@@ -424,7 +430,7 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
     assert claims[claims["claim"] == "c"]["verdict"].iloc[0] == "holds"
     assert by.index.is_unique
     with pytest.raises(ClaimError, match="no variant big"):
-        claims_table("big", "dummy", ["benchmark", "dummy"], t, "relu1", "relu3")
+        claims_table("big", "dummy", ["benchmark", "dummy"], t, "relu1", "relu3", **verdicts)
 
 
 def test_cka_heatmap_is_byte_stable(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ def _study(reports: Path, name: str, difference: float) -> None:
           "seed_ci_high": None, "verdict": "too few seeds"}]
     )  # fmt: skip
     means, stds = pd.Series({"benchmark": 0.9621, "dummy": 0.807}), pd.Series({"benchmark": 0.003, "dummy": 0.011})
-    record = headline(name, "dvc repro", means, claims, 3, "embedded, 3,600 training images", stds, 0.1, 0.95)
+    record = headline(name, "dvc repro", means, claims, 3, "embedded, 3,600 training images", 0.95, stds, 0.1)
     (reports / name).mkdir(parents=True, exist_ok=True)
     (reports / name / "headline.json").write_text(json.dumps(record))
 

@@ -8,7 +8,9 @@ import pandas as pd
 
 from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.report.assemble import Report
+from cnnscope.report.findings import ClaimInputs
 from cnnscope.report.measures import measures_sections
+from conftest import conf_section
 
 
 def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
@@ -39,9 +41,9 @@ def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
     run |= {"silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1}
     oip = {(v, s): run | {"cross_map_similarity": 0.1 + 0.01 * s} for v, s in nets}
     report = Report(tmp_path)  # the report's own builder: figures are copied into tmp_path/figures
-    measures_sections(
-        report, tmp_path / "compare", ["benchmark", "dummy"], [0, 1, 2], oip, [["benchmark", "dummy"]], 0.95
-    )
+    compare = conf_section("compare")
+    inputs = ClaimInputs(oip, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], [], None)
+    measures_sections(report, tmp_path / "compare", ["benchmark", "dummy"], [0, 1, 2], inputs)
     text = "\n".join(report.lines)
     for heading in ("Scale-free layer statistics", "debiased linear CKA", "Spatial linear probes",
                     "Classification by activation patterns", "claims, one table"):  # fmt: skip

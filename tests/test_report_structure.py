@@ -13,10 +13,10 @@ import torch
 from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.models import build_model
 from cnnscope.report.assemble import _per_wavelength
-from cnnscope.report.findings import accuracy_sentence, claim_sentence, claims_frame, headline, slug
+from cnnscope.report.findings import ClaimInputs, accuracy_sentence, claim_sentence, claims_frame, headline, slug
 from cnnscope.report.index import HEADLINE_FILE, write_index
 from cnnscope.report.model_table import model_table
-from conftest import knobs
+from conftest import conf_section, knobs
 
 
 @pytest.mark.parametrize(
@@ -81,17 +81,20 @@ def test_claims_frame_joins_compare_and_oip_claims_and_skips_an_empty_table(tmp_
     run = {"layer": "relu3", "same_map_similarity": 0.5, "silent_start_fraction_wl1": 0.5}
     runs = {("benchmark", s): run | {"cross_map_similarity": 0.1 + s / 100, "silent_start_fraction_wl4": 0.1 * s}
             for s in range(3)}  # fmt: skip
-    frame = claims_frame(tmp_path, runs, [["benchmark", "dummy"]], 0.95)
+    compare = conf_section("compare")
+    inputs = ClaimInputs(runs, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], [], None)
+    frame = claims_frame(tmp_path, inputs)
     assert list(frame["claim"]) == ["c", "d"]
     pd.DataFrame([_claim("holds", 0.01, 0.2)]).to_csv(tmp_path / "claims.csv", index=False)
-    assert list(claims_frame(tmp_path, runs, [["benchmark", "dummy"]], 0.95)["claim"]) == ["a", "c", "d"]
+    assert list(claims_frame(tmp_path, inputs)["claim"]) == ["a", "c", "d"]
 
 
 def _publish(reports: Path, study: str, acc: float, claims: pd.DataFrame) -> None:
     folder = reports / study
     folder.mkdir(parents=True)
     (folder / "README.md").write_text(f"# {study}\n")
-    record = headline(study, f"dvc exp run -S experiment={study}", pd.Series({"benchmark": acc}), claims, 3, "mnist")
+    command, means = f"dvc exp run -S experiment={study}", pd.Series({"benchmark": acc})
+    record = headline(study, command, means, claims, 3, "mnist", conf_section("compare")["confidence"])
     (folder / HEADLINE_FILE).write_text(json.dumps(record))
 
 

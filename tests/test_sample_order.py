@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cnnscope.analysis.cka import cka, minibatch_cka
+from conftest import conf_section, measure_settings
 
 
 def _class_sorted_reps(n_per_class: int = 125, classes: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -66,14 +67,15 @@ def _sets_in_order(tmp_path: Path, prepared, shuffle: bool):  # type: ignore[no-
         for s in (0,):
             model = random_model(prepared, "mnist_cnn", seed=10 * s + i, width=0.25, hidden=8).eval()
             out = tmp_path / ("shuffled" if shuffle else "sorted") / v / f"seed{s}"
-            extract_activations(model, groups, resolve_layers(model, []), out, batch_size=64, classes=prepared.classes)
+            float16 = conf_section("extract")["float16"]
+            extract_activations(model, groups, resolve_layers(model, []), out, 64, float16, classes=prepared.classes)
             sets[v, s] = ActivationSet(out)
     return sets
 
 
 @pytest.fixture(scope="module")
 def sorted_and_shuffled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:  # type: ignore[type-arg]
-    from cnnscope.analysis.measures import MeasureSettings, compute_measures
+    from cnnscope.analysis.measures import compute_measures
     from conftest import synthetic_prepared
 
     prepared = synthetic_prepared(n_per_class=40)
@@ -85,7 +87,7 @@ def sorted_and_shuffled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict,
         ids = ref.group("eval").sample_ids
         pixels = prepared.images[ids].reshape(len(ids), -1).float().numpy() / 255
         layers = [name for name in ref.layers if name != "flatten"]
-        settings = MeasureSettings(bins=16, cka_batch=24, fcp_draws=50, overlap_resamples=20)
+        settings = measure_settings(bins=16, cka_batch=24, fcp_draws=50, overlap_resamples=20)
         res = compute_measures(sets, pixels, layers, ref.feature_maps, prepared.classes, settings)
         out.append(res.tables)
     return out[0], out[1]

@@ -23,7 +23,7 @@ from cnnscope.io import write_json
 from cnnscope.layout import metrics_path
 from cnnscope.models import build_model
 from cnnscope.report.assemble import Report, _compare
-from conftest import REPO_ROOT, knobs, synthetic_prepared
+from conftest import REPO_ROOT, knobs, measure_settings, synthetic_prepared
 
 Sets = dict[tuple[str, int], ActivationSet]
 ROLES = Roles(contrasts=[("benchmark", "dummy")], null_models=["untrained"])
@@ -31,7 +31,8 @@ RENAMED = {"benchmark": "big", "dummy": "small", "untrained": "random"}
 
 
 def _compare_sets(sets: Sets, roles: Roles = ROLES) -> StudyResults:
-    return compare_study(sets, synthetic_prepared().images, roles, bins=16, bootstrap=30)
+    settings = measure_settings()
+    return compare_study(sets, synthetic_prepared().images, roles, 16, 30, settings.confidence, settings.network())
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_roles_pair_contrasts_then_null_models() -> None:
     ]
     assert ROLES.pairs(["benchmark", "untrained"]) == [("benchmark", "untrained")]  # dummy absent
     assert ROLES.present(["benchmark", "untrained"]) == []
-    assert Roles().pairs(variants) == []
+    assert Roles(contrasts=[], null_models=[]).pairs(variants) == []
 
 
 def test_roles_from_config_and_bad_contrast_named() -> None:

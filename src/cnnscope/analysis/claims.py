@@ -95,7 +95,7 @@ PIXEL_CONTROL = "binarised pixels"
 
 def _row(
     claim: str, statement: str, measure: str, layer: str, variant: str, reference: str, d: np.ndarray, direction: int,
-    confidence: float, image_ci: tuple[float, float] = (float("nan"), float("nan")), sesoi: float = 0.0,
+    confidence: float, image_ci: tuple[float, float] = (float("nan"), float("nan")), *, sesoi: float,
     control: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     return {
@@ -137,9 +137,10 @@ def claims_table(
     deepest_map: str | None,
     oip: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
     per_image: Callable[[str, str, str], np.ndarray | None] | None = None,
-    confidence: float = 0.95,
-    resamples: int = 1000,
-    sesoi: Mapping[str, float] | None = None,
+    *,
+    confidence: float,
+    resamples: int,
+    sesoi: Mapping[str, float],
     null: str | None = None,
 ) -> pd.DataFrame:
     """The claims table. ``tables``: ``scale_free``, ``cka``, ``certainty``, ``overlap``,
@@ -150,7 +151,7 @@ def claims_table(
     (missing: 0); ``null``: the untrained variant, whose controls join (c), (d), (e) and VI."""
     check_contrast(more, less, variants)
     rows = []
-    delta = {k: float((sesoi or {}).get(v, 0.0)) for k, v in SESOI_KEYS.items()}
+    delta = {k: float(sesoi.get(v, 0.0)) for k, v in SESOI_KEYS.items()}
     null = null if null in variants and null != more else None
     silent = silent_layers(tables.get("activation_scale"))
 
@@ -171,7 +172,7 @@ def claims_table(
             d = _paired(sf, more, less, quantity, layer=deepest_map)
             rows.append(
                 _row("a", f"{more} has a {text} than {less}", f"{quantity} ({more} − {less})", deepest_map, more, less,
-                     d, direction, confidence, image_ci(quantity, deepest_map), delta[quantity])
+                     d, direction, confidence, image_ci(quantity, deepest_map), sesoi=delta[quantity])
             )  # fmt: skip
     cka = tables.get("cka")
     if cka is not None and first_map is not None and len(cka):
@@ -190,7 +191,7 @@ def claims_table(
         rows.append(
             _row("b", f"{more} is more certain than {less} on the evaluation sample",
                  f"mean predictive entropy, bits ({more} − {less})", "softmax", more, less, d, -1, confidence,
-                 image_ci("predictive_entropy_bits", "softmax"), delta["b"])
+                 image_ci("predictive_entropy_bits", "softmax"), sesoi=delta["b"])
         )  # fmt: skip
         probe_rows = cert[cert["sample"] != "eval"]
         for probe in dict.fromkeys(probe_rows["sample"]):
@@ -218,7 +219,7 @@ def claims_table(
         measure = "mean Jaccard of active nodes, within − between classes"
         rows.append(
             _row("e", f"same-class images share deep active nodes more than different classes ({more})",
-                 measure, layer, more, "", d, 1, confidence, ci or (float("nan"), float("nan")), delta["e"])
+                 measure, layer, more, "", d, 1, confidence, ci or (float("nan"), float("nan")), sesoi=delta["e"])
         )  # fmt: skip
         if null is not None and null in set(ov["variant"]):
             d = _paired(ov, more, null, "difference")
@@ -265,14 +266,14 @@ def oip_claims(
     more: str,
     oip: Mapping[tuple[str, int], Mapping[str, Any]],
     confidence: float,
-    sesoi: Mapping[str, float] | None = None,
+    sesoi: Mapping[str, float],
     null: str | None = None,
     silent: set[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Claims (c) and (d) for ``more`` from the OIP stage's summaries per (variant, seed), each with
     its trained − untrained row when ``null`` (the untrained variant) has OIPs for the same seeds;
     ``sesoi`` keyed as ``compare.sesoi``; ``silent``: :func:`silent_layers`."""
-    delta = {k: float((sesoi or {}).get(SESOI_KEYS[k], 0.0)) for k in ("c", "d")}
+    delta = {k: float(sesoi.get(SESOI_KEYS[k], 0.0)) for k in ("c", "d")}
     runs = {s: m for (v, s), m in sorted(oip.items()) if v == more}
     if not runs:
         return []
@@ -330,8 +331,8 @@ def matched_step_claims(
     trajectories: pd.DataFrame,
     contrasts: Sequence[Sequence[str]],
     layer: str | None,
-    confidence: float = 0.95,
-    sesoi: Mapping[str, float] | None = None,
+    confidence: float,
+    sesoi: Mapping[str, float],
 ) -> pd.DataFrame:
     """Claim (a) at equal gradient steps (issue 26): for each ``[more, less]`` contrast whose runs
     end at different steps, the Hoyer sparsity of ``layer`` at the largest step both trajectories
@@ -355,6 +356,6 @@ def matched_step_claims(
         rows.append(
             _row("a", f"{more} has a sparser deepest map (Hoyer) than {less} at the same number of gradient steps",
                  f"hoyer at step {step} ({more} − {less})", layer, more, less, d, 1, confidence,
-                 sesoi=float((sesoi or {}).get(SESOI_KEYS["hoyer"], 0.0)))
+                 sesoi=float(sesoi.get(SESOI_KEYS["hoyer"], 0.0)))
         )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -73,7 +73,7 @@ def _check_classes(labels: np.ndarray, k: int, m: int) -> tuple[np.ndarray, np.n
 
 
 def chance_counts(
-    patterns: np.ndarray, labels: np.ndarray, k: int = 3, m: int = 2, draws: int = 1000, seed: int = 0
+    patterns: np.ndarray, labels: np.ndarray, k: int, m: int, draws: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Contrast counts of ``draws`` random same-class and mixed draws (``k`` in the group, ``m``
     contrast images) from the evaluation ``patterns`` ``(N, D)`` with ``labels``."""
@@ -109,7 +109,7 @@ def pair_jaccard(patterns: np.ndarray) -> np.ndarray:
 
 
 def overlap_within_between(
-    patterns: np.ndarray, labels: np.ndarray, resamples: int = 200, confidence: float = 0.95, seed: int = 0
+    patterns: np.ndarray, labels: np.ndarray, resamples: int, confidence: float, seed: int = 0
 ) -> dict[str, float]:
     """Mean Jaccard of same-class and different-class pairs, their difference, and a percentile
     bootstrap interval of the difference over images.

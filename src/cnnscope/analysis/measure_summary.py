@@ -74,10 +74,10 @@ def study_claims(
     tables: Mapping[str, pd.DataFrame],
     contrasts: Sequence[Sequence[str]],
     feature_maps: Sequence[str],
-    confidence: float = 0.95,
-    resamples: int = 1000,
-    sesoi: Mapping[str, float] | None = None,
-    null_models: Sequence[str] = (),
+    confidence: float,
+    resamples: int,
+    sesoi: Mapping[str, float],
+    null_models: Sequence[str],
 ) -> pd.DataFrame:
     """Claims (a), (a′), (b), (e), VI and their controls against the first of ``null_models`` for
     every ``[variant, reference]`` contrast (claims (c), (d) need the OIP stage and are added by the
@@ -102,7 +102,20 @@ def study_claims(
     deepest = feature_maps[-1] if feature_maps else None
     null = next((v for v in null_models if v in variants), None)
     frames = [
-        claims_table(a, b, variants, merged, first, deepest, None, per_image, confidence, resamples, sesoi, null)
+        claims_table(
+            a,
+            b,
+            variants,
+            merged,
+            first,
+            deepest,
+            None,
+            per_image,
+            confidence=confidence,
+            resamples=resamples,
+            sesoi=sesoi,
+            null=null,
+        )
         for a, b in contrasts
     ]
     return with_holm(join_contrasts(frames)) if frames else pd.DataFrame(columns=COLUMNS)
@@ -117,7 +130,7 @@ def measure_study(
     tables: Mapping[str, pd.DataFrame],
     contrasts: Sequence[Sequence[str]],
     settings: MeasureSettings,
-    resamples: int = 1000,
+    resamples: int,
     reference_heads: Mapping[Net, ActivationSet] | None = None,
     null_models: Sequence[str] = (),
     networks: Mapping[Net, NetworkMeasures] | None = None,

@@ -71,28 +71,16 @@ TABLES = {
 
 
 @dataclass(frozen=True)
-class MeasureSettings:
-    """What the measures need besides the activations (``compare`` keys of ``params.yaml``)."""
+class MeasureSettings(NetworkSettings):
+    """What the measures need besides the activations (``compare`` keys of ``params.yaml``): the
+    per-network measures' settings (:class:`.network.NetworkSettings`, one list of them for both
+    stages) and those of the measures across networks. No defaults: conf/ holds them."""
 
-    bins: int = 64
-    #: Quantile of the non-zero |x| that sets each (network, layer)'s scale.
-    scale_quantile: float = 0.99
-    cka_batch: int = 256
+    bins: int
     #: Feature-map layers matched map by map; empty: every feature map.
-    matching_layers: Sequence[str] = ()
-    probe_grid: int = 2
-    probe_test_fraction: float = 0.5
-    #: Random draws for the class-pattern chance distributions.
-    fcp_draws: int = 1000
-    overlap_resamples: int = 200
-    confidence: float = 0.95
-    #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
-    confusion_pair: tuple[str, str] = ("4", "9")
-    #: Seed of the one random order of the evaluation sample that every batched or split measure
-    #: follows (:mod:`.sample_order`): the stored sample is sorted by class.
-    sample_order_seed: int = 0
+    matching_layers: Sequence[str]
     #: Smallest effect size of interest per claim measure (``compare.sesoi``; :mod:`.verdicts`).
-    sesoi: Mapping[str, float] = field(default_factory=dict)
+    sesoi: Mapping[str, float]
 
     @classmethod
     def from_config(cls, cfg: Any) -> MeasureSettings:

@@ -82,18 +82,25 @@ class NetworkMeasures:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """What the per-network measures need (the ``compare`` keys; see
-    :class:`cnnscope.analysis.measures.MeasureSettings`)."""
+    """What the per-network measures need: the ``compare`` keys of ``params.yaml``, with no defaults
+    of their own (conf/ holds them; :meth:`cnnscope.analysis.measures.MeasureSettings.from_config`
+    reads them, and its :meth:`~cnnscope.analysis.measures.MeasureSettings.network` gives these)."""
 
-    probe_test_fraction: float = 0.5
-    sample_order_seed: int = 0
-    scale_quantile: float = 0.99
-    cka_batch: int = 256
-    probe_grid: int = 2
-    fcp_draws: int = 1000
-    overlap_resamples: int = 200
-    confidence: float = 0.95
-    confusion_pair: tuple[str, str] = ("4", "9")
+    #: Share of the evaluation sample held out to score the linear and spatial probes.
+    probe_test_fraction: float
+    #: Seed of the one random order of the evaluation sample that every batched or split measure
+    #: follows (:mod:`.sample_order`): the stored sample is sorted by class.
+    sample_order_seed: int
+    #: Quantile of the non-zero |x| that sets each (network, layer)'s scale.
+    scale_quantile: float
+    cka_batch: int
+    probe_grid: int
+    #: Random draws for the class-pattern chance distributions.
+    fcp_draws: int
+    overlap_resamples: int
+    confidence: float
+    #: The two classes whose mutual confusion is reported (the article's 4 and 9), by class name.
+    confusion_pair: tuple[str, str]
 
 
 def compared_layers(aset: ActivationSet) -> list[str]:
@@ -181,9 +188,7 @@ def pattern_rows(
     }
 
 
-def network_measures(
-    aset: ActivationSet, settings: NetworkSettings = NetworkSettings(), patterns: bool = True
-) -> NetworkMeasures:
+def network_measures(aset: ActivationSet, settings: NetworkSettings, patterns: bool = True) -> NetworkMeasures:
     """Every per-network quantity of ``compare``, each layer read once (per image group);
     ``patterns``: also the deepest map's class patterns (:func:`pattern_rows`)."""
     layers = compared_layers(aset)

@@ -99,7 +99,7 @@ def hoyer_kurtosis(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hoyer, kurt
 
 
-def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int = 64, quantile: float = 0.99) -> dict[K, ScaleFree]:
+def scale_free_stats(arrays: Mapping[K, np.ndarray], bins: int, quantile: float) -> dict[K, ScaleFree]:
     """:class:`ScaleFree` of one layer for every network in ``arrays`` (key → ``(N, ...)`` array).
 
     All networks share one set of normalised edges (the range of ``x / s`` over every network), so
@@ -115,7 +115,7 @@ Pass = tuple[float, tuple[float, float, np.ndarray, np.ndarray]]
 def scale_free_from_passes(
     arrays: Mapping[K, np.ndarray] | None,
     passes: Mapping[K, Pass],
-    bins: int = 64,
+    bins: int,
     counts: Mapping[K, np.ndarray] | None = None,
 ) -> dict[K, ScaleFree]:
     """:func:`scale_free_stats` from each network's robust scale and :func:`one_pass`, computed

@@ -25,7 +25,7 @@ def seed_summary(table: pd.DataFrame, keys: list[str], values: list[str]) -> pd.
 
 
 def bootstrap_difference(
-    a: np.ndarray, b: np.ndarray, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+    a: np.ndarray, b: np.ndarray, resamples: int, confidence: float, seed: int = 0
 ) -> dict[str, float]:
     """Difference of means of ``a`` and ``b`` (``(seeds, images)``, same images) with a bootstrap CI."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

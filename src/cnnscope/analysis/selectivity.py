@@ -62,7 +62,7 @@ def layer_summary(maps: pd.DataFrame) -> pd.DataFrame:
 
 
 def layer_contrasts(
-    summary: pd.DataFrame, contrasts: Sequence[Sequence[str]], null: str | None, confidence: float = 0.95
+    summary: pd.DataFrame, contrasts: Sequence[Sequence[str]], null: str | None, confidence: float
 ) -> pd.DataFrame:
     """Per layer and pair (each contrast, and each contrast's variant against the untrained
     ``null``): the paired per-seed difference of mean selectivity with its seed-level verdict
@@ -78,7 +78,8 @@ def layer_contrasts(
                 {s for v, s in table.index if v == a} & {s for v, s in table.index if v == b}
             )  # fmt: skip
             d = np.array([table[a, s] - table[b, s] for s in seeds], dtype=np.float64)
-            rows.append({"layer": layer, "variant": a, "reference": b, **seed_verdict(d, 1, confidence)})
+            # compare.sesoi has no smallest effect for selectivity: 0 gives no equivalence verdict
+            rows.append({"layer": layer, "variant": a, "reference": b, **seed_verdict(d, 1, confidence, 0.0)})
     return pd.DataFrame(rows)
 
 

@@ -65,7 +65,7 @@ def sign_flip_p(d: np.ndarray) -> float:
     return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
 
 
-def t_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+def t_interval(d: np.ndarray, confidence: float) -> tuple[float, float]:
     """Student t-interval of the mean of ``d`` (NaN bounds below two values)."""
     d = np.asarray(d, dtype=np.float64)
     n = len(d)
@@ -114,7 +114,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def seed_verdict(d: np.ndarray, direction: int = 1, confidence: float = 0.95, sesoi: float = 0.0) -> dict[str, Any]:
+def seed_verdict(d: np.ndarray, direction: int, confidence: float, sesoi: float) -> dict[str, Any]:
     """Mean, t-interval, sign-flip p, d_z, TOST p and verdict of the per-seed differences ``d`` for a
     claim that they are positive (``direction=1``) or negative (``-1``), with smallest effect size
     of interest ``sesoi`` (0: no equivalence verdict, contradicted whenever the interval excludes 0)."""

@@ -117,15 +117,7 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
     runs = collect.per_run_metrics(root, "train", study.variants, study.seeds)
     acc = runs.groupby("variant", sort=False)["test_acc"]
     means, stds = acc.mean().reindex(study.variants), acc.std(ddof=1).reindex(study.variants)
-    claims = findings.claims_frame(
-        root / params.compare.out_dir / "tables",
-        read_run_metrics("oip", study.variants, study.oip_seeds, root),
-        study.contrasts,
-        params.compare.confidence,
-        params.compare.sesoi,
-        _null_models(params),
-        report_trajectory.matched_claims(params, root),
-    )
+    claims = findings.claims_frame(root / params.compare.out_dir / "tables", _claim_inputs(params, root))
     headings = {text for _, text in body.headings()}
     lines = [findings.accuracy_sentence(means, stds, 1 / len(manifest["classes"]), len(study.seeds))]
     lines += [findings.claim_sentence(row, params.compare.confidence, headings) for _, row in claims.iterrows()]
@@ -142,7 +134,7 @@ def _findings(head: Report, body: Report, params: Params, root: Path, manifest: 
     data = f"{manifest['source']}, {manifest['sizes']['train']:,} training images"
     chance = 1 / len(manifest["classes"])
     return findings.headline(
-        study.name, command, means, claims, len(study.seeds), data, stds, chance, params.compare.confidence
+        study.name, command, means, claims, len(study.seeds), data, params.compare.confidence, stds, chance
     )
 
 
@@ -150,14 +142,10 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
     """``tables/``: the per-seed tables behind every verdict and every cited table, the claims as
     the report shows them and the recipe that recomputes them (:mod:`cnnscope.report.evidence`)."""
     study = params.study
-    oip_runs = read_run_metrics("oip", study.variants, study.oip_seeds, root)
-    nulls = _null_models(params)
+    inputs = _claim_inputs(params, root)
+    oip_runs, nulls, matched = inputs.oip_metrics, list(inputs.null_models), inputs.extra
     trajectories, trajectory_layer = report_trajectory.matched_evidence(params, root)
-    matched = report_trajectory.matched_claims(params, root)
-    claims = findings.claims_frame(
-        root / params.compare.out_dir / "tables", oip_runs, study.contrasts, params.compare.confidence,
-        params.compare.sesoi, nulls, matched,
-    )  # fmt: skip
+    claims = findings.claims_frame(root / params.compare.out_dir / "tables", inputs)
     index = collect.read_json(root / params.compare.out_dir / "index.json")
     maps = list(index.get("feature_maps", []))
     compared = sorted({str(v) for v in claims["variant"]} | {str(r) for r in claims["reference"]} - {""})
@@ -169,16 +157,26 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
         "sesoi": dict(params.compare.sesoi),
         "first_map": maps[0] if maps else None,
         "deepest_map": maps[-1] if maps else None,
-        "trajectory_layer": trajectory_layer if len(matched) else None,
+        "trajectory_layer": trajectory_layer if matched is not None and len(matched) else None,
     }
     train = collect.per_run_metrics(root, "train", study.variants, study.seeds)
-    shipped = trajectories if len(matched) else None
+    shipped = trajectories if matched is not None and len(matched) else None
     evidence.ship_tables(out, root / params.compare.out_dir / "tables", claims, oip_runs, train, recipe, shipped)
 
 
-def _null_models(params: Params) -> list[str]:
-    """The study's untrained variants (``train: false``), the controls of the within-network claims."""
-    return [v for v in params.study.variants if not params.study.variant_specs[v].train]
+def _claim_inputs(params: Params, root: Path) -> findings.ClaimInputs:
+    """What the claims table is built from besides the compare tables: the OIP runs, the study's
+    contrasts, ``compare.confidence`` and ``compare.sesoi``, the untrained variants (``train: false``,
+    the controls of the within-network claims) and the trajectory stage's matched-step claim."""
+    study = params.study
+    return findings.ClaimInputs(
+        oip_metrics=read_run_metrics("oip", study.variants, study.oip_seeds, root),
+        contrasts=study.contrasts,
+        confidence=params.compare.confidence,
+        sesoi=params.compare.sesoi,
+        null_models=[v for v in study.variants if not study.variant_specs[v].train],
+        extra=report_trajectory.matched_claims(params, root),
+    )
 
 
 def _contents(head: Report, body: Report) -> None:
@@ -244,11 +242,7 @@ def _compare(report: Report, params: Params, root: Path) -> None:
     if (tables / "certainty.csv").is_file():  # only when the softmax was extracted
         probe_certainty_section(report, pd.read_csv(tables / "certainty.csv"), params.study.variants)
     study = params.study
-    oip_runs = read_run_metrics("oip", study.variants, study.oip_seeds, root)
-    measures.measures_sections(
-        report, folder, study.variants, study.seeds, oip_runs, study.contrasts, params.compare.confidence,
-        params.compare.sesoi, _null_models(params), report_trajectory.matched_claims(params, root),
-    )  # fmt: skip
+    measures.measures_sections(report, folder, study.variants, study.seeds, _claim_inputs(params, root))
     figures = index["figures"]
     for kind, heading in FIGURE_SECTIONS:
         entries = [e for e in figures if e.get("kind") == kind]

@@ -127,10 +127,10 @@ def recompute_claims(folder: Path) -> pd.DataFrame:
                 recipe["deepest_map"],
                 None if a in seen else (oip or None),
                 None,
-                recipe["confidence"],
-                0,
-                recipe["sesoi"],
-                null,
+                confidence=recipe["confidence"],
+                resamples=0,
+                sesoi=recipe["sesoi"],
+                null=null,
             )
         )
         seen.add(a)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +39,29 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def claims_frame(
-    tables: Path,
-    oip_metrics: Mapping[tuple[str, int], Mapping[str, Any]],
-    contrasts: Sequence[Sequence[str]],
-    confidence: float,
-    sesoi: Mapping[str, float] | None = None,
-    null_models: Sequence[str] = (),
-    extra: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ClaimInputs:
+    """What the report's claims table is built from besides the compare stage's tables. One value,
+    so the findings, the measures section and the shipped evidence cannot be given different ones."""
+
+    #: The OIP stage's summary per (variant, seed): claims (c) and (d).
+    oip_metrics: Mapping[tuple[str, int], Mapping[str, Any]]
+    #: ``study.contrasts``: the ``[variant, reference]`` pairs.
+    contrasts: Sequence[Sequence[str]]
+    #: ``compare.confidence`` and ``compare.sesoi``: the verdicts' interval and smallest effects.
+    confidence: float
+    sesoi: Mapping[str, float]
+    #: The untrained variants; the first is the control of the within-network claims.
+    null_models: Sequence[str]
+    #: More rows of the same columns (the trajectory stage's matched-step claim (a)), or None.
+    extra: pd.DataFrame | None
+
+
+def claims_frame(tables: Path, inputs: ClaimInputs) -> pd.DataFrame:
     """The compare stage's claims (a, a′, b, e, VI) joined with the OIP stage's (c, d) and their
-    trained − untrained controls (against the first of ``null_models``), by claim letter, with the
-    Holm-adjusted p recomputed over the whole table (the family the report shows). ``extra``: more
-    rows of the same columns (the trajectory stage's matched-step claim (a))."""
+    trained − untrained controls (against the first of ``inputs.null_models``), by claim letter, with
+    the Holm-adjusted p recomputed over the whole table (the family the report shows), and the rows
+    of ``inputs.extra``."""
     frames = []
     path = tables / "claims.csv"
     if path.is_file():
@@ -58,11 +69,11 @@ def claims_frame(
             frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
     scale = tables / "activation_scale.csv"
     silent = silent_layers(pd.read_csv(scale)) if scale.is_file() else set()
-    null = next(iter(null_models), None)
-    for variant in dict.fromkeys(c[0] for c in contrasts):
-        rows = oip_claims(variant, oip_metrics, confidence, sesoi, null, silent)
+    null = next(iter(inputs.null_models), None)
+    for variant in dict.fromkeys(c[0] for c in inputs.contrasts):
+        rows = oip_claims(variant, inputs.oip_metrics, inputs.confidence, inputs.sesoi, null, silent)
         frames.append(pd.DataFrame(rows, columns=COLUMNS))
-    frames = [f for f in [*frames, extra] if f is not None and len(f)]
+    frames = [f for f in [*frames, inputs.extra] if f is not None and len(f)]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     order = {c: i for i, c in enumerate(("a", "a′", "b", "c", "d", "e", "VI"))}
@@ -115,9 +126,9 @@ def headline(
     claims: pd.DataFrame,
     n_seeds: int,
     data: str,
+    confidence: float,
     stds: pd.Series | None = None,
     chance: float | None = None,
-    confidence: float | None = None,
 ) -> dict[str, Any]:
     """The study's numbers for the reports index, its MLflow run and the repository README's
     findings (:mod:`cnnscope.report.readme`): accuracies (mean, and sd over seeds), chance, the
@@ -135,8 +146,7 @@ def headline(
         record["test_acc_std"] = {str(v): None if pd.isna(sd) else float(sd) for v, sd in stds.items()}
     if chance is not None:
         record["chance"] = float(chance)
-    if confidence is not None:
-        record["confidence"] = float(confidence)
+    record["confidence"] = float(confidence)
     rows = claims.reindex(columns=HEADLINE_CLAIM).astype(object)
     record["findings"] = [
         {k: None if v is None or (isinstance(v, float) and v != v) else v for k, v in row.items()}

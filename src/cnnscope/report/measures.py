@@ -7,14 +7,14 @@ that need the OIP stage (c, d), each with its seed-level verdict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
 from cnnscope.io import read_table
-from cnnscope.report.findings import claims_frame
+from cnnscope.report.findings import ClaimInputs, claims_frame
 from cnnscope.report.patterns import pattern_section
 
 
@@ -68,17 +68,10 @@ def measures_sections(
     compare_dir: Path,
     variants: Sequence[str],
     seeds: Sequence[int],
-    oip_metrics: dict[tuple[str, int], dict[str, Any]],
-    contrasts: Sequence[Sequence[str]],
-    confidence: float,
-    sesoi: Mapping[str, float] | None = None,
-    null_models: Sequence[str] = (),
-    extra_claims: pd.DataFrame | None = None,
+    claims: ClaimInputs,
 ) -> None:
     """The scale-free statistics, divergences and information gain, CKA, map matching, spatial
-    probes, class patterns, pattern classification and the claims table (``sesoi``: the
-    ``compare.sesoi`` of each claim; ``null_models``: the untrained variants, whose first is the
-    control of the within-network claims)."""
+    probes, class patterns, pattern classification and the claims table (from ``claims``)."""
     tables = compare_dir / "tables"
     sf = _section(
         report,
@@ -94,7 +87,7 @@ def measures_sections(
         for value, label in (("entropy_norm_bits", "Normalised entropy (bits)"), ("hoyer", "Hoyer sparsity")):
             report.add(f"**{label}**:")
             report.table(layer_by_variant(sf, value, variants))
-    _divergences(report, tables, variants, contrasts)
+    _divergences(report, tables, variants, claims.contrasts)
     _cka(report, compare_dir, tables)
     _matching(report, tables)
     probe = _read(tables, "spatial_probe")
@@ -113,7 +106,7 @@ def measures_sections(
         table = cells.unstack("variant").reindex(layers)
         report.table(table[[v for v in variants if v in table]].reset_index())
     _class_patterns(report, tables, variants)
-    _claims(report, tables, oip_metrics, contrasts, confidence, sesoi, null_models, extra_claims)
+    _claims(report, tables, claims)
 
 
 def _divergences(report: _Report, tables: Path, variants: Sequence[str], contrasts: Sequence[Sequence[str]]) -> None:
@@ -193,17 +186,9 @@ def _class_patterns(report: _Report, tables: Path, variants: Sequence[str]) -> N
         pattern_section(report, classify, _read(tables, "pattern_confusion"), variants, _pm)
 
 
-def _claims(
-    report: _Report,
-    tables: Path,
-    oip_metrics: dict[tuple[str, int], dict[str, Any]],
-    contrasts: Sequence[Sequence[str]],
-    confidence: float,
-    sesoi: Mapping[str, float] | None = None,
-    null_models: Sequence[str] = (),
-    extra: pd.DataFrame | None = None,
-) -> None:
-    table = claims_frame(tables, oip_metrics, contrasts, confidence, sesoi, null_models, extra)
+def _claims(report: _Report, tables: Path, inputs: ClaimInputs) -> None:
+    table = claims_frame(tables, inputs)
+    confidence = inputs.confidence
     if table.empty:
         return
     report.add(

@@ -32,7 +32,7 @@ from cnnscope.errors import CnnscopeError
 from cnnscope.progress import track
 
 if TYPE_CHECKING:
-    from cnnscope.analysis.network import NetworkMeasures
+    from cnnscope.analysis.network import NetworkMeasures, NetworkSettings
 
 __all__ = ["EVAL", "INPUT", "Roles", "StudyError", "StudyResults", "compare_study"]
 
@@ -104,32 +104,30 @@ def compare_study(
     sets: Sets,
     images: torch.Tensor,
     roles: Roles,
-    bins: int = 64,
-    bootstrap: int = 1000,
-    confidence: float = 0.95,
-    probe_test_fraction: float = 0.5,
-    sample_order_seed: int = 0,
+    bins: int,
+    bootstrap: int,
+    confidence: float,
+    network: NetworkSettings,
     networks: Mapping[tuple[str, int], NetworkMeasures] | None = None,
     histograms: Mapping[tuple[str, int], Mapping[str, np.ndarray]] | None = None,
 ) -> StudyResults:
     """Every comparison of the study. ``images`` are the prepared uint8 images (indexed by sample
-    id); ``roles`` say which variant pairs get difference CIs; ``sample_order_seed``: the seeded
-    image order the linear probes split in (:mod:`cnnscope.analysis.sample_order`).
+    id); ``roles`` say which variant pairs get difference CIs.
 
     ``networks``: each network's own measures (:mod:`cnnscope.analysis.network`, the
-    ``measures@`` stages), computed here when not given; ``histograms``: each network's counts on
-    the shared edges (:mod:`cnnscope.analysis.shared_bins`, the ``histograms@`` stages), binned
-    here when not given. What is left here needs several networks (divergences, seed statistics)."""
+    ``measures@`` stages), computed here with the settings ``network`` when not given;
+    ``histograms``: each network's counts on the shared edges (:mod:`cnnscope.analysis.shared_bins`,
+    the ``histograms@`` stages), binned here when not given. What is left here needs several
+    networks (divergences, seed statistics)."""
     if not sets:
         raise StudyError("no activation sets to compare")
     ref, layers = _check_consistent(sets)
     from cnnscope.analysis.shared_bins import layer_edges  # it imports .common
 
     if networks is None:
-        from cnnscope.analysis.network import NetworkSettings, network_measures  # it imports .common
+        from cnnscope.analysis.network import network_measures  # it imports .common
 
-        own = NetworkSettings(probe_test_fraction=probe_test_fraction, sample_order_seed=sample_order_seed)
-        networks = {net: network_measures(aset, own, patterns=False) for net, aset in sets.items()}
+        networks = {net: network_measures(aset, network, patterns=False) for net, aset in sets.items()}
     variants = list(dict.fromkeys(v for v, _ in sets))
     seeds = sorted({s for _, s in sets})
     layers = [name for name in layers if ref.kinds.get(name) not in PASS_THROUGH]

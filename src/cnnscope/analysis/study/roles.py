@@ -8,7 +8,7 @@ claims all follow these roles, so renaming the variants changes nothing but the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only the type: the analysis runs without the config stack
@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # only the type: the analysis runs without the config stack
 @dataclass(frozen=True)
 class Roles:
     #: ``(variant, reference)`` pairs the study is about, in config order.
-    contrasts: list[tuple[str, str]] = field(default_factory=list)
+    contrasts: list[tuple[str, str]]
     #: Variants that are never trained (random initialisation): the reference of every other variant.
-    null_models: list[str] = field(default_factory=list)
+    null_models: list[str]
 
     @classmethod
     def from_study(cls, study: StudyConfig) -> Roles:

@@ -92,8 +92,7 @@ def full_study(
     if networks is None:
         networks = {net: network_measures(aset, settings.network()) for net, aset in sets.items()}
     res = compare_study(
-        sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, cfg.linear_probe_test_fraction,
-        cfg.sample_order_seed, networks, histograms,
+        sets, images, roles, cfg.bins, cfg.bootstrap, cfg.confidence, settings.network(), networks, histograms,
     )  # fmt: skip
     ids = torch.as_tensor(next(iter(sets.values())).group(EVAL).sample_ids, dtype=torch.long)
     extra = measure_study(
