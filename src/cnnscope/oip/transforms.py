@@ -24,21 +24,28 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def gaussian_blur(sigma: float) -> Transform:
-    """Blur with a Gaussian of ``sigma`` pixels (reflecting borders); ``sigma == 0`` is the identity."""
+    """Blur with a Gaussian of ``sigma`` pixels (reflecting borders); ``sigma == 0`` is the identity.
+
+    The same kernel, padding and convolution as torchvision's ``gaussian_blur`` (a test holds them
+    equal), written with torch alone: importing torchvision pulls in ``torch._dynamo``, which cost
+    the ``oip@`` and ``trajectory@`` stages 1.5 s and 170 MB each just to start."""
     if sigma < 0:
         raise OIPError(f"blur sigma must be ≥ 0, got {sigma}")
     if sigma == 0:
         return _identity
-    # here, not at the top: torchvision imports torch._dynamo (slow to import), which a stage that never
-    # blurs (validate, exemplars of a network without maps) should not pay for
-    from torchvision.transforms.v2 import functional as TF
-
     kernel = 2 * math.ceil(3 * sigma) + 1
 
     def blur(images: torch.Tensor) -> torch.Tensor:
-        size = min(kernel, 2 * min(images.shape[-2:]) - 1)
-        size -= 1 - size % 2  # torchvision wants an odd kernel
-        return TF.gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
+        size = min(kernel, 2 * min(images.shape[-2:]) - 1)  # reflect padding needs size // 2 < the side
+        size -= 1 - size % 2  # an odd kernel, centred on its pixel
+        lim = (size - 1) / (2.0 * math.sqrt(2.0))  # offsets / √2, so that softmax(-(x/σ)²) ∝ exp(-i²/2σ²)
+        x = torch.linspace(-lim, lim, steps=size, dtype=images.dtype, device=images.device)
+        k1 = torch.softmax(x.div(sigma).pow(2).neg(), dim=0)
+        channels = images.shape[-3]
+        k2 = (k1.unsqueeze(-1) * k1).expand(channels, 1, size, size)
+        flat = images.reshape(-1, *images.shape[-3:])
+        padded = F.pad(flat, [size // 2] * 4, mode="reflect")
+        return F.conv2d(padded, k2, groups=channels).reshape(images.shape)
 
     return blur
 
@@ -70,7 +77,7 @@ SUPPRESSIONS: dict[str, Callable[[float, float], Transform]] = {
 }
 
 
-def suppression(kind: str, blur_sigma: float = 0.5, damping: float = 0.1) -> Transform:
+def suppression(kind: str, blur_sigma: float, damping: float) -> Transform:
     """The high-frequency suppression named ``kind`` (a key of :data:`SUPPRESSIONS`)."""
     if kind not in SUPPRESSIONS:
         raise OIPError(f"unknown suppression {kind!r}; choose one of: {', '.join(SUPPRESSIONS)}")
@@ -99,7 +106,7 @@ class RandomAffine:
     call, one draw for the whole batch from its own generator (like :class:`Jitter`); borders are
     reflected, so no constant frame appears for the ascent to exploit."""
 
-    def __init__(self, scale: float = 0.0, rotate: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, scale: float, rotate: float, seed: int = 0) -> None:
         if not 0 <= scale < 1:
             raise OIPError(f"random scale must be in [0, 1) (a relative zoom), got {scale}")
         if not 0 <= rotate <= 180:
