@@ -63,7 +63,8 @@ def load_mnist(root: Path) -> PreparedData:
 
 def arch(data: PreparedData) -> dict[str, object]:
     shape = {"in_channels": 1, "num_classes": 10, "image_size": 28, "mean": data.mean, "std": data.std}
-    return {"name": "mnist_cnn", **shape, "width": 1.0, "hidden": 64, "batch_norm": False, "dropout": 0.0}
+    knobs = {"width": 1.0, "hidden": 64, "batch_norm": False, "dropout": 0.0, "init": "kaiming"}
+    return {"name": "mnist_cnn", **shape, **knobs}
 
 
 def _clock() -> tuple[float, float]:

@@ -53,6 +53,8 @@ RENAMED = {
 DATA_SOURCES = ("embedded", "mnist", "fashion_mnist", "cifar10", "imagefolder")
 #: ``model.name``: the builders of :data:`cnnscope.models.registry.MODELS`, in its order.
 MODEL_NAMES = ("mnist_cnn", "cifar_cnn", "edge_filters", "mlp")
+#: ``model.init``: the initialisations of :data:`cnnscope.models.networks.INITS`, in its order.
+INIT_NAMES = ("kaiming", "torch_default")
 
 
 class ConfigError(CnnscopeError, ValueError):
@@ -71,9 +73,12 @@ if TYPE_CHECKING:  # mypy cannot follow enums built from data: it sees string en
 
     class ModelName(str, Enum): ...
 
+    class InitName(str, Enum): ...
+
 else:
     DataSource = _choices("DataSource", DATA_SOURCES)
     ModelName = _choices("ModelName", MODEL_NAMES)
+    InitName = _choices("InitName", INIT_NAMES)
 
 
 class ValSource(str, Enum):
@@ -141,6 +146,9 @@ class ModelConfig:
     #: Convolutions (mnist_cnn: 1-3), convolutions per stage (cifar_cnn) or trainable convolutions
     #: after the fixed kernels (edge_filters); null keeps the architecture's own.
     depth: int | None
+    #: How conv and linear weights start (``conf/base/model.yaml`` says why): one setting for the
+    #: whole study, since the variants share their initialisation per seed (no variant overrides it).
+    init: InitName
     optimizer: OptimizerName
     lr: float
     momentum: float

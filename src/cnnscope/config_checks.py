@@ -58,6 +58,12 @@ def check_semantics(params: Params) -> None:
                 f"study.variant_specs.{name}.model sets unknown keys {bad}; "
                 f"model keys are: {', '.join(ModelConfig.__dataclass_fields__)}"
             )
+        if "init" in spec.model:
+            raise ConfigError(
+                f"study.variant_specs.{name}.model sets init: model.init is one setting for the whole study "
+                "(the variants share their initialisation per seed, so the untrained control is the trained "
+                "networks' starting point); set model.init instead"
+            )
     for key in ("val_fraction", "test_fraction"):
         value = getattr(params.data, key)
         if not 0 <= value < 1:

@@ -123,7 +123,7 @@ def check_maps_in_layer(params: Params) -> None:
     for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
         m = variant_model_config(params, variant)
         depth = None if m.depth is None else int(m.depth)
-        knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth)
+        knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth, m.init.value)
         try:
             net = MODELS[m.name.value](Arch(channels, 10, size, [0.0] * channels, [1.0] * channels, *knobs))
         except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built

@@ -50,10 +50,15 @@ class Arch:
     dropout: float
     #: ``None`` (``model.depth: null``): the architecture's own depth, :data:`OWN_DEPTH`.
     depth: int | None
+    #: How the weights start, one of :data:`INITS` (``model.init``; :func:`initialise`).
+    init: str
 
     def depth_of(self, name: str) -> int:
         return OWN_DEPTH[name] if self.depth is None else self.depth
 
+
+#: ``model.init``: the initialisations :func:`initialise` knows (``conf/base/model.yaml`` says why).
+INITS = ("kaiming", "torch_default")
 
 #: Each architecture's depth as published (not a setting: ``model.depth: null`` means this).
 OWN_DEPTH = {"mnist_cnn": 3, "cifar_cnn": 2, "edge_filters": 1, "mlp": 2}
@@ -155,6 +160,46 @@ def _spatial_after(size: int, layers: OrderedDict[str, nn.Module]) -> int:
     return size
 
 
+def _feeds_relu(layers: list[nn.Module], index: int) -> bool:
+    """Whether layer ``index``'s output reaches a ReLU with only batch norms in between."""
+    for layer in layers[index + 1 :]:
+        if not isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d):
+            return isinstance(layer, nn.ReLU)
+    return False
+
+
+def initialise(model: LayeredCNN, init: str) -> LayeredCNN:
+    """Draw ``model``'s trainable conv and linear weights as ``init`` says, in place (every builder
+    ends here, so every variant of a study starts alike; the draw follows torch's global seed).
+
+    ``kaiming``: normal with variance ``gain² / fan_in`` (He et al., ICCV 2015), gain √2 for a layer
+    whose output goes into a ReLU and 1 for one that does not (the logits), biases zero: a ReLU layer
+    then keeps its input's second moment, so an untrained network's deep maps still vary with the
+    image. ``torch_default``: the weights as PyTorch's constructors drew them (variance
+    ``1/(3·fan_in)``: each ReLU layer keeps about a sixth of its input's second moment). Frozen weights
+    (``edge_filters``' fixed kernels) are kept either way.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+    if init == "torch_default":
+        return model
+    layers = list(model.children())
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d | nn.Linear) and layer.weight.requires_grad:
+            if _feeds_relu(layers, i):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="linear")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return model
+
+
+def _network(layers: OrderedDict[str, nn.Module], arch: Arch) -> LayeredCNN:
+    """The built ``layers`` as a :class:`LayeredCNN`, initialised as ``arch.init`` says."""
+    return initialise(LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std), arch.init)
+
+
 def mnist_cnn(arch: Arch) -> LayeredCNN:
     """The MNIST network of the seed articles: 3×3 valid convolutions (32, 64, 128 maps), 2×2
     max-pooling after all but the last (28→26→13→11→5→3), a dense head. ``depth`` < 3 keeps the
@@ -174,7 +219,7 @@ def mnist_cnn(arch: Arch) -> LayeredCNN:
     if side < 1:
         raise ValueError(f"mnist_cnn of depth {depth} needs larger images than {arch.image_size} pixels")
     _dense_head(layers, in_ch * side * side, arch.hidden, arch.dropout, arch.num_classes)
-    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
+    return _network(layers, arch)
 
 
 def cifar_cnn(arch: Arch) -> LayeredCNN:
@@ -202,7 +247,7 @@ def cifar_cnn(arch: Arch) -> LayeredCNN:
         layers["dropout"] = nn.Dropout(arch.dropout)
     layers["flatten"] = nn.Flatten()
     layers["fc2"] = nn.Linear(arch.hidden * side * side, arch.num_classes)
-    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
+    return _network(layers, arch)
 
 
 def edge_filters(arch: Arch) -> LayeredCNN:
@@ -233,7 +278,7 @@ def edge_filters(arch: Arch) -> LayeredCNN:
     layers["pool2"] = nn.MaxPool2d(2)
     side = _spatial_after(arch.image_size, layers)
     _dense_head(layers, maps * side * side, arch.hidden, arch.dropout, arch.num_classes)
-    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
+    return _network(layers, arch)
 
 
 def mlp(arch: Arch) -> LayeredCNN:
@@ -261,4 +306,4 @@ def mlp(arch: Arch) -> LayeredCNN:
             layers[f"dropout{i}"] = nn.Dropout(arch.dropout)
         features = units
     layers["fc_out"] = nn.Linear(features, arch.num_classes)
-    return LayeredCNN(layers, arch.in_channels, arch.image_size, arch.mean, arch.std)
+    return _network(layers, arch)

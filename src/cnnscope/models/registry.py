@@ -76,6 +76,9 @@ def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu")
     try:
         arch = dict(ckpt["hyper_parameters"]["model"])
         name = arch.pop("name")
+        # written before ``model.init`` existed, when every network started from torch's own draw (the
+        # stored weights replace the draw anyway; this keeps the record true)
+        arch.setdefault("init", "torch_default")
         model = build_model(name, **arch)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is not a cnnscope training checkpoint ({err!r})") from None

@@ -70,6 +70,7 @@ def resolve_variant(
         "hidden": int(model_cfg.hidden),
         "batch_norm": bool(model_cfg.batch_norm),
         "dropout": float(model_cfg.dropout),
+        "init": model_cfg.init.value,
     }
     if model_cfg.depth is not None:
         arch["depth"] = int(model_cfg.depth)
