@@ -105,13 +105,13 @@ def main() -> None:
     n_maps = layer_shape(model, layer)[0]
     seeds = list(range(args.restarts))
     per_map = initial_noise(seeds, args.wavelengths, 1, 28).flatten(0, 1).to(device)  # (K·W, 1, 28, 28)
-    blur = suppression("blur", 0.5)
+    blur = suppression("blur", 0.5, 0.0)  # the article's blur; the damping (0.0) is the fourier kind's only
     net = model.truncated(layer) if args.model_order else ascent_net(model, layer)
 
     def run(maps: list[int], steps: int) -> torch.Tensor:
         start = per_map.repeat(len(maps), 1, 1, 1)
         channels = torch.tensor(maps, device=device).repeat_interleave(len(per_map))
-        return ascend(net, start, MapMean(channels), steps, 0.1, blur).images
+        return ascend(net, start, MapMean(channels), steps, 0.1, blur, None, (), None, False).images
 
     with frozen(net):
         run([0], 1), run(list(range(n_maps)), 1)  # warm-up (allocator, kernels, thread pool)

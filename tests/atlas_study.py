@@ -18,7 +18,7 @@ from cnnscope.layout import OIP_TABLE, OIP_TENSORS
 from cnnscope.oip import OIPSettings, generate_node_oips, generate_oips, map_table
 from cnnscope.oip.against_data import against_data
 from cnnscope.viz.atlas import oip_beside_exemplars
-from conftest import exemplar_knobs, random_model
+from conftest import conf_section, exemplar_knobs, random_model
 
 ASCENT = dict(step_size=0.1, noise="grid", suppress="blur", blur_sigma=0.5, fourier_damping=0.1, jitter=0)
 ASCENT |= dict(scale=0.0, rotate=0.0, parameterization="pixel", decay=1.0, anneal=False, init_scale=1.0)
@@ -51,7 +51,9 @@ def build_study(prepared: PreparedData, root: Path, maps: list[int] | None = Non
         best = tensors["images"][:, 0, 0]
         ex_images = torch.stack([images[[position[int(j)] for j in ex.image_ids[m]]] for m in maps_done])
         dead = ~tensors["grad_seen"].flatten(1).any(dim=1)
-        table = against_data(model, "relu3", maps_done, best, ex, ex_images, dead)
+        table = against_data(
+            model, "relu3", maps_done, best, ex, ex_images, dead, conf_section("exemplars")["far_above"]
+        )
         records += network_layers(variant, seed, exemplars, oip_dir, table)
     return records
 

@@ -13,9 +13,11 @@ from cnnscope.activations.exemplars import find_exemplars, split_images
 from cnnscope.data.prepared import PreparedData
 from cnnscope.oip.against_data import against_data, path_layers, pearson
 from cnnscope.oip.errors import OIPError
-from conftest import exemplar_knobs, random_model
+from conftest import conf_section, exemplar_knobs, random_model
 
 MAPS = list(range(0, 128, 16))
+#: ``exemplars.far_above`` as conf/ sets it.
+FAR_ABOVE = conf_section("exemplars")["far_above"]
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_columns_equal_a_direct_computation(case) -> None:  # type: ignore[no-un
     torch.manual_seed(3)
     oips = torch.randn(len(MAPS), 1, 28, 28)
     dead = torch.tensor([i % 3 == 0 for i in range(len(MAPS))])
-    table = against_data(model, "relu3", MAPS, oips, ex, ex_images, dead)
+    table = against_data(model, "relu3", MAPS, oips, ex, ex_images, dead, FAR_ABOVE)
     with torch.no_grad():
         oip_acts = capture(model, oips, ["relu3", "pool1", "pool2"])
     for i, m in enumerate(MAPS):
@@ -86,7 +88,9 @@ def test_the_top_exemplar_as_oip_scores_one_and_a_natural_path(case) -> None:  #
     assert live
     maps = [MAPS[i] for i in live]
     oips = model.standardize(ex_images[live, 0].float() / 255)
-    table = against_data(model, "relu3", maps, oips, ex, ex_images[live], torch.zeros(len(live), dtype=torch.bool))
+    table = against_data(
+        model, "relu3", maps, oips, ex, ex_images[live], torch.zeros(len(live), dtype=torch.bool), FAR_ABOVE
+    )
     np.testing.assert_allclose(table["normalised_activation"], 1.0, rtol=1e-5)
     assert not table["path_unnatural"].any() and not table["flagged"].any()
 
@@ -102,4 +106,4 @@ def test_pearson_is_the_correlation_and_zero_for_constant_rows() -> None:
 def test_mismatched_inputs_are_refused(case) -> None:  # type: ignore[no-untyped-def]
     model, ex, ex_images = case
     with pytest.raises(OIPError, match="8 maps but 2 OIPs"):
-        against_data(model, "relu3", MAPS, torch.zeros(2, 1, 28, 28), ex, ex_images, torch.zeros(8))
+        against_data(model, "relu3", MAPS, torch.zeros(2, 1, 28, 28), ex, ex_images, torch.zeros(8), FAR_ABOVE)

@@ -157,25 +157,6 @@ NOT_SETTINGS = {
     "trajectory/collect.py:read_trajectories.name": "which of the stage's tables to read",
     "trajectory/measures.py:_Layer.scale": "a measured value, NaN until measured",
 }
-#: Settings that still have a library default (issue 23, item 3): this list may only shrink.
-PENDING = {
-    "oip/against_data.py:against_data.far_above",
-    "oip/against_data.py:against_oip_outputs.far_above",
-    "oip/ascent.py:ascend.anneal",
-    "oip/ascent.py:ascend.jitter",
-    "oip/ascent.py:ascend.snapshots",
-    "oip/generate.py:_ascend_targets.snapshots",
-    "oip/generate.py:generate_oips.snapshots",
-    "oip/spectral.py:__init__.decay",
-    "oip/spectral.py:spectrum_scale.decay",
-    "oip/transforms.py:__init__.rotate",
-    "oip/transforms.py:__init__.scale",
-    "oip/transforms.py:suppression.blur_sigma",
-    "runner/cluster.py:runner_config.name",
-    "training/variant.py:VariantJob.checkpoint_steps",
-    "viz/activations.py:feature_map_figure.max_maps",
-    "viz/study.py:render_study.max_maps",
-}
 
 
 def library_defaults() -> set[str]:
@@ -206,13 +187,6 @@ def library_defaults() -> set[str]:
     return found
 
 
-def _defines(key: str) -> bool:
-    """Whether the module of ``key`` (``<module>:<owner>.<name>``) still defines its function or class."""
-    module, owner = key.split(":")[0], key.split(":")[1].split(".")[0]
-    path = REPO / "src" / "cnnscope" / module
-    return path.is_file() and re.search(rf"^\s*(def|class) {owner}\b", path.read_text(), re.M) is not None
-
-
 def test_conf_is_the_only_home_of_defaults() -> None:
     """The schema sections hold no default values (conf/ does), so the two cannot disagree; nor
     does a library signature or settings dataclass, except documented non-setting defaults."""
@@ -220,10 +194,10 @@ def test_conf_is_the_only_home_of_defaults() -> None:
         with_default = [f.name for f in fields(schema) if f.default is not MISSING or f.default_factory is not MISSING]
         assert not with_default, f"{name}: {with_default} have defaults in config.py; move them to conf/"
     found = library_defaults()
-    new = sorted(found - set(NOT_SETTINGS) - PENDING)
+    new = sorted(found - set(NOT_SETTINGS))
     assert not new, f"settings with a default in the library (conf/ is their home; pass them): {new}"
-    gone = sorted(k for k in PENDING - found if _defines(k))
-    assert not gone, f"no longer a library default: remove {gone} from PENDING"
+    stale = sorted(set(NOT_SETTINGS) - found)
+    assert not stale, f"no longer a library default: remove {stale} from NOT_SETTINGS"
 
 
 def test_choices_come_from_the_registries() -> None:

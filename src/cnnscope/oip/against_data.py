@@ -17,7 +17,7 @@ Three checks per map, all against the map's dataset exemplars (:mod:`cnnscope.ac
   and each of the top exemplars; the baseline is the exemplars among themselves. The path is
   *unnatural* in a layer when the OIP's mean correlation with the exemplars is below that of every
   exemplar with the others (the OIP is less typical than the least typical exemplar). A map is
-  *flagged* when the OIP drives it ``far_above`` times above the top exemplar (default 2) while its
+  *flagged* when the OIP drives it ``far_above`` (``exemplars.far_above``) times above the top exemplar while its
   path is unnatural in some earlier layer.
 """
 
@@ -37,10 +37,6 @@ from cnnscope.layout import has_oips, load_oips, read_oip_table
 from cnnscope.models import LayeredCNN
 from cnnscope.models.receptive_field import receptive_fields
 from cnnscope.oip.errors import OIPError
-
-#: A map is flagged when its OIP drives it this many times above its top exemplar (and its path
-#: is unnatural).
-FAR_ABOVE = 2.0
 
 
 def path_layers(model: LayeredCNN, layer: str) -> list[str]:
@@ -87,8 +83,8 @@ def against_data(
     exemplars: LayerExemplars,
     exemplar_images: torch.Tensor,
     silent_to_noise: torch.Tensor,
+    far_above: float,
     earlier: Sequence[str] | None = None,
-    far_above: float = FAR_ABOVE,
 ) -> pd.DataFrame:
     """One row per map of ``maps``: normalised OIP activation, silent flags, path check per earlier layer.
 
@@ -150,7 +146,7 @@ def against_oip_outputs(
     exemplars: dict[str, LayerExemplars],
     images: torch.Tensor,
     image_ids: torch.Tensor,
-    far_above: float = FAR_ABOVE,
+    far_above: float,
 ) -> pd.DataFrame:
     """:func:`against_data` for what the OIP stage wrote in ``oip_dir`` (``oips.pt``, ``maps.csv``):
     each map's best OIP (best restart and wavelength) against its exemplars among ``images``."""
@@ -171,7 +167,7 @@ def against_oip_outputs(
     position = {int(i): p for p, i in enumerate(image_ids.tolist())}
     picks = torch.tensor([[position[int(i)] for i in ex.image_ids[m]] for m in maps])
     dead = torch.tensor(table["dead"].astype(bool).to_numpy())
-    return against_data(model, layer, maps, oips, ex, images[picks], dead, far_above=far_above)
+    return against_data(model, layer, maps, oips, ex, images[picks], dead, far_above)
 
 
 def data_summary(exemplars: LayerExemplars) -> dict[str, float | int]:

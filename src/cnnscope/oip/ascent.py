@@ -103,10 +103,10 @@ def ascend(
     steps: int,
     step_size: float,
     suppress: Transform,
-    jitter: Transform | None = None,
-    snapshots: Sequence[int] = (),
-    param: Parameterization | None = None,
-    anneal: bool = False,
+    jitter: Transform | None,
+    snapshots: Sequence[int],
+    param: Parameterization | None,
+    anneal: bool,
     progress: Callable[[int, float], None] | None = None,
 ) -> AscentTrace:
     """Run ``steps`` normalised-gradient ascent steps from ``start`` (``(B, C, H, W)``, on the

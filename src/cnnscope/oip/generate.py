@@ -245,7 +245,7 @@ def _ascend_targets(
     n_targets: int,
     objective: Objective,
     settings: OIPSettings,
-    snapshots: Sequence[int] = (),
+    snapshots: Sequence[int],
 ) -> tuple[torch.Tensor, AscentTrace]:
     """One ascent of ``n_targets × restarts × wavelengths`` candidates (target-major), every target
     starting from the same noise images. Returns the noise ``(K, W, C, H, W)`` and the trace."""
@@ -297,7 +297,7 @@ def generate_oips(
     layer: str | None,
     maps: Sequence[int] | None,
     settings: OIPSettings,
-    snapshots: Sequence[int] = (),
+    snapshots: Sequence[int],
 ) -> OIPResult:
     """OIPs for ``maps`` (default: all) of ``layer`` (default: the deepest conv map), all restarts and
     wavelengths in one batch, on the model's device. The model is left unchanged."""
@@ -371,7 +371,7 @@ def generate_node_oips(
     device = next(model.buffers()).device
     nodes = torch.arange(n_nodes, device=device).repeat_interleave(per_node)
     objective = Node(torch.full_like(nodes, map_index), nodes // width, nodes % width)
-    noise, trace = _ascend_targets(model, layer, n_nodes, objective, settings)
+    noise, trace = _ascend_targets(model, layer, n_nodes, objective, settings, ())  # no evolution figure per node
     final = trace.history[-1].view(n_nodes, per_node)
     best = final.argmax(dim=1)
     rows = torch.arange(n_nodes)

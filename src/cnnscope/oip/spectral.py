@@ -20,7 +20,7 @@ from cnnscope.oip.color import ValidImage
 from cnnscope.oip.errors import OIPError
 
 
-def spectrum_scale(height: int, width: int, decay: float = 1.0) -> torch.Tensor:
+def spectrum_scale(height: int, width: int, decay: float) -> torch.Tensor:
     """Amplitude of each ``rfft2`` bin ``(height, width // 2 + 1)``: ``1 / max(f, 1/max(h, w)) ** decay``,
     divided by its root mean square over the bins.
 
@@ -44,7 +44,7 @@ class FourierImage:
     (:class:`~cnnscope.oip.color.ValidImage`).
     """
 
-    def __init__(self, size: int, valid: ValidImage, decay: float = 1.0, device: torch.device | None = None) -> None:
+    def __init__(self, size: int, valid: ValidImage, decay: float, device: torch.device | None = None) -> None:
         self.size = size
         self.valid = valid.to(device) if device is not None else valid
         self.scale = spectrum_scale(size, size, decay).to(device)

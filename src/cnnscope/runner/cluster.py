@@ -20,7 +20,7 @@ CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 CONNECT_TIMEOUT = 10
 
 
-def runner_config(name: str = "local", overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+def runner_config(name: str, overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
     """``conf/runner/<name>.yaml`` composed by Hydra with ``overrides`` (``runner.jobs=8`` or ``jobs=8``)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException

@@ -38,9 +38,9 @@ class VariantJob:
     #: a job with the same fingerprint.
     fingerprint: str
     #: A step-matched control's step budget (``match_steps_of``); None: ``trainer.max_epochs`` epochs.
-    max_steps: int | None = None
+    max_steps: int | None
     #: Gradient steps whose weights are kept along training (:mod:`cnnscope.models.steps`).
-    checkpoint_steps: tuple[int, ...] = ()
+    checkpoint_steps: tuple[int, ...]
 
 
 def resolve_variant(

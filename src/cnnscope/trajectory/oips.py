@@ -35,7 +35,7 @@ def oips_over_training(
     objective, one row per checkpoint in ``models``' order."""
     images, values = [], []
     for model in models.values():
-        result = generate_oips(model, layer, list(maps), settings)
+        result = generate_oips(model, layer, list(maps), settings, ())  # final images only: no snapshots
         restart, wavelength = result.best_candidates()
         index = torch.arange(len(maps))
         images.append(result.images[index, restart, wavelength].detach().cpu().half())

@@ -39,7 +39,7 @@ def mosaic(maps: np.ndarray, columns: int | None = None, pad: float = np.nan) ->
     return out
 
 
-def feature_map_figure(maps: Mapping[str, Mapping[str, np.ndarray]], title: str, max_maps: int = 16) -> Figure:
+def feature_map_figure(maps: Mapping[str, Mapping[str, np.ndarray]], title: str, max_maps: int) -> Figure:
     """One layer, every probe: ``{probe: {variant: (C, H, W)}}`` drawn as one image whose rows are
     the probes (a wider gap between probes) and, within a probe, the variants; columns are the first
     ``max_maps`` maps, numbered below. Square pixels, no empty margins, one colour scale and colour

@@ -40,7 +40,7 @@ def render_compare(
 def render_study(
     res: StudyResults,
     out_dir: str | Path,
-    max_maps: int = 16,
+    max_maps: int,
     edge_stages: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """Write all figures under ``out_dir/figures`` and return their index entries; ``edge_stages``
