@@ -8,6 +8,7 @@ import pandas as pd
 
 from cnnscope.analysis.claim_family import COLUMNS
 from cnnscope.report.assemble import Report
+from cnnscope.report.evidence import ship_tables
 from cnnscope.report.findings import ClaimInputs
 from cnnscope.report.measures import measures_sections
 from conftest import conf_section
@@ -53,3 +54,37 @@ def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
     claims_block = text[text.index("claims, one table") :]
     assert "| a " in claims_block and "| c " in claims_block and "| d " in claims_block
     assert claims_block.index("| a ") < claims_block.index("| c ")
+
+
+def test_activation_scale_is_shown_per_layer_and_variant_and_shipped(tmp_path: Path) -> None:
+    """Issue 25, item 4: each layer's scale per variant beside the claims, a silent layer marked, and
+    its CSV shipped in the report's ``tables/`` where the section's link points."""
+    tables = tmp_path / "compare" / "tables"
+    tables.mkdir(parents=True)
+    rows = []
+    for v in ("benchmark", "untrained"):
+        for s in (0, 1, 2):
+            for layer, rms in (("relu1", 0.5), ("relu3", 2.0 if v == "benchmark" else 0.01 * (s + 1))):
+                silent = v == "untrained" and layer == "relu3" and s == 1
+                rows.append({"variant": v, "seed": s, "layer": layer, "rms": rms, "active_fraction": 0.5,
+                             "image_spread": 0.0 if silent else rms / 2, "silent": silent})  # fmt: skip
+    pd.DataFrame(rows).to_csv(tables / "activation_scale.csv", index=False)
+    folder = tmp_path / "report"
+    report = Report(folder)
+    compare = conf_section("compare")
+    inputs = ClaimInputs({}, [["benchmark", "untrained"]], compare["confidence"], compare["sesoi"], ["untrained"], None)
+    measures_sections(report, tmp_path / "compare", ["benchmark", "untrained"], [0, 1, 2], inputs)
+    text = "\n".join(report.lines)
+    section = text[text.index("### Activation scale") :]
+    table = [line for line in section.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in table[0].split("|")[1:4]] == ["layer", "benchmark", "untrained"]
+    relu1, relu3 = table[2], table[3]
+    assert relu1.startswith("| relu1") and "0.500 ± 0.000" in relu1 and "silent" not in relu1
+    assert relu3.startswith("| relu3") and "2.000 ± 0.000" in relu3
+    assert "0.020 ± 0.010 · **silent** in 1/3" in relu3  # the untrained control's deep layer
+    assert "degenerate null" in section
+    link = "tables/activation_scale.csv"
+    assert f"]({link})" in section
+    written = ship_tables(folder / "tables", tables, pd.DataFrame(columns=COLUMNS), {}, pd.DataFrame(), {})
+    assert "activation_scale.csv" in written
+    assert (folder / link).read_bytes() == (tables / "activation_scale.csv").read_bytes()

@@ -107,6 +107,7 @@ def measures_sections(
         report.table(table[[v for v in variants if v in table]].reset_index())
     _class_patterns(report, tables, variants)
     _claims(report, tables, claims)
+    _activation_scale(report, tables, variants)
 
 
 def _divergences(report: _Report, tables: Path, variants: Sequence[str], contrasts: Sequence[Sequence[str]]) -> None:
@@ -201,7 +202,7 @@ def _claims(report: _Report, tables: Path, inputs: ClaimInputs) -> None:
         "when the interval excludes 0 in the claimed direction, *equivalent* when it lies inside ±SESOI (two "
         "one-sided tests), *contradicted* only when it lies beyond the SESOI against the claim, *inconclusive* "
         "otherwise, *too few seeds* below 3, *degenerate null* when the untrained control is silent on data in "
-        "that layer (no baseline; see the activation scale table). Rows with a *control* test the claim against "
+        "that layer (no baseline; see *Activation scale* below). Rows with a *control* test the claim against "
         "the untrained network (paired by seed: the same starting point) or the binarised input pixels: a claim "
         "that holds for its control as well does not need training. The image bootstrap is image-level only.",
     )
@@ -216,6 +217,39 @@ def _claims(report: _Report, tables: Path, inputs: ClaimInputs) -> None:
     cols = ["claim", "statement", "measure", "layer", "control", "n_seeds", "mean_difference", "effect_dz",
             "seed_interval", "sesoi", "sign_flip", "verdict", "image_interval"]  # fmt: skip
     report.table(shown[cols])
+
+
+#: The compare table of each layer's activation scale (shipped in the report's ``tables/``).
+ACTIVATION_SCALE = "activation_scale"
+
+
+def _scale_cell(rows: pd.DataFrame) -> str:
+    """RMS over seeds (mean ± sd), and in how many seeds the layer is silent on data."""
+    cell = _pm(rows["rms"])
+    silent = int(rows["silent"].astype(str).str.lower().eq("true").sum())
+    return cell + (f" · **silent** in {silent}/{len(rows)}" if silent else "")
+
+
+def _activation_scale(report: _Report, tables: Path, variants: Sequence[str]) -> None:
+    """Each layer's activation scale per variant, and where a layer is silent on data: whether the
+    untrained control is a null (issue 25, item 4)."""
+    scale = _read(tables, ACTIVATION_SCALE)
+    if scale is None or scale.empty:
+        return
+    report.add(
+        "### Activation scale: is the untrained control a null?",
+        "Root mean square of each layer's output over the evaluation sample (mean ± sd over seeds; per seed, with "
+        f"the share of non-zero values and the spread over images: [`tables/{ACTIVATION_SCALE}.csv`]"
+        f"(tables/{ACTIVATION_SCALE}.csv)). An untrained network is a null only if its layers still carry the "
+        "image: its column should keep its scale from the first layer to the deepest (`model.init`, reasons in "
+        "`conf/base/model.yaml`), not shrink towards its biases. A layer is *silent on data* when fewer than "
+        "0.1 % of its values are non-zero or its nodes hardly vary between images (spread < 10⁻³ of the RMS): it "
+        "passes a constant, and a trained − untrained row of the claims table on such a layer reads *degenerate "
+        "null* and stays out of the verdicts.",
+    )
+    cells = scale.groupby(["layer", "variant"], sort=False)[["rms", "silent"]].apply(_scale_cell)
+    table = cells.unstack("variant").reindex(list(dict.fromkeys(scale["layer"])))
+    report.table(table[[v for v in variants if v in table]].reset_index())
 
 
 def _intervals(low: pd.Series, high: pd.Series) -> list[str]:
