@@ -245,40 +245,52 @@ def test_dvc_yaml_takes_output_folders_from_params() -> None:
 # ---------------------------------------------------------------- every stage's settings at composition (issue 24)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["oip.restarts=1"], r"^oip\.restarts=1 is out of range: it must be ≥ 2"),
-        (["oip.steps=0"], r"^oip\.steps=0 is out of range: it must be ≥ 1"),
-        (["oip.maps=[0,200]"], r"^oip\.maps=\[0, 200\]: \[200\] out of range for layer relu3 .* use indices 0\.\.127"),
-        (["model.width=0.5", "oip.maps=[100]"], r"^oip\.maps=\[100\]: .* 64 maps: use indices 0\.\.63"),
-        (["oip.maps=[-1]"], r"^oip\.maps=\[-1\] has a negative map index"),
-        (["oip.maps=[3,3]"], r"^oip\.maps=\[3, 3\] repeats \[3\]"),
-        (["oip.layer=relu9"], r"^oip\.layer='relu9' is not a layer of variant 'benchmark'.*valid layers are conv1"),
-        (["oip.wavelengths=[1,40]"], r"^oip\.wavelengths=\[1, 40\]: each must be 1\.\.28 pixels"),
-        (["oip.snapshots=[0,-5]"], r"^oip\.snapshots=\[0, -5\] has a negative step"),
-        (["oip.maps=[0,1]", "oip.focus_map=5"], r"^oip\.focus_map names map\(s\) \[5\] that oip\.maps=\[0, 1\]"),
-        (["exemplars.k=0"], r"^exemplars\.k=0 is out of range: it must be ≥ 1"),
-        (["exemplars.k=5000"], r"^exemplars\.k=5000 images per map, but exemplars\.split='test' .* at most 1000"),
-        (["data=mnist", "exemplars.split=train", "exemplars.k=70000"], r"^exemplars\.k=70000 .* at most 60000"),
-        (["exemplars.median_images=2000"], r"^exemplars\.median_images=2000 .* at most 1000 images"),
-        (["atlas.figure_maps=0"], r"^atlas\.figure_maps=0 is out of range"),
-        (["study.seeds=[0,0]"], r"^study\.seeds=\[0, 0\] repeats \[0\]: list each once"),
-        (["study.seeds=[0,1]", "study.oip_seeds=[1,1]"], r"^study\.oip_seeds=\[1, 1\] repeats \[1\]"),
-        (["study.seeds=[2,0,1]"], r"^study\.seeds=\[2, 0, 1\] is not in increasing order: list it as \[0, 1, 2\]"),
-        (["study.seeds=[0,1,2]", "study.oip_seeds=[2,1]"], r"^study\.oip_seeds=\[2, 1\] is not in increasing order"),
-        (["study.name=../escaped"], r"^study\.name='\.\./escaped' is not a plain name"),
-        (["study.name=a/b"], r"^study\.name='a/b' is not a plain name"),
-        (["exemplars.out_dir=/tmp/exemplars"], r"^exemplars\.out_dir='/tmp/exemplars' points outside the repository"),
-        (["atlas.out_dir=../atlas"], r"^atlas\.out_dir='\.\./atlas' points outside the repository"),
-        (["atlas.out_dir=."], r"^atlas\.out_dir='\.' is the repository itself"),
-        (["exemplars.out_dir=oip"], r"^exemplars\.out_dir='oip' and oip\.out_dir='oip' overlap"),
-        (["extract.out_dir=models/acts"], r"^extract\.out_dir='models/acts' and trainer\.models_dir='models' overlap"),
+def _named(override: str) -> str:
+    """How an error names the setting of ``override`` (``key=value`` on the command line): its key
+    and its value as Python writes it (``oip.maps=[0,200]`` → ``oip.maps=[0, 200]``)."""
+    key, value = override.split("=", 1)
+    return f"{key}={yaml.safe_load(value)!r}"
+
+
+#: Each check at composition, by what its error says after naming the setting at fault, with the
+#: overrides (as on the command line) that break it.
+BROKEN = {
+    r" is out of range: it must be ≥ 1": ["oip.steps=0", "exemplars.k=0", "atlas.figure_maps=0"],
+    r" is out of range: it must be ≥ 2": ["oip.restarts=1"],
+    r": \[200\] out of range for layer relu3 .* use indices 0\.\.127": ["oip.maps=[0,200]"],
+    r": .* 64 maps: use indices 0\.\.63": ["model.width=0.5 oip.maps=[100]"],
+    r" is not a layer of variant 'benchmark'.*valid layers are conv1": ["oip.layer=relu9"],
+    r": each must be 1\.\.28 pixels": ["oip.wavelengths=[1,40]"],
+    r" has a negative (map index|step)": ["oip.maps=[-1]", "oip.snapshots=[0,-5]"],
+    r" repeats \[\d\]": ["oip.maps=[3,3]", "study.seeds=[0,0]", "study.seeds=[0,1] study.oip_seeds=[1,1]"],
+    r" is not in increasing order: list it as \[": ["study.seeds=[2,0,1]", "study.seeds=[0,1,2] study.oip_seeds=[2,1]"],
+    r" images per map, but exemplars\.split='test' .* at most 1000": [
+        "exemplars.k=5000",
+        "exemplars.median_images=2000",
     ],
+    r" images per map, but exemplars\.split='train' .* at most 60000": [
+        "data=mnist exemplars.split=train exemplars.k=70000"
+    ],
+    r" is not a plain name": ["study.name=../escaped", "study.name=a/b"],
+    r" points outside the repository": ["exemplars.out_dir=/tmp/exemplars", "atlas.out_dir=../atlas"],
+    r" is the repository itself": ["atlas.out_dir=."],
+    r" and oip\.out_dir='oip' overlap": ["exemplars.out_dir=oip"],
+    r" and trainer\.models_dir='models' overlap": ["extract.out_dir=models/acts"],
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"), [(case, reason) for reason, cases in BROKEN.items() for case in cases]
 )
-def test_every_stage_setting_fails_at_composition_naming_its_key(overrides: list[str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        compose_params(overrides)
+def test_every_stage_setting_fails_at_composition_naming_its_key(overrides: str, reason: str) -> None:
+    """The error opens with the last override's key and value (the one at fault), then says why."""
+    with pytest.raises(ConfigError, match=f"^{re.escape(_named(overrides.split()[-1]))}{reason}"):
+        compose_params(overrides.split())
+
+
+def test_focus_map_must_be_one_of_the_maps() -> None:
+    with pytest.raises(ConfigError, match=r"^oip\.focus_map names map\(s\) \[5\] that oip\.maps=\[0, 1\]"):
+        compose_params(["oip.maps=[0,1]", "oip.focus_map=5"])
 
 
 def test_the_presets_pass_the_composition_checks() -> None:
