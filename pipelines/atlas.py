@@ -3,7 +3,8 @@
 Reads every network's ``exemplars/<variant>/seed<k>/`` and, for ``study.oip_seeds``,
 ``oip/<variant>/seed<k>/``, the first network's checkpoint (its layer order), and the
 compare stage's ``compare/tables/matching.csv`` (which map of each network is matched to which map
-of the first; a layer it does not cover is shown by the same index); writes the
+of the first; a layer it does not cover is shown by the same index), and each network's
+``trajectory/<variant>/seed<k>/`` (the followed maps' OIPs at every checkpoint); writes the
 site (replaced as a whole, from a temporary folder) and ``metrics/atlas.json`` (its size), and
 attaches the site to the study's MLflow run. MLflow's artefact view does not resolve relative
 links, so the site also carries ``overview.html``, a self-contained page (the index table and the
@@ -29,6 +30,7 @@ from cnnscope.atlas.collect import (
     channel_sources,
     figure_rows,
     network_layers,
+    with_trajectories,
 )
 from cnnscope.atlas.site import AtlasError
 from cnnscope.config import Params, load_params, to_container
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(best_checkpoint(params.trainer.models_dir, first.variant, first.seed))
     sources = channel_sources(model, list(dict.fromkeys(r.layer for r in records)))
     records = apply_matching(records, read_table(Path(params.compare.out_dir) / MATCHING_TABLE), sources)
+    records = with_trajectories(records, params.trajectory.out_dir)  # the followed maps' "OIP over training"
     out = Path(params.atlas.out_dir) / params.study.name
     oip_layer = next((r.layer for r in records if r.oips is not None), records[-1].layer)
     networks, rows, labels = figure_rows(

@@ -246,3 +246,69 @@ def test_figure_labels_the_matched_map_with_its_correlation() -> None:
 def test_a_pooling_layer_takes_the_matching_of_the_relu_it_pools(name: str, expected: dict[str, str]) -> None:
     model = build_model(name, in_channels=1, num_classes=10, image_size=32, mean=[0.5], std=[0.25], **knobs(name))
     assert channel_sources(model, [*model.layer_names, "nonexistent"]) == expected
+
+
+def _trajectory(folder: Path, layer: str, maps: list[int], steps: list[int]) -> np.ndarray:
+    """``oips.pt`` and ``maps.csv`` as the trajectory stage writes them; returns the OIPs (steps, maps, C, H, W)."""
+    import torch
+
+    from cnnscope.trajectory.run import Trajectory
+
+    images = torch.linspace(-1, 1, len(steps) * len(maps) * 9).view(len(steps), len(maps), 1, 3, 3).half()
+    rows = [{"step": s, "map": m, "top_value": 1.0, "top_class": f"class{(s + m) % 3}", "oip_objective": 0.5}
+            for s in steps for m in maps]  # fmt: skip
+    tensors = {"steps": steps, "layer": layer, "maps": maps, "images": images}
+    Trajectory(pd.DataFrame(columns=["step", "layer", "measure", "value"]), pd.DataFrame(rows), tensors).save(folder)
+    return images.float().numpy()
+
+
+def test_map_page_shows_the_oip_over_training_strip_of_each_followed_map(tmp_path: Path) -> None:
+    """Issue 26, item 4: a followed map's page shows its OIP at every checkpoint, labelled with the
+    step and the top image's class; an unfollowed map gets one sentence linking the followed ones
+    (through the matching: B's map 3 appears on the page of A's map 5); another layer gets nothing."""
+    from cnnscope.atlas.collect import apply_matching, with_trajectories
+
+    steps = [0, 1, 10, 116]
+    images = _trajectory(tmp_path / "trajectory" / "A" / "seed0", "relu1", [2, 6], steps)
+    _trajectory(tmp_path / "trajectory" / "B" / "seed0", "relu1", [3], steps[:1])  # B: untrained
+    matching = _matching_table("relu1", {m: m for m in range(8)} | {3: 5, 5: 3}, {})
+    records = with_trajectories(apply_matching(_networks(("relu1", "relu2")), matching), tmp_path / "trajectory")
+    a = records[0]
+    assert a.training_maps == [2, 6] and a.training_steps == steps and a.training is not None
+    assert a.training.shape == (2, 4, 1, 3, 3) and np.array_equal(a.training[1, 3], images[3, 1])
+    assert a.training_classes[0] == ["class2", "class0", "class0", "class1"]
+    assert records[2].training is None and records[3].training is None  # relu2: not followed
+    out = write_atlas("s", records, tmp_path / "atlas")
+    maps = out.parent / "maps"
+
+    page = (maps / "relu1" / "2.html").read_text()
+    strip = page[page.index("OIP over training") :]
+    tile = r'<span class="ck"><b class="t [^"]+" title="step (\d+), top image: (\w+)">.*?</b><br>(\d+)<br>(\w+)</span>'
+    labels = re.findall(tile, strip)
+    assert [(s, c) for s, c, _, _ in labels[:4]] == [
+        (str(s), c) for s, c in zip(steps, a.training_classes[0], strict=True)
+    ]
+    assert all(s == t and c == d for s, c, t, d in labels)  # the visible labels say what the tooltips say
+    assert 'src="../../sprites/relu1-0t.png"' in strip and "not followed" in page  # B's map 2 is not followed
+    assert 'end of training: <a href="5.html">3</a>' in page  # B's followed map 3 sits on the page of A's map 5
+    assert "one checkpoint only, step 0: this network was not trained" in (maps / "relu1" / "5.html").read_text()
+
+    unfollowed = (maps / "relu1" / "0.html").read_text()
+    assert unfollowed.count("not followed") == 2 and "follows the 2 maps most active" in unfollowed
+    assert 'end of training: <a href="2.html">2</a>, <a href="6.html">6</a>' in unfollowed
+    assert "OIP over training" not in (maps / "relu2" / "2.html").read_text()
+    sheet = np.asarray(Image.open(out.parent / "sprites" / "relu1-0t.png"))  # rows: followed maps; columns: steps
+    assert sheet.shape == (2 * 3, 4 * 3)
+    assert np.array_equal(sheet[3:6, 9:12], to_uint8(images[3, 1])[..., 0])
+    for page_path in maps.rglob("*.html"):  # offline: every link and image resolves inside the folder
+        for link in LINK.findall(page_path.read_text()):
+            assert not link.startswith(("http:", "https:", "//")) and (page_path.parent / link).resolve().is_file()
+
+
+def test_oips_over_training_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    broken = _record(4)
+    broken.training_maps, broken.training_steps = [1, 2], [0, 5, 9]
+    broken.training = np.zeros((2, 2, 1, 3, 3), np.float32)
+    broken.training_classes = [["a"] * 3] * 2
+    with pytest.raises(AtlasError, match=r"hold \(2, 2\) \(maps × steps\) for 2 followed maps of 4 at 3 steps"):
+        write_atlas("s", [broken], tmp_path / "atlas")

@@ -1,7 +1,8 @@
 """Gather what the stages wrote for one network into the :class:`~cnnscope.atlas.site.NetworkLayer`
 records the atlas draws: exemplars (``exemplars.pt``), the OIP stage's tensors and per-map table
-(``oips.pt``, ``maps.csv``) and the OIP-vs-data table (``against_data.csv``); and, across networks,
-the compare stage's map matching (``tables/matching.csv``)."""
+(``oips.pt``, ``maps.csv``), the OIP-vs-data table (``against_data.csv``) and the trajectory stage's
+OIPs of the followed maps at every checkpoint (the same two file names in ``trajectory/``); and,
+across networks, the compare stage's map matching (``tables/matching.csv``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from cnnscope.activations.exemplars import LayerExemplars
 from cnnscope.atlas.site import AtlasError, NetworkLayer
-from cnnscope.layout import has_oips, load_oips, read_oip_table
+from cnnscope.layout import has_oips, load_oips, read_oip_table, run_dir
 from cnnscope.models import LayeredCNN
 from cnnscope.viz.atlas import FigureCell
 
@@ -81,6 +82,41 @@ def oip_fields(oip_dir: str | Path, n_maps: int) -> tuple[str, dict[str, Any], p
         fields["nodes"] = (int(tensors["node_map"]), tensors["node_images"].float().numpy())
     table = table.rename(columns={"dead": "silent_to_noise"})
     return str(tensors["layer"]), fields, table
+
+
+def trajectory_fields(folder: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """The trajectory stage's layer of one network and the :class:`NetworkLayer` fields of its
+    followed maps (their OIP at every checkpoint, the steps, each checkpoint's top-image class);
+    None when it wrote no OIPs there (a network without feature maps, or no trajectory)."""
+    if not has_oips(folder):
+        return None
+    tensors = load_oips(folder)
+    if tensors.get("layer") is None or "images" not in tensors or not len(tensors["maps"]):
+        return None
+    steps, maps = [int(s) for s in tensors["steps"]], [int(m) for m in tensors["maps"]]
+    table = read_oip_table(folder)
+    top = {(int(r.step), int(r.map)): str(r.top_class) for r in table.itertuples()} if len(table) else {}
+    fields: dict[str, Any] = {
+        "training_maps": maps,
+        "training_steps": steps,
+        "training": tensors["images"].float().numpy().swapaxes(0, 1),  # (steps, maps, …) → (maps, steps, …)
+        "training_classes": [[top.get((s, m), "–") for s in steps] for m in maps],
+    }
+    return str(tensors["layer"]), fields
+
+
+def with_trajectories(records: Sequence[NetworkLayer], folder: str | Path) -> list[NetworkLayer]:
+    """``records`` with the trajectory stage's followed maps (:func:`trajectory_fields`) set on the
+    layer it followed, from ``<folder>/<variant>/seed<k>/``; networks without a trajectory unchanged."""
+    found: dict[tuple[str, int], tuple[str, dict[str, Any]] | None] = {}
+    out = []
+    for net in records:
+        key = (net.variant, net.seed)
+        if key not in found:
+            found[key] = trajectory_fields(run_dir(folder, net.variant, net.seed))
+        entry = found[key]
+        out.append(dataclasses.replace(net, **entry[1]) if entry is not None and entry[0] == net.layer else net)
+    return out
 
 
 def network_layers(

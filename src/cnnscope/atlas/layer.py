@@ -55,6 +55,15 @@ class NetworkLayer:
     #: The layer whose matching these maps inherit (a pooling layer keeps its ReLU's channels);
     #: None when the matching is this layer's own.
     match_via: str | None = None
+    #: The maps the trajectory stage followed over training in this layer (the most active at the end
+    #: of training), in its order; empty when it followed none here.
+    training_maps: list[int] = field(default_factory=list)
+    #: The gradient steps of the checkpoints it measured.
+    training_steps: list[int] = field(default_factory=list)
+    #: ``(len(training_maps), S, C, H, W)``: each followed map's OIP at every checkpoint (same noise each time).
+    training: np.ndarray | None = None
+    #: ``training_classes[i][j]``: the class of followed map ``i``'s top image at checkpoint ``j``.
+    training_classes: list[list[str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,9 @@ pages for a fixed set of ImageNet models. This module writes them for the study'
   normalised OIP activation, path check;
 * ``maps/<layer>/<map>.html`` — one map across all networks side by side (the matched map of each
   network, see :attr:`NetworkLayer.matches`), with evolution and wavelength strips and the
-  per-node OIPs where the OIP stage computed them.
+  per-node OIPs where the OIP stage computed them, and — for the maps the trajectory stage followed —
+  the "OIP over training" strip: the map's OIP at every checkpoint, each labelled with its gradient
+  step and the class of the map's top image there.
 
 Pages use relative links and a few sprite sheets (:mod:`cnnscope.atlas.sprites`), no scripts and
 nothing from the network, so the folder works from ``file://`` and can be copied anywhere. The
@@ -71,6 +73,7 @@ th{background:#f3f3f3;text-align:left}tr th:first-child{white-space:nowrap}
 margin:1px;vertical-align:middle;background:#000}.t img{position:absolute;image-rendering:pixelated;max-width:none}
 tr.flag th,tr.flag td{background:#fee}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
 .bad{color:#c00;font-weight:bold}
+.ck{display:inline-block;text-align:center;vertical-align:top;margin-right:2px;font-size:11px;color:#444}
 """
 
 
@@ -106,6 +109,7 @@ class _Sheets:
     exemplars: Sheet | None = None
     oips: Sheet | None = None
     nodes: Sheet | None = None
+    training: Sheet | None = None
 
 
 class _Writer:
@@ -129,13 +133,15 @@ class _Writer:
                 sheets.oips = write_sheet(np.concatenate(parts, axis=1), self.root, f"{stem}o.png")
             if net.nodes is not None:
                 sheets.nodes = write_sheet(net.nodes[1], self.root, f"{stem}n.png")
+            if net.training is not None:
+                sheets.training = write_sheet(net.training, self.root, f"{stem}t.png")
             self.sheets[(layer, name)] = sheets
 
     def sheet_css(self) -> str:
         """Tile rules of every sheet at every scale a page draws it (1, 2 and the preview's)."""
         rules = []
         for sheets in self.sheets.values():
-            for sheet in (sheets.exemplars, sheets.oips, sheets.nodes):
+            for sheet in (sheets.exemplars, sheets.oips, sheets.nodes, sheets.training):
                 if sheet is not None:
                     scales = sorted({1, SCALE_OIP, SCALE_CROP, _preview_scale(sheet)})
                     rules += [sheet.css(scale) for scale in scales]
@@ -163,6 +169,38 @@ class _Writer:
     def oip_tile(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].oips
         return "" if sheet is None or not net.has_oip(m) else sheet.tile(m, 0, SCALE_OIP, prefix)
+
+    def training_strip(self, net: NetworkLayer, m: int, prefix: str) -> str:
+        """The "OIP over training" strip of map ``m``: its OIP at every checkpoint the trajectory stage
+        kept, each tile labelled with the gradient step and the class of the map's top image there; for
+        a map it did not follow, one sentence naming (and linking) the ones it did; nothing for a
+        layer without a trajectory."""
+        sheet = self.sheets[(net.layer, net.name)].training
+        if sheet is None or not net.training_maps:
+            return ""
+        if m not in net.training_maps:
+            links = ", ".join(
+                f'<a href="{self.reference_index(net, t)}.html">{t}</a>' for t in sorted(net.training_maps)
+            )
+            return (
+                f'<div class="lab">OIP over training: not followed (the trajectory stage follows the '
+                f"{len(net.training_maps)} maps most active at the end of training: {links}).</div>"
+            )
+        row = net.training_maps.index(m)
+        spacer = f'<b style="display:inline-block;height:{sheet.tile_height * SCALE_OIP}px"></b>'
+        legend = f'<span class="ck" style="text-align:right">{spacer}<br>step<br>top class</span>'
+        tiles = "".join(
+            f'<span class="ck">{sheet.tile(row, j, SCALE_OIP, prefix, f"step {step}, top image: {cls}")}'
+            f"<br>{step}<br>{html.escape(cls)}</span>"
+            for j, (step, cls) in enumerate(zip(net.training_steps, net.training_classes[row], strict=True))
+        )
+        head = (
+            "the same noise at every checkpoint; under each tile its gradient step and the class of the map's top "
+            "image there"
+        )
+        if len(net.training_steps) == 1:  # the untrained network: its start is its end
+            head = f"one checkpoint only, step {net.training_steps[0]}: this network was not trained"
+        return f'<div class="lab">OIP over training ({head}):</div><div class="strip">{legend}{tiles}</div>'
 
     def exemplar_tiles(self, net: NetworkLayer, m: int, prefix: str) -> str:
         sheet = self.sheets[(net.layer, net.name)].exemplars
@@ -312,7 +350,7 @@ class _Writer:
             layer_href = f"../../layers/{_slug(layer)}--{_slug(name)}.html"
             rows.append(
                 f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}{self.match_label(net, ref)}</th>'
-                f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}</td>"
+                f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}{self.training_strip(net, m, prefix)}</td>"
                 f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
             )
             header = self.stat_header(net)
@@ -354,6 +392,18 @@ def write_atlas(
         wrong = {key: len(a) for key, a in arrays.items() if a is not None and len(a) != net.n_maps}
         if wrong:
             raise AtlasError(f"{net.layer} of {net.name}: {net.n_maps} maps in the table but {wrong}")
+        if net.training is not None:
+            shape = (len(net.training_maps), len(net.training_steps))
+            classes = (len(net.training_classes), *{len(c) for c in net.training_classes})
+            if (
+                net.training.shape[:2] != shape
+                or classes != shape
+                or not all(0 <= t < net.n_maps for t in net.training_maps)
+            ):
+                raise AtlasError(
+                    f"{net.layer} of {net.name}: the OIPs over training hold {net.training.shape[:2]} (maps × steps) "
+                    f"for {shape[0]} followed maps of {net.n_maps} at {shape[1]} steps, with classes {classes}"
+                )
     with atomic_dir(out) as tmp:
         writer = _Writer(study, networks, tmp, note)
         for sub in ("layers", "maps", "sprites"):
