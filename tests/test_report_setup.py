@@ -120,3 +120,13 @@ def test_the_recipe_table_discloses_what_each_variant_took(tmp_path: Path) -> No
     assert table.loc["dummy_steps", "epochs trained"] == "15 (no early stopping: a budget of 30 steps)"
     assert table.loc["sgd", "optimiser"].startswith("SGD lr") and "momentum" in table.loc["sgd", "optimiser"]
     assert table.loc["untrained", "optimiser"] == "none (not trained)"
+
+
+def test_the_model_row_names_the_initialisation_every_variant_starts_from() -> None:
+    from cnnscope.compose import compose_params
+    from cnnscope.config import validate
+    from cnnscope.report.setup import model_summary
+
+    assert "initialisation `kaiming` (`model.init`)" in model_summary(validate(compose_params([])))
+    old = validate(compose_params(["model.init=torch_default"]))
+    assert model_summary(old).startswith("`mnist_cnn` (width 1.0, hidden 64); initialisation `torch_default`")

@@ -129,6 +129,15 @@ def _step_budget(params: Params, variant: str, root: Path) -> int | None:
     return params.trainer.max_epochs * -(-size // params.trainer.batch_size) if size else None
 
 
+def model_summary(params: Params) -> str:
+    """The Setup's model row: the architecture, its size and the initialisation every variant starts from."""
+    m = params.model
+    return (
+        f"`{m.name.value}` (width {m.width}, hidden {m.hidden}); initialisation `{m.init.value}` (`model.init`), "
+        "one draw per seed shared by every variant: the untrained control is the trained networks' start"
+    )
+
+
 def setup_section(report: _Report, params: Params, manifest: dict[str, Any], root: Path) -> None:
     study = params.study
     sizes = ", ".join(f"{k} {v:,}" for k, v in manifest["sizes"].items())
@@ -141,7 +150,7 @@ def setup_section(report: _Report, params: Params, manifest: dict[str, Any], roo
             ("nested training subsets", subsets),
             ("held-out probes", probes),
             ("dataset sha256", f"`{manifest['dataset_sha256'][:16]}…`"),
-            ("model", f"`{params.model.name.value}` (width {params.model.width}, hidden {params.model.hidden})"),
+            ("model", model_summary(params)),
             ("variants × seeds", f"{', '.join(study.variants)} × seeds {study.seeds}"),
             ("training", f"≤ {params.trainer.max_epochs} epochs, batch {params.trainer.batch_size}"),
         ],
