@@ -92,7 +92,7 @@ class MeasureSettings(NetworkSettings):
             "matching_layers": tuple(cfg.matching_layers),
             "probe_test_fraction": cfg.linear_probe_test_fraction,
             "confusion_pair": (str(first), str(second)),
-            "sesoi": {str(k): float(v) for k, v in dict(getattr(cfg, "sesoi", {}) or {}).items()},
+            "sesoi": {str(k): float(v) for k, v in dict(cfg.sesoi).items()},
         }
         return cls(**(same_named | converted))
 
