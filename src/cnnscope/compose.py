@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnscope.config import ConfigError, check_renamed, validate
+from cnnscope.config_sizes import check_step_references
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_write
 from cnnscope.oip import OIPSettings
@@ -55,6 +56,7 @@ def compose_params(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR
     try:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base=None):
             cfg = compose(config_name="config", overrides=overrides)
+        check_step_references(OmegaConf.to_container(cfg.study.variant_specs, resolve=False))  # type: ignore[arg-type]
         params: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     except MissingConfigException as err:
         raise ConfigError(_unknown_option(overrides, conf_dir) or str(err).splitlines()[0]) from None

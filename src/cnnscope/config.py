@@ -192,6 +192,11 @@ class VariantSpec:
     #: (trained) variant's budget (``trainer.max_epochs`` epochs of its split), without early stopping,
     #: keeping the final weights; null trains for ``trainer.max_epochs`` epochs as usual.
     match_steps_of: str | None = None
+    #: The spec of ``match_steps_of``, copied by interpolation (``${..${.match_steps_of}}`` in
+    #: ``conf/study/``): a step-matched variant's step budget follows its reference's data, so DVC
+    #: must re-run ``train@<variant>-<seed>`` when that spec changes, and a train stage lists only its
+    #: own variant's spec as a param. Null exactly when ``match_steps_of`` is.
+    match_steps_spec: dict[str, Any] | None = None
 
 
 @dataclass

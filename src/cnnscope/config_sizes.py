@@ -6,8 +6,16 @@ Called by :func:`cnnscope.config_checks.check_semantics` and :func:`~cnnscope.co
 
 from __future__ import annotations
 
-from cnnscope.config import ConfigError, DataConfig, Params, ValSource, variant_model_config
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+from cnnscope.config import ConfigError, DataConfig, Params, ValSource, VariantSpec, variant_model_config
+
+#: The image files an ImageFolder source reads: ``cnnscope.data.sources.IMAGE_SUFFIXES`` (a test checks),
+#: not imported from there, which would make every stage that validates its config import the data
+#: package.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 #: Training-pool and test-split sizes of the fixed sources, for the checks that need a run's length
 #: before ``prepare`` has run (an ``imagefolder`` is checked when training starts instead).
 SOURCE_SIZES: dict[str, tuple[int, int | None]] = {
@@ -55,18 +63,58 @@ def check_steps(params: Params) -> None:
                     f"study.variant_specs.{name}.match_steps_of={ref!r} must name another trained variant of "
                     f"study.variant_specs ({', '.join(specs)}) that is not itself step-matched"
                 )
+            if spec.match_steps_spec is None or _as_spec(spec.match_steps_spec) != specs[ref]:
+                raise ConfigError(
+                    f"study.variant_specs.{name}.match_steps_spec must be a copy of study.variant_specs.{ref} "
+                    f"(its step budget follows {ref}'s data, and DVC re-runs train@{name}-<seed> only when this "
+                    "variant's own spec changes): write `match_steps_spec: ${..${.match_steps_of}}` beside "
+                    "match_steps_of in conf/ and regenerate params.yaml (`make params`)"
+                )
             if spec.train_subset is None or spec.train_subset == 1 or spec.train_subset == specs[ref].train_subset:
                 raise ConfigError(
                     f"study.variant_specs.{name} is step-matched to {ref} but trains on "
                     f"{'the full split' if spec.train_subset in (None, 1) else 'the same data'} "
                     f"(train_subset={spec.train_subset}): set train_subset to a smaller nested subset of data.subsets"
                 )
+        elif spec.match_steps_spec is not None:
+            raise ConfigError(
+                f"study.variant_specs.{name}.match_steps_spec is set but match_steps_of is null: drop it, or name "
+                "the reference variant in match_steps_of"
+            )
         explicit = list(steps) if isinstance(steps, list | tuple) else None
         total = planned_steps(params, name) if spec.train and explicit else None
         if explicit and total is not None and explicit[-1] > total:
             raise ConfigError(
                 f"trainer.checkpoint_steps={explicit} goes beyond the run of variant {name}: it takes at most "
                 f"{total} gradient steps; drop the later steps or give a count (log-spaced over each run)"
+            )
+
+
+def _as_spec(raw: dict[str, Any]) -> VariantSpec | None:
+    """``raw`` (a ``match_steps_spec`` copy) as a :class:`VariantSpec`, defaults filled in; None when it
+    is not one."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VariantSpec), raw))  # type: ignore[return-value]
+    except OmegaConfBaseException:
+        return None
+
+
+def check_step_references(variant_specs: Mapping[str, Any]) -> None:
+    """``match_steps_of`` of the composed, not yet resolved ``study.variant_specs``: a name that is
+    not another trained, not step-matched variant fails here with the schema's message, before the
+    interpolation of ``match_steps_spec`` (``${..${.match_steps_of}}``) would fail on it less clearly."""
+    for name, spec in variant_specs.items():
+        ref = spec.get("match_steps_of") if isinstance(spec, Mapping) else None
+        if ref is None:
+            continue
+        other = variant_specs.get(ref)
+        if ref == name or not isinstance(other, Mapping) or other.get("train") is False or other.get("match_steps_of"):
+            raise ConfigError(
+                f"study.variant_specs.{name}.match_steps_of={ref!r} must name another trained variant of "
+                f"study.variant_specs ({', '.join(variant_specs)}) that is not itself step-matched"
             )
 
 
@@ -93,7 +141,8 @@ def check_split_size(params: Params) -> None:
 
 def known_input(data: DataConfig) -> tuple[int, int] | None:
     """(channels, image side) of the prepared images when the configuration alone fixes them;
-    None when only the files tell (an ImageFolder tree without data.channels and data.image_size)."""
+    for an ImageFolder tree without ``data.image_size``, the size of its first image (as ``prepare``
+    keeps it); None when that cannot be read."""
     name = str(getattr(data.name, "value", data.name))
     if name in ("embedded", "mnist", "fashion_mnist"):
         return 1, 28
@@ -101,6 +150,55 @@ def known_input(data: DataConfig) -> tuple[int, int] | None:
         return (3, 32) if data.channels is None and data.image_size is None else None
     if data.channels is not None and data.image_size is not None:
         return data.channels, data.image_size
+    if data.image_size is not None:  # the map counts do not depend on the channels
+        return 3, data.image_size
+    peeked = first_image_shape(data.root)
+    return None if peeked is None else (data.channels or peeked[0], peeked[1])
+
+
+def first_image_shape(root: str | None) -> tuple[int, int] | None:
+    """(channels, side) of the first image of an ImageFolder tree or tarball at ``root``, from its
+    header alone (the pixels are not decoded; a tarball is read only up to that image) — what
+    ``prepare`` gives every image when ``data.image_size`` is null. None when there is no such
+    image or it is not square (``prepare`` then says what is wrong)."""
+    import tarfile
+
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(root) if root else None
+    try:
+        if path is not None and path.is_dir():
+            first = _first_image(path, IMAGE_SUFFIXES)
+            if first is None:
+                return None
+            with Image.open(first) as img:
+                size, mode = img.size, img.mode
+        elif path is not None and path.is_file():
+            with tarfile.open(path, "r|*") as tar:
+                member = next((m for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES), None)
+                handle = tar.extractfile(member) if member is not None else None
+                if handle is None:
+                    return None
+                with Image.open(handle) as img:
+                    size, mode = img.size, img.mode
+        else:
+            return None
+    except (OSError, tarfile.TarError, UnidentifiedImageError, EOFError):
+        return None
+    if size[0] != size[1]:
+        return None
+    return (1 if mode in ("L", "1", "I;16", "LA", "La") else 3), size[0]
+
+
+def _first_image(folder: Path, suffixes: set[str]) -> Path | None:
+    """The first image file in name order, depth first, listing only the folders on the way."""
+    children = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for child in children:
+        if child.is_file() and child.suffix.lower() in suffixes:
+            return child
+    for child in children:
+        if child.is_dir() and (found := _first_image(child, suffixes)) is not None:
+            return found
     return None
 
 
