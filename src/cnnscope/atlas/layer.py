@@ -28,7 +28,7 @@ class NetworkLayer:
     variant: str
     seed: int
     layer: str
-    #: One row per map with a ``map`` column and any of the :data:`cnnscope.atlas.site.STATS` columns (and
+    #: One row per map with a ``map`` column and any of the :data:`cnnscope.atlas.page.STATS` columns (and
     #: ``path_oip_<layer>``/``path_natural_<layer>`` pairs).
     table: pd.DataFrame
     #: ``(M, k, C, r, r)`` uint8 top exemplars' receptive-field crops.

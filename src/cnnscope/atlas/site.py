@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,74 +32,18 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnscope.atlas.layer import AtlasError, NetworkLayer
+from cnnscope.atlas.page import CSS, LEGEND, SCALE_CROP, SCALE_OIP, STATS, fmt, html_page, slug
 from cnnscope.atlas.sprites import Sheet, write_sheet
 from cnnscope.io import atomic_dir
 from cnnscope.viz import save_figure
 
-#: Per-map numbers shown on the pages, when the table has them: column, label, kind.
-STATS: list[tuple[str, str, str]] = [
-    ("top_activation", "top act.", "num"),
-    ("mean_activation", "mean act.", "num"),
-    ("zero_fraction", "zeros", "pct"),
-    ("silent_on_data", "silent on data", "flag"),
-    ("silent_to_noise", "silent to noise", "flag"),
-    ("robustness", "robust&shy;ness", "num"),
-    ("normalised_activation", "OIP ÷ top", "num"),
-    ("path_unnatural", "path unnatural", "flag"),
-    ("flagged", "flagged", "flag"),
-]
-#: What the columns mean, under every table.
-LEGEND = (
-    '<p class="lab">top act.: the map\'s maximum over positions on its best image; mean act.: over images and '
-    "positions; zeros: fraction of exactly-zero activations; silent on data: never positive on the split; "
-    "silent to noise: no gradient from any noise start; robustness: mean correlation of the OIPs from different "
-    "noise restarts at the map's best wavelength; OIP ÷ top: the OIP's activation over the top exemplar's; path: "
-    "correlation of the activations in each earlier layer inside the node's window, OIP vs exemplars / exemplars "
-    "among themselves; path unnatural: the OIP less typical than every exemplar; flagged: unnatural path and far "
-    "above any image.</p>"
-)
 #: The OIP-beside-exemplars figure in the atlas folder (embedded in ``overview.html``; the report copies it).
 FIGURE_FILE = "overview.png"
-SCALE_OIP = 2
-SCALE_CROP = 2
-
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#222;background:#fff}
-a{color:#0645ad}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
-th{background:#f3f3f3;text-align:left}tr th:first-child{white-space:nowrap}
-.t{position:relative;overflow:hidden;display:inline-block;
-margin:1px;vertical-align:middle;background:#000}.t img{position:absolute;image-rendering:pixelated;max-width:none}
-tr.flag th,tr.flag td{background:#fee}.strip{white-space:nowrap}.lab{color:#666;font-size:12px}
-.bad{color:#c00;font-weight:bold}
-.ck{display:inline-block;text-align:center;vertical-align:top;margin-right:2px;font-size:11px;color:#444}
-"""
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
-def _fmt(value: object, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if kind == "flag":
-        return '<span class="bad">yes</span>' if bool(value) else "no"
-    if kind == "pct":
-        return f"{float(value):.0%}"  # type: ignore[arg-type]
-    return f"{float(value):.3g}"  # type: ignore[arg-type]
 
 
 def _preview_scale(sheet: Sheet) -> int:
     """Small crops are drawn larger in the index's preview, so every preview tile is ~28 px."""
     return max(1, 28 // sheet.tile_height)
-
-
-def _page(title: str, body: str, prefix: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
-        f'<link rel="stylesheet" href="{prefix}style.css"></head><body>\n{body}\n</body></html>\n'
-    )
 
 
 @dataclass
@@ -123,7 +65,7 @@ class _Writer:
     # ---- sprites -------------------------------------------------------------------------
     def write_sprites(self) -> None:
         for (layer, name), net in self.by_key.items():
-            stem = f"sprites/{_slug(layer)}-{self.names.index(name)}"  # short: every tile names its sheet
+            stem = f"sprites/{slug(layer)}-{self.names.index(name)}"  # short: every tile names its sheet
             sheets = _Sheets()
             crops = [a for a in (net.crops, net.median_crops) if a is not None]
             if crops:
@@ -232,10 +174,10 @@ class _Writer:
 
     def stat_cells(self, net: NetworkLayer, m: int) -> str:
         row = net.table.iloc[m]
-        cells = [f"<td>{_fmt(row[col], kind)}</td>" for col, _, kind in STATS if col in row]
+        cells = [f"<td>{fmt(row[col], kind)}</td>" for col, _, kind in STATS if col in row]
         paths = [c.removeprefix("path_oip_") for c in net.table.columns if c.startswith("path_oip_")]
         if paths:
-            pairs = [f"{_fmt(row[f'path_oip_{p}'], 'num')}/{_fmt(row[f'path_natural_{p}'], 'num')}" for p in paths]
+            pairs = [f"{fmt(row[f'path_oip_{p}'], 'num')}/{fmt(row[f'path_natural_{p}'], 'num')}" for p in paths]
             cells.append(f"<td>{' · '.join(pairs)}</td>")
         return "".join(cells)
 
@@ -256,9 +198,9 @@ class _Writer:
                     if col in net.table:
                         summary.append(f"{int(net.table[col].fillna(False).astype(bool).sum())} {label}")
                 if "normalised_activation" in net.table:
-                    summary.append(f"median OIP÷top {_fmt(float(net.table['normalised_activation'].median()), 'num')}")
+                    summary.append(f"median OIP÷top {fmt(float(net.table['normalised_activation'].median()), 'num')}")
                 if links:
-                    href = f"layers/{_slug(layer)}--{_slug(name)}.html"
+                    href = f"layers/{slug(layer)}--{slug(name)}.html"
                     summary.insert(0, f'<a href="{href}">{html.escape(layer)}</a>')
                     summary.append(f'<div class="strip">{self.preview(net)}</div>')
                 cells.append(f"<td>{'<br>'.join(summary)}</td>")
@@ -270,7 +212,7 @@ class _Writer:
             f"<h1>Unit atlas: study {html.escape(self.study)}</h1><p>{self.note}</p>{self.summary_table()}"
             '<p><a href="overview.html">self-contained overview</a> (the page to open inside MLflow)</p>'
         )
-        (self.root / "index.html").write_text(_page(f"atlas {self.study}", body, ""))
+        (self.root / "index.html").write_text(html_page(f"atlas {self.study}", body, ""))
 
     def overview(self, figure_png: bytes) -> None:
         """``overview.html``: no links, no files — styles inline and the figure as a ``data:`` URI,
@@ -283,7 +225,7 @@ class _Writer:
             f"<code>index.html</code> from disk.</p><p>{self.note}</p>{self.summary_table(links=False)}"
             f"{figure}"
         )
-        page = _page(f"atlas {self.study} overview", body, "").replace(
+        page = html_page(f"atlas {self.study} overview", body, "").replace(
             '<link rel="stylesheet" href="style.css">', f"<style>{CSS}</style>"
         )
         (self.root / "overview.html").write_text(page)
@@ -296,12 +238,12 @@ class _Writer:
             flagged = "flagged" in net.table and bool(net.table["flagged"].iloc[m])
             mark = ' class="flag"' if flagged else ""
             rows.append(
-                f'<tr{mark}><th><a href="../maps/{_slug(net.layer)}/{ref}.html">'
+                f'<tr{mark}><th><a href="../maps/{slug(net.layer)}/{ref}.html">'
                 f"map {m}</a></th><td>{self.oip_tile(net, m, prefix)}</td>"
                 f"<td>{self.exemplar_tiles(net, m, prefix)}</td>{self.stat_cells(net, m)}</tr>"
             )
         others = " · ".join(
-            f'<a href="{_slug(net.layer)}--{_slug(name)}.html">{html.escape(name)}</a>'
+            f'<a href="{slug(net.layer)}--{slug(name)}.html">{html.escape(name)}</a>'
             for name in self.names
             if (net.layer, name) in self.by_key
         )
@@ -313,8 +255,8 @@ class _Writer:
             f"<table><tr><th>map</th><th>OIP</th><th>top exemplars · median</th>{self.stat_header(net)}</tr>"
             f"{''.join(rows)}</table>{LEGEND}"
         )
-        path = self.root / "layers" / f"{_slug(net.layer)}--{_slug(net.name)}.html"
-        path.write_text(_page(f"{net.layer} {net.name}", body, prefix))
+        path = self.root / "layers" / f"{slug(net.layer)}--{slug(net.name)}.html"
+        path.write_text(html_page(f"{net.layer} {net.name}", body, prefix))
 
     def map_page(self, layer: str, ref: int, count: int) -> None:
         prefix = "../../"
@@ -347,7 +289,7 @@ class _Writer:
                     for y in range(sheets.nodes.rows)
                 )
                 nodes = f'<div><span class="lab">one OIP per node:</span><br>{grid}</div>'
-            layer_href = f"../../layers/{_slug(layer)}--{_slug(name)}.html"
+            layer_href = f"../../layers/{slug(layer)}--{slug(name)}.html"
             rows.append(
                 f'<tr><th><a href="{layer_href}">{html.escape(name)}</a><br>map {m}{self.match_label(net, ref)}</th>'
                 f"<td>{self.oip_tile(net, m, prefix)}</td><td>{strips}{nodes}{self.training_strip(net, m, prefix)}</td>"
@@ -364,7 +306,7 @@ class _Writer:
             f"<p>{self.note}</p><table><tr><th>network</th><th>OIP</th><th>OIP strips</th>"
             f"<th>top exemplars · median</th>{header}</tr>{''.join(rows)}</table>{LEGEND}"
         )
-        (self.root / "maps" / _slug(layer) / f"{ref}.html").write_text(_page(f"{layer} map {ref}", body, prefix))
+        (self.root / "maps" / slug(layer) / f"{ref}.html").write_text(html_page(f"{layer} map {ref}", body, prefix))
 
 
 def write_atlas(
@@ -418,7 +360,7 @@ def write_atlas(
         for net in networks:
             writer.layer_page(net)
         for layer in writer.layers:
-            (tmp / "maps" / _slug(layer)).mkdir()
+            (tmp / "maps" / slug(layer)).mkdir()
             count = max(n.n_maps for n in networks if n.layer == layer)
             for ref in range(count):
                 writer.map_page(layer, ref, count)
