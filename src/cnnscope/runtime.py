@@ -37,6 +37,24 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, limit_bytes))
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel now (glibc ``malloc_trim(0)``).
+
+    For a stage whose memory-heavy phase is over: :func:`keep_freed_memory` keeps that phase's
+    freed buffers resident until the process exits, so whatever is imported or computed afterwards
+    (the trajectory stage's probes import scikit-learn, SciPy and pandas, ~100 MB) would add to the
+    phase's peak instead of reusing it. Results do not change. A no-op off Linux/glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def set_threads(threads: int) -> None:
     """Give torch and the BLAS libraries (numpy, scikit-learn) exactly ``threads`` threads.
 

@@ -11,11 +11,10 @@ the sample is stored in, so every variant and seed is probed on the same images.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+
+# scikit-learn (and the SciPy it loads, ~80 MB and ~0.9 s) is imported by the two functions that
+# fit or split, not here: the trajectory stage imports this module before its streaming pass and
+# fits only after it, and the stages that never probe (histograms) do not load it at all.
 
 
 def pooled_features(array: np.ndarray) -> np.ndarray:
@@ -35,6 +34,8 @@ def probe_split(
     labels = np.asarray(labels)
     positions = np.arange(len(labels)) if order is None else np.asarray(order)
     labels = labels[positions]
+    from sklearn.model_selection import train_test_split
+
     _, counts = np.unique(labels, return_counts=True)
     stratify = labels if counts.min() >= 2 else None
     train, test = train_test_split(positions, test_size=test_fraction, random_state=seed, stratify=stratify)
@@ -46,6 +47,11 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, 
     labels = np.asarray(labels)
     if len(np.unique(labels[train])) < 2:
         return float("nan")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
     # one BLAS thread: the problems are tiny, and thread start-up/oversubscription dominated
     # (benchmarks/README.md)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 from cnnscope.oip.errors import OIPError
 from cnnscope.oip.generate import OIPResult
+
+if TYPE_CHECKING:  # pandas (~65 MB) only where a table is built: the trajectory stage imports
+    import pandas as pd  # `cnnscope.oip` for the ascent alone
 
 
 def _mean_pairwise_correlation(vectors: torch.Tensor) -> torch.Tensor:
@@ -84,6 +86,8 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
     robust = robustness(result.images)  # (M, W): agreement of the K restarts per wavelength
     history_best = result.history[:, rows, best_restart, best_wl]  # (T, M)
     dead = ~result.grad_seen.flatten(1).any(dim=1)
+    import pandas as pd
+
     table = pd.DataFrame(
         {
             "map": result.maps,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 from cnnscope.activations.sampling import stratified_sample
@@ -26,6 +25,9 @@ from cnnscope.models import LayeredCNN, load_model
 from cnnscope.models.steps import saved_steps
 from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps
 from cnnscope.trajectory.oips import oips_over_training, trajectory_settings
+
+if TYPE_CHECKING:  # pandas builds the two tables at the end, after the pass (peak memory: issue 26)
+    import pandas as pd
 
 
 class TrajectoryError(CnnscopeError):
@@ -80,9 +82,6 @@ def run_trajectory(
     tracked = most_active_maps(final, images, layers[-1], cfg.maps, cfg.batch_size) if layers else []
     settings = PassSettings(cfg.batch_size, cfg.probe_samples, cfg.bins, cfg.entropy_range, params.compare.probe_grid)
     rows, best = measure_pass(models, initial, final, images, labels, layers, tracked, settings)
-    table = pd.DataFrame(rows, columns=["step", "layer", "measure", "value"]).sort_values(
-        ["step", "layer", "measure"], kind="stable", ignore_index=True
-    )
     tensors: dict[str, Any] = {"steps": steps, "layer": layers[-1] if layers else None, "maps": tracked}
     map_rows = []
     if tracked:
@@ -97,5 +96,10 @@ def run_trajectory(
                     {"step": step, "map": m, "top_value": float(values[j]), "top_class": data.classes[int(classes[j])],
                      "oip_objective": float(objective[i, j])}
                 )  # fmt: skip
+    import pandas as pd  # here, once the pass and the ascent are done: not on top of their peak
+
+    table = pd.DataFrame(rows, columns=["step", "layer", "measure", "value"]).sort_values(
+        ["step", "layer", "measure"], kind="stable", ignore_index=True
+    )
     maps = pd.DataFrame(map_rows, columns=["step", "map", "top_value", "top_class", "oip_objective"])
     return Trajectory(table, maps, tensors)
