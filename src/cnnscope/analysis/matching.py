@@ -23,7 +23,6 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from cnnscope.errors import CnnscopeError
 
@@ -114,6 +113,9 @@ def match_maps(corr: np.ndarray, dead_a: np.ndarray | None = None, dead_b: np.nd
     NaN when B has no map ``i``), ``best_corr`` (the best map of B for ``i`` regardless of the
     one-to-one constraint), ``dead_a``, ``dead_b``.
     """
+    # imported here: the measures and histograms stages import this module; compare matches
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(corr, maximize=True)
     n_b = corr.shape[1]
     same = [float(corr[i, i]) if i < n_b else float("nan") for i in rows]

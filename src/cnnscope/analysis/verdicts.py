@@ -37,7 +37,9 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+# scipy.stats (~0.3 s, tens of MB) is imported by the two t-tests that use it: the per-network
+# stages import this module through the study's tables without testing anything (issue 22, item 7)
 
 HOLDS, CONTRADICTED, INCONCLUSIVE, TOO_FEW = "holds", "contradicted", "inconclusive", "too few seeds"
 EQUIVALENT = "equivalent"
@@ -71,6 +73,8 @@ def t_interval(d: np.ndarray, confidence: float) -> tuple[float, float]:
     n = len(d)
     if n < 2:
         return float("nan"), float("nan")
+    from scipy import stats
+
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
     return float(d.mean() - half), float(d.mean() + half)
 
@@ -85,6 +89,8 @@ def tost_p(d: np.ndarray, sesoi: float) -> float:
     se = d.std(ddof=1) / np.sqrt(n)
     if se == 0:
         return 0.0 if abs(d.mean()) < sesoi else 1.0
+    from scipy import stats
+
     lower = stats.t.sf((d.mean() + sesoi) / se, n - 1)  # H0: mean ≤ −δ
     upper = stats.t.cdf((d.mean() - sesoi) / se, n - 1)  # H0: mean ≥ +δ
     return float(max(lower, upper))
