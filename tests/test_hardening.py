@@ -247,3 +247,36 @@ def test_changing_the_reference_spec_makes_only_the_step_matched_training_stale(
     stale = json.loads(dvc("status", "--json", *targets))
     assert list(stale) == ["train@dummy_steps-0"], stale
     assert "study.variant_specs.dummy_steps" in json.dumps(stale["train@dummy_steps-0"])
+
+
+# ---------------------------------------------------------------- a damaged prepared dataset (hostile_cases.py)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-a-checkpoint"])
+def test_a_damaged_prepared_dataset_is_one_line_naming_the_fix(
+    train_dir: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """hostile_cases.py's truncated-dataset case: a traceback from torch.load before this."""
+    dataset = train_dir / "data/prepared/dataset.pt"
+    data = dataset.read_bytes()
+    dataset.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"not a checkpoint at all")
+    capsys.readouterr()
+    assert run_stage_main("train", ["--variant", "benchmark", "--seed", "0", "--no-progress"], train_dir) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cnnscope: error: ") and "dataset.pt cannot be read" in last and "dvc repro prepare" in last
+    assert not (train_dir / "models").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"), [("workers=-1", "runner.workers=-1"), ("gpu_share=0", "runner.gpu_share=0")]
+)
+def test_a_runner_count_out_of_range_is_refused_before_any_work(override: str, key: str) -> None:
+    """hostile_cases.py: `cnnscope repro -o runner.workers=-1` said "Everything is up to date" and exited 0."""
+    from cnnscope.errors import CnnscopeError
+    from cnnscope.runner.cluster import runner_config
+
+    with pytest.raises(CnnscopeError, match=f"{key} is out of range"):
+        runner_config("local", [override])
+    assert runner_config("local", ["workers=2"])["workers"] == 2

@@ -9,11 +9,13 @@ A ``manifest.json`` beside it records the source, file checksums, sizes and prob
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from cnnscope.errors import CnnscopeError
 from cnnscope.io import atomic_write
 
 DATASET_FILE = "dataset.pt"
@@ -80,7 +82,15 @@ class PreparedData:
         path = Path(directory) / DATASET_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no prepared dataset at {path}: run the prepare stage (dvc repro prepare)")
-        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # truncated, corrupt, not ours
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:160]
+            raise CnnscopeError(
+                f"{path} cannot be read ({reason}): it is truncated or corrupt — restore it with `dvc checkout "
+                f"{directory}` or re-run the prepare stage (dvc repro prepare)"
+            ) from None
+        return cls(**content)
 
 
 def subset_key(size: float) -> str:

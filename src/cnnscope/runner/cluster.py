@@ -37,7 +37,15 @@ def runner_config(name: str, overrides: list[str] | None = None, conf_dir: Path 
         raise CnnscopeError(
             f"bad runner override: {str(err).splitlines()[0]} (keys: conf/runner/{name}.yaml)"
         ) from None
-    return OmegaConf.to_container(cfg.runner, resolve=True)  # type: ignore[return-value]
+    runner: dict[str, Any] = OmegaConf.to_container(cfg.runner, resolve=True)  # type: ignore[assignment]
+    for key in ("workers", "gpu_share"):  # counts: an override like runner.workers=-1 is refused here
+        value = runner.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            allowed = "a count ≥ 1, or null for one per core" if key == "workers" else "a count ≥ 1"
+            raise CnnscopeError(
+                f"runner.{key}={value!r} is out of range: it must be {allowed} (conf/runner/{name}.yaml)"
+            )
+    return runner
 
 
 def parse_bytes(text: str | int) -> int:
