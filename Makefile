@@ -26,7 +26,7 @@ lint: setup
 	mypy
 
 test: lint
-	pytest -n 2 -q
+	pytest -n 2 --dist loadgroup -q  # loadgroup: the tests of one xdist_group share a worker
 
 # The unit tests only: no lint, none of the tests marked `slow` (whole stages and pipelines,
 # subprocesses, the browser), which `make test` and CI still run.

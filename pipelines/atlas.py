@@ -13,9 +13,7 @@ OIP-beside-exemplars figure as ``data:`` images) that reads correctly inside MLf
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -33,19 +31,26 @@ from cnnscope.atlas.collect import (
     with_trajectories,
 )
 from cnnscope.atlas.site import AtlasError
-from cnnscope.config import Params, load_params, to_container
+from cnnscope.config import Params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import read_table, write_json
 from cnnscope.layout import AGAINST_DATA, EXEMPLARS, best_checkpoint, run_dir, stage_metrics
 from cnnscope.models import load_model
+from cnnscope.stage_args import stage_args
 from cnnscope.viz.atlas import oip_beside_exemplars
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params, _ = stage_args(__doc__, argv)
+    # the store before any work, as every stage that logs to MLflow
+    with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri) as run:
+        out = _atlas(params)
+        # the atlas on disk is the product, tracking a view of it: a failure here only warns
+        run.attach_to_study(params.study.name, to_container(params), "atlas", files=[out], artifact_path="atlas")
+
+
+def _atlas(params: Params) -> Path:
+    """Write the atlas site and ``metrics/atlas.json``; returns the site's folder."""
     records = []
     for variant in params.study.variants:
         for seed in params.study.seeds:
@@ -79,17 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     size, files = folder_size(out)
     write_json(stage_metrics("atlas"), {"bytes": size, "files": files, "networks": len(records)})
     print(f"atlas: {files} files, {size / 1e6:.1f} MB → {index}")
-    _attach(params, out)
-
-
-def _attach(params: Params, out: Path) -> None:
-    """Put the atlas on the study's MLflow run (open ``overview.html`` there; the full site from disk)."""
-    key = tracking.study_key(to_container(params))
-    try:
-        run_id = tracking.study_run(params.tracking.experiment, params.study.name, key, params.tracking.uri)
-        tracking.log_artifacts(run_id, out, params.tracking.uri, artifact_path="atlas")
-    except Exception as err:  # the atlas on disk is the product; tracking is a view of it
-        print(f"cnnscope: warning: could not attach the atlas to MLflow ({err})", file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

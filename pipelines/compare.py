@@ -15,7 +15,6 @@ and ``index.json`` listing every figure with a caption and every table) and the 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from cnnscope import tracking
@@ -26,40 +25,40 @@ from cnnscope.analysis.measures import split_reference_heads
 from cnnscope.analysis.study.figures import initial_kernels, kernel_changes
 from cnnscope.analysis.study.stage import full_study, open_histograms, open_networks, open_sets, write_tables
 from cnnscope.analysis.study.summary import flat_metrics, write_layer_profiles
-from cnnscope.config import Params, load_params, to_container
+from cnnscope.config import Params, to_container
 from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
 from cnnscope.layout import HISTOGRAMS_ROOT, MEASURES_ROOT, stage_metrics
+from cnnscope.stage_args import stage_args
 from cnnscope.viz.study import render_compare
 
 METRICS = stage_metrics("compare")
 PROFILES = Path("plots/compare")  # `dvc plots diff`: each variant's layer profile, run vs run
 
 
-def _record_run(params: Params, res: StudyResults, out: Path, uri: str) -> None:
+def _record_run(run: tracking.StageTracking, params: Params, res: StudyResults, out: Path) -> None:
     """This execution as its own MLflow run under the study run, with its settings, figures and
     every variant's summary numbers, so each point of a sweep over ``compare.*`` stays reviewable."""
     config = to_container(params)
-    tracking.record_stage(
-        params.tracking.experiment,
+    run.record(
         "compare",
         "compare",
-        lambda: tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri),
+        lambda: run.study_run(params.study.name, config),
         {"compare": config["compare"], "study": {"variants": res.variants, "seeds": res.seeds}},
         {k: v for var in res.variants for k, v in flat_metrics(res.summary["variants"].get(var, {}), var).items()},
         [METRICS, *sorted((out / "figures").glob("*.png"))],
-        uri=uri,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
+    params, _ = stage_args(__doc__, argv)
+    # the store before any work (fail in seconds, not minutes); the run is FINISHED only with the stage
+    with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri) as run:
+        _compare(params, run)
 
-    params = load_params(args.params)
-    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
+
+def _compare(params: Params, run: tracking.StageTracking) -> None:
     cfg = params.compare
     sets, heads = split_reference_heads(open_sets(params.extract.out_dir, params.study.variants, params.study.seeds))
     check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         write_json(tmp / "index.json", index)
     write_json(METRICS, res.summary)
     write_layer_profiles(res.tables, res.variants, PROFILES)
-    _record_run(params, res, out, uri)
+    _record_run(run, params, res, out)
     print(
         f"compare: {len(res.variants)} variants × {len(res.seeds)} seeds, {len(res.layers)} layers → {out}/, {METRICS}"
     )

@@ -14,11 +14,12 @@ from cnnscope.config import ConfigError, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, atomic_write, file_sha256, provenance, write_json
 from cnnscope.layout import AGAINST_DATA, EXEMPLARS, metrics_path, run_dir
-from cnnscope.network_stage import load_network, network_args, write_no_maps
+from cnnscope.network_stage import load_network, write_no_maps
+from cnnscope.stage_args import network_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
+    params, variant, seed = network_args(__doc__, argv)
     from cnnscope.activations.exemplars import (  # torch: after the command line, so --help is quick
         default_layers,
         find_exemplars,

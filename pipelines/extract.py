@@ -11,13 +11,13 @@ the same for every variant and seed.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from cnnscope.config import load_params, to_container, variant_model_config
+from cnnscope.config import to_container, variant_model_config
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance
 from cnnscope.layout import BEST_CKPT, best_checkpoint, run_dir
+from cnnscope.stage_args import network_args
 
 
 def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
@@ -33,25 +33,20 @@ def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
+    params, variant, seed = network_args(__doc__, argv)
     import torch  # after the command line, so --help is quick
 
     from cnnscope.activations import ImageGroup, extract_activations, resolve_layers, stratified_sample
     from cnnscope.data.prepared import PreparedData
     from cnnscope.models import best_device, load_for_config
 
-    params = load_params(args.params)
     cfg = params.extract
-    expected = variant_model_config(params, args.variant).name.value
+    expected = variant_model_config(params, variant).name.value
     data_dir = Path(params.data.out_dir)
     data = PreparedData.load(data_dir)
-    ckpt = _checkpoint(Path(params.trainer.models_dir), args.variant, args.seed)
+    ckpt = _checkpoint(Path(params.trainer.models_dir), variant, seed)
     shape = (data.channels, data.image_size, data.num_classes)
-    rerun = f"dvc repro train@{args.variant}-{args.seed}"
+    rerun = f"dvc repro train@{variant}-{seed}"
     model = load_for_config(ckpt, expected, rerun, shape, map_location=best_device())
     layers = resolve_layers(model, cfg.layers)
 
@@ -63,14 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         "eval": ImageGroup(data.images[eval_ids], eval_ids, data.labels[eval_ids]),
     }
     record = provenance(to_container(params)["extract"], data_dir)
-    record.update(variant=args.variant, seed=args.seed, checkpoint=str(ckpt), checkpoint_sha256=file_sha256(ckpt))
-    out = run_dir(cfg.out_dir, args.variant, args.seed)
+    record.update(variant=variant, seed=seed, checkpoint=str(ckpt), checkpoint_sha256=file_sha256(ckpt))
+    out = run_dir(cfg.out_dir, variant, seed)
     with atomic_dir(out) as tmp:
         extract_activations(
             model, groups, layers, tmp, cfg.batch_size, cfg.float16, data.classes, {"provenance": record}
         )
     print(
-        f"extract: {args.variant} seed {args.seed}: {len(layers)} layers × {len(eval_ids)} eval + "
+        f"extract: {variant} seed {seed}: {len(layers)} layers × {len(eval_ids)} eval + "
         f"{len(probe_ids)} probe images → {out}"
     )
 

@@ -11,38 +11,30 @@ does not bin, gets an empty file.
 
 from __future__ import annotations
 
-import argparse
-
-from cnnscope.config import load_params
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir
 from cnnscope.layout import HISTOGRAMS_ROOT, MEASURES_ROOT, run_dir
+from cnnscope.stage_args import network_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
-
+    params, variant, seed = network_args(__doc__, argv)
     # the analysis (torch, sklearn, pandas) only once there is work: `--help` stays instant
     from cnnscope.analysis.measures import split_reference_heads
     from cnnscope.analysis.shared_bins import binned_layers, network_histograms, save
     from cnnscope.analysis.study.stage import open_networks, open_sets
 
-    params = load_params(args.params)
     sets, _ = split_reference_heads(open_sets(params.extract.out_dir, params.study.variants, params.study.seeds))
-    net = (args.variant, args.seed)
+    net = (variant, seed)
     counts = {}
     if net in sets:
         layers = binned_layers(sets)
         networks = open_networks(MEASURES_ROOT, sets)
         counts = network_histograms(sets[net], networks[net], networks, layers, params.compare.bins)
-    out = run_dir(HISTOGRAMS_ROOT, args.variant, args.seed)
+    out = run_dir(HISTOGRAMS_ROOT, variant, seed)
     with atomic_dir(out) as tmp:
         save(counts, tmp)
-    print(f"histograms: {args.variant} seed {args.seed}: {len(counts)} histograms → {out}")
+    print(f"histograms: {variant} seed {seed}: {len(counts)} histograms → {out}")
 
 
 if __name__ == "__main__":

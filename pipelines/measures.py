@@ -10,38 +10,30 @@ what needs several networks. Reads ``activations/<variant>/seed<k>/``; writes
 
 from __future__ import annotations
 
-import argparse
-
-from cnnscope.config import load_params
 from cnnscope.errors import CnnscopeError, run_stage
 from cnnscope.io import atomic_dir
 from cnnscope.layout import MANIFEST, MEASURES_ROOT, run_dir
+from cnnscope.stage_args import network_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--variant", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args(argv)
-
+    params, variant, seed = network_args(__doc__, argv)
     # the analysis (torch, sklearn, pandas) only once there is work: `--help` stays instant
     from cnnscope.activations import ActivationSet
     from cnnscope.analysis.measures import MeasureSettings
     from cnnscope.analysis.network import network_measures, save
 
-    params = load_params(args.params)
-    source = run_dir(params.extract.out_dir, args.variant, args.seed)
+    source = run_dir(params.extract.out_dir, variant, seed)
     if not (source / MANIFEST).is_file():
         raise CnnscopeError(
-            f"no activations for {args.variant} seed {args.seed} at {source}/: run "
-            f"dvc repro extract@{args.variant}-{args.seed} first"
+            f"no activations for {variant} seed {seed} at {source}/: run dvc repro extract@{variant}-{seed} first"
         )
     measures = network_measures(ActivationSet(source), MeasureSettings.from_config(params.compare).network())
-    out = run_dir(MEASURES_ROOT, args.variant, args.seed)
+    out = run_dir(MEASURES_ROOT, variant, seed)
     with atomic_dir(out) as tmp:
         save(measures, tmp)
-    print(f"measures: {args.variant} seed {args.seed}: {len(measures.rows['linear_probe'])} layers → {out}")
+    layers = len(measures.rows["linear_probe"])
+    print(f"measures: {variant} seed {seed}: {layers} layers → {out}")
 
 
 if __name__ == "__main__":

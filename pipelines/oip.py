@@ -11,24 +11,37 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnscope import tracking
 from cnnscope.config import Params, snapshot_steps, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, file_sha256, provenance, write_json
 from cnnscope.layout import OIP_TABLE, metrics_path, run_dir
-from cnnscope.network_stage import load_network, network_args, write_no_maps
+from cnnscope.network_stage import load_network, write_no_maps
+from cnnscope.stage_args import network_args
+
+if TYPE_CHECKING:  # torch: imported by load_network, after --help
+    from cnnscope.models import LayeredCNN
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
+    params, variant, seed = network_args(__doc__, argv)
     cfg = params.oip
     model, checkpoint = load_network(params, variant, seed)
     out_dir, metrics_file = run_dir(cfg.out_dir, variant, seed), metrics_path("oip", variant, seed)
     if cfg.layer is None and not model.conv_layers:  # decided before MLflow, the OIP code and matplotlib are imported
         return write_no_maps(out_dir, metrics_file, {"variant": variant, "seed": seed, "layer": None, "figures": []})
-    uri = tracking.preflight(params.tracking.uri)  # before any work: fail in seconds, not minutes
+    # the store before any work (fail in seconds, not minutes); the run is FINISHED only with the stage
+    with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri) as run:
+        _oips(params, variant, seed, model, checkpoint, run)
+
+
+def _oips(
+    params: Params, variant: str, seed: int, model: LayeredCNN, checkpoint: Path, run: tracking.StageTracking
+) -> None:
+    cfg = params.oip
+    out_dir, metrics_file = run_dir(cfg.out_dir, variant, seed), metrics_path("oip", variant, seed)
     from cnnscope.data.prepared import PreparedData
     from cnnscope.oip.color import colour_sqrt
     from cnnscope.oip.run import TABLES, run_oips
@@ -37,19 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     # oip.decorrelate: the ascent works in the training split's decorrelated colour space
     colours = colour_sqrt(PreparedData.load(params.data.out_dir).split("train")[0]) if cfg.decorrelate else None
     # snapshots past oip.steps are taken at the last step, so a sweep over oip.steps just works
-    run = run_oips(model, replace(cfg, snapshots=snapshot_steps(cfg)), colours)
+    oips = run_oips(model, replace(cfg, snapshots=snapshot_steps(cfg)), colours)
 
-    tag, result = f"{variant} seed{seed}", run.result
+    tag, result = f"{variant} seed{seed}", oips.result
     record = provenance(to_container(params)["oip"], params.data.out_dir)
     record["checkpoint_sha256"] = file_sha256(checkpoint)
     with atomic_dir(out_dir) as tmp:
-        figures = render_oips(tmp, result, run.table, run.nodes, run.focus, run.evolution_maps, tag)
-        run.save(tmp)
+        figures = render_oips(tmp, result, oips.table, oips.nodes, oips.focus, oips.evolution_maps, tag)
+        oips.save(tmp)
         index = {"variant": variant, "seed": seed, "layer": result.layer, "figures": figures}
         write_json(tmp / "index.json", {**index, "tables": TABLES, "provenance": record})
-    metrics = run.metrics()
+    metrics = oips.metrics()
     write_json(metrics_file, metrics)
-    _record_run(checkpoint.parent, out_dir, metrics_file, metrics, params, uri, seed)
+    _record_run(run, checkpoint.parent, out_dir, metrics_file, metrics, params, seed)
     print(
         f"oip {tag}: {len(result.maps)} maps of {result.layer}, {metrics['dead_maps']} dead, "
         f"median robustness {metrics['median_robustness']:.3f} → {out_dir}"
@@ -57,24 +70,25 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _record_run(
-    model_dir: Path, out_dir: Path, metrics_path: Path, metrics: dict[str, Any], params: Params, uri: str, seed: int
+    run: tracking.StageTracking,
+    model_dir: Path,
+    out_dir: Path,
+    metrics_path: Path,
+    metrics: dict[str, Any],
+    params: Params,
+    seed: int,
 ) -> None:
     """This execution as its own MLflow run (under the variant's training run, else the study
     run), with its settings, so every point of a sweep over ``oip.*`` stays reviewable."""
     variant, config = model_dir.parent.name, to_container(params)
-    tracking.record_stage(
-        params.tracking.experiment,
+    run.record(
         "oip",
         f"oip-{variant}-seed{seed}",
-        lambda: (
-            tracking.model_run_id(model_dir)
-            or tracking.study_run_for(params.tracking.experiment, params.study.name, config, uri)
-        ),
+        lambda: tracking.model_run_id(model_dir) or run.study_run(params.study.name, config),
         {"oip": config["oip"], "variant": {"name": variant, "seed": seed}},
         {f"oip/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)},
         [*sorted(out_dir.glob("*.png")), out_dir / OIP_TABLE, metrics_path],
         {"variant": variant, "seed": str(seed)},
-        uri,
     )
 
 

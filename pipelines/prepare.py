@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from cnnscope.config import load_params
 from cnnscope.errors import run_stage
+from cnnscope.stage_args import stage_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
-    args = parser.parse_args(argv)
+    params, _ = stage_args(__doc__, argv)
     from cnnscope.data.prepare import prepare  # torch: after --help
 
-    cfg = load_params(args.params).data
+    cfg = params.data
     out = Path(cfg.out_dir)
     record = prepare(cfg, out, cache_dir=Path("data/cache"))
     sizes = ", ".join(f"{k}={v}" for k, v in record["sizes"].items())

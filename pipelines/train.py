@@ -10,22 +10,20 @@ succeeded; an interrupted run of the same configuration resumes from its ``last.
 
 from __future__ import annotations
 
-import argparse
-
 from cnnscope import tracking
-from cnnscope.config import load_params
 from cnnscope.errors import run_stage
 from cnnscope.layout import BEST_CKPT, INITIAL_CKPT, history_path, run_dir
 from cnnscope.progress import interactive
+from cnnscope.stage_args import stage_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="validated configuration (default: params.yaml)")
-    parser.add_argument("--variant", required=True, help="a name in study.variants")
-    parser.add_argument("--seed", type=int, default=0, help="seed of this run (default 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
-    args = parser.parse_args(argv)
+    params, args = stage_args(
+        __doc__,
+        argv,
+        network=True,
+        extra=lambda p: p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)"),
+    )
     from lightning.pytorch.utilities import rank_zero_only  # Lightning and torch: after --help
 
     from cnnscope.models import save_checkpoint
@@ -35,17 +33,19 @@ def main(argv: list[str] | None = None) -> None:
     from cnnscope.training.checkpoints import StepCheckpoints
     from cnnscope.training.rundir import promote
 
-    params = load_params(args.params)
     rank0 = rank_zero_only.rank == 0  # DDP re-executes this script; only rank 0 touches files
-    uri = steps.check_request(params, args.variant, rank0)  # before loading any data
-    job, prepared, data_sha = steps.load_job(params, args.variant, args.seed)
-    module, data = build_modules(params, job, prepared)
-    out_dir = run_dir(params.trainer.models_dir, job.variant, job.seed)
-    begin = steps.start(out_dir, job, uri, rank0)
-    logger, run_id = steps.open_run(params, job, begin, data_sha, uri, rank0)
-    config = steps.resolved_config(params, job)
-    progress = not args.no_progress and interactive()  # no redrawn bars in logs (CI, cnnscope repro)
-    with tracking.run_status(run_id, uri):
+    steps.check_request(params, args.variant)
+    # the MLflow store (rank 0) before loading any data; the run ends FINISHED only with the stage
+    with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri, check=rank0) as run:
+        uri = run.uri
+        job, prepared, data_sha = steps.load_job(params, args.variant, args.seed)
+        module, data = build_modules(params, job, prepared)
+        out_dir = run_dir(params.trainer.models_dir, job.variant, job.seed)
+        begin = steps.start(out_dir, job, uri, rank0)
+        logger, run_id = steps.open_run(params, job, begin, data_sha, uri, rank0)
+        run.own(run_id)
+        config = steps.resolved_config(params, job)
+        progress = not args.no_progress and interactive()  # no redrawn bars in logs (CI, cnnscope repro)
         if run_id is not None and begin.resume is None:
             steps.log_config(logger, config, job)
         if job.train:

@@ -18,13 +18,13 @@ from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
 from cnnscope.layout import TRAJECTORY_TABLE, run_dir
 from cnnscope.models import best_device
-from cnnscope.network_stage import network_args
 from cnnscope.oip.color import colour_sqrt
+from cnnscope.stage_args import network_args
 from cnnscope.trajectory.run import load_checkpoints, run_trajectory
 
 
 def main(argv: list[str] | None = None) -> None:
-    params, variant, seed = network_args(__doc__.splitlines()[0] if __doc__ else None, argv)
+    params, variant, seed = network_args(__doc__, argv)
     start = time.perf_counter()
     data = PreparedData.load(params.data.out_dir)
     models = load_checkpoints(run_dir(params.trainer.models_dir, variant, seed), best_device())

@@ -6,9 +6,11 @@ Tests build their inputs with the same code paths the stages use (``PreparedData
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch  # noqa: F401  # before any test captures stderr: its log handler keeps the stream it saw
 import pytest
@@ -20,6 +22,9 @@ from cnnscope.compose import model_knobs
 from cnnscope.data.prepared import PreparedData
 from cnnscope.layout import run_dir
 from cnnscope.models import LayeredCNN, build_model, save_checkpoint
+
+if TYPE_CHECKING:
+    from cnnscope.analysis.measures import MeasureSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -69,14 +74,24 @@ def _conf_knobs(name: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _exemplars_section() -> dict[str, Any]:
-    return dict(yaml.safe_load((REPO_ROOT / "conf" / "exemplars" / "default.yaml").read_text()))
+def conf_section(name: str) -> dict[str, Any]:
+    """``conf/<name>/default.yaml``: the library has no defaults (conf/ is their only home), so a
+    test takes each setting it does not vary from here, as a stage takes it from params.yaml."""
+    return dict(yaml.safe_load((REPO_ROOT / "conf" / name / "default.yaml").read_text()))
+
+
+def measure_settings(**over: Any) -> MeasureSettings:
+    """The measures' settings as conf/compare sets them, ``over`` replacing some (small samples
+    need smaller batches and fewer draws)."""
+    from cnnscope.analysis.measures import MeasureSettings
+
+    return dataclasses.replace(MeasureSettings.from_config(SimpleNamespace(**conf_section("compare"))), **over)
 
 
 def exemplar_knobs(**over: object) -> dict[str, Any]:
     """:func:`~cnnscope.activations.exemplars.find_exemplars`' settings as conf/exemplars sets them,
     ``over`` overriding some."""
-    cfg = _exemplars_section()
+    cfg = conf_section("exemplars")
     conf = {"k": cfg["k"], "n_median": cfg["median_images"], "median_sample": cfg["median_sample"]}
     return {**conf, "batch_size": cfg["batch_size"], **over}
 
@@ -129,7 +144,8 @@ def write_activation_set(
         ),
         "eval": ImageGroup(prepared.images[eval_ids], eval_ids, prepared.labels[eval_ids]),
     }
-    extract_activations(model, groups, resolve_layers(model, layers), out, batch_size=16, classes=prepared.classes)
+    float16 = conf_section("extract")["float16"]
+    extract_activations(model, groups, resolve_layers(model, layers), out, 16, float16, classes=prepared.classes)
     return ActivationSet(out)
 
 
@@ -154,3 +170,31 @@ def study_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int]
         model = random_model(prepared, seed=i, width=0.125, hidden=16)  # small: the test is about bookkeeping
         sets[variant, seed] = write_activation_set(model, prepared, run_dir(root, variant, seed), test[:40], probe_ids)
     return sets
+
+
+#: The xdist group of the tests that read :func:`tiny_study` (``make test`` runs ``--dist loadgroup``,
+#: so they share one worker and one pipeline run).
+TINY_STUDY_GROUP = "tiny_study"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``xdist_group`` is pytest-xdist's marker; declared here too, so ``-p no:xdist`` runs under
+    ``--strict-markers`` as well."""
+    config.addinivalue_line("markers", "xdist_group(name): run on the worker of the group (--dist loadgroup)")
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One tiny study run through every stage as DVC would (``pipeline.run_pipeline``): ``benchmark``,
+    ``dummy`` and the ``untrained`` control × seeds 0, 1, 2 with the benchmark − dummy contrast, its
+    own embedded MLflow store in the folder. Shared, read-only, by every test that reads a whole
+    pipeline's results (the shipped evidence, the MLflow review): copy what you tamper with."""
+    from pipeline import run_pipeline
+
+    workdir = tmp_path_factory.mktemp("tiny_study")
+    overrides = [
+        "study.variants=[benchmark,dummy,untrained]",
+        "study.contrasts=[[benchmark,dummy]]",
+        "study.seeds=[0,1,2]",
+    ]
+    return workdir, run_pipeline(workdir, overrides)

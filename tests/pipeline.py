@@ -1,30 +1,30 @@
-"""Start stage scripts the one way the tests do: ``pipelines/<name>.py``'s ``main(argv)`` in-process,
-wrapped in ``run_stage`` exactly as its ``__main__`` is, in a given folder; and a whole tiny
-pipeline in order, as ``dvc repro`` would, for end-to-end tests.
+"""Run stages the one way the tests do, as DVC would (:func:`run_stage_as_dvc`): the command
+``python pipelines/<name>.py <args>`` in the study's folder, with the environment of a user's shell
+(:func:`clean_env`), through the script's own ``__main__`` block — in-process, so torch and the
+library are imported once per test session, not once per stage; and a whole tiny pipeline in order,
+as ``dvc repro`` would, for end-to-end tests (:func:`run_pipeline`). ``dvc`` itself:
+:func:`dvc` / :func:`dvc_result`.
 
-Only Lightning's DDP launcher needs a real process (it re-executes ``sys.argv``); that test starts
-the script with ``subprocess`` itself.
+Only what needs a real process starts one itself: Lightning's DDP launcher (it re-executes
+``sys.argv``), a Ctrl-C, and the checks of what a fresh interpreter imports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.util
 import os
+import runpy
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from unittest import mock
 
 import yaml
 
 from cnnscope.compose import compose_params
-from cnnscope.errors import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,33 +47,24 @@ TINY = [
 ]
 
 
-@functools.cache
-def load_stage(name: str) -> ModuleType:
-    """The module ``pipelines/<name>.py`` (imported once per test session)."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "pipelines" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def _outside_dvc_and_mlflow() -> Iterator[None]:
-    """No inherited ``MLFLOW_*`` / ``DVC_*`` settings: a stage under test uses only its folder."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    with mock.patch.dict(os.environ, kept, clear=True):
-        yield
-
-
-def run_stage_main(name: str, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
-    """Run stage ``name`` with ``argv`` in ``cwd`` (default: the current folder) and the extra
-    environment ``env`` (e.g. the ``DVC_EXP_NAME`` that ``dvc exp run`` sets); its exit code
-    (0, or 2 with one line on stderr for a user error; a bug propagates its exception)."""
-    main = load_stage(name).main
-    with contextlib.chdir(cwd or Path.cwd()), _outside_dvc_and_mlflow(), mock.patch.dict(os.environ, env or {}):
+def run_stage_as_dvc(
+    name: str, argv: Sequence[str] = (), cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    """Run ``python pipelines/<name>.py <argv>`` as a DVC stage's ``cmd`` runs: in ``cwd`` (default:
+    the current folder), with :func:`clean_env` plus ``env`` (e.g. the ``DVC_EXP_NAME`` that
+    ``dvc exp run`` sets), through the script's ``__main__`` block. Returns its exit code (0, or 2
+    with one line on stderr for a user error); a bug propagates its exception."""
+    script = REPO / "pipelines" / f"{name}.py"
+    environment = clean_env() | dict(env or {})
+    with (
+        contextlib.chdir(cwd or Path.cwd()),
+        mock.patch.dict(os.environ, environment, clear=True),
+        mock.patch.object(sys, "argv", [str(script), *argv]),
+    ):
         try:
-            run_stage(lambda: main(argv))
+            runpy.run_path(str(script), run_name="__main__")
         except SystemExit as exit_:
+            assert exit_.code is None or isinstance(exit_.code, int), exit_.code
             return int(exit_.code or 0)
     return 0
 
@@ -96,7 +87,7 @@ def run_pipeline(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     commands.append(("atlas", []))
     commands.append(("report", []))
     for stage, argv in commands:
-        assert run_stage_main(stage, argv, workdir) == 0, f"{stage} {argv} failed (its error is on stderr above)"
+        assert run_stage_as_dvc(stage, argv, workdir) == 0, f"{stage} {argv} failed (its error is on stderr above)"
     assert (workdir / params["atlas"]["out_dir"] / params["study"]["name"] / "index.html").is_file()
     return params
 
@@ -128,10 +119,14 @@ def copy_of_repo(target: Path) -> Path:
     return target
 
 
+def dvc_result(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``dvc <args>`` in ``repo`` with :func:`clean_env` plus ``env``, whatever its exit status."""
+    environment = clean_env() | dict(env or {})
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=environment, capture_output=True, text=True)
+
+
 def dvc(repo: Path, *args: str) -> str:
     """``dvc <args>`` in ``repo``; its stdout (the test fails with DVC's output on an error)."""
-    result = subprocess.run(
-        [str(BIN / "dvc"), *args], cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
-    )
+    result = dvc_result(repo, *args)
     assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     return result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +12,35 @@ import pytest
 import yaml
 
 from atlas_study import write_oip_outputs
-from cnnscope.config import ConfigError, load_params
+from cnnscope.config import load_params
 from cnnscope.data.prepared import PreparedData
-from cnnscope.errors import CnnscopeError
 from cnnscope.layout import AGAINST_DATA, BEST_CKPT, EXEMPLARS, metrics_path, run_dir, stage_metrics
 from cnnscope.models import save_checkpoint
 from cnnscope.report.assemble import Report
 from cnnscope.report.atlas import atlas_section
 from conftest import REPO_ROOT, random_model
-from pipeline import load_stage
+from pipeline import run_stage_as_dvc
 
 VARIANTS = ["benchmark", "untrained"]
+
+
+def _stage(name: str, *argv: str) -> None:
+    """Run ``pipelines/<name>.py argv…`` as DVC would; it must succeed."""
+    assert run_stage_as_dvc(name, argv) == 0, f"{name} {argv} failed (its error is on stderr above)"
+
+
+def _refused(name: str, argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stage exits 2 with one ``cnnscope: error:`` line matching ``match``."""
+    capsys.readouterr()
+    assert run_stage_as_dvc(name, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cnnscope: error: ") and re.search(match, err), err
 
 
 @pytest.fixture
 def study(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Prepared data, two checkpoints and their OIP outputs (maps 0-3), params.yaml; cwd = tmp."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     prepared.save(tmp_path / "data/prepared")
     for i, variant in enumerate(VARIANTS):
         model = random_model(prepared, seed=i)
@@ -43,13 +55,14 @@ def _params(root: Path, seeds: tuple[int, ...] = (0,), **exemplars: Any) -> None
     study = {"variants": VARIANTS, "seeds": list(seeds), "oip_seeds": [0], "contrasts": [["benchmark", "untrained"]]}
     params["study"].update(study)
     params["exemplars"].update({"k": 4, "median_images": 2, "batch_size": 16, **exemplars})
+    params["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"  # the study's own store (atlas attaches to it)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 @pytest.mark.slow
 def test_exemplars_then_atlas(study: Path) -> None:
     for variant in VARIANTS:
-        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
+        _stage("exemplars", "--variant", variant, "--seed", "0")
     out = study / "exemplars" / "benchmark" / "seed0"
     assert {p.name for p in out.iterdir()} == {
         EXEMPLARS, "pool1.csv", "pool2.csv", "relu3.csv", AGAINST_DATA, "index.json",
@@ -62,7 +75,7 @@ def test_exemplars_then_atlas(study: Path) -> None:
     ids = {"layer": "relu3", "variant_a": "benchmark", "seed_a": 0, "variant_b": "untrained", "seed_b": 0}
     (study / "compare" / "tables").mkdir(parents=True)
     matched.assign(**ids).to_csv(study / "compare" / "tables" / "matching.csv", index=False)
-    load_stage("atlas").main([])
+    _stage("atlas")
     page = (study / "atlas" / "default" / "maps" / "relu3" / "3.html").read_text()
     assert 'untrained seed0</a><br>map 5<br><span class="lab">matched, r = 0.87</span>' in page
     pool = (study / "atlas" / "default" / "maps" / "pool2" / "3.html").read_text()  # max-pool keeps relu2's maps
@@ -70,7 +83,7 @@ def test_exemplars_then_atlas(study: Path) -> None:
     relu3_only = matched.assign(**ids)
     relu2 = relu3_only.assign(layer="relu2", map_b=[{7: 9, 9: 7}.get(m, m) for m in maps], matched_corr=0.5)
     pd.concat([relu3_only, relu2[relu2["map_a"] < 64]]).to_csv(study / "compare/tables/matching.csv", index=False)
-    load_stage("atlas").main([])
+    _stage("atlas")
     pool = (study / "atlas" / "default" / "maps" / "pool2" / "7.html").read_text()
     assert 'untrained seed0</a><br>map 9<br><span class="lab">matched via relu2, r = 0.50</span>' in pool
     index = study / "atlas" / "default" / "index.html"
@@ -95,12 +108,12 @@ def test_seeds_without_oips_get_exemplars_only(study: Path, prepared: PreparedDa
     _params(study, seeds=(0, 1))
     for variant in VARIANTS:
         for seed in ("0", "1"):
-            load_stage("exemplars").main(["--variant", variant, "--seed", seed])
+            _stage("exemplars", "--variant", variant, "--seed", seed)
     assert not (run_dir(study / "exemplars", "benchmark", 1) / AGAINST_DATA).exists()
     assert (study / "exemplars/benchmark/seed1/relu3.csv").is_file()
     metrics = json.loads((metrics_path("exemplars", "benchmark", 1, study)).read_text())
     assert set(metrics) == {"maps", "silent_on_data"} and metrics["maps"] == 128
-    load_stage("atlas").main([])
+    _stage("atlas")
     assert json.loads((study / stage_metrics("atlas")).read_text())["networks"] == 12  # 2 variants × 2 seeds × 3 layers
     report = Report(study / "report_tmp")
     atlas_section(report, load_params(), study, study / "reports")
@@ -118,13 +131,13 @@ def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: Pr
     params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}
     (study / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("oip", "exemplars"):
-        load_stage(stage).main(["--variant", "mlp", "--seed", "0"])
+        _stage(stage, "--variant", "mlp", "--seed", "0")
         index = json.loads((study / stage / "mlp" / "seed0" / "index.json").read_text())
         assert index["note"].startswith("no feature maps")
         assert json.loads((study / "metrics" / stage / "mlp_seed0.json").read_text()) == {"maps": 0}
     for variant in VARIANTS:
-        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
-    load_stage("atlas").main([])
+        _stage("exemplars", "--variant", variant, "--seed", "0")
+    _stage("atlas")
     assert json.loads((study / stage_metrics("atlas")).read_text())["networks"] == 6  # 2 networks × 3 layers
     report = Report(study / "report_tmp")
     atlas_section(report, load_params(), study, study / "reports")
@@ -143,30 +156,31 @@ def test_network_without_maps_is_recorded_and_left_out(study: Path, prepared: Pr
         ({"layers": ["pool1"]}, r"oip.layer='relu3' is not among exemplars.layers=\['pool1'\]: add it there"),
     ],
 )
-def test_exemplars_bad_input_writes_nothing(study: Path, setting: dict[str, Any], message: str) -> None:
+def test_exemplars_bad_input_writes_nothing(
+    study: Path, setting: dict[str, Any], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     _params(study, **setting)
-    with pytest.raises(CnnscopeError, match=message):
-        load_stage("exemplars").main(["--variant", "benchmark", "--seed", "0"])
+    _refused("exemplars", ["--variant", "benchmark", "--seed", "0"], message, capsys)
     assert not (study / "exemplars").exists() and not (study / "metrics").exists()
 
 
-def test_exemplars_unknown_variant(study: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown variant 'sdg'"):
-        load_stage("exemplars").main(["--variant", "sdg", "--seed", "0"])
+def test_exemplars_unknown_variant(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _refused("exemplars", ["--variant", "sdg", "--seed", "0"], "unknown variant 'sdg'", capsys)
 
 
-def test_atlas_folder_that_is_a_file(study: Path) -> None:
+def test_atlas_folder_that_is_a_file(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for variant in VARIANTS:
-        load_stage("exemplars").main(["--variant", variant, "--seed", "0"])
+        _stage("exemplars", "--variant", variant, "--seed", "0")
     (study / "atlas").mkdir()
     (study / "atlas" / "default").write_text("not a folder")
-    with pytest.raises(CnnscopeError, match="atlas/default exists and is a file: remove it"):
-        load_stage("atlas").main([])
+    _refused("atlas", [], "atlas/default exists and is a file: remove it", capsys)
     assert (study / "atlas" / "default").read_text() == "not a folder"
     assert not (study / "metrics" / "atlas.json").exists()
 
 
-def test_atlas_of_a_study_without_feature_maps_is_a_clear_error(study: Path, prepared: PreparedData) -> None:
+def test_atlas_of_a_study_without_feature_maps_is_a_clear_error(
+    study: Path, prepared: PreparedData, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Only a pixel MLP: the exemplars stage records "no feature maps" and the atlas stage says it has
     nothing to draw (it raised IndexError on ``records[0]``)."""
     save_checkpoint(random_model(prepared, "mlp"), study / "models" / "mlp" / "seed0" / BEST_CKPT)
@@ -174,7 +188,6 @@ def test_atlas_of_a_study_without_feature_maps_is_a_clear_error(study: Path, pre
     params["study"].update(variants=["mlp"], contrasts=[])
     params["study"]["variant_specs"]["mlp"] = {"train_subset": None, "train": True, "model": {"name": "mlp"}}
     (study / "params.yaml").write_text(yaml.safe_dump(params))
-    load_stage("exemplars").main(["--variant", "mlp", "--seed", "0"])
-    with pytest.raises(CnnscopeError, match=r"no network of study 'default' has feature maps \(study.variants: mlp\)"):
-        load_stage("atlas").main([])
+    _stage("exemplars", "--variant", "mlp", "--seed", "0")
+    _refused("atlas", [], r"no network of study 'default' has feature maps \(study.variants: mlp\)", capsys)
     assert not (study / "atlas").exists() and not (study / "metrics" / "atlas.json").exists()

@@ -14,7 +14,7 @@ import yaml
 from cnnscope.data.prepared import PreparedData
 from cnnscope.models import save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
-from pipeline import run_stage_main
+from pipeline import run_stage_as_dvc
 
 VARIANTS = ["benchmark", "dummy", "untrained"]
 
@@ -52,14 +52,14 @@ def workspace(tmp_path: Path, prepared: PreparedData, monkeypatch: pytest.Monkey
 
 
 def _fails(stage: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert run_stage_main(stage, argv) != 0
+    assert run_stage_as_dvc(stage, argv) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err  # one clear line, no traceback
     return err
 
 
 def _run(stage: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-    assert run_stage_main(stage, argv, env=env) == 0
+    assert run_stage_as_dvc(stage, argv, env=env) == 0
 
 
 def _measure(variants: list[str] = VARIANTS, histograms: bool = True) -> None:
@@ -168,9 +168,9 @@ def test_compare_bad_measure_input_writes_nothing(
     _write_params(workspace, extract={"eval_samples": sections.get("extract", {}).get("eval_samples", 40)})
     for variant in VARIANTS:
         _run("extract", ["--variant", variant, "--seed", "0"])
-        run_stage_main("measures", ["--variant", variant, "--seed", "0"])  # fails too on 10 images
+        run_stage_as_dvc("measures", ["--variant", variant, "--seed", "0"])  # fails too on 10 images
     for variant in VARIANTS:
-        run_stage_main("histograms", ["--variant", variant, "--seed", "0"])
+        run_stage_as_dvc("histograms", ["--variant", variant, "--seed", "0"])
     capsys.readouterr()  # those stages' own errors on 10 images
     _write_params(workspace, **sections)
     assert message in _fails("compare", [], capsys)

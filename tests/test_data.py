@@ -20,7 +20,7 @@ from cnnscope.data.prepare import build_prepared, prepare
 from cnnscope.data.prepared import PreparedData
 from cnnscope.data.sources import DataError, RawSource, load_source
 from cnnscope.errors import CnnscopeError
-from pipeline import run_stage_main
+from pipeline import run_stage_as_dvc
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = load_params(REPO / "params.yaml")
@@ -269,7 +269,7 @@ def run_prepare_stage(tmp_path: Path, data: dict) -> int:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())  # a whole params.yaml: conf/ holds the defaults
     raw["data"].update(data)
     params.write_text(yaml.safe_dump(raw))
-    return run_stage_main("prepare", ["--params", str(params)], tmp_path)
+    return run_stage_as_dvc("prepare", ["--params", str(params)], tmp_path)
 
 
 @pytest.mark.slow

@@ -1,23 +1,26 @@
 """Issue 25, item 5: a report ships the tables behind its verdicts, and they reproduce them.
 
-One tiny study runs through every stage (three seeds, a contrast and the untrained control), and
-its report's ``tables/`` alone must give back every seed-level verdict of its claims table; every
-link of the report must resolve inside the study's folder tree.
+One tiny study runs through every stage (three seeds, a contrast and the untrained control; the
+session's ``tiny_study``, shared with the MLflow review), and its report's ``tables/`` alone must give
+back every seed-level verdict of its claims table; every link of the report must resolve inside the
+study's folder tree.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from cnnscope.report.evidence import BUDGET, TRAJECTORY, EvidenceError, check_shipped, ship_tables
 from cnnscope.report.findings import slug
-from pipeline import run_pipeline
+from conftest import TINY_STUDY_GROUP
 
-pytestmark = pytest.mark.slow  # one 3-seed pipeline run for the module (about 90 s on 2 cores)
+# one 3-seed pipeline run for the session (about 90 s on 2 cores), shared with test_mlflow_review
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(TINY_STUDY_GROUP)]
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -40,15 +43,9 @@ def unresolved_links(readme: Path, root: Path) -> list[str]:
     return bad
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:  # type: ignore[type-arg]
-    workdir = tmp_path_factory.mktemp("evidence")
-    overrides = [
-        "study.variants=[benchmark,dummy,untrained]",
-        "study.contrasts=[[benchmark,dummy]]",
-        "study.seeds=[0,1,2]",
-    ]
-    return workdir, run_pipeline(workdir, overrides)
+@pytest.fixture
+def study(tiny_study: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    return tiny_study
 
 
 def test_shipped_tables_recompute_every_verdict_of_the_report(study) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """Bad input and faults (issue 16): each ends in one message naming the problem and the fix, a
 non-zero exit, the previous good outputs intact and no temporary leftovers.
 
-Stages run in-process (``runpy``, as ``python pipelines/<stage>.py`` would) in a repository-like
+Stages run as DVC would (:func:`pipeline.run_stage_as_dvc`, in-process) in a repository-like
 folder holding tiny synthetic data, one earlier good output per stage and its own MLflow store;
 only the cases about processes (Ctrl-C, ``python -m cnnscope.compose``) start a subprocess.
 """
@@ -12,7 +12,6 @@ import ast
 import hashlib
 import json
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from cnnscope.io import atomic_dir, atomic_write, file_sha256
 from cnnscope.layout import LAST_CKPT, MANIFEST, OIP_TENSORS, best_checkpoint, run_dir
 from cnnscope.models import CheckpointError, load_model, save_checkpoint
 from conftest import REPO_ROOT, random_model, synthetic_prepared
+from pipeline import clean_env, run_stage_as_dvc
 from test_data import make_mnist_tree
 
 PIPELINES = REPO_ROOT / "pipelines"
@@ -76,17 +76,14 @@ def set_params(root: Path, **sections: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Stage:
-    """Run ``pipelines/<name>.py args...`` in-process; returns (exit status, stderr)."""
+def stage(capsys: pytest.CaptureFixture[str]) -> Stage:
+    """Run ``pipelines/<name>.py args...`` as DVC would (:func:`pipeline.run_stage_as_dvc`), ``env``
+    set in the shell that runs it; returns (exit status, stderr)."""
 
-    def run(name: str, *args: str) -> tuple[int, str]:
+    def run(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-        try:
-            runpy.run_path(str(PIPELINES / f"{name}.py"), run_name="__main__")
-        except SystemExit as end:
-            return int(end.code or 0), capsys.readouterr().err
-        return 0, capsys.readouterr().err
+        code = run_stage_as_dvc(name, args, env=env)
+        return code, capsys.readouterr().err
 
     return run
 
@@ -143,7 +140,7 @@ def status(root: Path, run_id: str) -> str:
 @pytest.mark.parametrize(
     "args",
     [
-        ("train", "--variant", "benchmark", "--no-progress"),
+        ("train", "--variant", "benchmark", "--seed", "0", "--no-progress"),
         ("compare",),
         ("oip", "--variant", "benchmark", "--seed", "0"),
         ("report",),
@@ -151,15 +148,14 @@ def status(root: Path, run_id: str) -> str:
     ids=["train", "compare", "oip", "report"],
 )
 def test_unreachable_mlflow_server_fails_in_seconds_before_any_work(
-    repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+    repo: Path, stage: Stage, args: tuple[str, ...]
 ) -> None:
     import lightning  # noqa: F401  # the stage's imports are not what is timed (seconds on a loaded machine)
     import mlflow.tracking  # noqa: F401
 
     set_params(repo, tracking={"uri": None})
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", UNREACHABLE)
     before, start = outputs(repo), time.monotonic()
-    code, err = stage(*args)
+    code, err = stage(*args, env={"MLFLOW_TRACKING_URI": UNREACHABLE})
     assert time.monotonic() - start < 30
     one_message(code, err, UNREACHABLE, "does not answer", "mlflow server", "unset MLFLOW_TRACKING_URI")
     assert outputs(repo) == before and not leftovers(repo)
@@ -190,7 +186,7 @@ def _train_fails_before_any_work(repo: Path, stage: Stage, section: str, values:
     no half-written file and no tracking store (it failed before the store was touched)."""
     set_params(repo, **{section: values})
     before = outputs(repo)
-    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), needle)
+    one_message(*stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress"), needle)
     assert outputs(repo) == before and not leftovers(repo)
     assert not (repo / "mlflow.db").exists()
 
@@ -200,14 +196,18 @@ def test_gpu_accelerator_on_a_machine_without_one_is_a_config_error(repo: Path, 
         pytest.skip("this machine has a GPU")
     set_params(repo, trainer={"accelerator": "gpu"})
     before = outputs(repo)
-    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), "trainer.accelerator=gpu", "auto")
+    one_message(
+        *stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress"), "trainer.accelerator=gpu", "auto"
+    )
     assert outputs(repo) == before
 
 
 def test_diverging_training_fails_and_keeps_the_last_good_model(repo: Path, stage: Stage) -> None:
     set_params(repo, model={"lr": 1e6})
     before = outputs(repo)
-    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), "NaN", "lower model.lr", lines=None)
+    one_message(
+        *stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress"), "NaN", "lower model.lr", lines=None
+    )
     assert outputs(repo) == before and not leftovers(repo)
     (run,) = store(repo).search_runs(["1"], filter_string="tags.variant = 'benchmark'")
     assert run.info.status == "FAILED"
@@ -335,8 +335,8 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str]) -> 
 def test_ctrl_c_during_training_keeps_the_last_good_model_and_kills_the_run(repo: Path) -> None:
     set_params(repo, trainer={"max_epochs": 500, "patience": 500})
     before = outputs(repo)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    command = [sys.executable, str(PIPELINES / "train.py"), "--variant", "benchmark", "--no-progress"]
+    env = clean_env() | {"PYTHONPATH": str(REPO_ROOT / "src")}
+    command = [sys.executable, str(PIPELINES / "train.py"), "--variant", "benchmark", "--seed", "0", "--no-progress"]
     # the child starts with Python's own Ctrl-C handling whatever this worker process inherited or set:
     # an ignored SIGINT is inherited across exec, and the child would train on through the signal
     restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
@@ -385,7 +385,7 @@ def _trained(repo: Path) -> str:
 def test_run_left_running_is_marked_killed_when_the_next_run_starts(repo: Path, stage: Stage) -> None:
     stale = new_run(repo)  # killed before its first checkpoint: nothing to resume
     _partial(repo, "config-of-the-killed-run", stale, last=None)
-    code, err = stage("train", "--variant", "benchmark", "--no-progress")
+    code, err = stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress")
     assert code == 0, err
     assert status(repo, stale) == "KILLED" and f"{stale} of the abandoned run KILLED" in err
     assert _trained(repo) != stale
@@ -414,7 +414,7 @@ def test_unreadable_last_checkpoint_is_reported_and_training_starts_clean(repo: 
     interrupted = new_run(repo)
     last = b"PK\x03\x04 cut short" if kind == "truncated" else _pickled_code()
     _partial(repo, job.fingerprint, interrupted, last)
-    code, err = stage("train", "--variant", "benchmark", "--no-progress")
+    code, err = stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress")
     assert code == 0, err
     assert "cannot be read as a weights-only checkpoint" in err and "starting clean" in err
     assert status(repo, finished) == "FINISHED"  # not flipped
@@ -473,7 +473,7 @@ def test_variant_names_must_be_plain_identifiers(repo: Path, stage: Stage, name:
     raw["study"]["variant_specs"] = {name: {}}
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     before = outputs(repo)
-    one_message(*stage("train", "--variant", name, "--no-progress"), repr(name), "plain identifier")
+    one_message(*stage("train", "--variant", name, "--seed", "0", "--no-progress"), repr(name), "plain identifier")
     assert outputs(repo) == before
 
 
@@ -481,7 +481,9 @@ def test_a_variant_given_as_a_path_is_unknown(
     repo: Path, stage: Stage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     outside = tmp_path_factory.mktemp("outside") / "victim"
-    one_message(*stage("train", "--variant", str(outside), "--no-progress"), "unknown variant", "benchmark")
+    one_message(
+        *stage("train", "--variant", str(outside), "--seed", "0", "--no-progress"), "unknown variant", "benchmark"
+    )
     assert not outside.exists()
 
 
@@ -495,7 +497,9 @@ def test_output_folders_must_stay_inside_the_repository(
     set_params(repo, **{section: {key: value}})
     before = outputs(repo)
     one_message(
-        *stage("train", "--variant", "benchmark", "--no-progress"), f"{section}.{key}", "outside the repository"
+        *stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress"),
+        f"{section}.{key}",
+        "outside the repository",
     )
     assert outputs(repo) == before and not Path("/tmp/cnnscope-models").exists()
 
@@ -533,14 +537,13 @@ def test_every_checkpoint_load_in_the_library_is_weights_only() -> None:
 
 @pytest.mark.slow
 def test_each_oip_execution_is_its_own_run_and_a_two_point_sweep_keeps_both_grids(
-    repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+    repo: Path, stage: Stage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     training = new_run(repo, "FINISHED")
     tracking.record_model_run(repo / "models/benchmark/seed0", training)  # beside the model, keyed by its hash
     for steps, experiment in [(2, "sweep-steps-2"), (4, "sweep-steps-4")]:
         set_params(repo, oip={"steps": steps, "snapshots": [0, steps]})
-        monkeypatch.setenv("DVC_EXP_NAME", experiment)
-        code, err = stage("oip", "--variant", "benchmark", "--seed", "0")
+        code, err = stage("oip", "--variant", "benchmark", "--seed", "0", env={"DVC_EXP_NAME": experiment})
         assert code == 0, err
     client = store(repo)
     runs = client.search_runs(["1"], filter_string=f"tags.`mlflow.parentRunId` = '{training}'")
@@ -589,11 +592,15 @@ def test_a_sweep_over_oip_steps_keeps_the_snapshots_it_can(repo: Path, stage: St
 
 
 def test_an_mlflow_store_in_a_missing_folder_stops_training_and_creates_nothing(
-    repo: Path, stage: Stage, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+    repo: Path, stage: Stage, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     missing = tmp_path_factory.mktemp("elsewhere") / "nonexistent" / "dir"
     set_params(repo, tracking={"uri": None})
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing / 'mlflow.db'}")
     before = outputs(repo)
-    one_message(*stage("train", "--variant", "benchmark", "--no-progress"), f"{missing} does not exist", "mkdir -p")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{missing / 'mlflow.db'}"}
+    one_message(
+        *stage("train", "--variant", "benchmark", "--seed", "0", "--no-progress", env=env),
+        f"{missing} does not exist",
+        "mkdir -p",
+    )
     assert outputs(repo) == before and not missing.parent.exists()

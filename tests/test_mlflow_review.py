@@ -1,5 +1,6 @@
 """Review in MLflow: a small pipeline's study run, its variant runs, their metrics and figures
-are served by a real ``mlflow server`` over the embedded store (REST API, 127.0.0.1 only)."""
+are served by a real ``mlflow server`` over the embedded store (REST API, 127.0.0.1 only). The
+pipeline is the session's ``tiny_study``, shared with the shipped-evidence tests."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from pipeline import run_pipeline
+from conftest import TINY_STUDY_GROUP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(TINY_STUDY_GROUP)]
 
 
 def free_port() -> int:
@@ -66,9 +67,9 @@ def tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
-def test_study_and_variant_runs_are_served(tmp_path: Path) -> None:
-    params = run_pipeline(tmp_path, [])
-    server = MlflowServer(tmp_path / "mlflow.db")
+def test_study_and_variant_runs_are_served(tiny_study: tuple[Path, dict[str, Any]]) -> None:
+    workdir, params = tiny_study
+    server = MlflowServer(workdir / "mlflow.db")
     try:
         experiment = server.get("/api/2.0/mlflow/experiments/get-by-name", experiment_name="cnnscope")
         exp_id = experiment["experiment"]["experiment_id"]
@@ -77,10 +78,13 @@ def test_study_and_variant_runs_are_served(tmp_path: Path) -> None:
         assert len(studies) == 1, "one study run per pipeline run"
         study_id = studies[0]["info"]["run_id"]
         children = [r for r in runs if tags(r).get("mlflow.parentRunId") == study_id]
-        variants = {tags(r)["variant"]: r for r in children if "cnnscope.kind" not in tags(r)}
-        assert set(variants) == set(params["study"]["variants"])
+        trained = [r for r in children if "cnnscope.kind" not in tags(r)]
+        study = params["study"]
+        jobs = sorted((v, str(s)) for v in study["variants"] for s in study["seeds"])
+        assert sorted((tags(r)["variant"], tags(r)["seed"]) for r in trained) == jobs  # one run per job
         assert [tags(r)["cnnscope.kind"] for r in children if "cnnscope.kind" in tags(r)] == ["compare"]
-        for name, run in variants.items():
+        for run in trained:
+            name = f"{tags(run)['variant']}-seed{tags(run)['seed']}"
             metrics = {m["key"] for m in run["data"]["metrics"]}
             assert {"test_acc", "test_loss"} <= metrics, name
             assert run["info"]["status"] == "FINISHED"
@@ -91,11 +95,13 @@ def test_study_and_variant_runs_are_served(tmp_path: Path) -> None:
             assert "oip/dead_maps" in {m["key"] for m in oip["data"]["metrics"]}, name
             files = server.get("/api/2.0/mlflow/artifacts/list", run_id=oip["info"]["run_id"]).get("files", [])
             assert "oip_grid.png" in {Path(f["path"]).name for f in files}, name
-        benchmark = variants["benchmark"]["info"]["run_id"]
+        benchmark = next(r["info"]["run_id"] for r in trained if tags(r)["variant"] == "benchmark")
         png = server.get("/get-artifact", path="confusion.png", run_uuid=benchmark)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         report = server.get("/api/2.0/mlflow/artifacts/list", run_id=study_id, path="report")
         assert "report/README.md" in {f["path"] for f in report["files"]}
+        atlas = server.get("/api/2.0/mlflow/artifacts/list", run_id=study_id, path="atlas")
+        assert "atlas/overview.html" in {f["path"] for f in atlas["files"]}  # the atlas stage attaches its site
         study_metrics = {m["key"] for m in studies[0]["data"]["metrics"]}
         assert "test_acc.benchmark" in study_metrics
     finally:

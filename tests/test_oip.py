@@ -35,7 +35,7 @@ from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise, wavelength_noise
 from cnnscope.oip.transforms import fourier_damping, gaussian_blur, suppression
 from conftest import random_model, synthetic_prepared
-from pipeline import run_stage_main
+from pipeline import run_stage_as_dvc
 
 REPO = Path(__file__).resolve().parents[1]
 #: The configured ascent (noise, suppression: conf/oip/default.yaml), made small.
@@ -78,6 +78,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
         "relu1",
         [0],
         replace(FAST, restarts=(0, 1, 2), wavelengths=(1, 3), steps=60, step_size=0.1, blur_sigma=0.0),
+        (),
     )
     flat = result.images[0].flatten(2)  # (K, W, H*W)
     corr = torch.stack([torch.corrcoef(torch.stack([img, kernel.flatten()]))[0, 1] for img in flat.flatten(0, 1)])
@@ -89,7 +90,7 @@ def test_oip_of_planted_kernel_reproduces_its_pattern() -> None:
 
 
 def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
-    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST)
+    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST, ())
     table = map_table(result)
     assert table["dead"].tolist() == [False, True, False]
     assert not bool(result.grad_seen[1].any())
@@ -105,7 +106,7 @@ def test_map_that_never_activates_is_flagged_dead_with_finite_numbers() -> None:
 def test_silent_start_and_cross_map_null() -> None:
     """Claim (c): a map silent at the start for every restart of a wavelength is counted per
     wavelength; claim (d): OIPs of one map are compared with those of different maps."""
-    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST)
+    result = generate_oips(planted_net(diagonal_kernel()), "relu1", [0, 1, 2], FAST, ())
     table = map_table(result)
     start = result.history[0]
     for j, w in enumerate(result.wavelengths):
@@ -125,7 +126,7 @@ def test_silent_start_and_cross_map_null() -> None:
 
 def test_all_dead_layer_gives_finite_summary() -> None:
     net = planted_net(diagonal_kernel())
-    stats = summary(map_table(generate_oips(net, "relu1", [1], FAST)))
+    stats = summary(map_table(generate_oips(net, "relu1", [1], FAST, ())))
     assert stats["dead_fraction"] == 1.0 and stats["median_robustness"] == 0.0
 
 
@@ -144,13 +145,13 @@ def test_pool_before_relu_changes_no_number_of_the_ascent(layer: str) -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     start = initial_noise([0, 1], [1, 4], 1, 28).flatten(0, 1).repeat(3, 1, 1, 1)
     objective = MapMean(torch.tensor([0, 5, 9]).repeat_interleave(4))
-    blur = suppression("blur", 0.5)
+    blur = suppression("blur", 0.5, FAST.fourier_damping)
     plain, reordered = model.truncated(layer), ascent_net(model, layer)
     assert list(dict(reordered.named_children())) != list(dict(plain.named_children()))
     with frozen(plain):
-        expected = ascend(plain, start, objective, 6, 0.1, blur)
+        expected = ascend(plain, start, objective, 6, 0.1, blur, None, (), None, False)
     with frozen(reordered):
-        got = ascend(reordered, start, objective, 6, 0.1, blur)
+        got = ascend(reordered, start, objective, 6, 0.1, blur, None, (), None, False)
     assert expected.grad_seen.any()
     torch.testing.assert_close(got.history, expected.history, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got.images, expected.images, atol=1e-5, rtol=1e-5)
@@ -175,8 +176,8 @@ def test_ascent_raises_objective_and_leaves_model_unchanged() -> None:
 
 def test_same_seed_same_numbers() -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
-    a = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
-    b = generate_oips(model, None, [5, 6], replace(FAST, jitter=2))
+    a = generate_oips(model, None, [5, 6], replace(FAST, jitter=2), ())
+    b = generate_oips(model, None, [5, 6], replace(FAST, jitter=2), ())
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
 
 
@@ -298,7 +299,8 @@ def test_map_table_robustness_is_agreement_of_restarts_at_the_best_wavelength() 
 def test_bad_requests_name_what_is_valid(request_: dict[str, object], settings: dict[str, object], needle: str) -> None:
     model = random_model(synthetic_prepared(n_per_class=2))
     with pytest.raises(OIPError, match=needle.replace("(", r"\(")):
-        generate_oips(model, **({"layer": None, "maps": None} | request_), settings=replace(FAST, **settings))  # type: ignore[arg-type]
+        request = {"layer": None, "maps": None, "snapshots": ()} | request_
+        generate_oips(model, **request, settings=replace(FAST, **settings))  # type: ignore[arg-type]
 
 
 # --- the stage ------------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ def _stage_repo(tmp_path: Path, oip: dict[str, object]) -> Path:
 
 
 def _run_stage(cwd: Path, *args: str) -> int:
-    return run_stage_main("oip", list(args), cwd)
+    return run_stage_as_dvc("oip", list(args), cwd)
 
 
 @pytest.mark.slow

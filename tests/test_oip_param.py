@@ -22,7 +22,7 @@ from cnnscope.oip.color import ValidImage, colour_covariance, sqrt_psd
 from cnnscope.oip.spectral import FourierImage, spectrum_scale
 from cnnscope.oip.transforms import RandomAffine
 from conftest import random_model, synthetic_prepared
-from pipeline import run_stage_main
+from pipeline import run_stage_as_dvc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_fourier_image_applies_the_scaling_and_round_trips() -> None:
     torch.testing.assert_close(torch.fft.rfft2(param.colours(params), norm="ortho"), coefficients * param.scale)
     # white variables → an image whose amplitude falls as 1/f
     flat = torch.view_as_real(torch.ones(1, 1, 16, 9, dtype=torch.complex64)).contiguous()
-    one = FourierImage(16, ValidImage(torch.tensor([0.5]), torch.tensor([0.2])))
+    one = FourierImage(16, ValidImage(torch.tensor([0.5]), torch.tensor([0.2])), 1.0)  # natural images' 1/f
     amplitude = torch.fft.rfft2(one.colours(flat), norm="ortho").abs()[0, 0]
     assert amplitude[0, 1] / amplitude[0, 8] == pytest.approx(8.0, rel=1e-4)
 
@@ -109,7 +109,7 @@ def test_random_affine_is_reproducible_and_identity_when_off() -> None:
     assert torch.equal(first, b(images)) and not torch.equal(first, images)
     assert not torch.equal(a(images), first)  # a new draw every call
     with pytest.raises(OIPError, match=r"\[0, 1\)"):
-        RandomAffine(scale=1.5)
+        RandomAffine(scale=1.5, rotate=0.0)
 
 
 def colour_planted_net(size: int = 10) -> tuple[LayeredCNN, torch.Tensor]:
@@ -142,7 +142,7 @@ def test_fourier_oip_of_planted_colour_kernel_reproduces_its_pattern(decorrelate
         parameterization="fourier",
         colour_sqrt=None if root is None else tuple(tuple(r) for r in root.tolist()),
     )
-    result = generate_oips(net, "relu1", [0], settings)
+    result = generate_oips(net, "relu1", [0], settings, ())
     # a linear objective over pixels in [0, 1] peaks at the box corner: 1 where the kernel is
     # positive, 0 where negative — standardised as the network sees it
     pixels = (kernel > 0).float()
@@ -164,7 +164,7 @@ def test_fourier_run_is_deterministic_on_cpu_and_batched_like_one_map_at_a_time(
     first = generate_oips(net, "relu1", None, settings, snapshots=[0, 8])
     second = generate_oips(net, "relu1", None, settings, snapshots=[0, 8])
     assert torch.equal(first.images, second.images) and torch.equal(first.history, second.history)
-    single = generate_oips(net, "relu1", [2], settings)
+    single = generate_oips(net, "relu1", [2], settings, ())
     torch.testing.assert_close(single.images[0], first.images[2], atol=1e-5, rtol=0)
     assert torch.isfinite(first.history).all()
 
@@ -188,10 +188,10 @@ def test_annealed_ascent_settles_and_fixed_step_keeps_moving() -> None:
 def test_decorrelation_needs_the_fourier_parameterisation() -> None:
     with pytest.raises(OIPError, match="needs the fourier parameterization"):
         generate_oips(
-            colour_planted_net()[0], "relu1", [0], replace(FOURIER, parameterization="pixel", colour_sqrt=((1.0,),))
+            colour_planted_net()[0], "relu1", [0], replace(FOURIER, parameterization="pixel", colour_sqrt=((1.0,),)), ()
         )
     with pytest.raises(OIPError, match="choose one of: pixel, fourier"):
-        generate_oips(colour_planted_net()[0], "relu1", [0], replace(FOURIER, parameterization="spectral"))
+        generate_oips(colour_planted_net()[0], "relu1", [0], replace(FOURIER, parameterization="spectral"), ())
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def _colour_repo(tmp_path: Path, oip: dict[str, object], with_data: bool = True)
 
 
 def _stage(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    return run_stage_main("oip", ["--variant", "benchmark", "--seed", "0"], cwd)
+    return run_stage_as_dvc("oip", ["--variant", "benchmark", "--seed", "0"], cwd)
 
 
 @pytest.mark.slow

@@ -142,8 +142,9 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
 WRITER = """import sys
 from cnnscope import tracking
 uri, worker = sys.argv[1], sys.argv[2]
-for i in range(6):
-    tracking.record_stage("parallel", "oip", f"{worker}-{i}", lambda: None, {"i": i}, {"m": float(i)}, [], {}, uri)
+for i in range(6):  # as a stage does: the store checked, one run recorded, ended with the stage
+    with tracking.stage_tracking("parallel", uri) as run:
+        run.record("oip", f"{worker}-{i}", lambda: None, {"i": i}, {"m": float(i)}, [], {})
 """
 
 

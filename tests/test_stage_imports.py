@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_STUDY_GROUP
 from pipeline import clean_env
 from test_startup import heavy_after, run_script
+
+pytestmark = pytest.mark.xdist_group(TINY_STUDY_GROUP)  # the worker that runs tiny_study once
 
 #: stage → (the heavy packages a run imports, why each is needed)
 STAGE_IMPORTS: dict[str, tuple[list[str], str]] = {

@@ -58,7 +58,8 @@ def run_script(script: Path, *args: str) -> str:
 
 
 def test_the_configuration_and_the_stage_helpers_import_no_heavy_package() -> None:
-    code = "import cnnscope.config, cnnscope.errors, cnnscope.io, cnnscope.network_stage, cnnscope.tracking"
+    code = "import cnnscope.config, cnnscope.errors, cnnscope.io, cnnscope.network_stage, cnnscope.stage_args"
+    code += ", cnnscope.tracking"
     assert heavy_after(code) == []
 
 

@@ -115,3 +115,41 @@ def test_a_model_s_run_id_lives_beside_it_and_only_while_its_checkpoint_is_the_s
     assert list(model.iterdir()) == [model / "best.ckpt"]  # nothing random inside the DVC output
     (model / "best.ckpt").write_bytes(b"weights restored from another run")  # e.g. DVC's run cache
     assert tracking.model_run_id(model) is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED"), (SystemExit, "KILLED")],
+)
+def test_the_runs_of_a_stage_end_with_it(store: str, raised: type[BaseException] | None, status: str) -> None:
+    """The one pattern of every stage: the runs it owns (train's) or recorded (compare's, oip's) are
+    FINISHED only when its block finished, FAILED on an error, KILLED on Ctrl-C or exit."""
+    client = tracking.client(store)
+    owned = str(client.create_run(client.get_experiment_by_name("tests").experiment_id).info.run_id)
+    recorded: list[str | None] = []
+
+    def stage() -> None:
+        with tracking.stage_tracking("tests", store) as run:
+            run.own(owned)
+            recorded.append(run.record("oip", "unit", lambda: owned, {"oip": {"steps": 3}}, {"m": 1.0}, []))
+            assert client.get_run(owned).info.status == "RUNNING"  # not before the block ends
+            if raised is not None:
+                raise raised()
+
+    if raised is None:
+        stage()
+    else:
+        with pytest.raises(raised):
+            stage()
+    (child,) = recorded
+    assert child is not None and client.get_run(child).data.params == {"oip/steps": "3"}
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == owned
+    assert {client.get_run(r).info.status for r in (owned, child)} == {status}
+
+
+def test_a_stage_checks_the_store_before_its_work(tmp_path: Path) -> None:
+    entered = []
+    with pytest.raises(tracking.TrackingUnavailable, match="does not exist"):  # noqa: SIM117
+        with tracking.stage_tracking("tests", f"sqlite:///{tmp_path / 'no' / 'mlflow.db'}"):
+            entered.append(True)
+    assert not entered and not (tmp_path / "no").exists()

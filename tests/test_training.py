@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -30,7 +29,7 @@ from cnnscope.training import (
 )
 from cnnscope.training.rundir import promote
 from conftest import REPO_ROOT, synthetic_prepared
-from pipeline import run_stage_main
+from pipeline import clean_env, run_stage_as_dvc
 
 TRAIN_SCRIPT = REPO_ROOT / "pipelines" / "train.py"
 
@@ -199,7 +198,7 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _run_stage(*args: str) -> int:
-    return run_stage_main("train", ["--no-progress", *args])
+    return run_stage_as_dvc("train", ["--no-progress", *args])
 
 
 def _run(stage_dir: Path, run_id: str) -> object:
@@ -271,7 +270,7 @@ def test_untrained_variant_is_evaluated_not_trained(stage_dir: Path, monkeypatch
 def test_unknown_variant_fails_before_anything_is_written(
     stage_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run_stage("--variant", "nosuch") == 2
+    assert _run_stage("--variant", "nosuch", "--seed", "0") == 2
     err = capsys.readouterr().err
     assert "nosuch" in err and "benchmark, dummy" in err
     assert not (stage_dir / "models").exists() and not (stage_dir / "mlflow.db").exists()
@@ -281,7 +280,7 @@ def test_unknown_model_name_is_rejected_listing_valid_ones(stage_dir: Path, caps
     raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
     raw["model"]["name"] = "resnet"
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
-    assert _run_stage("--variant", "benchmark") == 2
+    assert _run_stage("--variant", "benchmark", "--seed", "0") == 2
     err = capsys.readouterr().err
     assert "model.name" in err and "mnist_cnn" in err and len(err.strip().splitlines()) == 1
 
@@ -293,7 +292,7 @@ def test_nan_loss_stops_with_a_clear_message_and_a_failed_run(
     raw["study"]["variant_specs"]["sgd"]["model"].update(lr=1e12, momentum=0.0)
     raw["trainer"]["log_every_n_steps"] = 1
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
-    assert _run_stage("--variant", "sgd") == 2
+    assert _run_stage("--variant", "sgd", "--seed", "0") == 2
     assert "NaN" in capsys.readouterr().err
     run_id = (stage_dir / "models" / "sgd" / ".seed0.partial" / "mlflow_run_id.txt").read_text().strip()
     assert _run(stage_dir, run_id).info.status == "FAILED"  # type: ignore[attr-defined]
@@ -306,9 +305,9 @@ def test_ddp_on_two_cpu_processes(stage_dir: Path) -> None:
     raw = yaml.safe_load((stage_dir / "params.yaml").read_text())
     raw["trainer"].update(strategy="ddp", devices="2")
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = clean_env() | {"PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, str(TRAIN_SCRIPT), "--variant", "benchmark", "--no-progress"],
+        [sys.executable, str(TRAIN_SCRIPT), "--variant", "benchmark", "--seed", "0", "--no-progress"],
         capture_output=True,
         text=True,
         env=env,
@@ -377,6 +376,6 @@ def test_the_mlflow_run_is_not_finished_when_fit_returns(tmp_path: Path, prepare
     batches = PreparedDataModule(prepared, "train", 32, 0)
     fit_and_test(module, batches, _cpu(1), tmp_path / "run", logger, progress=False)
     assert tracking.client(uri).get_run(logger.run_id).info.status == "RUNNING"
-    with tracking.run_status(logger.run_id, uri):
-        pass
+    with tracking.stage_tracking("tests", uri) as run:
+        run.own(logger.run_id)
     assert tracking.client(uri).get_run(logger.run_id).info.status == "FINISHED"

@@ -17,8 +17,8 @@ from cnnscope.io import file_sha256
 from cnnscope.layout import BEST_CKPT, EXEMPLARS, INITIAL_CKPT, LAST_CKPT, MANIFEST, OIP_TABLE, OIP_TENSORS
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
-from conftest import REPO_ROOT, exemplar_knobs, synthetic_prepared
-from pipeline import run_stage_main
+from conftest import REPO_ROOT, conf_section, exemplar_knobs, synthetic_prepared
+from pipeline import run_stage_as_dvc
 
 # ---------------------------------------------------------------- which steps are kept
 
@@ -90,7 +90,7 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _train(variant: str, seed: int = 0) -> Path:
-    assert run_stage_main("train", ["--no-progress", "--variant", variant, "--seed", str(seed)]) == 0
+    assert run_stage_as_dvc("train", ["--no-progress", "--variant", variant, "--seed", str(seed)]) == 0
     return Path("models") / variant / f"seed{seed}"
 
 
@@ -172,7 +172,7 @@ def test_trajectory_stage_follows_every_checkpoint_and_ends_at_the_trained_netwo
 
     for variant in ("dummy_steps", "untrained"):
         run = _train(variant)
-        assert run_stage_main("trajectory", ["--variant", variant, "--seed", "0"]) == 0
+        assert run_stage_as_dvc("trajectory", ["--variant", variant, "--seed", "0"]) == 0
         out = Path("trajectory") / variant / "seed0"
         table = pd.read_csv(out / "trajectory.csv")
         steps = [s for s, _ in saved_steps(run)]
@@ -206,7 +206,7 @@ def test_trajectory_stage_refuses_a_run_without_weights_along_training(
     run = _train("dummy")
     for _, path in saved_steps(run):
         path.unlink()
-    assert run_stage_main("trajectory", ["--variant", "dummy", "--seed", "0"]) == 2
+    assert run_stage_as_dvc("trajectory", ["--variant", "dummy", "--seed", "0"]) == 2
     assert "holds no weights along training" in capsys.readouterr().err
     assert not (Path("trajectory") / "dummy").exists()
 
@@ -250,18 +250,22 @@ def _fake_trajectories(root: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
 
 
 def test_matched_step_claim_compares_the_largest_step_both_runs_hold(tmp_path: Path) -> None:
-    from cnnscope.analysis.claims import COLUMNS, matched_step_claims
+    from cnnscope.analysis.claim_family import COLUMNS
+    from cnnscope.analysis.claims import matched_step_claims
     from cnnscope.trajectory.collect import read_trajectories
 
     _fake_trajectories(tmp_path)
     table = read_trajectories(tmp_path / "trajectory", ["benchmark", "dummy"], [0, 1, 2])
-    claims = matched_step_claims(table, [["benchmark", "dummy"]], "relu3", 0.95, {"hoyer": 0.02})
+    compare = conf_section("compare")
+    claims = matched_step_claims(table, [["benchmark", "dummy"]], "relu3", compare["confidence"], compare["sesoi"])
     assert list(claims.columns) == COLUMNS and len(claims) == 1
     row = claims.iloc[0]
     assert row["claim"] == "a" and "step 20" in row["measure"] and row["layer"] == "relu3"
     assert row["mean_difference"] == pytest.approx(0.1) and row["n_seeds"] == 3 and row["verdict"] == "holds"
     same_length = table[table["variant"] == "benchmark"].assign(variant="other")
-    both = matched_step_claims(pd_concat(table, same_length), [["benchmark", "other"]], "relu3")
+    both = matched_step_claims(
+        pd_concat(table, same_length), [["benchmark", "other"]], "relu3", compare["confidence"], compare["sesoi"]
+    )
     assert both.empty  # runs of equal length: the ordinary claim (a) already compares them
 
 
@@ -298,9 +302,9 @@ def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_
     assert "at step 20" in text and "**holds**" in text
     for name in ("accuracy.png", "measures.png", "oip_strip_benchmark.png", "oip_strip_dummy.png"):
         assert (tmp_path / "report" / "figures" / "trajectory" / name).stat().st_size > 1000
-    claims = findings.claims_frame(
-        tmp_path / "none", {}, params.study.contrasts, 0.95, extra=matched_claims(params, tmp_path)
-    )
+    compare, matched = params.compare, matched_claims(params, tmp_path)
+    inputs = findings.ClaimInputs({}, params.study.contrasts, compare.confidence, compare.sesoi, [], matched)
+    claims = findings.claims_frame(tmp_path / "none", inputs)
     assert len(claims) == 1 and "step 20" in claims["measure"].iloc[0]
     empty = _Report(tmp_path / "empty")
     trajectory_section(empty, replace(params, trajectory=replace(params.trajectory, out_dir="nowhere")), tmp_path, 0.1)
@@ -361,7 +365,7 @@ def test_selectivity_contrasts_and_paragraph_say_which_variant_is_more_selective
     maps = pd.DataFrame(rows)
     summary = layer_summary(maps)
     assert summary[summary["variant"] == "benchmark"]["mostly_one_class"].tolist() == [1.0, 1.0, 1.0]
-    contrasts = layer_contrasts(summary, [["benchmark", "dummy"]], "untrained")
+    contrasts = layer_contrasts(summary, [["benchmark", "dummy"]], "untrained", conf_section("compare")["confidence"])
     verdicts = dict(zip(contrasts["reference"], contrasts["verdict"], strict=True))
     assert verdicts == {"dummy": "holds", "untrained": "holds"}
     assert contrasts.set_index("reference").loc["dummy", "mean_difference"] == pytest.approx(0.3)

@@ -4,29 +4,20 @@ stage's outputs (issue 24, item 1), and ``params.yaml`` comes back with one git 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cnnscope.runner.dag import parse_dot
-from pipeline import copy_of_repo
+from pipeline import REPO, copy_of_repo, dvc, dvc_result
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    return env | {"PATH": f"{BIN}{os.pathsep}{env['PATH']}"} | GIT_ID  # stage commands call `python`
-
-
 def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=_env(), capture_output=True, text=True, check=False)
+    return dvc_result(repo, *args, env=GIT_ID)  # `dvc exp run` commits
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -38,8 +29,7 @@ def test_every_stage_runs_after_validate() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["validate"]["params"] == [{"params.yaml": None}], "validate must track every key"
     assert ".validated" in stages["validate"]["outs"] and ".validated" in stages["prepare"]["deps"]
-    dot = subprocess.run([str(BIN / "dvc"), "dag", "--dot"], cwd=REPO, capture_output=True, text=True, check=True)
-    graph = parse_dot(dot.stdout)
+    graph = parse_dot(dvc(REPO, "dag", "--dot"))
     for name in graph.stages:  # every stage of the study, matrix items included, runs after validate
         assert "validate" in graph.ancestors([name]), f"{name} does not follow validate"
 

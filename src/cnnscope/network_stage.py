@@ -1,32 +1,18 @@
-"""What the per-network stage scripts (``oip``, ``exemplars``: one run per variant × seed) share:
-their command line, with the variant checked against the study, the trained network they read,
-checked against the configuration, and what they write for a network without feature maps."""
+"""What the per-network stage scripts (``oip``, ``exemplars``: one run per variant × seed) share
+besides their command line (:mod:`cnnscope.stage_args`): the trained network they read, checked
+against the configuration, and what they write for a network without feature maps."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnscope.config import Params, check_variant, load_params, variant_model_config
+from cnnscope.config import Params, variant_model_config
 from cnnscope.io import atomic_dir, write_json
 from cnnscope.layout import best_checkpoint
 
 if TYPE_CHECKING:  # torch is imported by load_network, not by --help
     from cnnscope.models import LayeredCNN
-
-
-def network_args(description: str | None, argv: list[str] | None) -> tuple[Params, str, int]:
-    """Parse ``--params``, ``--variant`` and ``--seed``; returns the validated params, the variant
-    (one of ``study.variants``, else one clear error) and the seed."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("--variant", required=True, help="study variant, e.g. benchmark")
-    parser.add_argument("--seed", type=int, required=True, help="training seed of the variant")
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
-    check_variant(params.study, args.variant)
-    return params, args.variant, args.seed
 
 
 def load_network(

@@ -11,13 +11,22 @@ store inside it — and otherwise the git root of the working directory.
 
 Each training job (variant × seed) is one run, nested under its study's run; its id is written
 next to the checkpoint (``mlflow_run_id.txt``). Every execution of a later stage (``compare``, each
-``oip``) gets a run of its own (:func:`stage_run`), nested under the training run it analyses or
-under the study run, with the stage's params and the DVC experiment name: a sweep over OIP or
-compare settings keeps every point's figures and numbers, side by side.
+``oip``) gets a run of its own (:meth:`StageTracking.record`), nested under the training run it
+analyses or under the study run, with the stage's params and the DVC experiment name: a sweep over
+OIP or compare settings keeps every point's figures and numbers, side by side. ``report`` and
+``atlas`` attach their results to the study run (:meth:`StageTracking.attach_to_study`).
 
-Policy: a stage checks the store once, before any work (:func:`preflight`), and fails in seconds
-naming the fix when it does not answer; results attached after the work is done only warn when
-tracking fails (:func:`attach`) — the files on disk are the product, MLflow a view of them.
+One pattern for every stage that logs to MLflow (and for ``cnnscope.tune``)::
+
+    with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri) as run:
+        ...  # the work; train: run.own(run_id) of its Lightning logger's run
+        run.record(...)  # or run.attach_to_study(...)
+
+Entering checks the store once, before any work (:func:`preflight`), and fails in seconds naming
+the fix when it does not answer. Every run the stage opened or owns ends with the block:
+``FINISHED`` only when the block (the stage's work) finished, ``KILLED`` on Ctrl-C or exit,
+``FAILED`` on an error. Results attached after the work is done only warn when tracking fails
+(:func:`attach`) — the files on disk are the product, MLflow a view of them.
 """
 
 from __future__ import annotations
@@ -79,7 +88,7 @@ def mlflow_logger(
 
     class StageLogger(MLFlowLogger):
         """Lightning's logger ends its run FINISHED as soon as ``fit`` returns — before the test, the
-        outputs and their promotion, so a job killed then would look finished. :func:`run_status`
+        outputs and their promotion, so a job killed then would look finished. :func:`stage_tracking`
         ends the run when the stage is really done; a killed job's run stays RUNNING until the next
         run of the job marks it KILLED."""
 
@@ -125,31 +134,6 @@ def log_artifact(run_id: str, path: str | Path, uri: str | None = None, artifact
 def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> None:
     """Set a run's final status (``FINISHED``, ``FAILED``, ``KILLED``)."""
     _retry(lambda: client(uri).set_terminated(run_id, status))
-
-
-@contextlib.contextmanager
-def run_status(run_id: str | None, uri: str | None = None) -> Iterator[None]:
-    """End run ``run_id`` as the block ends: ``FINISHED``, ``KILLED`` (Ctrl-C, exit) or ``FAILED``.
-
-    The one place train and tune decide a run's status; ``None`` (a DDP rank other than 0, which
-    owns no run) does nothing. Failing to set the status only warns: it must not hide the error
-    that ended the block.
-    """
-    if run_id is None:
-        yield
-        return
-    status = "FAILED"
-    try:
-        yield
-        status = "FINISHED"
-    except (KeyboardInterrupt, SystemExit):
-        status = "KILLED"
-        raise
-    finally:
-        try:
-            end_run(run_id, status, uri)
-        except Exception as err:
-            _warn("tracking", f"could not mark MLflow run {run_id} {status}: {err}")
 
 
 def close_if_running(run_id: str | None, status: str, uri: str | None = None) -> bool:
@@ -212,7 +196,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[s
     return out
 
 
-def stage_run(
+def _stage_run(
     experiment: str,
     stage: str,
     run_name: str,
@@ -224,8 +208,8 @@ def stage_run(
     """Open a run of its own for one execution of ``stage`` (nested under ``parent_run_id``), with
     ``params`` (flattened), the code version and the DVC experiment name; returns its id.
 
-    End it with :func:`run_status`. Each execution is a new run, so two sweep points that share a
-    training run keep their own figures and numbers.
+    Only through :meth:`StageTracking.record`, which ends it. Each execution is a new run, so two
+    sweep points that share a training run keep their own figures and numbers.
     """
     from mlflow.entities import Param
 
@@ -243,30 +227,6 @@ def stage_run(
         return str(run.info.run_id)
 
     return _retry(create)
-
-
-def record_stage(
-    experiment: str,
-    stage: str,
-    run_name: str,
-    parent: Callable[[], str | None],
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    files: Iterable[str | Path],
-    tags: Mapping[str, str] | None = None,
-    uri: str | None = None,
-) -> str | None:
-    """Record one finished execution of ``stage`` as its own run under ``parent()`` (called here,
-    so a failing lookup only warns too): params, metrics and files. Returns the run id, or ``None``
-    with a warning when tracking fails — the stage's files are written by then."""
-    try:
-        run_id = stage_run(experiment, stage, run_name, parent(), params, tags, uri)
-    except Exception as err:
-        _warn(stage, f"could not open an MLflow run for this {stage} run: {err}")
-        return None
-    with run_status(run_id, uri):
-        attach(run_id, uri, metrics, files, stage=stage)
-    return run_id
 
 
 def study_run_for(experiment: str, study_name: str, params: Mapping[str, Any], uri: str | None = None) -> str:
@@ -369,3 +329,87 @@ def model_run_id(model_dir: str | Path) -> str | None:
     except json.JSONDecodeError:
         return None
     return record.get("run_id") if record.get("best_ckpt_sha256") == file_sha256(ckpt) else None
+
+
+class StageTracking:
+    """The MLflow side of one stage execution, opened by :func:`stage_tracking`: the store in
+    effect (``uri``) and the runs whose status the block's end decides."""
+
+    def __init__(self, experiment: str, uri: str | None) -> None:
+        self.experiment = experiment
+        self.uri = uri
+        self.runs: list[str] = []
+
+    def own(self, run_id: str | None) -> None:
+        """End run ``run_id`` (e.g. train's Lightning run) with the block; ``None`` (a DDP rank other
+        than 0, which owns no run) does nothing."""
+        if run_id is not None:
+            self.runs.append(run_id)
+
+    def study_run(self, study_name: str, config: Mapping[str, Any]) -> str:
+        """The study run of the networks ``config`` (a plain config) defines; see :func:`study_run`."""
+        return study_run_for(self.experiment, study_name, config, self.uri)
+
+    def record(
+        self,
+        stage: str,
+        run_name: str,
+        parent: Callable[[], str | None],
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        files: Iterable[str | Path],
+        tags: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """Record this execution of ``stage``, its work done, as its own run under ``parent()``
+        (called here, so a failing lookup only warns too): params, metrics and files. The run ends
+        with the block. Returns its id, or ``None`` with a warning when tracking fails — the
+        stage's files are written by then."""
+        try:
+            run_id = _stage_run(self.experiment, stage, run_name, parent(), params, tags, self.uri)
+        except Exception as err:
+            _warn(stage, f"could not open an MLflow run for this {stage} run: {err}")
+            return None
+        self.own(run_id)
+        attach(run_id, self.uri, metrics, files, stage=stage)
+        return run_id
+
+    def attach_to_study(
+        self,
+        study_name: str,
+        config: Mapping[str, Any],
+        stage: str,
+        metrics: Mapping[str, float] | None = None,
+        files: Iterable[str | Path] = (),
+        artifact_path: str | None = None,
+    ) -> str | None:
+        """Attach ``metrics`` and ``files`` to the study's run (a finished container, not this
+        stage's to end). Returns its id, or ``None`` with a warning when tracking fails."""
+        try:
+            run_id = self.study_run(study_name, config)
+        except Exception as err:  # the files on disk are the product; tracking is a view of them
+            _warn(stage, f"could not find the MLflow study run ({err})")
+            return None
+        return run_id if attach(run_id, self.uri, metrics, files, artifact_path, stage) else None
+
+
+@contextlib.contextmanager
+def stage_tracking(experiment: str, configured: str | None = None, check: bool = True) -> Iterator[StageTracking]:
+    """The one way a stage tracks to MLflow: check the store before any work (:func:`preflight`;
+    ``check=False`` for a DDP rank other than 0, which logs nothing), then end every run the stage
+    recorded or owns as the block ends — ``FINISHED`` only when it finished, ``KILLED`` (Ctrl-C,
+    exit) or ``FAILED`` otherwise. Failing to set a status only warns: it must not hide the error
+    that ended the block."""
+    tracker = StageTracking(experiment, preflight(configured) if check else configured)
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    finally:
+        for run_id in tracker.runs:
+            try:
+                end_run(run_id, status, tracker.uri)
+            except Exception as err:
+                _warn("tracking", f"could not mark MLflow run {run_id} {status}: {err}")

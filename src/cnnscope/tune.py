@@ -29,22 +29,22 @@ def main(cfg: DictConfig) -> float:
     keep_freed_memory()
     params = validate(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     check_accelerator(params.trainer)
-    uri = tracking.preflight(params.tracking.uri)  # before any work, as the stages do
-    variant, seed = params.study.variants[0], params.study.seeds[0]
-    prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
-    job = resolve_variant(params, variant, seed, prepared)
-    module, data = build_modules(params, job, prepared)
-    trial = HydraConfig.get().job.num
-    logger = tracking.mlflow_logger(
-        f"{params.tracking.experiment}-tune",
-        run_name=f"trial-{trial}",
-        tags={**tracking.run_tags(variant, seed, params.study.name, None), "cnnscope.trial": str(trial)},
-        uri=uri,
-    )
-    tracking.log_params(logger, to_container(params))
-    run_id = str(logger.run_id)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    with tracking.run_status(run_id, uri):
+    experiment = f"{params.tracking.experiment}-tune"
+    with tracking.stage_tracking(experiment, params.tracking.uri) as run:  # the store: before any work
+        variant, seed = params.study.variants[0], params.study.seeds[0]
+        prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
+        job = resolve_variant(params, variant, seed, prepared)
+        module, data = build_modules(params, job, prepared)
+        trial = HydraConfig.get().job.num
+        logger = tracking.mlflow_logger(
+            experiment,
+            run_name=f"trial-{trial}",
+            tags={**tracking.run_tags(variant, seed, params.study.name, None), "cnnscope.trial": str(trial)},
+            uri=run.uri,
+        )
+        run.own(str(logger.run_id))
+        tracking.log_params(logger, to_container(params))
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
         result = fit_and_test(module, data, params.trainer, out_dir, logger, None, progress=False)
     return float(result.best_val_acc or 0.0)
 

@@ -32,12 +32,11 @@ if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
 
 
-def check_request(params: Params, variant: str, rank0: bool) -> str | None:
-    """Everything checkable before loading data: the variant, the accelerator and (rank 0) the
-    MLflow store, which must answer within seconds. Returns the tracking URI in effect."""
+def check_request(params: Params, variant: str) -> None:
+    """What is checkable before the MLflow store (:func:`cnnscope.tracking.stage_tracking`, which
+    must answer within seconds) and before loading data: the variant and the accelerator."""
     check_variant(params.study, variant)
     check_accelerator(params.trainer)
-    return tracking.preflight(params.tracking.uri) if rank0 else params.tracking.uri
 
 
 def load_job(params: Params, variant: str, seed: int) -> tuple[VariantJob, PreparedData, str | None]:
