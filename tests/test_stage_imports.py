@@ -23,7 +23,8 @@ from conftest import REPO_ROOT, TINY_STUDY_GROUP
 from pipeline import clean_env
 from test_startup import heavy_after, run_script
 
-pytestmark = pytest.mark.xdist_group(TINY_STUDY_GROUP)  # the worker that runs tiny_study once
+# slow: each stage runs for real on the tiny study; the xdist group: the worker that runs tiny_study once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(TINY_STUDY_GROUP)]
 
 #: stage → (the heavy packages a run imports, why each is needed)
 STAGE_IMPORTS: dict[str, tuple[list[str], str]] = {
