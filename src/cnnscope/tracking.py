@@ -10,11 +10,12 @@ runs the stage — queued experiments run in a temporary copy, and a relative pa
 store inside it — and otherwise the git root of the working directory.
 
 Each training job (variant × seed) is one run, nested under its study's run; its id is written
-next to the checkpoint (``mlflow_run_id.txt``). Every execution of a later stage (``compare``, each
-``oip``) gets a run of its own (:meth:`StageTracking.record`), nested under the training run it
-analyses or under the study run, with the stage's params and the DVC experiment name: a sweep over
-OIP or compare settings keeps every point's figures and numbers, side by side. ``report`` and
-``atlas`` attach their results to the study run (:meth:`StageTracking.attach_to_study`).
+next to the checkpoint (``mlflow_run_id.txt``, :mod:`cnnscope.tracking_ids`). Every execution of a
+later stage (``compare``, each ``oip``) gets a run of its own (:meth:`StageTracking.record`), nested
+under the training run it analyses or under the study run, with the stage's params and the DVC
+experiment name: a sweep over OIP or compare settings keeps every point's figures and numbers,
+side by side. ``report`` and ``atlas`` attach their results to the study run
+(:meth:`StageTracking.attach_to_study`).
 
 One pattern for every stage that logs to MLflow (and for ``cnnscope.tune``)::
 
@@ -41,8 +42,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cnnscope.io import atomic_write, file_sha256, git_commit
-from cnnscope.layout import BEST_CKPT
+from cnnscope.io import git_commit
+from cnnscope.tracking_ids import model_run_id as model_run_id  # re-exported: stages use tracking.*
+from cnnscope.tracking_ids import read_run_id as read_run_id
+from cnnscope.tracking_ids import record_model_run as record_model_run
+from cnnscope.tracking_ids import write_run_id as write_run_id
 from cnnscope.tracking_store import HTTP_DEFAULTS as HTTP_DEFAULTS  # re-exported: stages use tracking.*
 from cnnscope.tracking_store import TrackingUnavailable as TrackingUnavailable
 from cnnscope.tracking_store import artifact_location, ensure_store, tracking_uri
@@ -52,7 +56,6 @@ if TYPE_CHECKING:
     from lightning.pytorch.loggers import MLFlowLogger
     from mlflow.tracking import MlflowClient
 
-RUN_ID_FILE = "mlflow_run_id.txt"
 T = TypeVar("T")
 
 
@@ -202,8 +205,8 @@ def _stage_run(
     run_name: str,
     parent_run_id: str | None,
     params: Mapping[str, Any],
-    tags: Mapping[str, str] | None = None,
-    uri: str | None = None,
+    tags: Mapping[str, str] | None,
+    uri: str | None,
 ) -> str:
     """Open a run of its own for one execution of ``stage`` (nested under ``parent_run_id``), with
     ``params`` (flattened), the code version and the DVC experiment name; returns its id.
@@ -284,51 +287,6 @@ def parent_tag(parent_run_id: str) -> dict[str, str]:
 def log_artifacts(run_id: str, folder: str | Path, uri: str | None = None, artifact_path: str | None = None) -> None:
     """Attach a whole folder (e.g. ``reports/``) to an existing run."""
     _retry(lambda: client(uri).log_artifacts(run_id, str(folder), artifact_path))
-
-
-def write_run_id(directory: str | Path, run_id: str) -> Path:
-    path = Path(directory) / RUN_ID_FILE
-    with atomic_write(path) as fh:
-        fh.write(run_id + "\n")
-    return path
-
-
-def read_run_id(directory: str | Path) -> str | None:
-    """The run id stored next to a checkpoint, or ``None`` if there is none."""
-    path = Path(directory) / RUN_ID_FILE
-    return path.read_text().strip() or None if path.is_file() else None
-
-
-def _model_run_record(model_dir: Path) -> Path:
-    return model_dir.with_name(f".{model_dir.name}.mlflow.json")
-
-
-def record_model_run(model_dir: str | Path, run_id: str) -> None:
-    """Remember which MLflow run trained ``model_dir``, *beside* it, keyed by its checkpoint's hash.
-
-    Why beside and not inside: a run id is random, so inside the DVC output it would make every
-    model's hash differ between two runs of the same job (and between two clones). Keyed by the
-    hash of ``best.ckpt``, so a model that DVC later restores from its cache or run cache is never
-    attributed to the run of another model.
-    """
-    model_dir = Path(model_dir)
-    record = {"run_id": run_id, "best_ckpt_sha256": file_sha256(model_dir / BEST_CKPT)}
-    with atomic_write(_model_run_record(model_dir)) as fh:
-        json.dump(record, fh)
-
-
-def model_run_id(model_dir: str | Path) -> str | None:
-    """The MLflow run that trained the model now in ``model_dir``, or ``None`` when unknown (a model
-    pulled from a DVC remote, or restored from the run cache, whose run this store never saw)."""
-    model_dir = Path(model_dir)
-    path, ckpt = _model_run_record(model_dir), model_dir / BEST_CKPT
-    if not (path.is_file() and ckpt.is_file()):
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return record.get("run_id") if record.get("best_ckpt_sha256") == file_sha256(ckpt) else None
 
 
 class StageTracking:

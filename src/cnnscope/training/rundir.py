@@ -20,7 +20,7 @@ from pathlib import Path
 from cnnscope.io import replace_dir, write_json
 from cnnscope.layout import LAST_CKPT
 from cnnscope.models import CheckpointError, read_checkpoint
-from cnnscope.tracking import RUN_ID_FILE, read_run_id, record_model_run
+from cnnscope.tracking_ids import RUN_ID_FILE, read_run_id, record_model_run
 
 STATE_FILE = "run_state.json"
 
