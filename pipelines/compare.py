@@ -1,7 +1,7 @@
 """DVC stage `compare`: histograms, entropy, divergences, certainty, class patterns and linear
 probes for every variant and seed of the study, with seed statistics and bootstrap CIs; the
 scale-free statistics, CKA, map matching, spatial probes, class-pattern chance levels and the
-claims with seed-level verdicts (:func:`cnnscope.analysis.measures.measure_study`).
+claims with seed-level verdicts (:func:`cnnscope.analysis.measure_summary.measure_study`).
 
 Reads ``activations/<variant>/seed<k>/`` and what the ``measures@<variant>-<seed>`` stages computed
 from each network alone (``measures/<variant>/seed<k>/``) and its histograms on the shared bins
