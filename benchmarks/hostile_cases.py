@@ -382,28 +382,18 @@ def cases() -> list[Case]:
             setup=folder_setup("small-images"),
         )
     )
-    c.append(
-        Case(
-            "mnist-missing-files",
-            "data-content",
-            override="data.root=WORK/data-mnist-missing",
-            extra=("data=mnist",),
-            stage=("prepare",),
-            needles=("data.root",),
-            setup=folder_setup("mnist-missing"),
+    for kind, needle in [("missing", "data.root"), ("swapped", "1-D data")]:  # MNIST's IDX files
+        c.append(
+            Case(
+                f"mnist-{kind}-files",
+                "data-content",
+                override=f"data.root=WORK/data-mnist-{kind}",
+                extra=("data=mnist",),
+                stage=("prepare",),
+                needles=(needle,),
+                setup=folder_setup(f"mnist-{kind}"),
+            )
         )
-    )
-    c.append(
-        Case(
-            "mnist-swapped-files",
-            "data-content",
-            override="data.root=WORK/data-mnist-swapped",
-            extra=("data=mnist",),
-            stage=("prepare",),
-            needles=("1-D data",),
-            setup=folder_setup("mnist-swapped"),
-        )
-    )
     # MLflow store faults (a valid change of training settings, so the train stage runs)
     for name, uri, needle in [
         ("mlflow-missing-dir", "sqlite:////nonexistent/dir/mlflow.db", "does not exist"),
@@ -441,42 +431,13 @@ def cases() -> list[Case]:
         )
     )
     # the runner
-    c.append(
-        Case(
-            "repro-unknown-target",
-            "runner",
-            ways=("dvc",),
-            dvc=("CNNSCOPE", "repro", "nosuch@stage"),
-            needles=("nosuch@stage",),
-        )
-    )
-    c.append(
-        Case(
-            "repro-bad-scheduler",
-            "runner",
-            ways=("dvc",),
-            dvc=("CNNSCOPE", "repro", "--scheduler", "tcp://127.0.0.1:9", "--force", "train@untrained-0"),
-            needles=("tcp://127.0.0.1:9",),
-        )
-    )
-    c.append(
-        Case(
-            "repro-bad-cluster",
-            "runner",
-            ways=("dvc",),
-            dvc=("CNNSCOPE", "repro", "--cluster", "k8s", "train@benchmark-0"),
-            needles=("k8s",),
-        )
-    )
-    c.append(
-        Case(
-            "repro-bad-override",
-            "runner",
-            ways=("dvc",),
-            dvc=("CNNSCOPE", "repro", "-o", "runner.workers=-1", "train@benchmark-0"),
-            needles=("runner.workers",),
-        )
-    )
+    for name, argv, needle in [
+        ("unknown-target", ("nosuch@stage",), "nosuch@stage"),
+        ("bad-scheduler", ("--scheduler", "tcp://127.0.0.1:9", "--force", "train@untrained-0"), "tcp://127.0.0.1:9"),
+        ("bad-cluster", ("--cluster", "k8s", "train@benchmark-0"), "k8s"),
+        ("bad-override", ("-o", "runner.workers=-1", "train@benchmark-0"), "runner.workers"),
+    ]:
+        c.append(Case(f"repro-{name}", "runner", ways=("dvc",), dvc=("CNNSCOPE", "repro", *argv), needles=(needle,)))
     return c
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,29 @@ def synthetic_prepared(n_per_class: int = 20, channels: int = 1, size: int = 28,
         subsets={"0.2": train[: n_train // 5]},
         probe_names=[f"probe{i}" for i in range(5)],
     )
+
+
+def synthetic_study(root: Path, trainer: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+    """Synthetic prepared data (with its manifest) under ``root`` and the repository's params with
+    ``trainer``/``study`` overrides, a quarter-width model and an MLflow store of its own; returns
+    the params (the caller edits more and writes ``root/params.yaml`` with :func:`write_params`)."""
+    from cnnscope.config import load_params, to_container
+    from cnnscope.io import file_sha256
+    from cnnscope.layout import MANIFEST
+
+    dataset = synthetic_prepared().save(root / "data" / "prepared")
+    manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic", "classes": [str(k) for k in range(10)]}
+    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
+    raw = to_container(load_params(REPO_ROOT / "params.yaml"))
+    raw["trainer"].update(batch_size=32, accelerator="cpu", devices="1", **trainer)
+    raw["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
+    raw["study"].update(study)
+    raw["model"]["width"] = 0.25
+    return raw
+
+
+def write_params(root: Path, raw: dict[str, Any]) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
 @pytest.fixture

@@ -21,10 +21,8 @@ from PIL import Image
 
 from cnnscope import tracking
 from cnnscope.compose import compose_params
-from cnnscope.config import ConfigError, load_params, to_container, validate
-from cnnscope.io import file_sha256
-from cnnscope.layout import MANIFEST
-from conftest import REPO_ROOT, synthetic_prepared
+from cnnscope.config import ConfigError, validate
+from conftest import REPO_ROOT, synthetic_study, write_params
 from pipeline import BIN, TINY, clean_env, copy_of_repo
 
 try:  # the stage runner of tests/pipeline.py, under its new name or its old one
@@ -74,15 +72,12 @@ def _set_epochs(root: Path, epochs: int) -> None:
 @pytest.fixture
 def train_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Synthetic prepared data and a small CPU study with an MLflow store of its own."""
-    dataset = synthetic_prepared().save(tmp_path / "data" / "prepared")
-    manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic", "classes": [str(k) for k in range(10)]}
-    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
-    raw = to_container(load_params(REPO_ROOT / "params.yaml"))
-    raw["trainer"].update(max_epochs=1, batch_size=32, accelerator="cpu", devices="1", patience=5)
-    raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    raw["study"].update(variants=["benchmark", "untrained"], seeds=[0], oip_seeds=[0], contrasts=[])
-    raw["model"]["width"] = 0.25
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    raw = synthetic_study(
+        tmp_path,
+        {"max_epochs": 1, "patience": 5},
+        {"variants": ["benchmark", "untrained"], "seeds": [0], "oip_seeds": [0], "contrasts": []},
+    )
+    write_params(tmp_path, raw)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

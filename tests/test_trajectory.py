@@ -4,7 +4,6 @@ the matched-step claim and the class selectivity of the maps."""
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,11 @@ import torch
 import yaml
 
 from cnnscope.compose import compose_params
-from cnnscope.config import ConfigError, load_params, to_container
-from cnnscope.io import file_sha256
-from cnnscope.layout import BEST_CKPT, EXEMPLARS, INITIAL_CKPT, LAST_CKPT, MANIFEST, OIP_TABLE, OIP_TENSORS
+from cnnscope.config import ConfigError
+from cnnscope.layout import BEST_CKPT, EXEMPLARS, INITIAL_CKPT, LAST_CKPT, OIP_TABLE, OIP_TENSORS
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
-from conftest import REPO_ROOT, conf_section, exemplar_knobs, synthetic_prepared
+from conftest import conf_section, exemplar_knobs, synthetic_prepared, synthetic_study, write_params
 from pipeline import run_stage_as_dvc
 
 # ---------------------------------------------------------------- which steps are kept
@@ -74,17 +72,14 @@ def test_default_study_and_presets_declare_the_step_matched_control_and_both_con
 def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Prepared synthetic data (120 training images, the nested 0.2 subset 24) and a 2-epoch study
     in batches of 32: benchmark takes 2 × 4 = 8 steps, dummy 2 × 1 = 2."""
-    dataset = synthetic_prepared().save(tmp_path / "data" / "prepared")
-    manifest = {"dataset_sha256": file_sha256(dataset), "source": "synthetic", "classes": [str(k) for k in range(10)]}
-    (dataset.parent / MANIFEST).write_text(json.dumps(manifest))
-    raw = to_container(load_params(REPO_ROOT / "params.yaml"))
-    raw["trainer"].update(max_epochs=2, batch_size=32, accelerator="cpu", devices="1", patience=1)
-    raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    raw["study"].update(variants=["benchmark", "dummy", "dummy_steps", "untrained"], seeds=[0], oip_seeds=[0])
+    raw = synthetic_study(
+        tmp_path,
+        {"max_epochs": 2, "patience": 1},
+        {"variants": ["benchmark", "dummy", "dummy_steps", "untrained"], "seeds": [0], "oip_seeds": [0]},
+    )
     raw["study"]["contrasts"] = [["benchmark", "dummy"], ["benchmark", "dummy_steps"]]
     raw["trajectory"].update(eval_samples=30, batch_size=10, probe_samples=20, maps=3, oip_steps=2)
-    raw["model"]["width"] = 0.25
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_params(tmp_path, raw)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
