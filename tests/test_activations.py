@@ -20,6 +20,7 @@ from cnnscope.activations import (
     resolve_layers,
     stratified_sample,
 )
+from cnnscope.activations.extract import ActivationRangeError
 from cnnscope.activations.store import FORMAT, NpyStreamWriter
 from cnnscope.data.prepared import PreparedData
 from conftest import random_model
@@ -97,6 +98,24 @@ def test_tiny_probabilities_survive_float16_extraction(tmp_path: Path, prepared:
     assert ActivationSet(tmp_path).array("eval", "relu1").dtype == np.float16
 
 
+def test_activations_beyond_float16_are_refused_naming_the_layer_and_the_fix(
+    tmp_path: Path, prepared: PreparedData
+) -> None:
+    """A diverged network's maps overflow float16 to inf; stored, they broke every measure downstream
+    with a scikit-learn traceback. Extraction stops at the first such batch and says what to do."""
+    model = random_model(prepared).eval()
+    with torch.no_grad():
+        model.conv1.weight.mul_(1e6)  # relu1 reaches ~1e6, past float16's 65504
+    ids = prepared.splits["test"][:8]
+    group = ImageGroup(prepared.images[ids], ids, prepared.labels[ids])
+    layers = resolve_layers(model, [])
+    with pytest.raises(ActivationRangeError, match=r"layer conv\d .*extract\.float16=false"):
+        extract_activations(model, {"eval": group}, layers, tmp_path, batch_size=4, float16=True)
+    # in float32 the same network is stored: nothing overflows there
+    extract_activations(model, {"eval": group}, layers, tmp_path / "f32", batch_size=4, float16=False)
+    assert np.isfinite(ActivationSet(tmp_path / "f32").array("eval", "relu1")).all()
+
+
 @pytest.mark.parametrize("float16", [False, True])
 def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: PreparedData, float16: bool) -> None:
     model = random_model(prepared).eval()
@@ -170,7 +189,7 @@ def test_derived_layer_needs_its_source_captured(tmp_path: Path, prepared: Prepa
     model = random_model(prepared).eval()
     ids = prepared.splits["test"][:9]
     group = ImageGroup(prepared.images[ids], ids, prepared.labels[ids])
-    manifest = extract_activations(model, {"eval": group}, ["relu1", "pool1"], tmp_path, batch_size=4)
+    manifest = extract_activations(model, {"eval": group}, ["relu1", "pool1"], tmp_path, batch_size=4, float16=True)
     assert manifest["derived"] == {
         "pool1": {"source": "relu1", "op": "max_pool2d", "kernel_size": 2, "stride": 2, "padding": 0}
         | {"dilation": 1, "ceil_mode": False}
@@ -188,7 +207,7 @@ def test_activations_of_an_older_format_are_refused(tmp_path: Path, prepared: Pr
     model = random_model(prepared).eval()
     ids = prepared.splits["test"][:3]
     extract_activations(
-        model, {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}, ["conv1"], tmp_path
+        model, {"eval": ImageGroup(prepared.images[ids], ids, prepared.labels[ids])}, ["conv1"], tmp_path, 4, True
     )
     manifest = tmp_path / "manifest.json"
     manifest.write_text(manifest.read_text().replace(FORMAT, "cnnscope-activations/1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from cnnscope.activations.capture import capture, first_conv_weight, float32_layers, layer_kinds, output_shapes
 from cnnscope.activations.recipes import INPUT, derivable, weights
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
+from cnnscope.errors import CnnscopeError
 from cnnscope.io import write_json
 from cnnscope.models import LayeredCNN
 from cnnscope.progress import track
@@ -26,6 +28,28 @@ class ImageGroup:
     sample_ids: torch.Tensor
     labels: torch.Tensor
     names: list[str] = field(default_factory=list)
+
+
+class ActivationRangeError(CnnscopeError, ValueError):
+    """A stored layer holds values that are not finite: every measure read from it would be wrong."""
+
+
+def _check_finite(outputs: dict[str, torch.Tensor], float16: bool) -> None:
+    """Refuse a batch with a non-finite stored value, naming the layer: float16 overflows to ±inf
+    beyond 65504 (a diverged network's activations do), and a NaN means the network itself is broken."""
+    for name, t in outputs.items():
+        if not bool(torch.isfinite(t).all()):
+            peak = float(t.float().abs().nan_to_num(nan=0.0, posinf=0.0).max())
+            fix = (
+                " — beyond float16's range (65504): store float32 with extract.float16=false"
+                if float16 and t.dtype == torch.float16
+                else ""
+            )
+            raise ActivationRangeError(
+                f"layer {name} has non-finite activations (largest finite |value| {peak:.3g}){fix}; a network "
+                "whose training diverged (see its test accuracy in metrics/train/) gives this: lower its "
+                "learning rate"
+            )
 
 
 def extract_activations(
@@ -67,10 +91,15 @@ def extract_activations(
             with track(f"extract {group_name}", n) as advance:
                 for start in range(0, n, batch_size):
                     batch = group.images[start : start + batch_size].to(device)
-                    writer.append(capture(model, model.standardize(batch.float() / 255), stored, dtype))
+                    outputs = capture(model, model.standardize(batch.float() / 255), stored, dtype)
+                    _check_finite(outputs, float16)
+                    writer.append(outputs)
                     advance(len(batch))
-        finally:
-            writer.close()
+        except BaseException:
+            with contextlib.suppress(ValueError):  # its files are short: the error in flight says why
+                writer.close()
+            raise
+        writer.close()
         manifest_groups[group_name] = {
             "n": n,
             "sample_ids": [int(i) for i in group.sample_ids],
