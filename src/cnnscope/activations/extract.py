@@ -16,6 +16,7 @@ from cnnscope.activations.recipes import INPUT, derivable, weights
 from cnnscope.activations.store import FIRST_CONV_FILE, FORMAT, MANIFEST, RECIPE_WEIGHTS, GroupWriter
 from cnnscope.errors import CnnscopeError
 from cnnscope.io import write_json
+from cnnscope.layout import metrics_dir
 from cnnscope.models import LayeredCNN
 from cnnscope.progress import track
 
@@ -47,8 +48,8 @@ def _check_finite(outputs: dict[str, torch.Tensor], float16: bool) -> None:
             )
             raise ActivationRangeError(
                 f"layer {name} has non-finite activations (largest finite |value| {peak:.3g}){fix}; a network "
-                "whose training diverged (see its test accuracy in metrics/train/) gives this: lower its "
-                "learning rate"
+                f"whose training diverged (see its test accuracy in {metrics_dir('train')}/) gives this: lower "
+                "its learning rate"
             )
 
 
