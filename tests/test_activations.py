@@ -136,7 +136,11 @@ def test_stored_activations_equal_plain_forward(tmp_path: Path, prepared: Prepar
     for layer in layers:  # stored and derived layers alike
         array = stored.array("eval", layer)
         assert array.dtype == (np.float16 if float16 and layer not in ("fc2", SOFTMAX) else np.float32), layer
-        np.testing.assert_allclose(array, reference[layer].numpy(), **tol, err_msg=layer)
+        # summation-order error grows with the layer's scale (the kaiming init keeps it ~1 through depth)
+        scale = max(1.0, float(reference[layer].abs().max()))
+        np.testing.assert_allclose(
+            array, reference[layer].numpy(), rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=layer
+        )
     derived = ["conv1", "relu1", "pool1", "relu2", "pool2", "relu3", "flatten", "relu_fc1"]
     assert list(manifest["derived"]) == derived
     written = {path.stem for path in (tmp_path / "eval").glob("*.npy")}
