@@ -27,6 +27,7 @@ from cnnscope.oip import (
     generate_oips,
     map_table,
     robustness,
+    shared_start_similarity,
     summary,
 )
 from cnnscope.oip.ascent import ascend, frozen
@@ -115,13 +116,46 @@ def test_silent_start_and_cross_map_null() -> None:
     assert table.loc[1, "silent_start_wl1"]  # the dead map never fires
     live = ~torch.tensor(table["dead"].to_numpy(dtype=bool))
     images = result.images[live].flatten(-3)  # (2, K, W, D)
-    expected = torch.stack(
-        [torch.corrcoef(images[:, k, w])[0, 1] for k in range(images.shape[1]) for w in range(images.shape[2])]
+    restarts, wavelengths = images.shape[1], images.shape[2]
+    shared = torch.stack(
+        [torch.corrcoef(images[:, k, w])[0, 1] for k in range(restarts) for w in range(wavelengths)]
     ).mean()
-    assert cross_map_similarity(result.images, live) == pytest.approx(float(expected), abs=1e-5)
-    stats = summary(table, cross_map_similarity(result.images, live))
+    crossed = torch.stack(
+        [
+            torch.corrcoef(torch.stack([images[0, k, w], images[1, j, w]]))[0, 1]
+            for k in range(restarts)
+            for j in range(restarts)
+            if j != k
+            for w in range(wavelengths)
+        ]
+    ).mean()
+    assert cross_map_similarity(result.images, live) == pytest.approx(float(crossed), abs=1e-5)
+    assert shared_start_similarity(result.images, live) == pytest.approx(float(shared), abs=1e-5)
+    stats = summary(table, cross_map_similarity(result.images, live), shared_start_similarity(result.images, live))
     assert stats["silent_start_fraction_wl1"] == pytest.approx(float(table["silent_start_wl1"].mean()))
-    assert stats["cross_map_similarity"] == pytest.approx(float(expected), abs=1e-5)
+    assert stats["cross_map_similarity"] == pytest.approx(float(crossed), abs=1e-5)
+    assert stats["shared_start_similarity"] == pytest.approx(float(shared), abs=1e-5)
+
+
+def test_cross_map_null_pairs_different_starts() -> None:
+    """The null of claim (d) differs from the same-map pairs in the map only: OIPs that are nothing
+    but their start noise (every map the same image per restart) show a high shared-start
+    similarity, yet the same-map and cross-map similarities stay equal (both pair different
+    starts), so the claim's margin is ~0, not negative; OIPs that depend on the map only give a
+    same-map similarity of 1 against a low cross-map one. Shapes (M, K, W, C, H, W) with K ≠ W."""
+    gen = torch.Generator().manual_seed(0)
+    maps, restarts, wavelengths = 5, 3, 2
+    live = torch.ones(maps, dtype=torch.bool)
+    noise = torch.randn(1, restarts, wavelengths, 1, 8, 8, generator=gen).expand(maps, -1, -1, -1, -1, -1)
+    same = robustness(noise).mean()
+    assert shared_start_similarity(noise, live) == pytest.approx(1.0, abs=1e-5)
+    assert cross_map_similarity(noise, live) == pytest.approx(float(same), abs=1e-5)
+    pattern = torch.randn(maps, 1, 1, 1, 8, 8, generator=gen).expand(-1, restarts, wavelengths, -1, -1, -1)
+    assert float(robustness(pattern).mean()) == pytest.approx(1.0, abs=1e-5)
+    flat = pattern.flatten(-3)[:, 0, 0]
+    between = torch.corrcoef(flat)[~torch.eye(maps, dtype=torch.bool)].mean()
+    assert cross_map_similarity(pattern, live) == pytest.approx(float(between), abs=1e-5)
+    assert cross_map_similarity(noise[:1], live[:1]) == 0.0  # one live map: no pair, finite
 
 
 def test_all_dead_layer_gives_finite_summary() -> None:

@@ -18,7 +18,14 @@ from cnnscope.oip.generate import (
     generate_node_oips,
     generate_oips,
 )
-from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, robustness, summary
+from cnnscope.oip.metrics import (
+    cross_map_similarity,
+    map_table,
+    pick_maps,
+    robustness,
+    shared_start_similarity,
+    summary,
+)
 
 __all__ = [
     "NodeOIPResult",
@@ -32,5 +39,6 @@ __all__ = [
     "map_table",
     "pick_maps",
     "robustness",
+    "shared_start_similarity",
     "summary",
 ]

@@ -46,15 +46,52 @@ def robustness(images: torch.Tensor) -> torch.Tensor:
     return _mean_pairwise_correlation(per_wavelength)
 
 
+def _unit_rows(images: torch.Tensor) -> torch.Tensor:
+    """Each OIP of ``images`` ``(M, K, W, C, H, W)`` centred and scaled to unit norm, as
+    ``(W, M, K, D)``; a flat OIP becomes the zero vector, so it correlates 0 with everything."""
+    vectors = images.flatten(-3).permute(2, 0, 1, 3)
+    centred = vectors - vectors.mean(dim=-1, keepdim=True)
+    norm = centred.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 0, centred / norm.clamp_min(1e-12), 0.0)
+
+
 def cross_map_similarity(images: torch.Tensor, live: torch.Tensor) -> float:
     """The null for :func:`robustness`: mean Pearson correlation between OIPs of two *different*
-    live maps from the same noise restart and wavelength, for ``images`` ``(M, K, W, C, H, W)``.
+    live maps reached from two *different* noise restarts at one wavelength, for ``images``
+    ``(M, K, W, C, H, W)``.
 
     OIPs of one map that agree across restarts mean something only when they agree more than the
-    OIPs of two unrelated maps do: shared noise, blur and the network's input statistics alone
-    make any two OIPs alike. 0 with fewer than two live maps (finite, like every number here:
-    readers check ``maps − dead_maps`` ≥ 2).
+    OIPs of two unrelated maps do: blur and the network's input statistics alone make any two OIPs
+    alike. The pairs differ from the same-map pairs of :func:`robustness` in the map only, not in
+    the start: every map starts restart ``k`` from the same noise, so pairing different maps at the
+    *same* restart would credit the null with whatever of that noise an ascent keeps
+    (:func:`shared_start_similarity`). 0 with fewer than two live maps or restarts (finite, like
+    every number here: readers check ``maps − dead_maps`` ≥ 2).
     """
+    unit = _unit_rows(images[live])  # (W, M, K, D)
+    maps, restarts = unit.shape[1], unit.shape[2]
+    if maps < 2 or restarts < 2:
+        return 0.0
+
+    def squares(x: torch.Tensor) -> torch.Tensor:  # summed squared norms over everything but W
+        return x.pow(2).flatten(1).sum(dim=1)
+
+    # Σ over (m, k) ≠ (m', k') with m ≠ m' and k ≠ k' of u·u', by inclusion–exclusion on the sums
+    # over restarts (per map) and over maps (per restart): O(M·K·D) instead of O((M·K)²·D).
+    every = squares(unit.sum(dim=(1, 2)))
+    same_map = squares(unit.sum(dim=2))
+    same_start = squares(unit.sum(dim=1))
+    itself = squares(unit)
+    pairs = maps * (maps - 1) * restarts * (restarts - 1)
+    return float(((every - same_map - same_start + itself) / pairs).mean())
+
+
+def shared_start_similarity(images: torch.Tensor, live: torch.Tensor) -> float:
+    """Mean Pearson correlation between OIPs of two different live maps from the *same* noise
+    restart and wavelength: how much of their common start the ascents kept. Above
+    :func:`cross_map_similarity` by the start's share; near it once the ascents have left their
+    noise behind — a check on the OIP budget (``oip.steps``), not a null. 0 with fewer than two
+    live maps."""
     kept = images[live]
     if kept.shape[0] < 2:
         return 0.0
@@ -112,13 +149,14 @@ def map_table(result: OIPResult, tol: float = 0.01) -> pd.DataFrame:
     return table
 
 
-def summary(table: pd.DataFrame, cross_map: float = 0.0) -> dict[str, Any]:
+def summary(table: pd.DataFrame, cross_map: float = 0.0, shared_start: float = 0.0) -> dict[str, Any]:
     """Per-variant numbers: fraction of dead maps, medians over the live maps, wavelength wins, the
     fraction of maps silent at the start per wavelength, and same-map vs cross-map OIP similarity.
 
     ``median_robustness`` is over the live maps' robustness at their best wavelength;
     ``same_map_similarity`` the mean over live maps of their robustness averaged over wavelengths,
-    which is how ``cross_map`` (:func:`cross_map_similarity`) averages over restarts and wavelengths."""
+    which is how ``cross_map`` (:func:`cross_map_similarity`) averages over restarts and wavelengths;
+    ``shared_start`` (:func:`shared_start_similarity`) shows how much of the start noise remains."""
     live = table[~table["dead"]]
 
     def med(column: str) -> float:
@@ -135,6 +173,7 @@ def summary(table: pd.DataFrame, cross_map: float = 0.0) -> dict[str, Any]:
         "median_gain": float(median(live["best_activation"] - live["start_activation"])) if len(live) else 0.0,
         "same_map_similarity": float(live["robustness_all_wavelengths"].mean()) if len(live) else 0.0,
         "cross_map_similarity": cross_map,
+        "shared_start_similarity": shared_start,
     }
     wavelengths = [int(c.removeprefix("activation_wl")) for c in table.columns if c.startswith("activation_wl")]
     for wavelength in wavelengths:

@@ -15,7 +15,7 @@ from cnnscope.io import atomic_write
 from cnnscope.layout import OIP_TABLE, OIP_TENSORS
 from cnnscope.models import LayeredCNN
 from cnnscope.oip.generate import NodeOIPResult, OIPResult, OIPSettings, generate_node_oips, generate_oips, layer_shape
-from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, summary
+from cnnscope.oip.metrics import cross_map_similarity, map_table, pick_maps, shared_start_similarity, summary
 
 if TYPE_CHECKING:  # the type only: the OIP code runs without the config (and omegaconf)
     from cnnscope.config import OIPConfig
@@ -38,11 +38,12 @@ class OIPRun:
     nodes: NodeOIPResult | None
 
     def metrics(self) -> dict[str, Any]:
-        """The stage's metrics: :func:`~cnnscope.oip.metrics.summary` against the cross-map null,
-        the layer and the focus map."""
+        """The stage's metrics: :func:`~cnnscope.oip.metrics.summary` against the cross-map null
+        (and the shared-start check), the layer and the focus map."""
         live = ~torch.tensor(self.table["dead"].to_numpy(dtype=bool))
         cross = cross_map_similarity(self.result.images, live)
-        return {**summary(self.table, cross), "layer": self.result.layer, "focus_map": self.focus}
+        shared = shared_start_similarity(self.result.images, live)
+        return {**summary(self.table, cross, shared), "layer": self.result.layer, "focus_map": self.focus}
 
     def save(self, folder: str | Path) -> None:
         """Write :data:`TABLES` into ``folder``."""
