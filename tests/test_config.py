@@ -102,6 +102,7 @@ def test_variant_subset_must_be_prepared() -> None:
         ("cka_batch", 2, r"compare\.cka_batch=2 is out of range: it must be ≥ 4"),
         ("scale_quantile", 0.0, r"compare\.scale_quantile=0.0 is out of range: it must be in \(0, 1\]"),
         ("confusion_pair", ["4"], r"compare\.confusion_pair=\['4'\] is out of range: it must be two different"),
+        ("min_converged", 1.5, r"compare\.min_converged=1.5 is out of range: it must be in \[0, 1\]"),
     ],
 )
 def test_measure_keys_are_checked(key: str, value: object, message: str) -> None:

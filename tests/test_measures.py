@@ -406,10 +406,12 @@ def test_compute_measures_tables_and_claims(tmp_path) -> None:  # type: ignore[n
         assert diagonal / matrix["images"].sum() == pytest.approx(scored[key])  # its diagonal is the accuracy
     assert len(t["overlap"]) == 6 + 1  # every network and the binarised pixels
     # claims from these tables: seed-level verdicts over three seeds
-    oip = {(v, s): {"maps": 8, "dead_maps": 0, "layer": "relu3", "same_map_similarity": 0.5 + 0.01 * s,
-                    "cross_map_similarity": 0.1, "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
+    oip = {(v, s): {"maps": 8, "dead_maps": 0, "converged_fraction": 1.0, "layer": "relu3",
+                    "same_map_similarity": 0.5 + 0.01 * s, "cross_map_similarity": 0.1,
+                    "silent_start_fraction_wl1": 0.6, "silent_start_fraction_wl4": 0.1}
            for v, s in sets}  # fmt: skip
-    verdicts = {"confidence": COMPARE["confidence"], "resamples": 50, "sesoi": COMPARE["sesoi"]}
+    verdicts = {"confidence": COMPARE["confidence"], "resamples": 50, "sesoi": COMPARE["sesoi"],
+                "min_converged": COMPARE["min_converged"]}  # fmt: skip
     claims = claims_table(
         "benchmark", "dummy", ["benchmark", "dummy"], {**t, "certainty": cert}, "relu1", "relu3", oip, **verdicts
     )
@@ -481,3 +483,76 @@ def test_within_network_claims_are_tested_once_whatever_the_number_of_contrasts(
     assert list(zip(joined["claim"], joined["reference"], strict=True)) == [
         ("a", "dummy"), ("e", ""), ("VI", "untrained"), ("a", "dummy_steps")
     ]  # fmt: skip
+
+
+def _oip_summary(seed: int, converged: int, maps: int = 16, dead: int = 2, same: float = 0.12) -> dict[str, object]:
+    """An OIP summary as :func:`cnnscope.oip.metrics.summary` writes it: ``converged`` of ``maps``
+    maps ended their ascent converged (dead maps never do)."""
+    return {"maps": maps, "dead_maps": dead, "dead_fraction": dead / maps, "converged_fraction": converged / maps,
+            "layer": "relu3", "same_map_similarity": same + 0.01 * seed, "cross_map_similarity": 0.66 - 0.02 * seed,
+            "silent_start_fraction_wl1": 0.3 + 0.05 * seed, "silent_start_fraction_wl4": 0.1}  # fmt: skip
+
+
+def test_claim_d_on_unconverged_ascents_reads_not_converged_and_stays_out_of_the_holm_family() -> None:
+    """The published default study's case: 30 ascent steps converged 19-30 % of the maps, the OIPs
+    were still largely their start noise and (d) read *contradicted*; it must read *not converged*,
+    keep its numbers and name the fractions, while (c) (measured at step 0) stays tested."""
+    import pandas as pd
+
+    from cnnscope.analysis.claim_family import COLUMNS, with_holm
+    from cnnscope.analysis.claims import oip_claims
+    from cnnscope.analysis.verdicts import NOT_CONVERGED, TESTED
+
+    threshold = COMPARE["min_converged"]
+    assert 3 / 14 < threshold <= 8 / 14  # the fixtures' live fractions lie on either side of conf/'s threshold
+    oip = {("benchmark", s): _oip_summary(s, converged=3 + s % 2) for s in range(3)}  # 21 %, 29 %, 21 % of live maps
+    oip |= {("untrained", s): _oip_summary(s, converged=12, same=0.02) for s in range(3)}  # 86 %
+    rows = oip_claims("benchmark", oip, COMPARE["confidence"], COMPARE["sesoi"], "untrained", min_converged=threshold)
+    table = with_holm(pd.DataFrame(rows, columns=COLUMNS)).set_index(["claim", "control"])
+    d, control = table.loc[("d", "")], table.loc[("d", "untrained")]
+    assert d["verdict"] == control["verdict"] == NOT_CONVERGED
+    ungated = seed_verdict(np.array([0.12 - 0.66 + 0.03 * s for s in range(3)]), 1, COMPARE["confidence"], 0.05)
+    assert ungated["verdict"] == "contradicted"  # what the row would have claimed
+    assert d["mean_difference"] == pytest.approx(ungated["mean_difference"])  # the numbers are kept
+    assert d["seed_ci_low"] == pytest.approx(ungated["seed_ci_low"]) and np.isfinite(d["effect_dz"])
+    assert "21 %, 29 %, 21 % of benchmark's live maps in seeds 0, 1, 2" in d["statement"]
+    assert f"compare.min_converged {100 * threshold:.0f} %" in d["statement"] and "oip.steps" in d["statement"]
+    assert "and 86 %, 86 %, 86 % of untrained's" in control["statement"]
+    # (c) does not depend on convergence; the gated rows are not in the Holm family, (c)'s are
+    assert {table.loc[("c", ""), "verdict"], table.loc[("c", "untrained"), "verdict"]} <= set(TESTED)
+    assert np.isfinite(table.loc[("c", ""), "holm_p"]) and np.isnan(d["holm_p"]) and np.isnan(control["holm_p"])
+    # the control is gated when only the untrained network's ascents did not converge
+    oip |= {("benchmark", s): _oip_summary(s, converged=12) for s in range(3)}
+    oip |= {("untrained", s): _oip_summary(s, converged=2, same=0.02) for s in range(3)}
+    rows = oip_claims("benchmark", oip, COMPARE["confidence"], COMPARE["sesoi"], "untrained", min_converged=threshold)
+    verdicts = {(r["claim"], r["control"]): r["verdict"] for r in rows}
+    assert verdicts["d", ""] in TESTED and verdicts["d", "untrained"] == NOT_CONVERGED
+
+
+def test_claim_d_on_converged_ascents_keeps_its_verdict() -> None:
+    """At or above the threshold the gate changes nothing: the same rows as without it. The share is
+    of the *live* maps: 7 converged of 16 maps with 8 dead is 44 % of all maps but 88 % of the live."""
+    import pandas as pd
+
+    from cnnscope.analysis.claims import oip_claims
+    from cnnscope.analysis.convergence import live_converged_fraction
+
+    threshold = COMPARE["min_converged"]
+    oip = {("benchmark", s): _oip_summary(s, converged=7, dead=8, same=0.9) for s in range(3)}
+    oip |= {("untrained", s): _oip_summary(s, converged=7, dead=2, same=0.02) for s in range(3)}  # 7/14: at it
+    assert oip["benchmark", 0]["converged_fraction"] < threshold <= live_converged_fraction(oip["benchmark", 0])
+    gated = oip_claims("benchmark", oip, COMPARE["confidence"], COMPARE["sesoi"], "untrained", min_converged=threshold)
+    plain = oip_claims("benchmark", oip, COMPARE["confidence"], COMPARE["sesoi"], "untrained", min_converged=0.0)
+    assert pd.DataFrame(gated).equals(pd.DataFrame(plain))
+    assert [r["verdict"] for r in gated if r["claim"] == "d"] == ["holds", "holds"]
+
+
+def test_live_converged_fraction_reads_every_form_of_the_summary() -> None:
+    from cnnscope.analysis.convergence import live_converged_fraction
+
+    assert live_converged_fraction({"maps": 16, "dead_maps": 4, "converged_fraction": 6 / 16}) == 0.5
+    assert live_converged_fraction({"dead_fraction": 0.25, "converged_fraction": 0.375}) == pytest.approx(0.5)
+    # read back from the shipped CSV (6 digits): the same count of maps, so the same side of the threshold
+    assert live_converged_fraction({"maps": 15.0, "dead_maps": 1.0, "converged_fraction": 0.466667}) == 0.5
+    assert live_converged_fraction({"maps": 8, "dead_maps": 8, "converged_fraction": 0.0}) == 0.0  # no live map
+    assert live_converged_fraction({"maps": 8, "dead_maps": 0}) == 0.0  # nothing shows an ascent converged

@@ -43,7 +43,9 @@ def test_sections_show_every_measure_and_the_claims(tmp_path: Path) -> None:
     oip = {(v, s): run | {"cross_map_similarity": 0.1 + 0.01 * s} for v, s in nets}
     report = Report(tmp_path)  # the report's own builder: figures are copied into tmp_path/figures
     compare = conf_section("compare")
-    inputs = ClaimInputs(oip, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], [], None)
+    inputs = ClaimInputs(
+        oip, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], compare["min_converged"], [], None
+    )
     measures_sections(report, tmp_path / "compare", ["benchmark", "dummy"], [0, 1, 2], inputs)
     text = "\n".join(report.lines)
     for heading in ("Scale-free layer statistics", "debiased linear CKA", "Spatial linear probes",
@@ -72,7 +74,8 @@ def test_activation_scale_is_shown_per_layer_and_variant_and_shipped(tmp_path: P
     folder = tmp_path / "report"
     report = Report(folder)
     compare = conf_section("compare")
-    inputs = ClaimInputs({}, [["benchmark", "untrained"]], compare["confidence"], compare["sesoi"], ["untrained"], None)
+    contrasts, nulls = [["benchmark", "untrained"]], ["untrained"]
+    inputs = ClaimInputs({}, contrasts, compare["confidence"], compare["sesoi"], compare["min_converged"], nulls, None)
     measures_sections(report, tmp_path / "compare", ["benchmark", "untrained"], [0, 1, 2], inputs)
     text = "\n".join(report.lines)
     section = text[text.index("### Activation scale") :]
@@ -88,3 +91,35 @@ def test_activation_scale_is_shown_per_layer_and_variant_and_shipped(tmp_path: P
     written = ship_tables(folder / "tables", tables, pd.DataFrame(columns=COLUMNS), {}, pd.DataFrame(), {})
     assert "activation_scale.csv" in written
     assert (folder / link).read_bytes() == (tables / "activation_scale.csv").read_bytes()
+
+
+def test_a_not_converged_verdict_is_recomputed_from_the_shipped_tables(tmp_path: Path) -> None:
+    """The shipped OIP summaries (6 digits) and the recipe's ``min_converged`` give back the gated
+    (d) rows, statement and verdict; a recipe shipped before the gate recomputes them ungated."""
+    import json
+
+    from cnnscope.report.evidence import RECIPE, check_shipped, recompute_claims
+    from cnnscope.report.findings import claims_frame
+
+    compare = conf_section("compare")
+    converged = {"benchmark": 7 / 15, "dummy": 6 / 15}  # of 14 live maps: 50 %, 43 %
+    oip = {(v, s): {"maps": 15, "dead_maps": 1, "dead_fraction": 1 / 15, "converged_fraction": converged[v],
+                    "layer": "relu3", "same_map_similarity": 0.1 + 0.01 * s, "cross_map_similarity": 0.6,
+                    "silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1 * s}
+           for v in converged for s in (0, 1, 2)}  # fmt: skip
+    inputs = ClaimInputs(oip, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], 0.5, ["dummy"], None)
+    claims = claims_frame(tmp_path / "compare", inputs)
+    d = claims[claims["claim"] == "d"].set_index("control")
+    assert d.loc["", "verdict"] != "not converged"  # 7 of 14 live maps: exactly at the threshold
+    assert d.loc["untrained", "verdict"] == "not converged"
+    assert "50 %, 50 %, 50 % of benchmark's and 43 %, 43 %, 43 % of dummy's" in d.loc["untrained", "statement"]
+    recipe = {"variants": ["benchmark", "dummy"], "contrasts": [["benchmark", "dummy"]], "null_models": ["dummy"],
+              "confidence": compare["confidence"], "sesoi": compare["sesoi"], "min_converged": 0.5,
+              "first_map": None, "deepest_map": None}  # fmt: skip
+    folder = tmp_path / "tables"
+    ship_tables(folder, tmp_path / "compare", claims, oip, pd.DataFrame(), recipe)
+    again = check_shipped(folder)
+    assert list(again["statement"]) == list(claims["statement"])
+    del recipe["min_converged"]
+    (folder / RECIPE).write_text(json.dumps(recipe))
+    assert "not converged" not in set(recompute_claims(folder)["verdict"])

@@ -82,7 +82,9 @@ def test_claims_frame_joins_compare_and_oip_claims_and_skips_an_empty_table(tmp_
     runs = {("benchmark", s): run | {"cross_map_similarity": 0.1 + s / 100, "silent_start_fraction_wl4": 0.1 * s}
             for s in range(3)}  # fmt: skip
     compare = conf_section("compare")
-    inputs = ClaimInputs(runs, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], [], None)
+    inputs = ClaimInputs(
+        runs, [["benchmark", "dummy"]], compare["confidence"], compare["sesoi"], compare["min_converged"], [], None
+    )
     frame = claims_frame(tmp_path, inputs)
     assert list(frame["claim"]) == ["c", "d"]
     pd.DataFrame([_claim("holds", 0.01, 0.2)]).to_csv(tmp_path / "claims.csv", index=False)
@@ -122,3 +124,33 @@ def test_oip_wavelength_table_has_a_row_per_wavelength_and_means_over_seeds() ->
     table = _per_wavelength(runs, ["a", "b"])
     assert table["λ (px)"].tolist() == [1, 14] and list(table.columns) == ["λ (px)", "b"]
     assert table["b"].tolist() == ["silent 0.40 · best 0.25", "silent 0.05 · best 0.75"]
+
+
+def test_claim_d_gate_takes_its_threshold_from_the_config(tmp_path: Path) -> None:
+    """``compare.min_converged`` reaches claim (d) through the report's claim inputs: the same OIP
+    summaries (40 % of the live maps converged) read *not converged* under conf/'s threshold and
+    get a tested verdict once the threshold is overridden below them."""
+    from cnnscope.compose import compose_params
+    from cnnscope.config import validate
+    from cnnscope.layout import metrics_path
+    from cnnscope.report.assemble import _claim_inputs
+
+    assert conf_section("compare")["min_converged"] > 0.4
+    study = ["study.variants=[benchmark,dummy]", "study.contrasts=[[benchmark,dummy]]", "study.oip_seeds=[0,1,2]"]
+    for variant, seed in [(v, s) for v in ("benchmark", "dummy") for s in range(3)]:
+        path = metrics_path("oip", variant, seed, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "maps": 12, "dead_maps": 2, "converged_fraction": 4 / 12, "layer": "relu3",
+            "same_map_similarity": 0.1 + 0.01 * seed, "cross_map_similarity": 0.6,
+            "silent_start_fraction_wl1": 0.5, "silent_start_fraction_wl4": 0.1 * seed,
+        }))  # fmt: skip
+    verdicts = {}
+    for override in ([], ["compare.min_converged=0.4"]):
+        params = validate(compose_params([*study, *override]))
+        inputs = _claim_inputs(params, tmp_path)
+        assert inputs.min_converged == params.compare.min_converged
+        frame = claims_frame(tmp_path / "none", inputs).set_index("claim")
+        verdicts[inputs.min_converged] = frame.loc["d", "verdict"]
+        assert frame.loc["c", "verdict"] != "not converged"
+    assert verdicts == {conf_section("compare")["min_converged"]: "not converged", 0.4: "contradicted"}

@@ -298,7 +298,9 @@ def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_
     for name in ("accuracy.png", "measures.png", "oip_strip_benchmark.png", "oip_strip_dummy.png"):
         assert (tmp_path / "report" / "figures" / "trajectory" / name).stat().st_size > 1000
     compare, matched = params.compare, matched_claims(params, tmp_path)
-    inputs = findings.ClaimInputs({}, params.study.contrasts, compare.confidence, compare.sesoi, [], matched)
+    inputs = findings.ClaimInputs(
+        {}, params.study.contrasts, compare.confidence, compare.sesoi, compare.min_converged, [], matched
+    )
     claims = findings.claims_frame(tmp_path / "none", inputs)
     assert len(claims) == 1 and "step 20" in claims["measure"].iloc[0]
     empty = _Report(tmp_path / "empty")

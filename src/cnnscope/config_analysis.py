@@ -54,6 +54,9 @@ class CompareConfig:
     #: Smallest effect size of interest per claim measure (:mod:`cnnscope.analysis.verdicts`); reasons
     #: in ``conf/compare/default.yaml``.
     sesoi: dict[str, float]
+    #: Fewest share of a network's live maps whose OIP ascent converged before its OIPs enter claim
+    #: (d); below it in any seed the row reads *not converged* (:mod:`cnnscope.analysis.convergence`).
+    min_converged: float
 
 
 class OIPParameterization(str, Enum):

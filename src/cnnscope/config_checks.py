@@ -169,6 +169,7 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
         ("compare.probe_grid", c.probe_grid, c.probe_grid >= 1, "≥ 1"),
         ("compare.fcp_draws", c.fcp_draws, c.fcp_draws >= 1, "≥ 1"),
         ("compare.overlap_resamples", c.overlap_resamples, c.overlap_resamples >= 0, "≥ 0"),
+        ("compare.min_converged", c.min_converged, 0 <= c.min_converged <= 1, "in [0, 1]"),
         (
             "compare.confusion_pair",
             list(c.confusion_pair),

@@ -27,9 +27,12 @@ network shows as well does not need training, so each gets a paired *trained −
 null is the starting point of seed ``s`` of ``more``), and (e) and VI a *trained − pixel baseline*
 row (``control = "binarised pixels"``: the same measure on the input pixels binarised at 0.5). A
 control whose null is silent on data in the claim's layer (:mod:`.activation_scale`) gets the
-verdict *degenerate null* and stays out of the verdicts. Every row carries its smallest effect
-size of interest (``compare.sesoi``, by the key in :data:`SESOI_KEYS`), the paired ``d_z``, the
-TOST p and, over the whole table, the Holm-adjusted sign-flip p (:mod:`.verdicts`, joined and
+verdict *degenerate null* and stays out of the verdicts. A (d) row computed on OIP ascents that
+mostly did not converge (fewer than ``compare.min_converged`` of a network's live maps, in any of
+its seeds) keeps its numbers but gets the verdict *not converged* and stays out of them too
+(:mod:`.convergence`; (c) is measured at step 0 and is not gated). Every row carries its smallest
+effect size of interest (``compare.sesoi``, by the key in :data:`SESOI_KEYS`), the paired ``d_z``,
+the TOST p and, over the whole table, the Holm-adjusted sign-flip p (:mod:`.verdicts`, joined and
 adjusted in :mod:`.claim_family`).
 
 Columns ``image_ci_low``/``image_ci_high`` hold an image bootstrap where one exists: it describes
@@ -45,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from cnnscope.analysis.claim_family import COLUMNS
+from cnnscope.analysis.convergence import gate
 from cnnscope.analysis.seeds import bootstrap_difference
 from cnnscope.analysis.verdicts import DEGENERATE, seed_verdict
 from cnnscope.errors import CnnscopeError
@@ -141,6 +145,7 @@ def claims_table(
     confidence: float,
     resamples: int,
     sesoi: Mapping[str, float],
+    min_converged: float | None,
     null: str | None = None,
 ) -> pd.DataFrame:
     """The claims table. ``tables``: ``scale_free``, ``cka``, ``certainty``, ``overlap``,
@@ -148,8 +153,12 @@ def claims_table(
     the OIP stage's summary per (variant, seed); ``per_image(quantity, layer, variant)``: the
     ``(seeds, images)`` values of a per-image quantity of ``variant`` (for the image-level interval
     of ``more − less``); ``sesoi``: smallest effect size of interest by :data:`SESOI_KEYS` value
-    (missing: 0); ``null``: the untrained variant, whose controls join (c), (d), (e) and VI."""
+    (missing: 0); ``min_converged``: ``compare.min_converged``, needed with ``oip`` (None without:
+    the compare stage has no OIPs); ``null``: the untrained variant, whose controls join (c), (d),
+    (e) and VI."""
     check_contrast(more, less, variants)
+    if oip and min_converged is None:
+        raise ValueError("claim (d) from OIP summaries needs compare.min_converged")
     rows = []
     delta = {k: float(sesoi.get(v, 0.0)) for k, v in SESOI_KEYS.items()}
     null = null if null in variants and null != more else None
@@ -208,8 +217,8 @@ def claims_table(
                  f"predictive entropy averaged over the probes, bits ({more} − {less})", "softmax", more, less, d, -1,
                  confidence, sesoi=delta["b"])
         )  # fmt: skip
-    if oip:
-        rows += oip_claims(more, oip, confidence, sesoi, null, silent)
+    if oip and min_converged is not None:
+        rows += oip_claims(more, oip, confidence, sesoi, null, silent, min_converged=min_converged)
     ov = tables.get("overlap")
     if ov is not None and len(ov) and more in set(ov["variant"]):
         d = _per_seed(ov, more, "difference").to_numpy(dtype=np.float64)
@@ -269,10 +278,14 @@ def oip_claims(
     sesoi: Mapping[str, float],
     null: str | None = None,
     silent: set[tuple[str, str]] | None = None,
+    *,
+    min_converged: float,
 ) -> list[dict[str, Any]]:
     """Claims (c) and (d) for ``more`` from the OIP stage's summaries per (variant, seed), each with
     its trained − untrained row when ``null`` (the untrained variant) has OIPs for the same seeds;
-    ``sesoi`` keyed as ``compare.sesoi``; ``silent``: :func:`silent_layers`."""
+    ``sesoi`` keyed as ``compare.sesoi``; ``silent``: :func:`silent_layers`. A (d) row is *not
+    converged* when a seed it averages has fewer than ``min_converged`` (``compare.min_converged``)
+    of a network's live maps converged (:func:`.convergence.gate`); (c) is measured at the start."""
     delta = {k: float(sesoi.get(SESOI_KEYS[k], 0.0)) for k in ("c", "d")}
     runs = {s: m for (v, s), m in sorted(oip.items()) if v == more}
     if not runs:
@@ -312,18 +325,21 @@ def oip_claims(
         return float(m["same_map_similarity"] - m["cross_map_similarity"])
 
     measure = "mean OIP correlation, same map − different maps"
-    d = np.array([spread(m) for m in runs.values() if live(m)])
-    rows.append(
+    seeds = [s for s, m in runs.items() if live(m)]
+    rows.append(gate(
         _row("d", f"OIPs of one map of {more} agree more across restarts than OIPs of different maps",
-             measure, layer, more, "", d, 1, confidence, sesoi=delta["d"])
+             measure, layer, more, "", np.array([spread(runs[s]) for s in seeds]), 1, confidence, sesoi=delta["d"]),
+        {more: {s: runs[s] for s in seeds}}, min_converged)
     )  # fmt: skip
     if nulls:
-        d = np.array([spread(runs[s]) - spread(nulls[s]) for s in nulls if live(runs[s]) and live(nulls[s])])
-        rows.append(_degenerate(
+        seeds = [s for s in nulls if live(runs[s]) and live(nulls[s])]
+        d = np.array([spread(runs[s]) - spread(nulls[s]) for s in seeds])
+        row = _degenerate(
             _row("d", f"…more in {more} than in the untrained network ({null})", f"{measure}: {more} − {null}",
                  layer, more, str(null), d, 1, confidence, sesoi=delta["d"], control=UNTRAINED_CONTROL),
-            str(null), silent or set())
-        )  # fmt: skip
+            str(null), silent or set())  # fmt: skip
+        networks = {more: {s: runs[s] for s in seeds}, str(null): {s: nulls[s] for s in seeds}}
+        rows.append(gate(row, networks, min_converged))
     return rows
 
 

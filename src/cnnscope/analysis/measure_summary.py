@@ -114,6 +114,7 @@ def study_claims(
             confidence=confidence,
             resamples=resamples,
             sesoi=sesoi,
+            min_converged=None,  # no OIP summaries here: the report adds claims (c), (d)
             null=null,
         )
         for a, b in contrasts

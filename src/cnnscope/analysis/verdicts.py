@@ -24,6 +24,11 @@ tests", Soc. Psychol. Personal. Sci. 2017). The verdict, for a claim that ``d`` 
   against the claim, not a negligible one (a CKA difference of 0.0007 near a ceiling is not);
 * *inconclusive* otherwise.
 
+Two verdicts are given outside :func:`seed_verdict` and are never tested (not in :data:`TESTED`,
+so not in the Holm family): *degenerate null*, a trained − untrained control whose untrained
+network is silent on data in the claim's layer, and *not converged*, a claim (d) row computed on
+OIP ascents that mostly did not converge (:mod:`.convergence`).
+
 Beside the raw difference: the standardised paired effect ``d_z = mean(d)/sd(d)`` (Cohen 1988;
 Lakens 2013), and over a table of claims the **Holm–Bonferroni** adjusted sign-flip p
 (:func:`holm`; Holm, Scand. J. Stat. 1979), which controls the family-wise error. With n seeds
@@ -46,6 +51,11 @@ EQUIVALENT = "equivalent"
 #: A trained − untrained contrast whose untrained network is silent on the data in the claim's
 #: layer: no baseline (kept out of the verdicts and of the Holm family).
 DEGENERATE = "degenerate null"
+#: A claim (d) row whose OIP ascents mostly did not converge (fewer than ``compare.min_converged``
+#: of a network's live maps, :mod:`.convergence`): the OIPs are still largely their start noise,
+#: so the row measures the ascent's budget, not the maps (kept out of the verdicts and of the Holm
+#: family, like :data:`DEGENERATE`).
+NOT_CONVERGED = "not converged"
 #: Verdicts that enter the Holm family (a tested row).
 TESTED = (HOLDS, CONTRADICTED, INCONCLUSIVE, EQUIVALENT)
 #: Fewest seeds for a verdict.

@@ -155,6 +155,7 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
         "null_models": nulls,
         "confidence": params.compare.confidence,
         "sesoi": dict(params.compare.sesoi),
+        "min_converged": params.compare.min_converged,
         "first_map": maps[0] if maps else None,
         "deepest_map": maps[-1] if maps else None,
         "trajectory_layer": trajectory_layer if matched is not None and len(matched) else None,
@@ -166,14 +167,16 @@ def _ship_evidence(out: Path, params: Params, root: Path) -> None:
 
 def _claim_inputs(params: Params, root: Path) -> findings.ClaimInputs:
     """What the claims table is built from besides the compare tables: the OIP runs, the study's
-    contrasts, ``compare.confidence`` and ``compare.sesoi``, the untrained variants (``train: false``,
-    the controls of the within-network claims) and the trajectory stage's matched-step claim."""
+    contrasts, ``compare.confidence``, ``compare.sesoi`` and ``compare.min_converged``, the untrained
+    variants (``train: false``, the controls of the within-network claims) and the trajectory
+    stage's matched-step claim."""
     study = params.study
     return findings.ClaimInputs(
         oip_metrics=read_run_metrics("oip", study.variants, study.oip_seeds, root),
         contrasts=study.contrasts,
         confidence=params.compare.confidence,
         sesoi=params.compare.sesoi,
+        min_converged=params.compare.min_converged,
         null_models=[v for v in study.variants if not study.variant_specs[v].train],
         extra=report_trajectory.matched_claims(params, root),
     )
@@ -299,7 +302,9 @@ def _oip(report: Report, params: Params, root: Path) -> None:
         f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`); *robustness*: how much "
         "the restarts' OIPs of one map agree at its best wavelength (median over maps); *same_map_similarity*: that "
         "agreement averaged over wavelengths and maps, against *cross_map_similarity*, two different maps' OIPs "
-        f"from the same start (the null); columns are keys of `{metrics_dir('oip')}/*.json`:",
+        "from the same start (the null); *converged_fraction*: the share of all maps whose ascent converged (claim "
+        "(d) is read only where at least `compare.min_converged` of the live maps did, in every seed); columns are "
+        f"keys of `{metrics_dir('oip')}/*.json`:",
     )
     report.table(collect.mean_std(runs, [c for c in OIP_COLUMNS if c in runs.columns], study.variants))
     if not runs.empty:

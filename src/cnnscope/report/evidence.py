@@ -6,7 +6,8 @@ clone holds only the report. The report stage therefore copies into ``tables/`` 
 :data:`BUDGET` bytes per study) the per-seed tables every verdict is computed from and every table
 the report cites, the trajectory rows behind the matched-step claim (a), the final claims table,
 and ``verdicts.json``: what :func:`recompute_claims` needs besides the tables (contrasts, untrained
-controls, SESOI, confidence, first and deepest map, the trajectories' deepest map).
+controls, SESOI, confidence, the fewest converged share of live maps for claim (d), first and deepest
+map, the trajectories' deepest map).
 :func:`recompute_claims` rebuilds every seed-level verdict from those files alone.
 """
 
@@ -130,6 +131,8 @@ def recompute_claims(folder: Path) -> pd.DataFrame:
                 confidence=recipe["confidence"],
                 resamples=0,
                 sesoi=recipe["sesoi"],
+                # a recipe shipped before compare.min_converged existed was computed without the gate
+                min_converged=recipe.get("min_converged", 0.0),
                 null=null,
             )
         )

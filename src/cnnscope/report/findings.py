@@ -51,6 +51,9 @@ class ClaimInputs:
     #: ``compare.confidence`` and ``compare.sesoi``: the verdicts' interval and smallest effects.
     confidence: float
     sesoi: Mapping[str, float]
+    #: ``compare.min_converged``: the fewest share of a network's live maps whose OIP ascent
+    #: converged before claim (d) is read on them (:mod:`cnnscope.analysis.convergence`).
+    min_converged: float
     #: The untrained variants; the first is the control of the within-network claims.
     null_models: Sequence[str]
     #: More rows of the same columns (the trajectory stage's matched-step claim (a)), or None.
@@ -71,7 +74,10 @@ def claims_frame(tables: Path, inputs: ClaimInputs) -> pd.DataFrame:
     silent = silent_layers(pd.read_csv(scale)) if scale.is_file() else set()
     null = next(iter(inputs.null_models), None)
     for variant in dict.fromkeys(c[0] for c in inputs.contrasts):
-        rows = oip_claims(variant, inputs.oip_metrics, inputs.confidence, inputs.sesoi, null, silent)
+        rows = oip_claims(
+            variant, inputs.oip_metrics, inputs.confidence, inputs.sesoi, null, silent,
+            min_converged=inputs.min_converged,
+        )  # fmt: skip
         frames.append(pd.DataFrame(rows, columns=COLUMNS))
     frames = [f for f in [*frames, inputs.extra] if f is not None and len(f)]
     if not frames:

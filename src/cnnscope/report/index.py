@@ -15,7 +15,10 @@ import pandas as pd
 from cnnscope.io import atomic_write
 
 HEADLINE_FILE = "headline.json"
-VERDICT_ORDER = ("holds", "equivalent", "contradicted", "inconclusive", "too few seeds", "degenerate null")
+#: Every verdict (:mod:`cnnscope.analysis.verdicts`), tested ones first: the order a headline counts them in.
+VERDICT_ORDER = (
+    "holds", "equivalent", "contradicted", "inconclusive", "too few seeds", "degenerate null", "not converged",
+)  # fmt: skip
 
 
 def _row(folder: Path) -> dict[str, str]:

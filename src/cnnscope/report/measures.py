@@ -202,9 +202,14 @@ def _claims(report: _Report, tables: Path, inputs: ClaimInputs) -> None:
         "when the interval excludes 0 in the claimed direction, *equivalent* when it lies inside ±SESOI (two "
         "one-sided tests), *contradicted* only when it lies beyond the SESOI against the claim, *inconclusive* "
         "otherwise, *too few seeds* below 3, *degenerate null* when the untrained control is silent on data in "
-        "that layer (no baseline; see *Activation scale* below). Rows with a *control* test the claim against "
-        "the untrained network (paired by seed: the same starting point) or the binarised input pixels: a claim "
-        "that holds for its control as well does not need training. The image bootstrap is image-level only.",
+        "that layer (no baseline; see *Activation scale* below), *not converged* for a claim (d) row when, in any "
+        f"seed, fewer than `compare.min_converged` ({inputs.min_converged:.0%}) of a network's live maps ended "
+        "their OIP ascent converged (the row's statement names the fractions): the OIPs are still largely their "
+        "start noise, so the row measures the ascent's budget, not the maps — raise `oip.steps` until they "
+        "converge. Neither of the last two is in the Holm family. Rows with a *control* "
+        "test the claim against the untrained network (paired by seed: the same starting point) or the binarised "
+        "input pixels: a claim that holds for its control as well does not need training. The image bootstrap is "
+        "image-level only.",
     )
     shown = table.assign(
         seed_interval=_intervals(table["seed_ci_low"], table["seed_ci_high"]),
