@@ -1,15 +1,16 @@
 """Whether a network's OIP ascents converged enough for claim (d) to be read on them.
 
 Claim (d) compares one map's OIPs across noise restarts with the OIPs of two *different* maps
-(:func:`cnnscope.oip.metrics.cross_map_similarity`). While an ascent has not converged, its OIP is
-still largely the noise it started from, and the margin measures what is left of that noise, i.e.
-the ascent's budget (``oip.steps``), not the maps: a null pairing two maps from the *same* start
-then reads (d) *contradicted* (the published default study at 30 steps), one pairing different
-starts reads a margin near 0 (noise against noise), neither a property of the maps. A reviewer
-would not accept a verdict computed on unfinished optimisations, so a (d) row with a seed whose
-network has fewer than ``compare.min_converged`` of its live maps converged keeps its numbers but
-gets the verdict :data:`~cnnscope.analysis.verdicts.NOT_CONVERGED` and stays out of the Holm
-family, as a *degenerate null* does.
+from different restarts (:func:`cnnscope.oip.metrics.cross_map_similarity`). While an ascent has
+not converged, its OIP is still largely the noise it started from: both kinds of pair then
+correlate noise against noise and the margin shrinks towards 0, which could read *equivalent* —
+a statement about the ascent's budget (``oip.steps``), not about the maps. (The published default
+study at 30 steps, under the earlier null that paired two maps from the *same* start, read
+*contradicted* for the same reason.) A reviewer would not accept a verdict computed on unfinished
+optimisations, so a (d) row with a seed whose network has fewer than ``compare.min_converged`` of
+its live maps converged keeps its numbers but gets the verdict
+:data:`~cnnscope.analysis.verdicts.NOT_CONVERGED` and stays out of the Holm family, as a
+*degenerate null* does.
 
 The fraction is of the **live** maps: a dead map (no gradient ever reached its candidates, see
 :func:`cnnscope.oip.metrics.summary`) has nothing to converge and counts as unconverged in the OIP

@@ -38,6 +38,7 @@ OIP_COLUMNS = (
     "median_robustness",
     "same_map_similarity",
     "cross_map_similarity",
+    "shared_start_similarity",
     "median_best_activation",
     "median_mean_image_activation",
     "median_gain",
@@ -302,7 +303,10 @@ def _oip(report: Report, params: Params, root: Path) -> None:
         f"wavelengths. Summary per variant, mean ± std over {seeds} (`study.oip_seeds`); *robustness*: how much "
         "the restarts' OIPs of one map agree at its best wavelength (median over maps); *same_map_similarity*: that "
         "agreement averaged over wavelengths and maps, against *cross_map_similarity*, two different maps' OIPs "
-        "from the same start (the null); *converged_fraction*: the share of all maps whose ascent converged (claim "
+        "from two different starts (the null: the pairs differ from the same-map ones in the map only); "
+        "*shared_start_similarity*: two different maps' OIPs from the *same* start, high while the ascent keeps its "
+        "starting noise (a check on `oip.steps`, not a null); "
+        "*converged_fraction*: the share of all maps whose ascent converged (claim "
         "(d) is read only where at least `compare.min_converged` of the live maps did, in every seed); columns are "
         f"keys of `{metrics_dir('oip')}/*.json`:",
     )
