@@ -6,10 +6,23 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
+from typing import Any
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+
+
+def _glibc_function(name: str) -> Any:
+    """glibc's ``name`` (``mallopt``, ``malloc_trim``), or None off Linux or on a libc without it
+    (musl has neither): the memory settings below are optimisations, never requirements. ``Any``:
+    ctypes gives the foreign function no public type."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
@@ -26,12 +39,8 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
     Returns whether the setting took effect; it is a no-op off Linux/glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, limit_bytes))
@@ -45,11 +54,8 @@ def release_freed_memory() -> bool:
     (the trajectory stage's probes import scikit-learn, SciPy and pandas, ~100 MB) would add to the
     phase's peak instead of reusing it. Results do not change. A no-op off Linux/glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return bool(trim(0))
