@@ -243,14 +243,18 @@ def test_runner_and_dvc_repro_record_the_same_lock(project: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path, how: str) -> None:
     (project / "params.yaml").write_text("sleep: 60\nruntime: {threads: 1}\n")
     runner = start(project, "-j", "2")
     wait_for(project / "b1.pid")
     wait_for(project / "b2.pid")
     stages = [int((project / f"b{i}.pid").read_text()) for i in (1, 2)]
     time.sleep(1)
-    os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    if how == "ctrl-c":
+        os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    else:
+        runner.terminate()  # what `kill` or a cluster's job cancel does: SIGTERM to the runner alone
     _, err = runner.communicate(timeout=60)
     assert runner.returncode == 130, err
     assert "cnnscope: interrupted" in err and "Traceback" not in err

@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -137,8 +138,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # SIGTERM (`kill`, a cluster's job cancel, a closed session) stops a run the way Ctrl-C does:
+    # the running stages are interrupted and nothing is left half-written. A run started in the
+    # background by a script ignores SIGINT (the shell's rule for background jobs), so SIGTERM is
+    # how it is stopped.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         warnings.showwarning = lambda message, *a, **k: print(f"cnnscope: warning: {message}", file=sys.stderr)
         code = args.func(args)
