@@ -36,7 +36,7 @@ from cnnscope.models import best_device, load_model
 from cnnscope.oip import generate_oips, map_table, summary
 from cnnscope.oip.color import colour_sqrt
 from cnnscope.oip.generate import OIPSettings
-from cnnscope.oip.metrics import cross_map_similarity
+from cnnscope.oip.metrics import cross_map_similarity, shared_start_similarity
 from cnnscope.runtime import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,8 +94,11 @@ def main() -> None:
             "oip": {k: v for k, v in to_container(candidate)["oip"].items() if k not in ("out_dir",)},
             "candidates": len(result.maps) * settings.candidates,
             "median_robustness": stats["median_robustness"],
-            # the null: two different maps' OIPs from the same start (a faint start makes all alike)
+            # the null: two different maps' OIPs from different starts; and two different maps' OIPs
+            # from the same start (the null of benchmarks/README.md's earlier rows: a faint start
+            # makes all alike)
             "cross_map_similarity": cross_map_similarity(result.images, live),
+            "shared_start_similarity": shared_start_similarity(result.images, live),
             "converged_fraction": stats["converged_fraction"],
             "dead_fraction": stats["dead_fraction"],
             "median_best_activation": stats["median_best_activation"],
