@@ -382,3 +382,35 @@ def test_dvc_parses_its_lock_file_with_the_c_parser() -> None:
     from ruamel.yaml import YAML
 
     assert YAML(typ="safe").Parser.__name__ == "CParser"
+
+
+COUNTS_SIGINTS = """import signal, sys, time
+received = []
+signal.signal(signal.SIGINT, lambda *_: received.append(time.monotonic()))
+open(sys.argv[1], "w").close()
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and (not received or time.monotonic() < received[0] + 2):
+    time.sleep(0.05)
+open(sys.argv[2], "w").write(str(len(received)))
+"""
+
+
+def test_the_shim_passes_on_one_sigint_however_often_it_is_told_to_stop(tmp_path: Path) -> None:
+    """A second SIGINT would interrupt DVC's cleanup mid-way (DVC rewrites `.dvc/tmp/rwlock` in
+    place; an empty one fails every later stage): the shim is told twice when its worker dies
+    (SIGTERM from the kernel, and signals to the worker's group), and passes on one SIGINT."""
+    (tmp_path / "child.py").write_text(COUNTS_SIGINTS)
+    ready, count = tmp_path / "ready", tmp_path / "count"
+    command = [str(BIN / "python"), "-m", "cnnscope.runner.shim", "--", str(BIN / "python"), "child.py", str(ready),
+               str(count)]  # fmt: skip
+    shim = subprocess.Popen(command, cwd=tmp_path, env=clean_env())
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    shim.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    shim.send_signal(signal.SIGINT)
+    shim.send_signal(signal.SIGTERM)
+    assert shim.wait(30) == 0
+    assert count.read_text() == "1"

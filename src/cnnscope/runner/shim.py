@@ -41,8 +41,17 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signum)
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
-        # no waiting in here: the main thread is inside child.wait(), which a nested wait would block
+        # Once only: a second SIGINT would interrupt DVC's own cleanup, and DVC rewrites its
+        # `.dvc/tmp/rwlock` in place, so one landing mid-write leaves that file empty and every
+        # later stage fails on it. The shim can be told twice (SIGTERM when its worker dies, and
+        # whatever signals the worker's process group). No waiting in here: the main thread is
+        # inside child.wait(), which a nested wait would block.
+        if stopping.is_set():
+            return
+        stopping.set()
         signal_group(signal.SIGINT)
         threading.Timer(GRACE, signal_group, [signal.SIGKILL]).start()
 
