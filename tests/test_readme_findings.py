@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from cnnscope.report.evidence import BUDGET, check_shipped
 from cnnscope.report.findings import headline
 from cnnscope.report.readme import BEGIN, END, findings_section, main, with_section
 
@@ -57,3 +59,15 @@ def test_every_number_of_a_headline_reaches_the_readme_and_a_changed_one_is_caug
     (reports / "default" / "headline.json").unlink()
     _study(reports, "default", 0.099)  # the study re-published with another number
     assert main([*args, "--check"]) == 1
+
+
+PUBLISHED = sorted(p.parent for p in (REPO / "reports").glob("*/tables/claims.csv"))
+
+
+@pytest.mark.parametrize("tables", PUBLISHED, ids=[p.parent.name for p in PUBLISHED])
+def test_every_verdict_of_a_published_report_is_recomputed_from_its_shipped_tables(tables: Path) -> None:
+    """Issue 25, item 5, on the committed reports themselves: what a clone holds reproduces every
+    verdict (reports published before the tables were shipped have no claims.csv and are not here)."""
+    claims = pd.read_csv(tables / "claims.csv")
+    assert list(check_shipped(tables)["verdict"]) == list(claims["verdict"])
+    assert sum(p.stat().st_size for p in tables.glob("*.csv")) <= BUDGET
