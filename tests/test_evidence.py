@@ -48,6 +48,17 @@ def study(tiny_study: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]
     return tiny_study
 
 
+def test_the_tests_of_the_tiny_study_share_one_worker(request: pytest.FixtureRequest) -> None:
+    """``make test`` runs ``--dist loadgroup`` so that one worker builds the tiny study once. A pytest that
+    pytest-xdist cannot tag (9.2 with xdist 3.8: node ids moved to ``_id``) spreads the group over the
+    workers without a word, and each builds the study again (about 80 s)."""
+    if request.config.getoption("loadgroup", default=False):
+        assert request.node.nodeid.endswith(f"@{TINY_STUDY_GROUP}"), (
+            f"--dist loadgroup did not group {request.node.nodeid} with pytest {pytest.__version__}: "
+            "install the pinned test tools (`pip install -e '.[dev]'`: pytest<9.2)"
+        )
+
+
 def test_shipped_tables_recompute_every_verdict_of_the_report(study) -> None:  # type: ignore[no-untyped-def]
     workdir, params = study
     tables = workdir / "reports" / params["study"]["name"] / "tables"
