@@ -5,7 +5,7 @@ pipeline is the session's ``tiny_study``, shared with the shipped-evidence tests
 from __future__ import annotations
 
 import json
-import socket
+import os
 import subprocess
 import sys
 import time
@@ -17,14 +17,9 @@ from typing import Any
 import pytest
 
 from conftest import TINY_STUDY_GROUP
+from pipeline import MLFLOW_SERVER_ENV, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(TINY_STUDY_GROUP)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MlflowServer:
@@ -33,7 +28,8 @@ class MlflowServer:
         self.base = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store}"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        environment = os.environ | MLFLOW_SERVER_ENV
+        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:

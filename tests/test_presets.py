@@ -67,7 +67,7 @@ def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=cifar10_frog", f"data.root={shared_data / 'cifar10-jpeg.tar.gz'}"]
     # 2,000 images for 1 epoch left both networks at chance (11.5 %, 10.1 %): train enough to learn
     overrides += ["data.train_size=4000", "data.subsets=[2000]", "study.variant_specs.dummy.train_subset=2000"]
-    overrides += ["trainer.max_epochs=3", "study.seeds=[0]", "extract.eval_samples=1000"]
+    overrides += ["trainer.max_epochs=3", "study.seeds=[0]", "extract.eval_samples=500"]
     overrides += ["study.variants=[benchmark,dummy,untrained]", "study.contrasts=[[benchmark,dummy]]"]
     params = run_pipeline(tmp_path, overrides)
     report = check_results(tmp_path, params)
@@ -79,7 +79,7 @@ def test_cifar10_frog(tmp_path: Path, shared_data: Path) -> None:
 
 def test_mnist_oip(tmp_path: Path, shared_data: Path) -> None:
     overrides = ["experiment=mnist_oip", f"data.root={shared_data}", "data.train_size=3000", "study.seeds=[0]"]
-    overrides += ["extract.eval_samples=1000"]
+    overrides += ["extract.eval_samples=500"]
     overrides += ["study.variants=[benchmark,dummy,untrained,mlp]", "study.contrasts=[[benchmark,dummy]]"]
     params = run_pipeline(tmp_path, overrides)
     report = check_results(tmp_path, params)

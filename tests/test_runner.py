@@ -270,7 +270,8 @@ def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path,
 @pytest.mark.slow
 def test_a_killed_worker_is_reported_and_its_stage_reruns_cleanly(project: Path) -> None:
     psutil = pytest.importorskip("psutil")
-    (project / "params.yaml").write_text("sleep: 30\nruntime: {threads: 1}\n")
+    # 10 s: b@1 is killed as soon as its stage has started; b@2 must finish on the other worker
+    (project / "params.yaml").write_text("sleep: 10\nruntime: {threads: 1}\n")
     runner = start(project, "-j", "2", "b@1", "b@2")
     wait_for(project / "b1.pid")
     stage = int((project / "b1.pid").read_text())

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,24 +19,20 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import BIN, TINY, clean_env, copy_of_repo, dask_worker, dvc
+from pipeline import BIN, MLFLOW_SERVER_ENV, TINY, clean_env, copy_of_repo, dask_worker, dvc, free_port
 
 pytestmark = pytest.mark.slow
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
 def tiny_clone(target: Path) -> Path:
+    """A copy of the repository set to the tiny study with one network (every stage kind, 12 stages): the
+    study runs twice here, and the untrained control adds nothing the other study tests lack."""
     repo = copy_of_repo(target)
-    compose = [str(BIN / "python"), "-m", "cnnscope.compose", *TINY]
+    compose = [str(BIN / "python"), "-m", "cnnscope.compose", *TINY, "study.variants=[benchmark]"]
     subprocess.run(compose, cwd=repo, env=clean_env(), check=True, capture_output=True)
     subprocess.run(["git", "commit", "-qam", "tiny study"], cwd=repo, env=clean_env() | GIT_ID, check=True)
     return repo
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def outs(repo: Path) -> dict[str, object]:
@@ -89,7 +84,8 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
     port = free_port()
     store = [f"--backend-store-uri=sqlite:///{tmp_path / 'server.db'}", f"--default-artifact-root={tmp_path / 'art'}"]
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *store]
-    server = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environment = clean_env() | MLFLOW_SERVER_ENV
+    server = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

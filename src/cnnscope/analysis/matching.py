@@ -106,6 +106,10 @@ def map_correlations(a: np.ndarray, b: np.ndarray, layer: str = "?") -> tuple[np
     return pairs[0, 1], dead[0], dead[1]
 
 
+#: The columns of :func:`match_maps`, in its order.
+MATCH_COLUMNS = ("map_a", "map_b", "matched_corr", "same_index_corr", "best_corr", "dead_a", "dead_b")
+
+
 def match_maps(corr: np.ndarray, dead_a: np.ndarray | None = None, dead_b: np.ndarray | None = None) -> pd.DataFrame:
     """The one-to-one matching of maximal summed correlation, one row per map of A.
 

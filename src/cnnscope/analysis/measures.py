@@ -31,7 +31,13 @@ from cnnscope.analysis.class_patterns import (
     overlap_within_between,
 )
 from cnnscope.analysis.linear_probe import probe_split
-from cnnscope.analysis.matching import MatchingError, all_map_correlations, match_maps, matching_summary
+from cnnscope.analysis.matching import (
+    MATCH_COLUMNS,
+    MatchingError,
+    all_map_correlations,
+    match_maps,
+    matching_summary,
+)
 from cnnscope.analysis.network import (
     PATTERN_TABLES,
     NetworkMeasures,
@@ -187,10 +193,10 @@ def compute_measures(
     out.tables["spatial_probe"] = pd.DataFrame(rows["spatial_probe"])
     out.tables["matching_summary"] = pd.DataFrame(rows["matching"])
     out.tables["activation_scale"] = pd.DataFrame(rows["activation_scale"])
-    if map_rows:
-        maps = pd.concat(map_rows, ignore_index=True)
-        lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
-        out.tables["matching"] = maps[[*lead, *(c for c in maps.columns if c not in lead)]]
+    lead = ["layer", "variant_a", "seed_a", "variant_b", "seed_b"]
+    maps = pd.concat(map_rows, ignore_index=True) if map_rows else pd.DataFrame(columns=[*lead, *MATCH_COLUMNS])
+    # a study of one network has no pair: its table is empty, but written, as the atlas stage reads it
+    out.tables["matching"] = maps[[*lead, *MATCH_COLUMNS]]
     if feature_maps:
         _deepest_patterns(out, networks, nets, labels, test, classes, settings)
         _pixel_baselines(out, pixels, labels, train, test, classes, settings, order)
