@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
@@ -27,6 +28,17 @@ GRACE = 30.0
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _keep_niceness(pid: int) -> None:
+    """Give the new session of ``pid`` the shim's niceness. On Linux each session is a scheduler
+    autogroup, weighed against the others by the group's own nice value, not by its processes': a
+    stage in a session of its own would otherwise compete at full weight with the user's shell, and
+    ``nice cnnscope repro`` would lower nothing. Best effort: without autogroups it stays as it is."""
+    niceness = os.nice(0)
+    if niceness > 0:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
 
 
 def main(argv: list[str]) -> int:
@@ -60,6 +72,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     children.append(subprocess.Popen(command, start_new_session=True))
+    _keep_niceness(children[0].pid)
     code = children[0].wait()
     os._exit(code)  # without waiting for a pending kill timer
 
