@@ -421,6 +421,7 @@ def test_the_shim_passes_on_one_sigint_however_often_it_is_told_to_stop(tmp_path
 def test_a_niced_runner_runs_its_stages_niced(tmp_path: Path) -> None:
     """Each stage runs in a session of its own, which Linux schedules as its own autogroup at nice 0
     whatever its processes' nice value: `nice cnnscope repro` must reach the stage's group."""
+    psutil = pytest.importorskip("psutil")
     ready = tmp_path / "ready"
     child = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(30)"
     command = ["nice", "-n", "7", str(BIN / "python"), "-m", "cnnscope.runner.shim", "--", str(BIN / "python"), "-c",
@@ -431,21 +432,9 @@ def test_a_niced_runner_runs_its_stages_niced(tmp_path: Path) -> None:
         while not ready.exists():
             assert time.monotonic() < deadline, "the child never started"
             time.sleep(0.05)
-        (stage,) = children_of(shim.pid)
+        (stage,) = psutil.Process(shim.pid).children()
         expected = min(19, os.nice(0) + 7)  # `nice -n 7` adds to the niceness the tests run at
-        assert Path(f"/proc/{stage}/autogroup").read_text().split()[-1] == str(expected)
+        assert Path(f"/proc/{stage.pid}/autogroup").read_text().split()[-1] == str(expected)
     finally:
         shim.send_signal(signal.SIGTERM)
         shim.wait(30)
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc, without psutil)."""
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == pid]
-
-
-def _ppid(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
