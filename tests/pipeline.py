@@ -108,8 +108,7 @@ def free_port() -> int:
 
 
 #: The environment of a test's ``mlflow server``: without MLflow 3's job runner, which starts seven
-#: ``huey`` consumer processes (about 10 s more to ready, 9 CPU-seconds more, measured under load) for
-#: GenAI jobs this project never submits.
+#: ``huey`` consumer processes for GenAI jobs this project never submits (its cost: benchmarks/README.md).
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
