@@ -117,10 +117,11 @@ def dask_worker(scheduler_file: Path) -> list[str]:
     return [str(BIN / "dask"), "worker", "--nthreads", "1", "--no-dashboard", "--scheduler-file", str(scheduler_file)]
 
 
-#: Left out of :func:`copy_of_repo`: the published default study's record (every stage of its 131,
-#: about 0.5 MB). A copy runs a study of its own, and DVC re-reads and rewrites the whole lock file
-#: for every stage it runs (a round-trip YAML parse and dump, about 3 CPU-seconds per stage at that
-#: size: benchmarks/README.md), so the stale entries cost each stage of a test more than the stage.
+#: Left out of :func:`copy_of_repo`: the published default study's record, an entry for each of its
+#: stages. A copy runs a study of its own, and DVC re-reads and rewrites the whole lock file for every
+#: stage it runs (a round-trip YAML parse and dump under its repository lock; what that costs:
+#: benchmarks/README.md, "a copy's stage under DVC"), so a copy would pay at every stage for entries
+#: that are not its own.
 NOT_COPIED = {"dvc.lock"}
 
 
