@@ -153,3 +153,36 @@ def test_a_stage_checks_the_store_before_its_work(tmp_path: Path) -> None:
         with tracking.stage_tracking("tests", f"sqlite:///{tmp_path / 'no' / 'mlflow.db'}"):
             entered.append(True)
     assert not entered and not (tmp_path / "no").exists()
+
+
+def test_only_the_stage_that_makes_the_store_starts_mlflow_under_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel stages must not queue behind one another's MLflow client start-up (it checks the
+    schema, about a second): the store's file lock is held while the first stage makes the tables,
+    and a stage that finds them made only looks, then starts its client with the lock free."""
+    import mlflow.tracking
+    from filelock import FileLock, Timeout
+
+    database = tmp_path / "mlflow.db"
+    under_lock: list[bool] = []
+
+    class Spy(mlflow.tracking.MlflowClient):  # type: ignore[misc]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            try:
+                with FileLock(f"{database}.lock", timeout=0):
+                    under_lock.append(False)
+            except Timeout:
+                under_lock.append(True)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Spy)
+    for _ in range(2):  # a first stage on a fresh store, then another stage process
+        monkeypatch.setattr(tracking_store, "_READY", set())
+        tracking_store.ensure_store(f"sqlite:///{database}")
+    assert under_lock == [True, False]
+    database.write_bytes(b"not a database" * 100)  # unreadable: MLflow is asked, under the lock, and says so
+    monkeypatch.setattr(tracking_store, "_READY", set())
+    with pytest.raises(Exception, match="not a database"):
+        tracking_store.ensure_store(f"sqlite:///{database}")
+    assert under_lock[2] is True

@@ -36,11 +36,28 @@ def tracking_uri(configured: str | None = None) -> str:
 _READY: set[str] = set()
 
 
+def _created(database: Path) -> bool:
+    """Whether MLflow has made its tables in ``database``: its migration record has a row. Read with
+    the standard library's ``sqlite3`` (milliseconds), not through an MLflow client (about a second)."""
+    import sqlite3
+
+    if not database.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return bool(db.execute("SELECT count(*) FROM alembic_version").fetchone()[0])
+    except sqlite3.Error:  # no such table, not a database, busy: let MLflow look, under the lock
+        return False
+
+
 def ensure_store(uri: str) -> str:
-    """Create an SQLite store's tables under a file lock, once per process.
+    """Create an SQLite store's tables under a file lock, then check that the store answers; once per
+    process.
 
     Two DVC queue workers starting on a fresh ``mlflow.db`` would otherwise both run MLflow's
-    schema migration and one fails with "table ... already exists".
+    schema migration and one fails with "table ... already exists". Only the creation needs the lock:
+    the stages that find the tables made wait for no one, so parallel stages do not queue for the
+    second each one's MLflow client takes to start (it checks the schema).
     """
     if uri in _READY or not uri.startswith("sqlite:///"):
         return uri
@@ -59,8 +76,12 @@ def ensure_store(uri: str) -> str:
     try:  # "Creating initial MLflow database tables..." is noise on the stage's stderr
         for logger in quiet:
             logger.setLevel(logging.WARNING)
-        with FileLock(str(database) + ".lock", timeout=300):
-            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+        with FileLock(str(database) + ".lock", timeout=300):  # the stage that creates the tables holds it
+            made = _created(database)
+            if not made:
+                MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+        if made:
+            MlflowClient(uri).search_experiments(max_results=1)  # answers, and its schema is MLflow's own
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
