@@ -14,7 +14,9 @@ as DVC runs them, and prints one JSON object:
   (each read from the kernel's accounting of that process alone, ``wait4``). Goal ≤ 1.
 
     python benchmarks/trajectory_costs.py [--variant benchmark]
-    python benchmarks/trajectory_costs.py --override experiment=mnist_oip data.root=../shared/data
+    python benchmarks/trajectory_costs.py --override experiment=mnist_oip data.root=$PWD/../shared/data
+
+The stages run in a temporary folder, so a path in an override must be absolute.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="benchmark")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides, e.g. experiment=mnist_oip")
+    parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides (paths absolute)")
     args = parser.parse_args()
     network = ["--variant", args.variant, "--seed", str(args.seed)]
     with tempfile.TemporaryDirectory() as tmp:
