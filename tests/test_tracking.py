@@ -155,6 +155,37 @@ def test_a_stage_checks_the_store_before_its_work(tmp_path: Path) -> None:
     assert not entered and not (tmp_path / "no").exists()
 
 
+def test_a_new_store_appears_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage stopped while MLflow makes a new store's tables must leave no half-migrated ``mlflow.db``
+    for the next stage to trip on: the tables are made in a scratch database, and the store appears
+    only when it is finished. The finished store is MLflow's own: it logs, and has MLflow's default
+    experiment."""
+    import mlflow.tracking
+
+    database = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{database}"
+
+    class StoppedAfterMigrating(mlflow.tracking.MlflowClient):  # type: ignore[misc]
+        def search_experiments(self, *args: object, **kwargs: object) -> object:
+            super().search_experiments(*args, **kwargs)  # the tables are made...
+            raise KeyboardInterrupt  # ... and the stage is stopped (Ctrl-C) before it goes on
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.tracking, "MlflowClient", StoppedAfterMigrating)
+        with pytest.raises(KeyboardInterrupt):
+            tracking_store.ensure_store(uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db.lock"]
+
+    monkeypatch.setattr(tracking_store, "_READY", set())
+    tracking_store.ensure_store(uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    client = mlflow.tracking.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("made whole"))
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert {e.name for e in client.search_experiments()} == {"Default", "made whole"}
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+
+
 def test_only_the_stage_that_makes_the_store_starts_mlflow_under_its_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,5 +1,5 @@
 """Where the MLflow store is and whether it answers: the tracking URI in effect, the embedded SQLite
-store (created once per process, under a file lock), and the preflight every stage runs before any
+store (created whole, once, under a file lock), and the preflight every stage runs before any
 work. :mod:`cnnscope.tracking` (runs, params, artefacts) builds on it and re-exports what stages use.
 """
 
@@ -78,8 +78,10 @@ def ensure_store(uri: str) -> str:
             logger.setLevel(logging.WARNING)
         with FileLock(str(database) + ".lock", timeout=300):  # the stage that creates the tables holds it
             made = _created(database)
-            if not made:
-                MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the tables
+            if not made and not database.exists():
+                _create_whole(database)
+            elif not made:  # a file MLflow did not finish (or not a store): MLflow migrates it or says why not
+                MlflowClient(uri).search_experiments(max_results=1)
         if made:
             MlflowClient(uri).search_experiments(max_results=1)  # answers, and its schema is MLflow's own
     finally:
@@ -87,6 +89,31 @@ def ensure_store(uri: str) -> str:
             logger.setLevel(level)
     _READY.add(uri)
     return uri
+
+
+def _create_whole(database: Path) -> None:
+    """Make a new store's tables in a scratch database, then move the finished store to ``database``.
+
+    MLflow builds its schema by running each of its migrations as a committed transaction, and on a
+    disk where every commit waits for ``fsync`` that is seconds of waiting per new store
+    (benchmarks/README.md, "MLflow store creation"). The scratch database lives in a memory-backed
+    folder (``/dev/shm``) where a commit costs nothing; the finished store is copied next to
+    ``database`` with SQLite's backup API and renamed into place, so a stage killed meanwhile leaves
+    no half-made ``mlflow.db``. The store's contents do not depend on its path (MLflow's default
+    experiment points at the working folder's ``mlruns``, wherever the database is)."""
+    import sqlite3
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if os.access(shm, os.W_OK) else database.parent) as scratch:
+        made = Path(scratch) / DB_FILE
+        MlflowClient(f"sqlite:///{made}").search_experiments(max_results=1)  # creates and migrates the tables
+        partial = database.with_name(database.name + ".partial")
+        with contextlib.closing(sqlite3.connect(made)) as source, contextlib.closing(sqlite3.connect(partial)) as copy:
+            source.backup(copy)
+        os.replace(partial, database)
 
 
 @contextlib.contextmanager
