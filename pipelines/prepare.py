@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = params.data
     out = Path(cfg.out_dir)
-    record = prepare(cfg, out, cache_dir=Path("data/cache"))
+    record = prepare(cfg, out)
     sizes = ", ".join(f"{k}={v}" for k, v in record["sizes"].items())
     print(f"prepared {record['source']} → {out}: {sizes}; subsets {record['subset_sizes']}")
 

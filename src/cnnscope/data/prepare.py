@@ -141,9 +141,9 @@ def _checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare(cfg: DataConfig, out_dir: Path, cache_dir: Path) -> dict[str, Any]:
+def prepare(cfg: DataConfig, out_dir: Path) -> dict[str, Any]:
     """Read the source, build splits and write ``out_dir`` atomically; returns the manifest."""
-    source = load_source(cfg, cache_dir)
+    source = load_source(cfg)
     prepared = build_prepared(source, cfg)
     with atomic_dir(out_dir) as tmp:
         dataset_path = prepared.save(tmp)

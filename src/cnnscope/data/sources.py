@@ -9,14 +9,14 @@ the files are absent. Every failure names the file or key and says how to fix it
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
-import shutil
 import sys
 import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,20 +51,20 @@ class RawSource:
     files: list[Path] = field(default_factory=list)
 
 
-#: ``data.name`` → its reader ``(config, cache folder for extracted tarballs) → RawSource``. The
-#: config's choices for ``data.name`` are these keys.
-SOURCES: dict[str, Callable[[DataConfig, Path], RawSource]] = {
-    "embedded": lambda cfg, cache_dir: _embedded(),
-    "mnist": lambda cfg, cache_dir: _idx_dataset(cfg, "MNIST", [str(i) for i in range(10)]),
-    "fashion_mnist": lambda cfg, cache_dir: _idx_dataset(cfg, "FashionMNIST", FASHION_CLASSES),
-    "cifar10": lambda cfg, cache_dir: _cifar10(cfg, cache_dir),
-    "imagefolder": lambda cfg, cache_dir: _imagefolder(_require_root(cfg), cfg, cache_dir),
+#: ``data.name`` → its reader ``config → RawSource``. The config's choices for ``data.name`` are
+#: these keys.
+SOURCES: dict[str, Callable[[DataConfig], RawSource]] = {
+    "embedded": lambda cfg: _embedded(),
+    "mnist": lambda cfg: _idx_dataset(cfg, "MNIST", [str(i) for i in range(10)]),
+    "fashion_mnist": lambda cfg: _idx_dataset(cfg, "FashionMNIST", FASHION_CLASSES),
+    "cifar10": lambda cfg: _cifar10(cfg),
+    "imagefolder": lambda cfg: _imagefolder(_require_root(cfg), cfg),
 }
 
 
-def load_source(cfg: DataConfig, cache_dir: Path) -> RawSource:
-    """Read the source ``cfg.name`` selects. ``cache_dir`` receives extracted tarballs."""
-    return SOURCES[_source_name(cfg)](cfg, cache_dir)
+def load_source(cfg: DataConfig) -> RawSource:
+    """Read the source ``cfg.name`` selects."""
+    return SOURCES[_source_name(cfg)](cfg)
 
 
 def _source_name(cfg: DataConfig) -> str:
@@ -155,7 +155,7 @@ def _torchvision_download(folder: str, root: Path) -> None:
         raise DataError(f"downloading {folder} into {root} failed ({err}); place the files there by hand") from None
 
 
-def _cifar10(cfg: DataConfig, cache_dir: Path) -> RawSource:
+def _cifar10(cfg: DataConfig) -> RawSource:
     """CIFAR-10 as torchvision's python batches (``<root>/cifar-10-batches-py``) or an ImageFolder
     tree/tarball with ``train/`` and ``test/`` (e.g. the JPEG re-encoding in ../shared/data)."""
     root = _require_root(cfg)
@@ -163,10 +163,10 @@ def _cifar10(cfg: DataConfig, cache_dir: Path) -> RawSource:
     if (batches / "batches.meta").is_file():
         return _cifar_batches(batches)
     if root.is_file() or (root / "train").is_dir():
-        return _imagefolder(root, cfg, cache_dir)
+        return _imagefolder(root, cfg)
     tarballs = sorted(p for p in root.glob("cifar10*") if p.name.endswith(TAR_SUFFIXES)) if root.is_dir() else []
     if tarballs:
-        return _imagefolder(tarballs[0], cfg, cache_dir)
+        return _imagefolder(tarballs[0], cfg)
     if cfg.download:
         from torchvision import datasets
 
@@ -209,25 +209,24 @@ def _cifar_batches(folder: Path) -> RawSource:
     return RawSource(train_x, train_y, classes, test_x, test_y, files=files)
 
 
-def _imagefolder(root: Path, cfg: DataConfig, cache_dir: Path) -> RawSource:
+def _imagefolder(root: Path, cfg: DataConfig) -> RawSource:
     """Any ``class/image`` tree or tarball of one; ``train/`` + ``test/`` subtrees keep their split."""
     if root.is_file():
-        tree = _extract(root, cache_dir)
-        files = [root]
+        tree = _tarball_tree(root)
     elif root.is_dir():
-        tree, files = root, []
+        tree = _folder_tree(root)
     else:
         raise DataError(f"data.root={root} does not exist: point it at an ImageFolder tree or a tarball of one")
-    if (tree / "train").is_dir() and (tree / "test").is_dir():
-        train_x, train_y, classes, alpha = _read_tree(tree / "train", cfg)
-        test_x, test_y, test_classes, test_alpha = _read_tree(tree / "test", cfg)
+    if ("train",) in tree.folders and ("test",) in tree.folders:
+        train_x, train_y, classes, alpha = _read_tree(tree.under("train"), cfg)
+        test_x, test_y, test_classes, test_alpha = _read_tree(tree.under("test"), cfg)
         if test_classes != classes:
-            raise DataError(f"{tree}/test has classes {test_classes} but {tree}/train has {classes}")
+            raise DataError(f"{tree.name}/test has classes {test_classes} but {tree.name}/train has {classes}")
         _say_alpha(alpha + test_alpha, len(train_y) + len(test_y), root)
-        return RawSource(train_x, train_y, classes, test_x, test_y, files=files or [tree])
+        return RawSource(train_x, train_y, classes, test_x, test_y, files=[root])
     images, labels, classes, alpha = _read_tree(tree, cfg)
     _say_alpha(alpha, len(labels), root)
-    return RawSource(images, labels, classes, files=files or [tree])
+    return RawSource(images, labels, classes, files=[root])
 
 
 def _say_alpha(with_alpha: int, total: int, root: Path) -> None:
@@ -241,66 +240,98 @@ def _say_alpha(with_alpha: int, total: int, root: Path) -> None:
         )
 
 
-def _extract(tarball: Path, cache_dir: Path) -> Path:
-    """Extract ``tarball`` once into ``cache_dir/<name>`` (re-used while the tarball is unchanged)."""
-    target = cache_dir / tarball.name.split(".")[0]
-    stamp = target / ".extracted-from"
-    signature = f"{tarball.resolve()} {tarball.stat().st_size} {tarball.stat().st_mtime_ns}"
-    if stamp.is_file() and stamp.read_text() == signature:
-        return target
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+@dataclass(frozen=True)
+class _Tree:
+    """An ImageFolder's folders and image files, read from a folder or straight from a tarball (never
+    unpacked to disk: writing tens of thousands of small files cost more than decoding them). Paths
+    are tuples of their parts, relative to the tree; an image is its file or, from a tarball, its bytes."""
+
+    name: str  # what messages call the tree: its folder, or ``<tarball>:<folder>``
+    folders: frozenset[tuple[str, ...]]
+    images: dict[tuple[str, ...], Path | bytes]
+
+    def under(self, top: str) -> _Tree:
+        """The subtree in the top-level folder ``top``."""
+        return _Tree(
+            f"{self.name}/{top}",
+            frozenset(f[1:] for f in self.folders if f[0] == top and len(f) > 1),
+            {k[1:]: v for k, v in self.images.items() if k[0] == top},
+        )
+
+
+def _is_image(parts: tuple[str, ...]) -> bool:
+    return Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _folder_tree(root: Path) -> _Tree:
+    folders: set[tuple[str, ...]] = set()
+    images: dict[tuple[str, ...], Path | bytes] = {}
+    for path in root.rglob("*"):
+        parts = path.relative_to(root).parts
+        if path.is_dir():
+            folders.add(parts)
+        elif path.is_file() and _is_image(parts):
+            images[parts] = path
+    return _Tree(str(root), frozenset(folders), images)
+
+
+def _tarball_tree(tarball: Path) -> _Tree:
+    """Read every image of ``tarball`` in one streaming pass (bytes only; decoding comes later)."""
+    folders: set[tuple[str, ...]] = set()
+    images: dict[tuple[str, ...], Path | bytes] = {}
     try:
-        with tarfile.open(tarball) as tar:
-            tar.extractall(tmp, filter="data")
+        with tarfile.open(tarball, "r|*") as tar:
+            for member in tar:
+                parts = tuple(p for p in PurePosixPath(member.name).parts if p not in ("/", ".", ""))
+                if not parts or ".." in parts:
+                    continue
+                folders.update(parts[:i] for i in range(1, len(parts)))
+                if member.isdir():
+                    folders.add(parts)
+                elif member.isfile() and _is_image(parts):
+                    handle = tar.extractfile(member)
+                    images[parts] = handle.read() if handle is not None else b""
     except (tarfile.TarError, OSError, EOFError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"cannot extract {tarball}: {err} — the tarball is truncated or corrupt") from None
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    stamp.write_text(signature)
-    return target
+        raise DataError(f"cannot read {tarball}: {err} — the tarball is truncated or corrupt") from None
+    return _Tree(str(tarball), frozenset(folders), images)
 
 
-def _read_tree(folder: Path, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+def _read_tree(tree: _Tree, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
     """Decode every image of a class-per-folder tree once, into one uint8 tensor; also returns how
     many of them had an alpha channel. A class folder without images is an error: the class would
     exist with nothing to learn or test it on."""
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(f[0] for f in tree.folders if len(f) == 1 and not f[0].startswith("."))
     if not classes:
-        raise DataError(f"{folder} has no class folders: expected {folder}/<class>/<image>")
-    paths: list[Path] = []
-    labels: list[int] = []
-    empty = []
-    for label, name in enumerate(classes):
-        found = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += found
-        labels += [label] * len(found)
-        empty += [] if found else [name]
-    if not paths:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+        raise DataError(f"{tree.name} has no class folders: expected {tree.name}/<class>/<image>")
+    found = [sorted(k for k in tree.images if k[0] == name and len(k) > 1) for name in classes]
+    keys = [key for in_class in found for key in in_class]
+    labels = [label for label, in_class in enumerate(found) for _ in in_class]
+    empty = [name for name, in_class in zip(classes, found, strict=True) if not in_class]
+    if not keys:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {tree.name}")
     if empty:
         raise DataError(
-            f"class folder(s) {empty} under {folder} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))}): a class "
+            f"class folder(s) {empty} under {tree.name} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))}): a class "
             "without images cannot be learned or tested — add images or remove the folder(s)"
         )
     with ThreadPoolExecutor(max_workers=4) as pool:
-        decoded = list(pool.map(lambda p: _decode(p, cfg), paths))
+        decoded = list(pool.map(lambda k: _decode(tree.images[k], f"{tree.name}/{'/'.join(k)}", cfg), keys))
     arrays = [array for array, _ in decoded]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(
-            f"images under {folder} differ in size/mode {sorted(shapes)[:3]}: set data.image_size and "
+            f"images under {tree.name} differ in size/mode {sorted(shapes)[:3]}: set data.image_size and "
             "data.channels to resize them to one shape"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(labels, dtype=torch.int64), classes, sum(alpha for _, alpha in decoded)
 
 
-def _decode(path: Path, cfg: DataConfig) -> tuple[np.ndarray, bool]:
-    """The image as ``(H, W, C)`` uint8, and whether the file had an alpha channel (dropped here)."""
+def _decode(image: Path | bytes, name: str, cfg: DataConfig) -> tuple[np.ndarray, bool]:
+    """The image (a file, or its bytes) as ``(H, W, C)`` uint8, and whether it had an alpha channel
+    (dropped here). ``name`` is what an error calls it."""
     try:
-        with Image.open(path) as file:
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as file:
             alpha = file.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in file.info
             grey = file.mode in ("L", "1", "I;16")
             mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0) or ("L" if grey else "RGB")
@@ -309,5 +340,5 @@ def _decode(path: Path, cfg: DataConfig) -> tuple[np.ndarray, bool]:
                 img = img.resize((cfg.image_size, cfg.image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read image {path}: {err} — remove or replace the file") from None
+        raise DataError(f"cannot read image {name}: {err} — remove or replace the file") from None
     return (array[:, :, None] if array.ndim == 2 else array), alpha
