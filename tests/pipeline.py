@@ -43,6 +43,7 @@ TINY = [
     "oip.wavelengths=[1,4]",
     "oip.steps=3",
     "oip.snapshots=[0,3]",
+    "trainer.checkpoint_steps=4",  # 4 log-spaced steps plus the shared 1-2-5 ones: 6-8 checkpoints, not 12
     "trajectory.eval_samples=200",
     "trajectory.oip_steps=3",
 ]

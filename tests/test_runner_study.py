@@ -1,8 +1,8 @@
 """The runner on the real pipeline. A tiny study run by ``cnnscope repro`` on a separate Dask
 scheduler and two worker processes (as on a cluster), logging to a real ``mlflow server``, and the
-same study run by plain ``dvc repro`` in a second clone at another path, give the same ``dvc.lock``
-and the same report bytes; the first clone's outputs, pushed to a DVC remote, are pulled by a third
-clone that then has nothing to run."""
+same study run at the same time by plain ``dvc repro`` in a second clone at another path, give the
+same ``dvc.lock`` and the same report bytes; the first clone's outputs, pushed to a DVC remote, are
+pulled by a third clone that then has nothing to run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,10 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
     parallel = tiny_clone(tmp_path / "a" / "clone")
     serial = tmp_path / "another" / "deeper" / "path"  # a clone of the same commit (provenance records it)
     subprocess.run(["git", "clone", "-q", str(parallel), str(serial)], check=True)
+    # the serial clone runs meanwhile (its own folder, DVC cache and MLflow store): the servers' start-up
+    # and the runner's waits for DVC's repository lock leave room for its one stage at a time
+    background = ThreadPoolExecutor(1)
+    serial_run = background.submit(dvc, serial, "repro")
     port = free_port()
     store = [f"--backend-store-uri=sqlite:///{tmp_path / 'server.db'}", f"--default-artifact-root={tmp_path / 'art'}"]
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *store]
@@ -108,7 +113,8 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
     finally:
         server.terminate()
         server.wait(30)
-    dvc(serial, "repro")
+        serial_run.result()
+        background.shutdown()
 
     assert outs(parallel) == outs(serial)  # models, activations, OIPs...: the same bytes at both paths
     study = yaml.safe_load((parallel / "params.yaml").read_text())["study"]["name"]
