@@ -246,7 +246,7 @@ class _Tree:
     unpacked to disk: writing tens of thousands of small files cost more than decoding them). Paths
     are tuples of their parts, relative to the tree; an image is its file or, from a tarball, its bytes."""
 
-    name: str  # what messages call the tree: its folder, or ``<tarball>:<folder>``
+    name: str  # what messages call the tree: its folder or tarball, then ``/<subfolder>`` for a subtree
     folders: frozenset[tuple[str, ...]]
     images: dict[tuple[str, ...], Path | bytes]
 
