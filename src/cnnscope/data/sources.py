@@ -303,7 +303,11 @@ def _read_tree(tree: _Tree, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor
     classes = sorted(f[0] for f in tree.folders if len(f) == 1 and not f[0].startswith("."))
     if not classes:
         raise DataError(f"{tree.name} has no class folders: expected {tree.name}/<class>/<image>")
-    found = [sorted(k for k in tree.images if k[0] == name and len(k) > 1) for name in classes]
+    in_folder: dict[str, list[tuple[str, ...]]] = {name: [] for name in classes}
+    for key in tree.images:  # one pass, whatever the number of classes
+        if len(key) > 1 and key[0] in in_folder:
+            in_folder[key[0]].append(key)
+    found = [sorted(in_folder[name]) for name in classes]
     keys = [key for in_class in found for key in in_class]
     labels = [label for label, in_class in enumerate(found) for _ in in_class]
     empty = [name for name, in_class in zip(classes, found, strict=True) if not in_class]
