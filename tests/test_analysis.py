@@ -109,6 +109,43 @@ def test_seed_summary_mean_and_std() -> None:
     assert out.loc["b", "n_seeds"] == 1 and np.isnan(out.loc["b", "std"])
 
 
+def test_probe_fit_is_scikit_learns_logistic_regression() -> None:
+    """The probe is the estimator ``LogisticRegression()`` defines (multinomial, L2 with C = 1,
+    intercepts free): its class probabilities equal scikit-learn's solved to a tight tolerance, and
+    the gradient of the objective vanishes at the solution."""
+    sklearn = pytest.importorskip("sklearn.linear_model")  # installed with mlxtend; not a dependency
+    import torch
+
+    from cnnscope.analysis.linear_probe import fit_logistic
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(4), 30)
+    x = rng.normal(size=(120, 6)) + np.eye(4, 6)[labels] * 1.5  # overlapping classes: a finite optimum
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    weights, bias = fit_logistic(x, labels, 4)
+    theirs = sklearn.LogisticRegression(tol=1e-10, max_iter=10_000).fit(x, labels)
+    ours = torch.softmax(torch.from_numpy(x @ weights + bias), dim=1).numpy()
+    np.testing.assert_allclose(ours, theirs.predict_proba(x), atol=1e-4)
+    w = torch.from_numpy(weights).requires_grad_()
+    b = torch.from_numpy(bias).requires_grad_()
+    objective = torch.nn.functional.cross_entropy(torch.from_numpy(x) @ w + b, torch.from_numpy(labels))
+    (objective + w.square().sum() / (2 * len(x))).backward()
+    assert max(float(w.grad.abs().max()), float(b.grad.abs().max())) < 1e-4  # type: ignore[union-attr]
+
+
+def test_probe_split_is_stratified_seeded_and_never_empties_a_side() -> None:
+    labels = np.array([0] * 10 + [1] * 6 + [2] * 3 + [3] * 2)
+    train, test = probe_split(labels, 0.5, seed=3)
+    assert sorted([*train, *test]) == list(range(len(labels)))
+    assert [int((labels[test] == c).sum()) for c in range(4)] == [5, 3, 2, 1]  # 1.5 rounds up
+    assert all((labels[train] == c).any() for c in range(4))
+    again = probe_split(labels, 0.5, seed=3)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+    assert not np.array_equal(probe_split(labels, 0.5, seed=4)[1], test)
+    single = np.array([0, 0, 0, 1])  # a class of one image: no stratification, ceil(n / 2) tested
+    assert len(probe_split(single, 0.5)[1]) == 2
+
+
 def test_linear_probe_separable_vs_random() -> None:
     rng = np.random.default_rng(4)
     labels = np.repeat(np.arange(4), 50)

@@ -35,12 +35,12 @@ STAGE_IMPORTS: dict[str, tuple[list[str], str]] = {
     ),
     "extract": (["torch"], "the forward pass only"),
     "measures": (
-        ["pandas", "scipy", "sklearn", "torch"],
-        "scikit-learn fits the linear and spatial probes (it loads SciPy), pandas builds the tables",
+        ["pandas", "scipy", "torch"],
+        "SciPy's L-BFGS-B fits the linear and spatial probes, pandas builds the tables",
     ),
     "histograms": (
         ["pandas", "torch"],
-        "bins only: no SciPy or scikit-learn (pandas still comes with cnnscope.analysis.measures and "
+        "bins only: no SciPy (pandas still comes with cnnscope.analysis.measures and "
         "cnnscope.analysis.study, which it reads the sets through)",
     ),
     "oip": (
@@ -49,9 +49,9 @@ STAGE_IMPORTS: dict[str, tuple[list[str], str]] = {
     ),
     "exemplars": (["pandas", "torch"], "pandas writes the exemplar and OIP-against-data tables"),
     "trajectory": (
-        ["pandas", "scipy", "sklearn", "torch"],
-        "scikit-learn fits the spatial probes after the pass (it loads SciPy and pandas); no "
-        "Lightning, MLflow, matplotlib or torchvision",
+        ["pandas", "scipy", "torch"],
+        "SciPy's L-BFGS-B fits the spatial probes and pandas writes the tables, both after the pass; "
+        "no Lightning, MLflow, matplotlib or torchvision",
     ),
 }
 

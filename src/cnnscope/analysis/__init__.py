@@ -2,7 +2,7 @@
 
 The study-level names (:func:`compare_study`, :class:`StudyResults`, …) are loaded on first use
 (PEP 562): importing one light submodule (``cnnscope.analysis.sample_order``, ``.information``,
-``.cka``) must not import the whole comparison — pandas, SciPy and scikit-learn — with it: a
+``.cka``) must not import the whole comparison — pandas and SciPy — with it: a
 per-network stage pays every import once per process (issue 22, item 7; ``tests/test_stage_imports.py``).
 """
 

@@ -65,28 +65,49 @@ class _Layer:
     probe: list[np.ndarray] = field(default_factory=list)
 
 
+#: Images per forward pass inside a minibatch: the minibatch's outputs are assembled from chunks, so
+#: the forward pass's own temporaries are those of 50 images, not of the whole minibatch (peak memory,
+#: issue 26). Each image's outputs do not depend on the chunk it is computed in.
+FORWARD_CHUNK = 50
+
+
 def _standardised(model: LayeredCNN, images: torch.Tensor) -> torch.Tensor:
     return model.standardize(images.to(model.mean.device).float().div_(255))
+
+
+def _outputs(model: LayeredCNN, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``capture`` of uint8 ``images``, run :data:`FORWARD_CHUNK` images at a time."""
+    out: dict[str, torch.Tensor] = {}
+    for start in range(0, len(images), FORWARD_CHUNK):
+        part = capture(model, _standardised(model, images[start : start + FORWARD_CHUNK]), layers)
+        for name, value in part.items():
+            if name not in out:
+                out[name] = value.new_empty((len(images), *value.shape[1:]))
+            out[name][start : start + len(value)] = value
+    return out
 
 
 def _histogram(x: torch.Tensor, scale: float, settings: PassSettings) -> np.ndarray:
     """Counts of ``x / scale`` on ``bins`` equal-width bins over ``±entropy_range`` (beyond: the end bins)."""
     edge = settings.entropy_range * scale
-    counts = torch.histc(x.clamp(-edge, edge), settings.bins, -edge, edge)
-    return counts.double().numpy()
+    counts = torch.histc(x, settings.bins, -edge, edge).double()  # ignores the values beyond ±edge ...
+    counts[0] += int((x < -edge).sum())  # ... which go to the end bins, without a clamped copy of x
+    counts[-1] += int((x > edge).sum())
+    return counts.numpy()
 
 
 def hoyer(flat: torch.Tensor) -> np.ndarray:
     """Hoyer sparsity of each row of ``(rows, n)``, as :mod:`cnnscope.analysis.scalefree` defines it
     (NaN for an all-zero row), without the kurtosis that module computes beside it."""
     n = flat.shape[1]
-    l1, l2 = flat.abs().sum(dim=1, dtype=torch.float64), flat.norm(dim=1).double()
+    l1 = torch.linalg.vector_norm(flat, 1, dim=1).double()  # as the L2 norm: no |x| copy of the batch
+    l2 = flat.norm(dim=1).double()
     ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-300), torch.nan)
     return ((np.sqrt(n) - ratio) / (np.sqrt(n) - 1)).numpy() if n > 1 else torch.zeros_like(ratio).numpy()
 
 
 def _grams(model: LayeredCNN, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    return {k: gram(v.flatten(1).float().cpu()) for k, v in capture(model, _standardised(model, batch), layers).items()}
+    return {k: gram(v.flatten(1).float().cpu()) for k, v in _outputs(model, batch, layers).items()}
 
 
 def _update(acc: _Layer, x: torch.Tensor, grams: tuple[torch.Tensor, torch.Tensor], keep: int, s: PassSettings) -> None:
@@ -133,7 +154,7 @@ def measure_pass(
         keep = max(0, min(end, settings.probe_samples) - start)
         ref = {name: _grams(net, batch, layers) for name, net in (("initial", initial), ("final", final))}
         for step, model in models.items():
-            out = capture(model, _standardised(model, batch), [*layers, logits])  # one full forward pass
+            out = _outputs(model, batch, [*layers, logits])  # one full forward pass
             correct[step] += int((out[logits].argmax(dim=1).cpu() == labels[start:end]).sum())
             for layer in layers:
                 _update(acc[step, layer], out[layer], (ref["initial"][layer], ref["final"][layer]), keep, settings)
@@ -144,8 +165,8 @@ def measure_pass(
                 better = peak[top, range(len(tracked))] > values
                 values[better] = peak[top, range(len(tracked))][better]
                 classes[better] = batch_labels[top][better]
-    # the batches' activations are freed: return them to the kernel before the probes load
-    # scikit-learn, so the imports reuse nothing and add nothing to the pass's peak (issue 26)
+    # the batches' activations are freed: return them to the kernel before the probes load SciPy and
+    # the tables pandas, so those imports add to what the process holds now, not to the pass's peak
     release_freed_memory()
     rows = _rows(acc, labels[: settings.probe_samples].numpy())
     rows += [{"step": step, "layer": "", "measure": "test_acc", "value": c / n} for step, c in correct.items()]
@@ -174,7 +195,7 @@ def most_active_maps(model: LayeredCNN, images: torch.Tensor, layer: str, count:
     """The ``count`` maps of ``layer`` with the highest mean activation over ``images`` (ties: lower index)."""
     total: torch.Tensor | None = None
     for start in range(0, len(images), batch_size):
-        out = capture(model, _standardised(model, images[start : start + batch_size]), [layer])[layer]
+        out = _outputs(model, images[start : start + batch_size], [layer])[layer]
         sums = out.double().flatten(2).mean(dim=2).sum(dim=0).cpu()
         total = sums if total is None else total + sums
     assert total is not None
