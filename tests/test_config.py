@@ -306,4 +306,3 @@ def test_snapshots_past_the_run_are_taken_at_its_last_step(
     """A sweep over oip.steps (`dvc exp run --queue -S oip.steps=20`) needs no matching oip.snapshots."""
     params = validate(committed(oip={"steps": steps, "snapshots": snapshots}))
     assert snapshot_steps(params.oip) == recorded
-
