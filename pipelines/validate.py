@@ -21,6 +21,8 @@ from cnnscope.stage_args import stage_args
 #: The stage's output; its content never depends on the configuration.
 VALIDATED = Path(".validated")
 CONTENT = "params.yaml passed cnnscope's checks (pipelines/validate.py)\n"
+#: ``trainer.accelerator`` values every machine satisfies (Lightning picks what is there, or the CPU).
+NEEDS_NO_DEVICE = ("auto", "cpu")
 
 
 def check_machine(params: Params) -> None:
@@ -33,9 +35,11 @@ def check_machine(params: Params) -> None:
     from cnnscope.data.sources import DataError
     from cnnscope.io import resolve_user_path
     from cnnscope.tracking_store import preflight
-    from cnnscope.training.recipe import check_accelerator
 
-    check_accelerator(params.trainer)
+    if str(params.trainer.accelerator) not in NEEDS_NO_DEVICE:  # Lightning (~5 s to import) only to look
+        from cnnscope.training.recipe import check_accelerator
+
+        check_accelerator(params.trainer)
     preflight(params.tracking.uri)
     source = str(getattr(params.data.name, "value", params.data.name))
     root = params.data.root

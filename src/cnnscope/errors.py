@@ -18,6 +18,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from cnnscope.runtime import keep_freed_memory
 
@@ -34,12 +35,15 @@ def run_stage(main: Callable[[], object]) -> None:
 
     Also applies the process-wide CPU allocator setting every stage benefits from
     (:func:`cnnscope.runtime.keep_freed_memory`) and drops known third-party noise from its log
-    (:func:`quiet_third_party`).
+    (:func:`quiet_third_party`). A stage that succeeded in a process of its own ends without the
+    interpreter's teardown (:func:`_exit_now`).
     """
     keep_freed_memory()
     quiet_third_party()
     try:
         main()
+        if _started_as_script(main):
+            _exit_now()
     except (CnnscopeError, FileNotFoundError) as err:
         print(f"cnnscope: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -50,6 +54,40 @@ def run_stage(main: Callable[[], object]) -> None:
             file=sys.stderr,
         )
         sys.exit(INTERRUPTED)
+
+
+def _started_as_script(main: Callable[[], object]) -> bool:
+    """Whether ``main`` is the program this interpreter was started to run (``python <script>``), not
+    a stage run inside another program: the tests (``runpy``), a profiler or coverage (``-m``)."""
+    argv = list(getattr(sys, "orig_argv", []))
+    script = sys.argv[0] if sys.argv else ""
+    if script not in argv[1:]:
+        return False
+    before = argv[1 : argv.index(script, 1)]
+    same = Path(script).resolve() == Path(main.__code__.co_filename).resolve()
+    return same and "-m" not in before and "-c" not in before
+
+
+def _exit_now() -> None:
+    """End a finished stage's process without the interpreter's teardown.
+
+    Why: unloading torch's libraries at exit takes about half a second and touches about 140 MB, so
+    the teardown, not the work, was the peak memory of a small stage (benchmarks/README.md, "Stage
+    exit"). Every output is already written and closed (atomically, :mod:`cnnscope.io`); the
+    ``atexit`` handlers (MLflow ending a run, temporary folders removed), logging and the standard
+    streams are finished first. A non-daemon thread still running gets the ordinary exit, which
+    waits for it."""
+    import atexit
+    import os
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 #: Where Lightning logs its info lines (``rank_zero_info``), the "💡 Tip" adverts among them.
