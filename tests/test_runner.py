@@ -255,7 +255,9 @@ def test_ctrl_c_stops_every_stage_and_leaves_nothing_half_written(project: Path,
         os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     else:
         runner.terminate()  # what `kill` or a cluster's job cancel does: SIGTERM to the runner alone
-    _, err = runner.communicate(timeout=60)
+    # a hang guard, not a speed test: alone it stops in about 18 s, but under the full suite's load it
+    # took over 60 s in two fresh-clone runs (98dcdbf, aa64f5c); where that minute goes is not yet measured
+    _, err = runner.communicate(timeout=180)
     assert runner.returncode == 130, err
     assert "cnnscope: interrupted" in err and "Traceback" not in err
     assert gone(stages)
