@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
             tmp / "index.json", {"variant": variant, "seed": seed, "steps": sorted(models), "provenance": record}
         )
     print(
-        f"trajectory {variant} seed {seed}: {len(models)} checkpoints, {len(trajectory.maps['map'].unique())} maps "
+        f"trajectory {variant} seed {seed}: {len(models)} checkpoints, {len(trajectory.tensors['maps'])} maps "
         f"followed, {time.perf_counter() - start:.1f} s → {out / TRAJECTORY_TABLE}"
     )
 

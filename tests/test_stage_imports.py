@@ -49,9 +49,9 @@ STAGE_IMPORTS: dict[str, tuple[list[str], str]] = {
     ),
     "exemplars": (["pandas", "torch"], "pandas writes the exemplar and OIP-against-data tables"),
     "trajectory": (
-        ["pandas", "scipy", "torch"],
-        "SciPy's L-BFGS-B fits the spatial probes and pandas writes the tables, both after the pass; "
-        "no Lightning, MLflow, matplotlib or torchvision",
+        ["scipy", "torch"],
+        "SciPy's L-BFGS-B fits the spatial probes after the pass; the tables are written with the csv "
+        "module (pandas was ~60 MB on top of the stage's peak); no Lightning, MLflow, matplotlib or torchvision",
     ),
 }
 

@@ -156,6 +156,30 @@ def test_measure_pass_agrees_with_direct_formulas_and_is_one_against_itself() ->
     assert other[3, "relu1", "hoyer"] == pytest.approx(value[3, "relu1", "hoyer"])  # per image: batch-free
 
 
+def test_trajectory_tables_are_written_as_pandas_wrote_them() -> None:
+    """The stage writes its CSVs without pandas (its memory); the bytes are what ``to_csv`` gave."""
+    import io
+
+    import pandas as pd
+
+    from cnnscope.trajectory.run import write_csv
+
+    rows = [
+        {"step": 0, "layer": "relu1", "measure": "hoyer", "value": 0.123456789},
+        {"step": 12, "layer": "", "measure": "test_acc", "value": 1.0},
+        {"step": 3, "layer": "a,b", "measure": 'say "x"', "value": float("nan")},
+        {"step": 4, "layer": "relu2", "measure": "m", "value": -0.0},
+        {"step": 5, "layer": "relu3", "measure": "m", "value": 1.5e-12},
+        {"step": 6, "layer": "relu3", "measure": "m", "value": float("-inf")},
+        {"step": 7, "layer": "relu3", "measure": "m", "value": 123456789.0},
+    ]
+    columns = ["step", "layer", "measure", "value"]
+    ours = io.StringIO()
+    write_csv(ours, rows, columns)
+    theirs = pd.DataFrame(rows, columns=columns).to_csv(index=False, float_format="%.6g")
+    assert ours.getvalue() == theirs
+
+
 # ---------------------------------------------------------------- the trajectory stage
 
 

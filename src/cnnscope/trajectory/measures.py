@@ -88,11 +88,16 @@ def _outputs(model: LayeredCNN, images: torch.Tensor, layers: Sequence[str]) -> 
 
 
 def _histogram(x: torch.Tensor, scale: float, settings: PassSettings) -> np.ndarray:
-    """Counts of ``x / scale`` on ``bins`` equal-width bins over ``±entropy_range`` (beyond: the end bins)."""
+    """Counts of ``x / scale`` on ``bins`` equal-width bins over ``±entropy_range`` (beyond: the end bins).
+
+    Counted :data:`FORWARD_CHUNK` rows at a time: ``torch.histc`` holds an 8-byte bin index per value,
+    which for a whole minibatch of the first layer was the pass's largest temporary (issue 26)."""
     edge = settings.entropy_range * scale
-    counts = torch.histc(x, settings.bins, -edge, edge).double()  # ignores the values beyond ±edge ...
-    counts[0] += int((x < -edge).sum())  # ... which go to the end bins, without a clamped copy of x
-    counts[-1] += int((x > edge).sum())
+    counts = torch.zeros(settings.bins, dtype=torch.float64)
+    for rows in x.split(FORWARD_CHUNK):
+        counts += torch.histc(rows, settings.bins, -edge, edge)  # ignores the values beyond ±edge ...
+        counts[0] += int((rows < -edge).sum())  # ... which go to the end bins, without a clamped copy
+        counts[-1] += int((rows > edge).sum())
     return counts.numpy()
 
 

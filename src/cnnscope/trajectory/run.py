@@ -8,9 +8,12 @@ rows only.
 
 from __future__ import annotations
 
+import csv
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -26,8 +29,9 @@ from cnnscope.models.steps import saved_steps
 from cnnscope.trajectory.measures import PassSettings, measure_pass, most_active_maps
 from cnnscope.trajectory.oips import oips_over_training, trajectory_settings
 
-if TYPE_CHECKING:  # pandas builds the two tables at the end, after the pass (peak memory: issue 26)
-    import pandas as pd
+#: The two tables' columns, in file order.
+TABLE_COLUMNS = ("step", "layer", "measure", "value")
+MAP_COLUMNS = ("step", "map", "top_value", "top_class", "oip_objective")
 
 
 class TrajectoryError(CnnscopeError):
@@ -36,19 +40,34 @@ class TrajectoryError(CnnscopeError):
 
 @dataclass
 class Trajectory:
-    #: Tidy rows: ``step, layer, measure, value`` (``layer`` empty for the test accuracy).
-    table: pd.DataFrame
+    #: Tidy rows: ``step, layer, measure, value`` (``layer`` empty for the test accuracy), sorted.
+    table: list[dict[str, Any]]
     #: Per step and tracked map: its top image's value and class, its OIP's objective.
-    maps: pd.DataFrame
+    maps: list[dict[str, Any]]
     #: ``steps``, ``layer``, ``maps``, ``images`` ``(steps, maps, C, H, W)`` float16, ``mean``/``std``.
     tensors: dict[str, Any]
 
     def save(self, folder: Path) -> None:
-        for name, frame in ((TRAJECTORY_TABLE, self.table), (OIP_TABLE, self.maps)):
+        for name, rows, columns in ((TRAJECTORY_TABLE, self.table, TABLE_COLUMNS), (OIP_TABLE, self.maps, MAP_COLUMNS)):
             with atomic_write(folder / name) as fh:
-                frame.to_csv(fh, index=False, float_format="%.6g")
+                write_csv(fh, rows, columns)
         with atomic_write(folder / OIP_TENSORS, binary=True) as fh:
             torch.save(self.tensors, fh)
+
+
+def _cell(value: object) -> object:
+    """A value as ``DataFrame.to_csv(float_format="%.6g")`` writes it (NaN as an empty field)."""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def write_csv(fh: Any, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """``rows`` as CSV, byte for byte what pandas wrote before: the stage no longer imports pandas,
+    whose ~60 MB came on top of everything the stage held (peak memory, issue 26)."""
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_cell(row[c]) for c in columns] for row in rows)
 
 
 def load_checkpoints(run: Path, device: torch.device) -> dict[int, LayeredCNN]:
@@ -83,7 +102,7 @@ def run_trajectory(
     settings = PassSettings(cfg.batch_size, cfg.probe_samples, cfg.bins, cfg.entropy_range, params.compare.probe_grid)
     rows, best = measure_pass(models, initial, final, images, labels, layers, tracked, settings)
     tensors: dict[str, Any] = {"steps": steps, "layer": layers[-1] if layers else None, "maps": tracked}
-    map_rows = []
+    map_rows: list[dict[str, Any]] = []
     if tracked:
         oip_images, objective = oips_over_training(
             models, layers[-1], tracked, trajectory_settings(params.oip, cfg.oip_steps, colour_sqrt)
@@ -96,10 +115,5 @@ def run_trajectory(
                     {"step": step, "map": m, "top_value": float(values[j]), "top_class": data.classes[int(classes[j])],
                      "oip_objective": float(objective[i, j])}
                 )  # fmt: skip
-    import pandas as pd  # here, once the pass and the ascent are done: not on top of their peak
-
-    table = pd.DataFrame(rows, columns=["step", "layer", "measure", "value"]).sort_values(
-        ["step", "layer", "measure"], kind="stable", ignore_index=True
-    )
-    maps = pd.DataFrame(map_rows, columns=["step", "map", "top_value", "top_class", "oip_objective"])
-    return Trajectory(table, maps, tensors)
+    table = sorted(rows, key=lambda row: (row["step"], row["layer"], row["measure"]))  # stable
+    return Trajectory(table, map_rows, tensors)
