@@ -126,11 +126,8 @@ def knobs(name: str, **arch: object) -> dict[str, Any]:
 
 
 def random_model(prepared: PreparedData, name: str = "mnist_cnn", seed: int = 0, **arch: object) -> LayeredCNN:
-    """An untrained ``name`` sized for ``prepared`` (``arch``: overrides of conf/'s architecture keys).
-
-    The knobs are read before seeding: the first composition of conf/ in a process validates it, and
-    validation builds networks with random weights, so a seed set before it gave the first model of
-    a process other weights than the next ones (test_sample_order failed when run on its own)."""
+    """An untrained ``name`` sized for ``prepared`` (``arch``: overrides of conf/'s architecture keys),
+    its weights drawn from ``torch.manual_seed(seed)``."""
     architecture = knobs(name, **arch)
     torch.manual_seed(seed)
     return build_model(

@@ -258,7 +258,7 @@ def _trajectory(folder: Path, layer: str, maps: list[int], steps: list[int]) -> 
     rows = [{"step": s, "map": m, "top_value": 1.0, "top_class": f"class{(s + m) % 3}", "oip_objective": 0.5}
             for s in steps for m in maps]  # fmt: skip
     tensors = {"steps": steps, "layer": layer, "maps": maps, "images": images}
-    Trajectory(pd.DataFrame(columns=["step", "layer", "measure", "value"]), pd.DataFrame(rows), tensors).save(folder)
+    Trajectory([], rows, tensors).save(folder)
     return images.float().numpy()
 
 

@@ -306,3 +306,16 @@ def test_snapshots_past_the_run_are_taken_at_its_last_step(
     """A sweep over oip.steps (`dvc exp run --queue -S oip.steps=20`) needs no matching oip.snapshots."""
     params = validate(committed(oip={"steps": steps, "snapshots": snapshots}))
     assert snapshot_steps(params.oip) == recorded
+
+
+def test_checking_a_configuration_leaves_torchs_random_state_alone() -> None:
+    """Validation builds every variant's network (random weights) to check ``oip.maps``; a seed
+    set before it must still give the same draws after it."""
+    import torch
+
+    raw = compose_params()
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    validate(raw)
+    assert torch.equal(torch.rand(4), expected)

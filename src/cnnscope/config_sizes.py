@@ -206,7 +206,9 @@ def check_maps_in_layer(params: Params) -> None:
     """``oip.layer``, ``oip.maps`` and ``oip.wavelengths`` against every variant's network, where
     the input shape is known from the configuration: the network is built (random weights, no
     data) and its target layer's map count read, so an index past the last map fails here and not
-    in the oip stage after every upstream stage has run."""
+    in the oip stage after every upstream stage has run. The networks are built inside
+    ``torch.random.fork_rng``: checking a configuration must not move the caller's random state (a
+    test that seeded torch and then composed conf/ got other weights than the same test run later)."""
     oip, shape = params.oip, known_input(params.data)
     if shape is None:
         return
@@ -215,30 +217,38 @@ def check_maps_in_layer(params: Params) -> None:
         raise ConfigError(f"oip.wavelengths={list(oip.wavelengths)}: each must be 1..{size} pixels (the image side)")
     import torch
 
+    with torch.random.fork_rng(devices=[]):
+        for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
+            _check_variant_maps(params, variant, channels, size)
+
+
+def _check_variant_maps(params: Params, variant: str, channels: int, size: int) -> None:
+    """:func:`check_maps_in_layer` for one variant's network (built with random weights)."""
+    import torch
+
     from cnnscope.models.networks import Arch
     from cnnscope.models.registry import MODELS
 
-    for variant in [v for v in params.study.variants if v in params.study.variant_specs]:
-        m = variant_model_config(params, variant)
-        depth = None if m.depth is None else int(m.depth)
-        knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth, m.init.value)
-        try:
-            net = MODELS[m.name.value](Arch(channels, 10, size, [0.0] * channels, [1.0] * channels, *knobs))
-        except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built
-            continue
-        if oip.layer is None and not net.conv_layers:  # no feature maps (a pixel MLP): the oip stage records that
-            continue
-        layer = oip.layer if oip.layer is not None else net.conv_layers[-1]
-        if layer not in net.layer_names:
-            raise ConfigError(
-                f"oip.layer={layer!r} is not a layer of variant {variant!r} ({m.name.value}): valid layers are "
-                f"{', '.join(net.layer_names)}; or null for the deepest convolution"
-            )
-        with torch.no_grad():
-            n_maps = int(net.eval().truncated(layer)(torch.zeros(1, channels, size, size)).shape[1])
-        beyond = [i for i in oip.maps if i >= n_maps]
-        if beyond:
-            raise ConfigError(
-                f"oip.maps={list(oip.maps)}: {beyond} out of range for layer {layer} of variant {variant!r}, "
-                f"which has {n_maps} maps: use indices 0..{n_maps - 1}, or [] for all"
-            )
+    oip, m = params.oip, variant_model_config(params, variant)
+    depth = None if m.depth is None else int(m.depth)
+    knobs = (float(m.width), int(m.hidden), bool(m.batch_norm), float(m.dropout), depth, m.init.value)
+    try:
+        net = MODELS[m.name.value](Arch(channels, 10, size, [0.0] * channels, [1.0] * channels, *knobs))
+    except (ValueError, TypeError, RuntimeError):  # the train stage says why this network cannot be built
+        return
+    if oip.layer is None and not net.conv_layers:  # no feature maps (a pixel MLP): the oip stage records that
+        return
+    layer = oip.layer if oip.layer is not None else net.conv_layers[-1]
+    if layer not in net.layer_names:
+        raise ConfigError(
+            f"oip.layer={layer!r} is not a layer of variant {variant!r} ({m.name.value}): valid layers are "
+            f"{', '.join(net.layer_names)}; or null for the deepest convolution"
+        )
+    with torch.no_grad():
+        n_maps = int(net.eval().truncated(layer)(torch.zeros(1, channels, size, size)).shape[1])
+    beyond = [i for i in oip.maps if i >= n_maps]
+    if beyond:
+        raise ConfigError(
+            f"oip.maps={list(oip.maps)}: {beyond} out of range for layer {layer} of variant {variant!r}, "
+            f"which has {n_maps} maps: use indices 0..{n_maps - 1}, or [] for all"
+        )

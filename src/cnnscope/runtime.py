@@ -51,7 +51,7 @@ def release_freed_memory() -> bool:
 
     For a stage whose memory-heavy phase is over: :func:`keep_freed_memory` keeps that phase's
     freed buffers resident until the process exits, so whatever is imported or computed afterwards
-    (the trajectory stage's probes import scikit-learn, SciPy and pandas, ~100 MB) would add to the
+    (the trajectory stage's probes import SciPy's optimiser, ~45 MB) would add to the
     phase's peak instead of reusing it. Results do not change. A no-op off Linux/glibc.
     """
     trim = _glibc_function("malloc_trim")
@@ -62,7 +62,7 @@ def release_freed_memory() -> bool:
 
 
 def set_threads(threads: int) -> None:
-    """Give torch and the BLAS libraries (numpy, scikit-learn) exactly ``threads`` threads.
+    """Give torch and the BLAS libraries (numpy, SciPy) exactly ``threads`` threads.
 
     Why: a float reduction is summed in an order that depends on the thread count, so results are
     byte-stable only at a fixed count; and several one-thread stages side by side use the cores
