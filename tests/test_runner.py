@@ -178,9 +178,9 @@ def start(repo: Path, *args: str) -> subprocess.Popen[str]:
     """The runner as a terminal would start it: a process group of its own, so Ctrl-C can reach
     the whole group, and Ctrl-C's default action. Without the latter the runner inherits whatever
     this pytest worker has: an ignored SIGINT survives exec, and Python then never raises
-    KeyboardInterrupt (Lightning's trainer, for one, ignores SIGINT for good once it has handled
-    one). That is how the Ctrl-C test failed in full-suite runs: the stages' shims, which set their
-    own handlers, were interrupted, while the runner went on to the next stages."""
+    KeyboardInterrupt. That is how the Ctrl-C test failed in full-suite runs (not alone): the
+    stages' shims, which set their own handlers, were interrupted, while the runner went on to the
+    next stages; with SIGINT ignored in the test process it fails the same way every time."""
     command = [str(BIN / "cnnscope"), "repro", *args]
     return subprocess.Popen(command, cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, preexec_fn=_default_ctrl_c)  # fmt: skip
