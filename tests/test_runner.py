@@ -172,13 +172,14 @@ def cnnscope(repo: Path, *args: str, timeout: float = 300) -> subprocess.Complet
 
 def _default_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a blocked signal is inherited as well
 
 
 def start(repo: Path, *args: str) -> subprocess.Popen[str]:
     """The runner as a terminal would start it: a process group of its own, so Ctrl-C can reach
     the whole group, and Ctrl-C's default action. Without the latter the runner inherits whatever
-    this pytest worker has: an ignored SIGINT survives exec, and Python then never raises
-    KeyboardInterrupt. That is how the Ctrl-C test failed in full-suite runs (not alone): the
+    this pytest worker has: an ignored (or blocked) SIGINT survives exec, and Python then never
+    raises KeyboardInterrupt. That is how the Ctrl-C test failed in full-suite runs (not alone): the
     stages' shims, which set their own handlers, were interrupted, while the runner went on to the
     next stages; with SIGINT ignored in the test process it fails the same way every time."""
     command = [str(BIN / "cnnscope"), "repro", *args]
