@@ -217,3 +217,24 @@ def test_only_the_stage_that_makes_the_store_starts_mlflow_under_its_lock(
     with pytest.raises(Exception, match="not a database"):
         tracking_store.ensure_store(f"sqlite:///{database}")
     assert under_lock[2] is True
+
+
+def test_a_stage_that_loses_the_race_to_create_the_experiment_uses_the_winners(store: str) -> None:
+    """Two stages started side by side on a new store both find the experiment missing; the second
+    create fails (it exists by then) and must read the experiment, not fail the stage."""
+    from mlflow.tracking import MlflowClient
+
+    class LateClient(MlflowClient):  # type: ignore[misc]
+        def __init__(self, uri: str) -> None:
+            super().__init__(uri)
+            self.looked = 0
+
+        def get_experiment_by_name(self, name: str) -> object:
+            self.looked += 1
+            if self.looked == 1:  # it looked before the other stage created it ...
+                MlflowClient(store).create_experiment(name)  # ... which happens now
+                return None
+            return super().get_experiment_by_name(name)
+
+    found = tracking._experiment_id(LateClient(store), "raced", store)
+    assert found == MlflowClient(store).get_experiment_by_name("raced").experiment_id

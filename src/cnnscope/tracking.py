@@ -238,10 +238,20 @@ def study_run_for(experiment: str, study_name: str, params: Mapping[str, Any], u
 
 
 def _experiment_id(mlflow_client: MlflowClient, experiment: str, resolved: str) -> str:
+    """The id of ``experiment``, created on first use. Stages started side by side on a new store
+    can all find it missing; the ones whose create then fails because it exists read the winner's
+    (it cost a 2-worker run its `train@benchmark-1` stage before)."""
+    from mlflow.exceptions import MlflowException
+
     exp = mlflow_client.get_experiment_by_name(experiment)
-    if exp is not None:
-        return str(exp.experiment_id)
-    return str(mlflow_client.create_experiment(experiment, artifact_location=artifact_location(resolved)))
+    if exp is None:
+        try:
+            return str(mlflow_client.create_experiment(experiment, artifact_location=artifact_location(resolved)))
+        except MlflowException as err:
+            exp = mlflow_client.get_experiment_by_name(experiment)
+            if err.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+    return str(exp.experiment_id)
 
 
 #: The params that define a study's trained networks; a change to them starts a new study run,
