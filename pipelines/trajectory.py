@@ -20,16 +20,18 @@ from cnnscope.layout import TRAJECTORY_TABLE, run_dir
 from cnnscope.models import best_device
 from cnnscope.oip.color import colour_sqrt
 from cnnscope.stage_args import network_args
-from cnnscope.trajectory.run import load_checkpoints, run_trajectory
+from cnnscope.trajectory.run import SavedNetworks, eval_images, run_trajectory
 
 
 def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__, argv)
     start = time.perf_counter()
     data = PreparedData.load(params.data.out_dir)
-    models = load_checkpoints(run_dir(params.trainer.models_dir, variant, seed), best_device())
+    models = SavedNetworks(run_dir(params.trainer.models_dir, variant, seed), best_device())
     colours = colour_sqrt(data.split("train")[0]) if params.oip.decorrelate else None
-    trajectory = run_trajectory(params, models, data, colours)
+    sample, classes = eval_images(data, params.trajectory.eval_samples, params.trajectory.order_seed), data.classes
+    del data  # the pass needs its sample, not the dataset (peak memory, issue 26)
+    trajectory = run_trajectory(params, models, sample, classes, colours)
     config = to_container(params)
     record = provenance({"trajectory": config["trajectory"], "oip": config["oip"]}, params.data.out_dir)
     out = run_dir(params.trajectory.out_dir, variant, seed)

@@ -81,6 +81,18 @@ def test_robust_scale_is_the_quantile_of_the_non_zero_magnitudes() -> None:
     assert robust_scale(np.zeros(10)) == 1.0
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8])
+def test_robust_scale_is_the_same_whatever_precision_it_takes_magnitudes_in(dtype: type) -> None:
+    """It widens to float64 after dropping the zeros (half the temporaries); the value is the one of
+    widening first, bit for bit, over a stride-sampled array with negatives and zeros."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(3_000_000) * 50).clip(-128, 127).astype(dtype)
+    x[rng.random(len(x)) < 0.4] = 0
+    stride = max(1, len(x) // (1 << 20))
+    widened = np.abs(x[::stride].astype(np.float64))
+    assert robust_scale(x, 0.99) == float(np.quantile(widened[widened > 0], 0.99))
+
+
 # --- CKA -------------------------------------------------------------------------------------
 
 

@@ -123,6 +123,37 @@ def _direct_hoyer(x: torch.Tensor) -> float:
     return float(h[torch.isfinite(h)].mean())
 
 
+@pytest.mark.parametrize(("name", "channels", "size"), [("mnist_cnn", 1, 28), ("cifar_cnn", 3, 32)])
+def test_chunked_outputs_in_reused_buffers_are_those_of_one_forward_pass(name: str, channels: int, size: int) -> None:
+    """The pass runs a minibatch in chunks into buffers shared by every network: each network's maps
+    are exactly those of one forward pass over the whole minibatch, whichever network filled the
+    buffers before (a smaller last batch included), at the stages' one thread (``runtime.threads``; at
+    two, a convolution's sums split by batch size). The logits of a chunk of a few images may differ
+    in the last bit (another BLAS path for a thin matrix); they only feed an argmax."""
+    from cnnscope.activations.capture import capture
+    from cnnscope.trajectory.measures import FORWARD_CHUNK, _outputs
+    from conftest import random_model
+
+    data = synthetic_prepared(channels=channels, size=size)
+    images = data.images[: 2 * FORWARD_CHUNK + 7]
+    buffers: dict[str, torch.Tensor] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for seed, count in ((0, len(images)), (1, len(images)), (2, FORWARD_CHUNK + 3)):
+            model = random_model(data, name, seed=seed).eval()
+            layers = [*model.conv_layers, model.layer_names[-1]]
+            got = _outputs(model, images[:count], layers, buffers)
+            whole = capture(model, model.standardize(images[:count].float() / 255), layers)
+            assert all(torch.equal(got[k], whole[k]) for k in model.conv_layers), seed
+            logits = model.layer_names[-1]
+            assert torch.allclose(got[logits], whole[logits], rtol=0, atol=1e-5)
+            assert torch.equal(got[logits].argmax(1), whole[logits].argmax(1))
+    finally:
+        torch.set_num_threads(threads)
+    assert buffers["relu1"].data_ptr() == got["relu1"].data_ptr()  # filled in place, not reallocated
+
+
 def test_measure_pass_agrees_with_direct_formulas_and_is_one_against_itself() -> None:
     from cnnscope.activations.capture import capture
     from cnnscope.analysis.information import entropy

@@ -20,11 +20,14 @@ The stored evaluation sample is sorted by class, so the images are first put in 
 (:func:`cnnscope.analysis.sample_order.shuffled`): minibatches of two classes would bias the CKA and
 the scale. The pass runs over minibatches outside and checkpoints inside: each batch's Gram
 matrices of the initial and final networks are built once, and memory holds one batch of
-activations, the accumulators and the probe features — flat in the number of images.
+activations (in buffers every network reuses), one network besides the initial and final ones
+(the caller's mapping may read each from disk), the accumulators and the probe features — flat in
+the number of images; only the accumulators and probe features grow with the checkpoints.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnscope.activations.capture import capture
+from cnnscope.activations.capture import capture, output_shapes
 from cnnscope.analysis.cka import _hsic_matrix, _ratio, gram
 from cnnscope.analysis.information import entropy
 from cnnscope.analysis.linear_probe import probe_accuracy, probe_split
@@ -55,34 +58,49 @@ class PassSettings:
 
 @dataclass
 class _Layer:
-    """Running sums of one (checkpoint, layer)."""
+    """Running sums of one (checkpoint, layer). Its arrays are allocated before the pass: long-lived
+    blocks allocated between a batch's large temporaries pin the heap above them (issue 26)."""
 
+    counts: np.ndarray
+    #: ``(probe images, pooled features)``, filled batch by batch.
+    probe: np.ndarray
     scale: float = float("nan")
     hoyer_sum: float = 0.0
     hoyer_n: int = 0
-    counts: np.ndarray | None = None
     hsic: torch.Tensor = field(default_factory=lambda: torch.zeros(3, 3, dtype=torch.float64))
-    probe: list[np.ndarray] = field(default_factory=list)
 
 
 #: Images per forward pass inside a minibatch: the minibatch's outputs are assembled from chunks, so
-#: the forward pass's own temporaries are those of 50 images, not of the whole minibatch (peak memory,
-#: issue 26). Each image's outputs do not depend on the chunk it is computed in.
-FORWARD_CHUNK = 50
+#: the forward pass's own temporaries are those of a few images, not of the whole minibatch (peak
+#: memory, issue 26). At the stages' one thread, each image's maps do not depend on the chunk it is
+#: computed in (tested; the logits of a chunk of a few images can differ in the last bit).
+FORWARD_CHUNK = 25
+#: Rows of a batch histogrammed at once (exact integer counts, whatever the split).
+HISTOGRAM_ROWS = 10
 
 
 def _standardised(model: LayeredCNN, images: torch.Tensor) -> torch.Tensor:
     return model.standardize(images.to(model.mean.device).float().div_(255))
 
 
-def _outputs(model: LayeredCNN, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``capture`` of uint8 ``images``, run :data:`FORWARD_CHUNK` images at a time."""
+def _outputs(
+    model: LayeredCNN, images: torch.Tensor, layers: Sequence[str], buffers: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """``capture`` of uint8 ``images``, run :data:`FORWARD_CHUNK` images at a time.
+
+    With ``buffers`` (layer → a tensor, filled in on first use) the outputs are views into tensors
+    reused from call to call, valid until the next call: the pass then allocates a minibatch's
+    outputs once, not once per network, and the heap no longer fragments around them (issue 26)."""
+    store: dict[str, torch.Tensor] = {} if buffers is None else buffers
     out: dict[str, torch.Tensor] = {}
     for start in range(0, len(images), FORWARD_CHUNK):
         part = capture(model, _standardised(model, images[start : start + FORWARD_CHUNK]), layers)
         for name, value in part.items():
             if name not in out:
-                out[name] = value.new_empty((len(images), *value.shape[1:]))
+                held = store.get(name)
+                if held is None or len(held) < len(images) or held.shape[1:] != value.shape[1:]:
+                    held = store[name] = value.new_empty((len(images), *value.shape[1:]))
+                out[name] = held[: len(images)]
             out[name][start : start + len(value)] = value
     return out
 
@@ -90,11 +108,11 @@ def _outputs(model: LayeredCNN, images: torch.Tensor, layers: Sequence[str]) -> 
 def _histogram(x: torch.Tensor, scale: float, settings: PassSettings) -> np.ndarray:
     """Counts of ``x / scale`` on ``bins`` equal-width bins over ``±entropy_range`` (beyond: the end bins).
 
-    Counted :data:`FORWARD_CHUNK` rows at a time: ``torch.histc`` holds an 8-byte bin index per value,
+    Counted :data:`HISTOGRAM_ROWS` rows at a time: ``torch.histc`` holds an 8-byte bin index per value,
     which for a whole minibatch of the first layer was the pass's largest temporary (issue 26)."""
     edge = settings.entropy_range * scale
     counts = torch.zeros(settings.bins, dtype=torch.float64)
-    for rows in x.split(FORWARD_CHUNK):
+    for rows in x.split(HISTOGRAM_ROWS):
         counts += torch.histc(rows, settings.bins, -edge, edge)  # ignores the values beyond ±edge ...
         counts[0] += int((rows < -edge).sum())  # ... which go to the end bins, without a clamped copy
         counts[-1] += int((rows > edge).sum())
@@ -111,25 +129,35 @@ def hoyer(flat: torch.Tensor) -> np.ndarray:
     return ((np.sqrt(n) - ratio) / (np.sqrt(n) - 1)).numpy() if n > 1 else torch.zeros_like(ratio).numpy()
 
 
-def _grams(model: LayeredCNN, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    return {k: gram(v.flatten(1).float().cpu()) for k, v in _outputs(model, batch, layers).items()}
+def _grams(
+    model: LayeredCNN, batch: torch.Tensor, layers: Sequence[str], buffers: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    return {k: gram(v.flatten(1).float().cpu()) for k, v in _outputs(model, batch, layers, buffers).items()}
 
 
-def _update(acc: _Layer, x: torch.Tensor, grams: tuple[torch.Tensor, torch.Tensor], keep: int, s: PassSettings) -> None:
-    """Fold one batch ``x`` ``(b, C, H, W)`` of one layer into its accumulator."""
+def _update(
+    acc: _Layer, x: torch.Tensor, grams: tuple[torch.Tensor, torch.Tensor], probe: slice, s: PassSettings
+) -> None:
+    """Fold one batch ``x`` ``(b, C, H, W)`` of one layer into its accumulator; its first images go
+    to rows ``probe`` of the probe features."""
     flat = x.flatten(1).float().cpu()
-    if acc.counts is None:  # the first (seeded, class-mixed) batch sets the robust scale
+    if math.isnan(acc.scale):  # the first (seeded, class-mixed) batch sets the robust scale
         acc.scale = robust_scale(flat.numpy(), s.quantile)
-        acc.counts = np.zeros(s.bins, dtype=np.float64)
     h = hoyer(flat)
     finite = h[np.isfinite(h)]
     acc.hoyer_sum += float(finite.sum())
     acc.hoyer_n += len(finite)
     acc.counts += _histogram(flat, acc.scale, s)
     acc.hsic += _hsic_matrix([gram(flat), *grams])
+    keep = probe.stop - probe.start
     if keep:
         pooled = F.adaptive_avg_pool2d(x[:keep].float(), s.grid) if x.ndim == 4 else x[:keep]
-        acc.probe.append(pooled.flatten(1).cpu().numpy())
+        acc.probe[probe] = pooled.flatten(1).cpu().numpy()
+
+
+def _probe_features(shape: Sequence[int], grid: int) -> int:
+    """Features per image of a layer's spatial probe: each map pooled to ``grid × grid``."""
+    return shape[0] * grid * grid if len(shape) == 3 else math.prod(shape)
 
 
 @torch.no_grad()
@@ -146,23 +174,31 @@ def measure_pass(
     """One pass over ``images`` (uint8, already in their seeded order) for every checkpoint in
     ``models`` (step → network). Returns tidy rows ``{step, layer, measure, value}`` and, per step,
     the ``(top value, top image label)`` of each tracked map of ``layers[-1]``."""
-    acc = {(step, layer): _Layer() for step in models for layer in layers}
+    probes = min(settings.probe_samples, len(images))
+    widths = {k: _probe_features(v, settings.grid) for k, v in output_shapes(final, layers).items()}
+    acc = {
+        (step, layer): _Layer(np.zeros(settings.bins), np.empty((probes, widths[layer]), dtype=np.float32))
+        for step in models
+        for layer in layers
+    }
     correct = dict.fromkeys(models, 0)
     logits = initial.layer_names[-1]
     best = {step: (np.full(len(tracked), -np.inf), np.full(len(tracked), -1)) for step in models}
     n, b = len(images), settings.batch_size
+    buffers: dict[str, torch.Tensor] = {}  # one minibatch's outputs, reused by every network
+    out: dict[str, torch.Tensor] = {}
     starts = list(range(0, n, b))
     if len(starts) > 1 and n - starts[-1] < 4:  # the unbiased HSIC needs 4 images per batch
         starts.pop()
     for start, end in zip(starts, [*starts[1:], n], strict=True):
         batch, batch_labels = images[start:end], labels[start:end].numpy()
-        keep = max(0, min(end, settings.probe_samples) - start)
-        ref = {name: _grams(net, batch, layers) for name, net in (("initial", initial), ("final", final))}
+        probe = slice(min(start, probes), min(end, probes))
+        ref = {name: _grams(net, batch, layers, buffers) for name, net in (("initial", initial), ("final", final))}
         for step, model in models.items():
-            out = _outputs(model, batch, [*layers, logits])  # one full forward pass
+            out = _outputs(model, batch, [*layers, logits], buffers)  # one full forward pass
             correct[step] += int((out[logits].argmax(dim=1).cpu() == labels[start:end]).sum())
             for layer in layers:
-                _update(acc[step, layer], out[layer], (ref["initial"][layer], ref["final"][layer]), keep, settings)
+                _update(acc[step, layer], out[layer], (ref["initial"][layer], ref["final"][layer]), probe, settings)
             if tracked:
                 peak = out[layers[-1]][:, list(tracked)].flatten(2).amax(dim=2).cpu().numpy()  # (b, maps)
                 top = peak.argmax(axis=0)
@@ -170,11 +206,16 @@ def measure_pass(
                 better = peak[top, range(len(tracked))] > values
                 values[better] = peak[top, range(len(tracked))][better]
                 classes[better] = batch_labels[top][better]
-    # the batches' activations are freed: return them to the kernel before the probes load SciPy and
-    # the tables pandas, so those imports add to what the process holds now, not to the pass's peak
+            release_freed_memory()  # e.g. the first batch's robust-scale temporaries, not kept for the next network
+    # the batches' activations are freed: return them to the kernel before the probes load SciPy, so
+    # that import adds to what the process holds now, not to the pass's peak
+    out.clear()  # the last batch's views into the buffers
+    buffers.clear()
     release_freed_memory()
     rows = _rows(acc, labels[: settings.probe_samples].numpy())
     rows += [{"step": step, "layer": "", "measure": "test_acc", "value": c / n} for step, c in correct.items()]
+    acc.clear()  # and the probe features with it: what comes next (the OIPs) starts from less
+    release_freed_memory()
     return rows, best
 
 
@@ -185,12 +226,12 @@ def _rows(acc: Mapping[tuple[int, str], _Layer], probe_labels: np.ndarray) -> li
         h = a.hsic.numpy()
         values = {
             "hoyer": a.hoyer_sum / a.hoyer_n if a.hoyer_n else float("nan"),
-            "entropy_norm_bits": float(entropy(a.counts)) if a.counts is not None else float("nan"),
+            "entropy_norm_bits": float(entropy(a.counts)) if not math.isnan(a.scale) else float("nan"),
             "cka_to_initial": _ratio(h[0, 1], h[0, 0], h[1, 1]),
             "cka_to_final": _ratio(h[0, 2], h[0, 0], h[2, 2]),
         }
-        if train is not None and test is not None and a.probe:
-            values["spatial_probe_acc"] = probe_accuracy(np.concatenate(a.probe), probe_labels, train, test)
+        if train is not None and test is not None and len(a.probe):
+            values["spatial_probe_acc"] = probe_accuracy(a.probe, probe_labels, train, test)
         rows += [{"step": step, "layer": layer, "measure": k, "value": float(v)} for k, v in values.items()]
     return rows
 

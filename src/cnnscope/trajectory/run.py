@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,15 +70,28 @@ def write_csv(fh: Any, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -
     writer.writerows([_cell(row[c]) for c in columns] for row in rows)
 
 
-def load_checkpoints(run: Path, device: torch.device) -> dict[int, LayeredCNN]:
-    """Step → network, for every checkpoint saved along the run in ``run``."""
-    found = saved_steps(run)
-    if not found:
-        raise TrajectoryError(
-            f"{run} holds no weights along training (checkpoints/step*.ckpt): re-run its train stage "
-            "with this code (trainer.checkpoint_steps)"
-        )
-    return {step: load_model(path, device) for step, path in found}
+class SavedNetworks(Mapping[int, LayeredCNN]):
+    """Step → network, for every checkpoint saved along the run in ``run``, each read from disk when
+    it is asked for. The pass holds one network at a time besides the initial and final ones, so
+    its memory does not grow with the number of checkpoints (issue 26); a read takes milliseconds."""
+
+    def __init__(self, run: Path, device: torch.device) -> None:
+        self._paths = dict(saved_steps(run))
+        if not self._paths:
+            raise TrajectoryError(
+                f"{run} holds no weights along training (checkpoints/step*.ckpt): re-run its train stage "
+                "with this code (trainer.checkpoint_steps)"
+            )
+        self._device = device
+
+    def __getitem__(self, step: int) -> LayeredCNN:
+        return load_model(self._paths[step], self._device)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._paths)  # in step order
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 def eval_images(data: PreparedData, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,13 +103,19 @@ def eval_images(data: PreparedData, count: int, seed: int) -> tuple[torch.Tensor
 
 
 def run_trajectory(
-    params: Params, models: dict[int, LayeredCNN], data: PreparedData, colour_sqrt: Any = None
+    params: Params,
+    models: Mapping[int, LayeredCNN],
+    sample: tuple[torch.Tensor, torch.Tensor],
+    classes: Sequence[str],
+    colour_sqrt: Any = None,
 ) -> Trajectory:
-    """Every measure of every checkpoint in ``models`` (step → network, in step order)."""
+    """Every measure of every checkpoint in ``models`` (step → network, in step order) on the
+    evaluation ``sample`` (:func:`eval_images`; labels index ``classes``). It takes the sample, not
+    the prepared data, so the stage can let the dataset go before the pass (peak memory, issue 26)."""
     cfg = params.trajectory
     steps = sorted(models)
     initial, final = models[steps[0]], models[steps[-1]]
-    images, labels = eval_images(data, cfg.eval_samples, cfg.order_seed)
+    images, labels = sample
     layers = list(final.conv_layers)
     tracked = most_active_maps(final, images, layers[-1], cfg.maps, cfg.batch_size) if layers else []
     settings = PassSettings(cfg.batch_size, cfg.probe_samples, cfg.bins, cfg.entropy_range, params.compare.probe_grid)
@@ -109,10 +128,10 @@ def run_trajectory(
         )
         tensors |= {"images": oip_images, "mean": final.mean.cpu(), "std": final.std.cpu()}
         for i, step in enumerate(steps):
-            values, classes = best[step]
+            values, top = best[step]
             for j, m in enumerate(tracked):
                 map_rows.append(
-                    {"step": step, "map": m, "top_value": float(values[j]), "top_class": data.classes[int(classes[j])],
+                    {"step": step, "map": m, "top_value": float(values[j]), "top_class": classes[int(top[j])],
                      "oip_objective": float(objective[i, j])}
                 )  # fmt: skip
     table = sorted(rows, key=lambda row: (row["step"], row["layer"], row["measure"]))  # stable
