@@ -238,3 +238,32 @@ def test_a_stage_that_loses_the_race_to_create_the_experiment_uses_the_winners(s
 
     found = tracking._experiment_id(LateClient(store), "raced", store)
     assert found == MlflowClient(store).get_experiment_by_name("raced").experiment_id
+
+
+def test_stages_that_look_up_the_study_run_side_by_side_make_one(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stages finishing at once on a study with no parent run yet: each looks it up, and the
+    look-up is slow enough (as on a busy store) that both would find none and create one each."""
+    import contextlib
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.tracking import MlflowClient
+
+    looking = threading.Barrier(2, timeout=5)
+    search = MlflowClient.search_runs
+
+    def slow_search(self: MlflowClient, *args: object, **kwargs: object) -> object:
+        found = search(self, *args, **kwargs)
+        if not found:
+            with contextlib.suppress(threading.BrokenBarrierError):  # both inside the look-up at once, unless one waits
+                looking.wait(timeout=1)
+            time.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(MlflowClient, "search_runs", slow_search)
+    with ThreadPoolExecutor(2) as pool:
+        ids = list(pool.map(lambda _: tracking.study_run("side-by-side", "s", "key-1", store), range(2)))
+    exp = MlflowClient(store).get_experiment_by_name("side-by-side")
+    studies = search(MlflowClient(store), [exp.experiment_id], filter_string="tags.`cnnscope.study_key` = 'key-1'")
+    assert len(studies) == 1 and ids == [studies[0].info.run_id] * 2

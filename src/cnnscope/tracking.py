@@ -49,7 +49,7 @@ from cnnscope.tracking_ids import record_model_run as record_model_run
 from cnnscope.tracking_ids import write_run_id as write_run_id
 from cnnscope.tracking_store import HTTP_DEFAULTS as HTTP_DEFAULTS  # re-exported: stages use tracking.*
 from cnnscope.tracking_store import TrackingUnavailable as TrackingUnavailable
-from cnnscope.tracking_store import artifact_location, ensure_store, tracking_uri
+from cnnscope.tracking_store import artifact_location, creation_lock, ensure_store, tracking_uri
 from cnnscope.tracking_store import preflight as preflight
 
 if TYPE_CHECKING:
@@ -271,6 +271,8 @@ def study_run(experiment: str, study_name: str, key: str, uri: str | None = None
 
     Variant runs name it as ``mlflow.parentRunId``, so ``mlflow ui`` shows each study with its
     variants nested under it; the report stage attaches the study's report and summary to it.
+    Parallel stages look it up under a file lock (:func:`~cnnscope.tracking_store.creation_lock`):
+    two that both found none used to create one each, and the study's runs split between them.
     """
     resolved = tracking_uri(uri)
     mlflow_client = client(resolved)
@@ -286,7 +288,8 @@ def study_run(experiment: str, study_name: str, key: str, uri: str | None = None
         mlflow_client.set_terminated(run.info.run_id, "FINISHED")  # a container: its children do the work
         return str(run.info.run_id)
 
-    return _retry(find_or_create)
+    with creation_lock(resolved):
+        return _retry(find_or_create)
 
 
 def parent_tag(parent_run_id: str) -> dict[str, str]:

@@ -91,6 +91,21 @@ def ensure_store(uri: str) -> str:
     return uri
 
 
+def creation_lock(uri: str) -> contextlib.AbstractContextManager[object]:
+    """A file lock that the processes writing to store ``uri`` share, for a look-up-then-create that
+    must happen once (a study's parent run): beside the database of an SQLite store, in the
+    repository's ``.dvc/tmp`` for a server (the stages of one study share the repository folder, on
+    a cluster too); none where neither exists."""
+    from filelock import FileLock
+
+    if uri.startswith("sqlite:///"):
+        return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=300)
+    folder = repo_root() / ".dvc" / "tmp"
+    return (
+        FileLock(str(folder / "cnnscope-study-run.lock"), timeout=300) if folder.is_dir() else contextlib.nullcontext()
+    )
+
+
 def _create_whole(database: Path) -> None:
     """Make a new store's tables in a scratch database, then move the finished store to ``database``.
 
