@@ -24,7 +24,9 @@ def test_the_readme_findings_are_what_the_published_headlines_say() -> None:
     text = (REPO / "README.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     assert with_section(text, findings_section(REPO / "reports")) == text, (
-        "README.md's findings differ from reports/*/headline.json: run `python -m cnnscope.report.readme`"
+        "README.md's findings differ from reports/*/headline.json: run `python -m cnnscope.report.readme`. "
+        "Right after a `make repro` on another CPU model, the regenerated study's last digits differ from the "
+        "published ones (README, 'The same numbers, digit for digit')"
     )
 
 
