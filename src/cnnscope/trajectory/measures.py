@@ -40,6 +40,7 @@ from cnnscope.analysis.cka import _hsic_matrix, _ratio, gram
 from cnnscope.analysis.information import entropy
 from cnnscope.analysis.linear_probe import probe_accuracy, probe_split
 from cnnscope.analysis.scalefree import robust_scale
+from cnnscope.analysis.spatial_probe import grid_features
 from cnnscope.models import LayeredCNN
 from cnnscope.runtime import release_freed_memory
 
@@ -155,11 +156,6 @@ def _update(
         acc.probe[probe] = pooled.flatten(1).cpu().numpy()
 
 
-def _probe_features(shape: Sequence[int], grid: int) -> int:
-    """Features per image of a layer's spatial probe: each map pooled to ``grid × grid``."""
-    return shape[0] * grid * grid if len(shape) == 3 else math.prod(shape)
-
-
 @torch.no_grad()
 def measure_pass(
     models: Mapping[int, LayeredCNN],
@@ -175,7 +171,9 @@ def measure_pass(
     ``models`` (step → network). Returns tidy rows ``{step, layer, measure, value}`` and, per step,
     the ``(top value, top image label)`` of each tracked map of ``layers[-1]``."""
     probes = min(settings.probe_samples, len(images))
-    widths = {k: _probe_features(v, settings.grid) for k, v in output_shapes(final, layers).items()}
+    shapes = output_shapes(final, layers)
+    # the spatial probe's features per image, as grid_features defines them (one image of zeros)
+    widths = {k: grid_features(np.zeros((1, *v), np.float32), settings.grid).shape[1] for k, v in shapes.items()}
     acc = {
         (step, layer): _Layer(np.zeros(settings.bins), np.empty((probes, widths[layer]), dtype=np.float32))
         for step in models
