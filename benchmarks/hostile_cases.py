@@ -43,7 +43,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from cnnscope.compose import compose_params  # noqa: E402
-from pipeline import BIN, TINY, clean_env, copy_of_repo  # noqa: E402
+from pipeline import BIN, TINY, clean_env, copy_of_repo, dvc_target  # noqa: E402
 
 GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 #: What is not an output of a stage: git's, DVC's and MLflow's own folders and the config.
@@ -51,6 +51,8 @@ NOT_OUTPUTS = {".git", ".dvc", "mlflow.db", "mlflow.db-journal", "mlartifacts", 
 #: The validate stage's own marker: DVC removes it when validate runs, and validate rewrites the same
 #: bytes on the next valid run (prepare does not re-run for it), so it is not an output a case can lose.
 NOT_OUTPUTS |= {".validated"}
+#: The baseline's stages, as DVC names them.
+BASELINE = (dvc_target("train@benchmark-0"), dvc_target("train@untrained-0"))
 TRAIN = ("train", "--variant", "benchmark", "--seed", "0", "--no-progress")
 TIMEOUT = 600
 
@@ -105,7 +107,8 @@ def outputs(repo: Path) -> dict[str, str]:
     found = {}
     for path in sorted(repo.rglob("*")):
         rel = path.relative_to(repo)
-        if rel.parts[0] in NOT_OUTPUTS or not path.is_file() or ".partial" in str(rel) or str(rel) in tracked:
+        not_output = rel.parts[0] in NOT_OUTPUTS or rel.name == "dvc.lock" or ".partial" in str(rel)
+        if not_output or not path.is_file() or str(rel) in tracked:
             continue
         if path.name.startswith(".") and path.name.endswith(".mlflow.json"):  # MLflow bookkeeping, not DVC's
             continue
@@ -216,7 +219,7 @@ def _train_then_signal(repo: Path, way: str, env: dict[str, str], sig: int) -> t
         cmd = [str(BIN / "python"), "pipelines/train.py", "--variant", "benchmark", "--seed", "0", "--no-progress"]
     else:
         over = ["-S", "trainer.max_epochs=200", "-S", "trainer.patience=200"]
-        cmd = [str(BIN / "dvc"), "exp", "run", *tiny_s(), *over, "train@benchmark-0"]
+        cmd = [str(BIN / "dvc"), "exp", "run", *tiny_s(), *over, dvc_target("train@benchmark-0")]
     with tempfile.TemporaryFile(mode="w+") as log:
         # a terminal's job, whatever this script inherited: a background job (nohup … &) starts with SIGINT
         # ignored, and an ignored signal stays ignored across exec
@@ -258,7 +261,7 @@ def locked_store(repo: Path, way: str, env: dict[str, str]) -> tuple[int, str]:
             set_raw(repo, "trainer.max_epochs=2")
             return run([str(BIN / "python"), *stage_cmd(TRAIN)], repo, env, timeout=400)
         return run(
-            [str(BIN / "dvc"), "exp", "run", *tiny_s(), "-S", "trainer.max_epochs=2", "train@benchmark-0"],
+            [str(BIN / "dvc"), "exp", "run", *tiny_s(), "-S", "trainer.max_epochs=2", dvc_target("train@benchmark-0")],
             repo,
             env,
             timeout=400,
@@ -337,7 +340,7 @@ def cases() -> list[Case]:
             stage=oip,
             expect="accept",
             ways=("dvc",),
-            dvc=("exp", "run", *tiny_s(), "-S", "oip.steps=2", "oip@benchmark-0"),
+            dvc=("exp", "run", *tiny_s(), "-S", "oip.steps=2", dvc_target("oip@benchmark-0")),
         )
     )
     # bad data folders (prepare)
@@ -454,7 +457,7 @@ def baseline(work: Path) -> Path:
     repo = copy_of_repo(work / "repo")
     (repo / "params.yaml").write_text(yaml.safe_dump(compose_params(TINY)))
     env = clean_env() | GIT_ID
-    rc, out = run([str(BIN / "dvc"), "repro", "train@benchmark-0", "train@untrained-0"], repo, env, timeout=1800)
+    rc, out = run([str(BIN / "dvc"), "repro", *BASELINE], repo, env, timeout=1800)
     if rc != 0:
         raise SystemExit(f"the baseline failed:\n{out[-3000:]}")
     git(repo, "add", "-A")
@@ -466,7 +469,8 @@ def restore(repo: Path, before: dict[str, str]) -> tuple[str, list[str]]:
     """Back to the baseline. Returns what the case did to the earlier outputs (``kept``, ``restorable``:
     DVC removed them and ``dvc checkout`` brings them back, or ``LOST``) and the files it added."""
     env = clean_env() | GIT_ID
-    for name in ("params.yaml", "dvc.lock"):  # not `git checkout`: see git_sees_params
+    locks = subprocess.run(["git", "ls-files", "dvc.lock", "*/dvc.lock"], cwd=repo, capture_output=True, text=True)
+    for name in ("params.yaml", *locks.stdout.split()):  # not `git checkout`: see git_sees_params
         committed = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=repo, capture_output=True, check=True)
         (repo / name).write_bytes(committed.stdout)
     subprocess.run(["git", "update-index", "--refresh", "-q"], cwd=repo, capture_output=True, check=False)
@@ -483,7 +487,7 @@ def restore(repo: Path, before: dict[str, str]) -> tuple[str, list[str]]:
     if all(now.get(k) == v for k, v in before.items()):
         return "restorable", added
     gone = sorted(k for k, v in before.items() if now.get(k) != v)
-    run([str(BIN / "dvc"), "repro", "train@benchmark-0", "train@untrained-0"], repo, env, timeout=1800)
+    run([str(BIN / "dvc"), "repro", *BASELINE], repo, env, timeout=1800)
     return f"LOST ({len(gone)}: {', '.join(gone[:2])})", added
 
 
@@ -507,7 +511,8 @@ def run_case(case: Case, way: str, repo: Path, work: Path) -> dict[str, Any]:
                 set_raw(repo, o)
             rc, out = run([str(BIN / "python"), *stage_cmd(case.stage)], repo, env)
     else:
-        args = case.dvc or ("exp", "run", *tiny_s(), *(a for o in over for a in ("-S", o)), "train@benchmark-0")
+        sets = (a for o in over for a in ("-S", o))
+        args = case.dvc or ("exp", "run", *tiny_s(), *sets, BASELINE[0])
         args = tuple(a.replace("WORK", str(work)) for a in args)
         cmd = [str(BIN / "cnnscope"), *args[1:]] if args[0] == "CNNSCOPE" else [str(BIN / "dvc"), *args]
         rc, out = run(cmd, repo, env)

@@ -10,7 +10,7 @@ A recipe is a name and ``key=value`` overrides of the ``oip`` section of ``--par
 ``pixel`` (``conf/oip/default.yaml``: the seed article's recipe with the default study's settings) and
 ``preset`` (the ``oip`` section of ``--params`` as it is); each ``--recipe`` adds one:
 
-    python -m cnnscope.compose experiment=cifar10_frog && dvc repro train@benchmark-0
+    python -m cnnscope.compose experiment=cifar10_frog && cnnscope repro train@benchmark-0
     python benchmarks/oip_parameterization.py --variant benchmark --seed 0
     python benchmarks/oip_parameterization.py --recipe 'white=decorrelate=false'
 

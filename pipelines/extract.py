@@ -27,7 +27,7 @@ def _checkpoint(models_dir: Path, variant: str, seed: int) -> Path:
         found = sorted(str(p.parent.relative_to(models_dir)) for p in models_dir.glob(f"*/seed*/{BEST_CKPT}"))
         raise CnnscopeError(
             f"no checkpoint for variant {variant!r} seed {seed} at {path}; checkpoints found: "
-            f"{', '.join(found) or 'none'}. Run the train stage first (dvc repro train@{variant}-{seed})."
+            f"{', '.join(found) or 'none'}. Run the train stage first (cnnscope repro train@{variant}-{seed})."
         )
     return path
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     data = PreparedData.load(data_dir)
     ckpt = _checkpoint(Path(params.trainer.models_dir), variant, seed)
     shape = (data.channels, data.image_size, data.num_classes)
-    rerun = f"dvc repro train@{variant}-{seed}"
+    rerun = f"cnnscope repro train@{variant}-{seed}"
     model = load_for_config(ckpt, expected, rerun, shape, map_location=best_device())
     layers = resolve_layers(model, cfg.layers)
 

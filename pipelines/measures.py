@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     source = run_dir(params.extract.out_dir, variant, seed)
     if not (source / MANIFEST).is_file():
         raise CnnscopeError(
-            f"no activations for {variant} seed {seed} at {source}/: run dvc repro extract@{variant}-{seed} first"
+            f"no activations for {variant} seed {seed} at {source}/: run cnnscope repro extract@{variant}-{seed} first"
         )
     measures = network_measures(ActivationSet(source), MeasureSettings.from_config(params.compare).network())
     out = run_dir(MEASURES_ROOT, variant, seed)

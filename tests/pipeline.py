@@ -26,6 +26,7 @@ from unittest import mock
 import yaml
 
 from cnnscope.compose import compose_params
+from cnnscope.runner.dag import STAGE_FOLDERS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -118,22 +119,30 @@ def dask_worker(scheduler_file: Path) -> list[str]:
     return [str(BIN / "dask"), "worker", "--nthreads", "1", "--no-dashboard", "--scheduler-file", str(scheduler_file)]
 
 
-#: Left out of :func:`copy_of_repo`: the published default study's record, an entry for each of its
-#: stages. A copy runs a study of its own, and DVC re-reads and rewrites the whole lock file for every
-#: stage it runs (a round-trip YAML parse and dump under its repository lock; what that costs:
-#: benchmarks/README.md, "a copy's stage under DVC"), so a copy would pay at every stage for entries
-#: that are not its own.
-NOT_COPIED = {"dvc.lock"}
+#: Left out of :func:`copy_of_repo`: the published default study's record (``dvc.lock`` and
+#: ``stages/<kind>/dvc.lock``), an entry for each of its stages. A copy runs a study of its own, and
+#: DVC re-reads and rewrites a stage's whole lock file for every stage it runs (a round-trip YAML
+#: parse and dump under its repository lock; what that costs: benchmarks/README.md, "a copy's stage
+#: under DVC"), so a copy would pay at every stage for entries that are not its own.
+def not_copied(name: str) -> bool:
+    return Path(name).name == "dvc.lock"
+
+
+def dvc_target(stage: str) -> str:
+    """DVC's name for ``stage`` (``train@benchmark-0`` → ``stages/train/dvc.yaml:train@benchmark-0``):
+    each per-network kind has its own ``dvc.yaml`` (dvc.yaml's header says why)."""
+    path = f"{STAGE_FOLDERS}/{stage.split('@', 1)[0]}/dvc.yaml"
+    return f"{path}:{stage}" if (REPO / path).is_file() else stage
 
 
 def copy_of_repo(target: Path) -> Path:
     """This working tree's files (tracked, and new ones git does not ignore) as a fresh git
     repository: what a clone of the next commit would hold, without the default study's
-    ``dvc.lock`` (:data:`NOT_COPIED`); the copy's own study writes its own."""
+    lock files (:func:`not_copied`); the copy's own study writes its own."""
     listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     files = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True)
     for name in filter(None, files.stdout.split("\0")):
-        if (REPO / name).is_file() and name not in NOT_COPIED:
+        if (REPO / name).is_file() and not not_copied(name):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target / name)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):

@@ -140,7 +140,7 @@ def test_compare_without_initial_weights_names_the_file(workspace: Path, capsys:
         _run("extract", ["--variant", variant, "--seed", "0"])
     (workspace / "models/dummy/seed0/initial.ckpt").unlink()
     err = _fails("compare", [], capsys)
-    assert "models/dummy/seed0/initial.ckpt" in err and "dvc repro train" in err
+    assert "models/dummy/seed0/initial.ckpt" in err and "cnnscope repro train" in err
     assert not (workspace / "compare").exists()
 
 
@@ -215,10 +215,10 @@ def test_compare_without_measures_names_the_stage(workspace: Path, capsys: pytes
         _run("extract", ["--variant", variant, "--seed", "0"])
     _measure(["benchmark"], histograms=False)
     err = _fails("compare", [], capsys)
-    assert "dummy/seed0" in err and "dvc repro measures" in err
+    assert "dummy/seed0" in err and "cnnscope repro measures" in err
     _measure(["dummy", "untrained"], histograms=False)
     err = _fails("compare", [], capsys)
-    assert "benchmark/seed0" in err and "dvc repro histograms" in err
+    assert "benchmark/seed0" in err and "cnnscope repro histograms" in err
     assert not (workspace / "compare").exists()
 
 

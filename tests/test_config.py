@@ -28,6 +28,7 @@ from cnnscope.models import MODELS
 from cnnscope.oip import OIPError
 from cnnscope.oip.param import NOISE_KINDS
 from cnnscope.oip.transforms import SUPPRESSIONS
+from cnnscope.runner.dag import stage_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,7 +224,7 @@ def test_dvc_yaml_takes_output_folders_from_params() -> None:
     """Changing an output folder in the config moves the stage's outs and deps with it: dvc.yaml
     names every folder through its param, never through the default path."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = stage_definitions(REPO)
     paths = [
         str(next(iter(entry)) if isinstance(entry, dict) else entry)
         for stage in stages.values()

@@ -247,7 +247,7 @@ def test_every_stage_that_loads_a_checkpoint_rejects_another_network(
     prepared = synthetic_prepared()
     save_checkpoint(random_model(prepared, "cifar_cnn"), best_checkpoint(repo / "models", "benchmark", 0))
     before = outputs(repo)
-    needles = ("does not match this configuration", "'cifar_cnn'", "'mnist_cnn'", "dvc repro train@benchmark-0")
+    needles = ("does not match this configuration", "'cifar_cnn'", "'mnist_cnn'", "cnnscope repro train@benchmark-0")
     one_message(*stage(*args), *needles)
     assert outputs(repo) == before and not leftovers(repo)
 
@@ -262,7 +262,7 @@ def test_truncated_checkpoint(repo: Path, stage: Stage, args: tuple[str, ...]) -
     ckpt = best_checkpoint(repo / "models", "benchmark", 0)
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     before = outputs(repo)
-    one_message(*stage(*args), str(ckpt.relative_to(repo)), "truncated, corrupt", "dvc repro train@benchmark-0")
+    one_message(*stage(*args), str(ckpt.relative_to(repo)), "truncated, corrupt", "cnnscope repro train@benchmark-0")
     assert outputs(repo) == before and not leftovers(repo)
 
 

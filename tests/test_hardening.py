@@ -22,8 +22,9 @@ from PIL import Image
 from cnnscope import tracking
 from cnnscope.compose import compose_params
 from cnnscope.config import ConfigError, validate
+from cnnscope.runner.dag import stage_definitions
 from conftest import REPO_ROOT, synthetic_study, write_params
-from pipeline import BIN, TINY, clean_env, copy_of_repo
+from pipeline import BIN, TINY, clean_env, copy_of_repo, dvc_target
 
 try:  # the stage runner of tests/pipeline.py, under its new name or its old one
     from pipeline import run_stage_as_dvc as run_stage_main
@@ -186,7 +187,7 @@ def test_an_unreadable_imagefolder_is_left_to_prepare(tmp_path: Path) -> None:
 
 
 def test_the_step_matched_variant_carries_its_reference_spec_in_its_own_params() -> None:
-    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    stages = stage_definitions(REPO_ROOT)
     assert "study.variant_specs.${item.variant}" in stages["train"]["params"]
     base = compose_params()["study"]["variant_specs"]
     wider = compose_params(["+study.variant_specs.benchmark.model.width=2.0"])["study"]["variant_specs"]
@@ -236,12 +237,12 @@ def test_changing_the_reference_spec_makes_only_the_step_matched_training_stale(
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
-    dvc("commit", "-f", *targets)
-    assert json.loads(dvc("status", "--json", *targets)) == {}
+    dvc("commit", "-f", *map(dvc_target, targets))
+    assert json.loads(dvc("status", "--json", *map(dvc_target, targets))) == {}
     subprocess.run([*compose, "+study.variant_specs.benchmark.model.width=2.0"], cwd=repo, env=clean_env(), check=True)
-    stale = json.loads(dvc("status", "--json", *targets))
-    assert list(stale) == ["train@dummy_steps-0"], stale
-    assert "study.variant_specs.dummy_steps" in json.dumps(stale["train@dummy_steps-0"])
+    stale = json.loads(dvc("status", "--json", *map(dvc_target, targets)))
+    assert list(stale) == [dvc_target("train@dummy_steps-0")], stale
+    assert "study.variant_specs.dummy_steps" in json.dumps(stale)
 
 
 # ---------------------------------------------------------------- a damaged prepared dataset (hostile_cases.py)

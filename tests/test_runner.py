@@ -20,16 +20,17 @@ from cnnscope.runner.cluster import jobqueue_cluster, local_workers, runner_conf
 from cnnscope.runner.dag import parse_dot, plan, resolve_targets
 from pipeline import BIN, clean_env, dask_worker, dvc
 
+#: ``dvc dag --dot`` of a project whose train stages live in stages/train/dvc.yaml, as DVC prints it.
 DOT = """strict digraph {
 "prepare";
-"train@a-0";
-"train@b-0";
+"stages/train/dvc.yaml:train@a-0";
+"stages/train/dvc.yaml:train@b-0";
 "compare";
 "report";
-"prepare" -> "train@a-0";
-"prepare" -> "train@b-0";
-"train@a-0" -> "compare";
-"train@b-0" -> "compare";
+"prepare" -> "stages/train/dvc.yaml:train@a-0";
+"prepare" -> "stages/train/dvc.yaml:train@b-0";
+"stages/train/dvc.yaml:train@a-0" -> "compare";
+"stages/train/dvc.yaml:train@b-0" -> "compare";
 "compare" -> "report";
 }
 """
@@ -44,6 +45,16 @@ def test_plan_runs_changed_stages_and_everything_downstream_upstream_first() -> 
     assert plan(graph, {"train@b-0"}) == ["train@b-0", "compare", "report"]
     assert plan(graph, set()) == []
     assert plan(graph, {"prepare"})[0] == "prepare" and len(plan(graph, {"prepare"})) == 5
+
+
+def test_a_stage_of_another_dvc_yaml_goes_by_its_own_name_and_dvc_gets_its_address() -> None:
+    graph = parse_dot(DOT)
+    assert graph.stages == ["prepare", "train@a-0", "train@b-0", "compare", "report"]
+    assert graph.target("train@a-0") == "stages/train/dvc.yaml:train@a-0" and graph.target("compare") == "compare"
+    assert graph.dvcfile("train@a-0") == "stages/train/dvc.yaml" and graph.dvcfile("compare") == "dvc.yaml"
+    clash = parse_dot('"x/dvc.yaml:s";\n"y/dvc.yaml:s";\n"s2";\n"x/dvc.yaml:s" -> "s2";')
+    assert clash.stages == ["x/dvc.yaml:s", "y/dvc.yaml:s", "s2"]  # one name in two files: addresses stay
+    assert clash.upstream["s2"] == {"x/dvc.yaml:s"}
 
 
 def test_targets_limit_the_plan_to_what_they_need_and_groups_expand() -> None:
@@ -111,14 +122,6 @@ DVC_YAML = """stages:
     cmd: python sleeper.py a 0.5
     deps: [sleeper.py]
     outs: [a.txt]
-  b:
-    matrix:
-      i: [1, 2, 3]
-    cmd: python sleeper.py b${item.i} ${sleep} a.txt
-    deps: [sleeper.py, a.txt]
-    params: [sleep]
-    outs:
-      - b${item.i}.txt
   bad:
     cmd: python fail.py
     deps: [a.txt, fail.py]
@@ -133,6 +136,21 @@ DVC_YAML = """stages:
     outs: [c.txt]
 """
 
+
+#: A matrix stage in a dvc.yaml of its own, as the project's per-network kinds are (stages/<kind>/):
+#: DVC names its items ``stages/b/dvc.yaml:b@1``, the runner ``b@1``.
+B_YAML = """vars: [../../params.yaml]
+stages:
+  b:
+    wdir: ../..
+    matrix:
+      i: [1, 2, 3]
+    cmd: python sleeper.py b${item.i} ${sleep} a.txt
+    deps: [sleeper.py, a.txt]
+    params: [sleep]
+    outs:
+      - b${item.i}.txt
+"""
 
 FAILS = "import sys\nprint('cnnscope: error: this stage always fails')\nsys.exit(2)\n"
 
@@ -149,6 +167,8 @@ def project(tmp_path: Path) -> Path:
     repo.mkdir()
     (repo / "sleeper.py").write_text(SLEEPER)
     (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "stages/b").mkdir(parents=True)
+    (repo / "stages/b/dvc.yaml").write_text(B_YAML)
     (repo / "fail.py").write_text(FAILS)
     (repo / "params.yaml").write_text("sleep: 1\nruntime: {threads: 1}\n")
     (repo / ".gitignore").write_text("*.pid\n/logs/\n")
@@ -226,7 +246,8 @@ def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
     assert "1 stage downstream of it were not run" in done.stderr
     assert (project / "c.txt").read_text() == "ab1ab2ab3c"  # each stage saw its upstream's output
     lock = (project / "dvc.lock").read_text()
-    assert all(f"  {s}:" in lock for s in ("a", "b@1", "b@2", "b@3", "c")) and "bad" not in lock
+    assert all(f"  {s}:" in lock for s in ("a", "c")) and "bad" not in lock
+    assert all(f"  {s}:" in (project / "stages/b/dvc.lock").read_text() for s in ("b@1", "b@2", "b@3"))
     changed = json.loads(dvc(project, "status", "--json"))
     assert set(changed) == {"bad", "after_bad"}  # everything else is recorded as dvc repro records it
     rows = list(csv.DictReader((project / "logs/repro/summary.csv").open()))
@@ -247,7 +268,8 @@ def test_runner_and_dvc_repro_record_the_same_lock(project: Path, tmp_path: Path
     assert cnnscope(project, "-j", "3").returncode == 0
     # the same entries, hashes included (DVC appends a stage's entry when it finishes, so the order
     # of the entries follows the order the stages finished in)
-    assert yaml.safe_load((project / "dvc.lock").read_text()) == yaml.safe_load((serial / "dvc.lock").read_text())
+    for lock in ("dvc.lock", "stages/b/dvc.lock"):
+        assert yaml.safe_load((project / lock).read_text()) == yaml.safe_load((serial / lock).read_text())
     assert "Stage 'a' didn't change" in dvc(project, "repro") or "up to date" in dvc(project, "repro")
 
 

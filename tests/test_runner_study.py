@@ -21,6 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from cnnscope import tracking_store
+from cnnscope.runner.dag import pipeline_files
 from pipeline import BIN, MLFLOW_SERVER_ENV, TINY, clean_env, copy_of_repo, dask_worker, dvc, free_port
 
 pytestmark = pytest.mark.slow
@@ -38,9 +39,10 @@ def tiny_clone(target: Path) -> Path:
 
 
 def outs(repo: Path) -> dict[str, object]:
-    """Every stage's output hashes in dvc.lock (the entries' order follows the finishing order)."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    return {stage: entry.get("outs") for stage, entry in lock.items()}
+    """Every stage's output hashes in the lock files (the entries' order follows the finishing order)."""
+    locks = [path.with_suffix(".lock") for path in pipeline_files(repo)]
+    entries = [yaml.safe_load(lock.read_text())["stages"] for lock in locks if lock.is_file()]
+    return {stage: entry.get("outs") for lock in entries for stage, entry in lock.items()}
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

@@ -14,11 +14,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+
+from cnnscope.runner.dag import stage_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = stage_definitions(REPO)
 
 
 def module_file(name: str) -> Path | None:

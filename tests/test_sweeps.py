@@ -13,12 +13,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from pipeline import TINY, clean_env, copy_of_repo, dvc
+from pipeline import TINY, clean_env, copy_of_repo, dvc, dvc_target
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
+TRAIN = dvc_target("train@benchmark-0")
 
 
 def test_dvc_queue_sweep_runs_in_isolation_and_lands_in_mlflow(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_dvc_queue_sweep_runs_in_isolation_and_lands_in_mlflow(tmp_path: Path) -
     keeps the two experiments to 4 stages each instead of the whole tiny study."""
     repo = copy_of_repo(tmp_path / "repo")
     sweep = ["-S", "model.lr=0.001,0.01", *(a for o in TINY for a in ("-S", o))]
-    dvc(repo, "exp", "run", "--queue", *sweep, "oip@benchmark-0")
+    dvc(repo, "exp", "run", "--queue", *sweep, dvc_target("oip@benchmark-0"))
     dvc(repo, "queue", "start", "-j", "2")
     deadline = time.monotonic() + 900
     while "Running" in (status := dvc(repo, "queue", "status")) or "Queued" in status:
@@ -83,13 +84,13 @@ def test_switching_studies_back_restores_training_from_the_run_cache(tmp_path: P
     def train(*overrides: str) -> tuple[str, bytes]:
         compose = [str(BIN / "python"), "-m", "cnnscope.compose", *TINY, *overrides]
         subprocess.run(compose, cwd=repo, env=clean_env(), check=True, capture_output=True)
-        log = dvc(repo, "repro", "train@benchmark-0")
+        log = dvc(repo, "repro", TRAIN)
         return log, (repo / "models/benchmark/seed0/best.ckpt").read_bytes()
 
     first_log, first = train("study.name=a")
-    assert "Running stage 'train@benchmark-0'" in first_log
+    assert f"Running stage '{TRAIN}'" in first_log
     other_log, other = train("study.name=b", "model.lr=0.01")
-    assert "Running stage 'train@benchmark-0'" in other_log and other != first
+    assert f"Running stage '{TRAIN}'" in other_log and other != first
     back_log, back = train("study.name=a")
-    assert "Running stage 'train@benchmark-0'" not in back_log, back_log
+    assert f"Running stage '{TRAIN}'" not in back_log, back_log
     assert "is cached" in back_log and back == first

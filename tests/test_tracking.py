@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cnnscope import tracking, tracking_store
+from cnnscope.io import git_commit
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +269,21 @@ def test_stages_that_look_up_the_study_run_side_by_side_make_one(store: str, mon
     exp = MlflowClient(store).get_experiment_by_name("side-by-side")
     studies = search(MlflowClient(store), [exp.experiment_id], filter_string="tags.`cnnscope.study_key` = 'key-1'")
     assert len(studies) == 1 and ids == [studies[0].info.run_id] * 2
+
+
+def test_the_git_commit_is_dirty_for_code_changes_not_for_what_dvc_repro_writes(tmp_path: Path) -> None:
+    """Stages record the commit with ``-dirty`` when code changed; the lock files (the root one and
+    stages/<kind>/dvc.lock) and reports/ change while the pipeline runs, so they must not count."""
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    files = ["dvc.lock", "stages/train/dvc.lock", "reports/a.md", "src.py"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1")
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "c"]):
+        subprocess.run(command, cwd=tmp_path, check=True, env={**os.environ, **ident})
+    clean = git_commit(tmp_path)
+    for name in files[:-1]:
+        (tmp_path / name).write_text("2")
+    assert git_commit(tmp_path) == clean and not clean.endswith("-dirty")
+    (tmp_path / "src.py").write_text("2")
+    assert git_commit(tmp_path) == f"{clean}-dirty"

@@ -17,10 +17,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from cnnscope.errors import INTERRUPTED, CnnscopeError
+
+if TYPE_CHECKING:
+    from cnnscope.runner.dag import StageGraph
 
 LOG_DIR = "logs/repro"
 
@@ -33,22 +37,26 @@ def _repo_root() -> Path:
     raise CnnscopeError("no dvc.yaml here or above: run cnnscope repro inside the cnnscope repository")
 
 
-def check_commands(root: Path, stages: list[str]) -> None:
+def check_commands(root: Path, graph: StageGraph, stages: list[str]) -> None:
     """Every planned stage has a command, and a ``python <script>`` command's script exists: a typo
     is reported before any stage runs, not after an hour of upstream work."""
-    spec = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    for group in sorted({s.split("@", 1)[0] for s in stages}):
-        cmd = spec.get(group, {}).get("cmd")
+    read: dict[str, dict] = {}
+    for stage in stages:
+        file, name = graph.dvcfile(stage), stage.rsplit(":", 1)[-1].split("@", 1)[0]
+        if file not in read:
+            read[file] = (yaml.safe_load((root / file).read_text()) or {}).get("stages", {})
+        spec = read[file].get(name, {})
+        cmd, wdir = spec.get("cmd"), (root / file).parent / spec.get("wdir", ".")
         if not cmd:
-            raise CnnscopeError(f"stage {group!r} in dvc.yaml has no cmd: give it the command that makes its outputs")
+            raise CnnscopeError(f"stage {name!r} in {file} has no cmd: give it the command that makes its outputs")
         words = shlex.split(cmd if isinstance(cmd, str) else cmd[0])
         if (
             words[0].startswith("python")
             and len(words) > 1
             and words[1].endswith(".py")
-            and not (root / words[1]).is_file()
+            and not (wdir / words[1]).is_file()
         ):
-            raise CnnscopeError(f"stage {group!r} runs `{cmd}`, but {words[1]} does not exist: fix its cmd in dvc.yaml")
+            raise CnnscopeError(f"stage {name!r} runs `{cmd}`, but {words[1]} does not exist: fix its cmd in {file}")
 
 
 def _last_error(log: Path) -> str:
@@ -82,7 +90,7 @@ def repro(args: argparse.Namespace) -> int:
     if not todo:
         print("Everything is up to date: no stage to run.")
         return 0
-    check_commands(root, todo)
+    check_commands(root, graph, todo)
     gpu_groups, share = set(cfg["gpu_stages"]), cfg["gpu_share"]
     # Workers of a cluster started elsewhere do not share this shell's environment: the stages get
     # its MLflow settings (where to log) from here, with the recorded thread count.

@@ -149,14 +149,18 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+#: What ``dvc repro`` itself changes, so not "dirty" code: the lock files and reports/.
+NOT_CODE = (":!dvc.lock", ":!stages/*/dvc.lock", ":!reports")
+
+
 def git_commit(cwd: str | Path | None = None) -> str:
     """The current git commit (with ``-dirty`` if the tree has changes), or ``unknown``."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(  # dvc.lock and reports/ change during `dvc repro` itself: not "dirty" code
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!reports"],
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
             cwd=cwd,
             capture_output=True,
             text=True,

@@ -25,7 +25,7 @@ def load_network(
 
     checkpoint = best_checkpoint(params.trainer.models_dir, variant, seed)
     expected = variant_model_config(params, variant).name.value
-    rerun = f"dvc repro train@{variant}-{seed}"
+    rerun = f"cnnscope repro train@{variant}-{seed}"
     return load_for_config(checkpoint, expected, rerun, data_shape, map_location=best_device()), checkpoint
 
 

@@ -337,6 +337,6 @@ def load_exemplars(path: str | Path) -> dict[str, LayerExemplars]:
     """Read what :func:`save_exemplars` wrote (``weights_only``: no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no exemplars at {path}: run the exemplars stage first (dvc repro exemplars)")
+        raise FileNotFoundError(f"no exemplars at {path}: run the exemplars stage first (cnnscope repro exemplars)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     return {name: LayerExemplars(**record) for name, record in payload.items()}

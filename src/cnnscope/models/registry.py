@@ -71,7 +71,7 @@ def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu")
     """
     path = Path(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: run the train stage first (dvc repro train)")
+        raise FileNotFoundError(f"no checkpoint at {path}: run the train stage first (cnnscope repro train)")
     ckpt = read_checkpoint(path, map_location)
     try:
         arch = dict(ckpt["hyper_parameters"]["model"])

@@ -152,7 +152,7 @@ def against_oip_outputs(
     each map's best OIP (best restart and wavelength) against its exemplars among ``images``."""
     folder = Path(oip_dir)
     if not has_oips(folder):
-        raise OIPError(f"no OIP outputs in {folder}: run the oip stage first (dvc repro oip)")
+        raise OIPError(f"no OIP outputs in {folder}: run the oip stage first (cnnscope repro oip)")
     tensors, table = load_oips(folder), read_oip_table(folder)
     layer = str(tensors["layer"])
     if layer not in exemplars:

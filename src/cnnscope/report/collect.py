@@ -46,7 +46,7 @@ def histories(root: Path, variants: list[str], seeds: list[int]) -> pd.DataFrame
         for seed in seeds:
             path = history_path(variant, seed, root)
             if not path.is_file():
-                raise CnnscopeError(f"{path} is missing: run dvc repro train")
+                raise CnnscopeError(f"{path} is missing: run cnnscope repro train")
             frame = pd.read_csv(path)
             if not frame.empty:  # the untrained null model has no epochs
                 frames.append(frame.astype(float).assign(variant=variant, seed=seed))
@@ -90,7 +90,7 @@ def confusion_rates(models_dir: Path, variants: list[str], seeds: list[int]) -> 
         for seed in seeds:
             path = run_dir(models_dir, variant, seed) / CONFUSION_TABLE
             if not path.is_file():
-                raise CnnscopeError(f"{path} is missing: run dvc repro train")
+                raise CnnscopeError(f"{path} is missing: run cnnscope repro train")
             frame = pd.read_csv(path, index_col=0)
             classes = [str(c) for c in frame.columns]
             counts = frame.to_numpy(dtype=np.float64)

@@ -1,23 +1,62 @@
-"""The stage graph of ``dvc.yaml`` and the stages a run must execute, read through DVC's CLI."""
+"""The stage graph of the project's ``dvc.yaml`` files and the stages a run must execute, read
+through DVC's CLI."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from cnnscope.errors import CnnscopeError
+
+#: The folder of the per-network stage kinds' ``dvc.yaml`` files (``stages/<kind>/dvc.yaml``).
+STAGE_FOLDERS = "stages"
+
+
+def pipeline_files(root: Path) -> list[Path]:
+    """The project's ``dvc.yaml`` files: the root one, then ``stages/<kind>/dvc.yaml`` (dvc.yaml's
+    header says why the kinds have files of their own)."""
+    return [root / "dvc.yaml", *sorted((root / STAGE_FOLDERS).glob("*/dvc.yaml"))]
+
+
+def stage_definitions(root: Path) -> dict[str, dict]:
+    """Each stage (or matrix group) as written in its ``dvc.yaml``, before DVC interpolates it."""
+    definitions: dict[str, dict] = {}
+    for path in pipeline_files(root):
+        for name, spec in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).items():
+            if name in definitions:
+                raise CnnscopeError(f"stage {name!r} is defined twice ({path.relative_to(root)} and another dvc.yaml)")
+            definitions[name] = spec
+    return definitions
 
 
 @dataclass
 class StageGraph:
-    """Stages in ``dvc dag`` order (upstream first) with their direct upstream stages."""
+    """Stages in ``dvc dag`` order (upstream first) with their direct upstream stages.
+
+    A stage's name is the one a user types, ``train@benchmark-0``; DVC addresses a stage of a
+    ``dvc.yaml`` below the root by its file too (``stages/train/dvc.yaml:train@benchmark-0``), which
+    ``address`` keeps for the stages that have one.
+    """
 
     stages: list[str]
     upstream: dict[str, set[str]] = field(default_factory=dict)
+    address: dict[str, str] = field(default_factory=dict)
+
+    def target(self, stage: str) -> str:
+        """How DVC's command line names ``stage``."""
+        return self.address.get(stage, stage)
+
+    def dvcfile(self, stage: str) -> str:
+        """The ``dvc.yaml`` that defines ``stage``, relative to the repository root."""
+        target = self.target(stage)
+        return target.rsplit(":", 1)[0] if ":" in target else "dvc.yaml"
 
     def downstream(self) -> dict[str, set[str]]:
         children: dict[str, set[str]] = {s: set() for s in self.stages}
@@ -61,20 +100,31 @@ class StageGraph:
         return out
 
 
+def _short_names(addresses: list[str]) -> dict[str, str]:
+    """DVC address → the stage's own name (``stages/train/dvc.yaml:train@benchmark-0`` →
+    ``train@benchmark-0``), unless two files define that name: those keep their address."""
+    short = {a: a.rsplit(":", 1)[-1] for a in addresses}
+    uses = Counter(short.values())
+    return {a: s if uses[s] == 1 else a for a, s in short.items()}
+
+
 def parse_dot(dot: str) -> StageGraph:
     """The graph of ``dvc dag --dot``'s output: ``"a";`` declares a stage, ``"a" -> "b";`` says b needs a."""
     stages: list[str] = []
-    upstream: dict[str, set[str]] = {}
+    edges: list[tuple[str, str]] = []
     for line in dot.splitlines():
         line = line.strip().rstrip(";")
         if "->" in line:
             parent, child = (part.strip().strip('"') for part in line.split("->"))
-            upstream.setdefault(child, set()).add(parent)
+            edges.append((parent, child))
         elif line.startswith('"'):
-            name = line.strip('"')
-            stages.append(name)
-            upstream.setdefault(name, set())
-    return StageGraph(stages, upstream)
+            stages.append(line.strip('"'))
+    name = _short_names(stages)
+    upstream: dict[str, set[str]] = {name[s]: set() for s in stages}
+    for parent, child in edges:
+        upstream[name[child]].add(name[parent])
+    address = {short: full for full, short in name.items() if short != full}
+    return StageGraph([name[s] for s in stages], upstream, address)
 
 
 def resolve_targets(graph: StageGraph, targets: list[str]) -> set[str]:
@@ -108,7 +158,8 @@ def read_state(root: Path) -> tuple[StageGraph, set[str]]:
         dot = pool.submit(_dvc, root, "dag", "--dot")
         status = pool.submit(_dvc, root, "status", "--json")
         graph, changed = parse_dot(dot.result()), json.loads(status.result() or "{}")
-    return graph, {name for name in changed if name in graph.upstream}
+    name = {graph.target(s): s for s in graph.stages}
+    return graph, {name[address] for address in changed if address in name}
 
 
 def plan(graph: StageGraph, changed: set[str], targets: set[str] | None = None, force: bool = False) -> list[str]:

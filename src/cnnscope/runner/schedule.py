@@ -80,7 +80,7 @@ def execute(
             for stage in ready[: max(0, capacity - len(running))]:
                 log = f"{log_dir}/{stage}.log"
                 future = client.submit(
-                    run_stage, stage, root, log, cancel.name, env, force,
+                    run_stage, stage, root, log, cancel.name, env, force, graph.target(stage),
                     key=f"stage-{stage}-{uuid.uuid4().hex[:8]}", pure=False,
                     priority=priority[stage], resources=resources(stage),
                 )  # fmt: skip

@@ -45,8 +45,10 @@ def run_stage(
     cancel_event: str | None = None,
     env: dict[str, str] | None = None,
     force: bool = False,
+    target: str | None = None,
 ) -> StageOutcome:
     """Run ``stage`` in the repository at ``root`` (a folder every worker sees), its output to ``log``.
+    ``target`` is DVC's name for it where that differs (a stage of ``stages/<kind>/dvc.yaml``).
 
     ``cancel_event`` names a Dask ``Event``; once it is set, the stage is interrupted (SIGINT to the
     shim, which passes it to the stage's process group) and reports exit status 130.
@@ -60,10 +62,11 @@ def run_stage(
     event = Event(cancel_event) if cancel_event else None
     path = Path(root) / log
     path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc_command(stage, force)]
+    dvc = dvc_command(target or stage, force)
+    command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc]
     start = time.monotonic()
     with path.open("w") as fh:
-        fh.write(f"$ {' '.join(dvc_command(stage, force))}   # on {worker}\n")
+        fh.write(f"$ {' '.join(dvc)}   # on {worker}\n")
         fh.flush()
         proc = subprocess.Popen(
             command, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

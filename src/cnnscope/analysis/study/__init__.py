@@ -95,7 +95,7 @@ def _check_consistent(sets: Sets) -> tuple[ActivationSet, list[str]]:
                 raise StudyError(
                     f"activations of {key[0]} seed {key[1]} hold other {group} images than {ref_key[0]} "
                     f"seed {ref_key[1]}: re-run extract for all variants with the same data and "
-                    "extract.eval_samples (dvc repro extract)"
+                    "extract.eval_samples (cnnscope repro extract)"
                 )
     return ref, layers
 

@@ -86,7 +86,7 @@ def initial_kernels(models_dir: Path, variants: list[str], seed: int) -> dict[st
         if not path.is_file():
             raise CnnscopeError(
                 f"no initial weights at {path}: the train stage saves them before the first step; "
-                f"re-run it for {v} seed {seed} (dvc repro train)"
+                f"re-run it for {v} seed {seed} (cnnscope repro train)"
             )
         if (first := first_conv_weight(load_model(path))) is not None:
             out[v] = first[1].float().numpy()

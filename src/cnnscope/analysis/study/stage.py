@@ -43,7 +43,7 @@ def open_sets(
         found = sorted(str(p.parent.relative_to(root)) for p in root.glob(f"*/seed*/{MANIFEST}"))
         raise CnnscopeError(
             f"no activations for {', '.join(missing)} under {root}/; found: {', '.join(found) or 'none'}. "
-            "Run the extract stage first (dvc repro extract)."
+            "Run the extract stage first (cnnscope repro extract)."
         )
     return {(v, s): ActivationSet(run_dir(root, v, s)) for v, s in wanted}
 
@@ -55,7 +55,7 @@ def open_networks(root: str | Path, nets: Iterable[tuple[str, int]]) -> dict[tup
     if missing:
         raise CnnscopeError(
             f"no per-network measures for {', '.join(missing)} under {root}/: run their stages first "
-            "(dvc repro measures)"
+            "(cnnscope repro measures)"
         )
     return {(v, s): load(run_dir(root, v, s)) for v, s in nets}
 
@@ -68,7 +68,7 @@ def open_histograms(
     missing = [str(run_dir("", v, s)) for v, s in nets if not (run_dir(root, v, s) / HISTOGRAMS).is_file()]
     if missing:
         raise CnnscopeError(
-            f"no histograms for {', '.join(missing)} under {root}/: run their stages first (dvc repro histograms)"
+            f"no histograms for {', '.join(missing)} under {root}/: run their stages first (cnnscope repro histograms)"
         )
     return {(v, s): load_counts(run_dir(root, v, s)) for v, s in nets}
 
