@@ -60,6 +60,8 @@ def test_a_stage_of_another_dvc_yaml_goes_by_its_own_name_and_dvc_gets_its_addre
 def test_targets_limit_the_plan_to_what_they_need_and_groups_expand() -> None:
     graph = parse_dot(DOT)
     assert resolve_targets(graph, ["train"]) == {"train@a-0", "train@b-0"}
+    assert resolve_targets(graph, ["stages/train/dvc.yaml:train"]) == {"train@a-0", "train@b-0"}
+    assert resolve_targets(graph, ["stages/train/dvc.yaml:train@b-0"]) == {"train@b-0"}
     assert plan(graph, {"prepare"}, resolve_targets(graph, ["train@a-0"])) == ["prepare", "train@a-0"]
     assert plan(graph, set(), {"compare"}, force=True) == ["prepare", "train@a-0", "train@b-0", "compare"]
     with pytest.raises(CnnscopeError, match=r"unknown target 'trian'.*train@a-0"):

@@ -7,7 +7,8 @@ to check and record a stage, never while the stage's command runs, so the run ca
 metrics and plots come out exactly as ``dvc repro`` writes them, through DVC's public CLI only.
 
 - :mod:`.dag` reads the stage graph and what is out of date (``dvc dag --dot``, ``dvc status``)
-  and plans the stages to run;
+  and plans the stages to run; stages go by their own names (``train@benchmark-0``) and DVC gets
+  their address (``stages/train/dvc.yaml:train@benchmark-0``);
 - :mod:`.cluster` starts or connects to the Dask cluster (local processes, a scheduler address,
   or SLURM/PBS through dask-jobqueue, from ``conf/runner/``);
 - :mod:`.task` is what a worker runs for one stage; :mod:`.shim` keeps the stage's processes

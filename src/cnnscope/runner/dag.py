@@ -127,11 +127,17 @@ def parse_dot(dot: str) -> StageGraph:
     return StageGraph([name[s] for s in stages], upstream, address)
 
 
+def _names(stage: str, address: str) -> set[str]:
+    """What a user may type for ``stage``: its name, its group, and the same as DVC addresses them."""
+    return {stage, stage.split("@", 1)[0], address, address.split("@", 1)[0]}
+
+
 def resolve_targets(graph: StageGraph, targets: list[str]) -> set[str]:
-    """Stage names for ``targets``: a stage (``train@benchmark-0``) or a matrix group (``train``)."""
+    """Stage names for ``targets``: a stage (``train@benchmark-0``) or a matrix group (``train``), by
+    name or by DVC's address (``stages/train/dvc.yaml:train@benchmark-0``, ``stages/train/dvc.yaml:train``)."""
     names: set[str] = set()
     for target in targets:
-        matches = [s for s in graph.stages if s == target or s.split("@", 1)[0] == target]
+        matches = [s for s in graph.stages if target in _names(s, graph.target(s))]
         if not matches:
             groups = sorted({s.split("@", 1)[0] for s in graph.stages})
             raise CnnscopeError(
