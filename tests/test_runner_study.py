@@ -125,6 +125,8 @@ def test_runner_and_dvc_repro_agree_across_clones_and_share_through_a_remote(tmp
     study = yaml.safe_load((parallel / "params.yaml").read_text())["study"]["name"]
     assert tree_digest(parallel / "reports" / study) == tree_digest(serial / "reports" / study)
     assert "Data and pipelines are up to date." in dvc(parallel, "status")
+    plots = json.loads(dvc(parallel, "plots", "show", "--json"))  # README: `dvc plots show` draws them all
+    assert not plots.get("errors") and len(plots["data"]) > 2, plots.get("errors")
     # every stage's MLflow run reached the server (as many as the serial run's embedded store has), none left RUNNING
     local_runs = runs(f"sqlite:///{serial / 'mlflow.db'}")
     assert len(server_runs) == len(local_runs) > 3
