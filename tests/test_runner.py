@@ -16,8 +16,11 @@ import pytest
 import yaml
 
 from cnnscope.errors import CnnscopeError
+from cnnscope.runner import history
 from cnnscope.runner.cluster import jobqueue_cluster, local_workers, runner_config, worker_specs
 from cnnscope.runner.dag import parse_dot, plan, resolve_targets
+from cnnscope.runner.schedule import priorities
+from cnnscope.runner.task import StageOutcome
 from pipeline import BIN, clean_env, dask_worker, dvc
 
 #: ``dvc dag --dot`` of a project whose train stages live in stages/train/dvc.yaml, as DVC prints it.
@@ -66,6 +69,48 @@ def test_targets_limit_the_plan_to_what_they_need_and_groups_expand() -> None:
     assert plan(graph, set(), {"compare"}, force=True) == ["prepare", "train@a-0", "train@b-0", "compare"]
     with pytest.raises(CnnscopeError, match=r"unknown target 'trian'.*train@a-0"):
         resolve_targets(graph, ["trian"])
+
+
+#: Two chains of three stages into ``atlas``: ``h`` gates the long ``compare``, ``o`` the short ``e``.
+CHAINS = """strict digraph {
+"o";
+"h";
+"e";
+"compare";
+"atlas";
+"o" -> "e";
+"e" -> "atlas";
+"h" -> "compare";
+"compare" -> "atlas";
+}
+"""
+
+
+def test_the_longest_chain_of_work_starts_first_and_earlier_wall_times_say_which_that_is() -> None:
+    graph = parse_dot(CHAINS)
+    todo = graph.order(graph.stages)
+    unit = priorities(graph, todo)  # no history: chains counted in stages tie, and dvc.yaml's order decides
+    assert unit["o"] > unit["h"] and unit["atlas"] == min(unit.values())
+    timed = priorities(graph, todo, history.costs(todo, {"o": 14, "h": 3, "e": 3, "compare": 28, "atlas": 9}))
+    assert timed["h"] > timed["o"] and timed["compare"] > timed["e"]
+    chain = parse_dot('"a";\n"b";\n"c";\n"d";\n"a" -> "b";\n"b" -> "c";')  # a longer chain beats a lone stage
+    assert priorities(chain, chain.order(chain.stages), {"a": 1, "b": 1, "c": 1, "d": 2.5})["a"] > 1
+
+
+def test_stage_history_fills_in_by_kind_and_survives_a_bad_file(tmp_path: Path) -> None:
+    assert history.costs(["train@a-0"], {}) == {"train@a-0": 1.0}
+
+    def ran(stage: str, code: int, seconds: float) -> StageOutcome:
+        return StageOutcome(stage, code, seconds, f"logs/{stage}.log", "w")
+
+    history.record(tmp_path, "logs", [ran("train@a-0", 0, 10.0), ran("oip@a-0", 2, 5.0)])
+    history.record(tmp_path, "logs", [ran("train@b-0", 0, 20.0)])
+    known = history.load(tmp_path, "logs")
+    assert known == {"train@a-0": 10.0, "train@b-0": 20.0}  # failed stages teach nothing; runs accumulate
+    expected = {"train@a-0": 10.0, "train@c-0": 15.0, "oip@a-0": 15.0}  # own time, else its kind's, else all
+    assert history.costs(["train@a-0", "train@c-0", "oip@a-0"], known) == expected
+    (tmp_path / "logs" / history.FILE).write_text("{not json")
+    assert history.load(tmp_path, "logs") == {}
 
 
 # ---------------------------------------------------------------- cluster settings
@@ -387,7 +432,6 @@ def test_eta_spreads_the_kind_mean_over_the_workers_and_the_summary_lists_every_
 
     from cnnscope.runner.display import Progress, summary
     from cnnscope.runner.schedule import RunReport
-    from cnnscope.runner.task import StageOutcome
 
     planned = ["train@a-0", "train@b-0", "train@c-0", "compare", "report"]
     progress = Progress(planned, workers=2, console=Console(file=open(os.devnull, "w")))  # noqa: SIM115

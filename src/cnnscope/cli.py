@@ -76,6 +76,7 @@ def _threads(root: Path) -> str:
 
 
 def repro(args: argparse.Namespace) -> int:
+    from cnnscope.runner import history
     from cnnscope.runner.cluster import open_client, runner_config
     from cnnscope.runner.dag import plan, read_state, resolve_targets
     from cnnscope.runner.display import Progress, summary
@@ -104,9 +105,13 @@ def repro(args: argparse.Namespace) -> int:
 
         workers = sum(client.nthreads().values())
         print(f"cnnscope repro: {len(todo)} stages on {workers} workers ({client.scheduler.address})", file=sys.stderr)
+        cost = history.costs(todo, history.load(root, LOG_DIR))
         with Progress(todo, workers) as progress:
-            report = execute(client, graph, todo, str(root), LOG_DIR, progress.listener(), env, resources, args.force)
+            report = execute(
+                client, graph, todo, str(root), LOG_DIR, progress.listener(), env, resources, args.force, cost
+            )
     print(summary(todo, report, time.monotonic() - begin, root, LOG_DIR))
+    history.record(root, LOG_DIR, report.outcomes.values())
     if report.failed:
         for stage in report.failed:
             if stage in report.outcomes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,18 @@ class Listener:
     lost: Callable[[str, str], None] = lambda stage, why: None
 
 
-def _priorities(graph: StageGraph, todo: list[str]) -> dict[str, int]:
-    """Stages with more work behind them first, so the critical path starts early."""
-    return {s: len(graph.descendants([s]) & set(todo)) for s in todo}
+def priorities(graph: StageGraph, todo: list[str], cost: Mapping[str, float] | None = None) -> dict[str, int]:
+    """A rank per stage, higher first: the longest chain of work (``cost`` seconds, 1 per stage by
+    default) from the stage to the end of the plan, so the critical path starts early; ties go to
+    the stage more planned stages wait on. ``todo`` is upstream first."""
+    planned, children = set(todo), graph.downstream()
+    chain: dict[str, float] = {}
+    for stage in reversed(todo):
+        after = [chain[c] for c in children.get(stage, ()) if c in planned]
+        chain[stage] = (cost[stage] if cost else 1.0) + max(after, default=0.0)
+    waiting = {s: len(graph.descendants([s]) & planned) for s in todo}
+    order = sorted(todo, key=lambda s: (-chain[s], -waiting[s]))  # stable: full ties keep dvc.yaml's order
+    return {stage: len(order) - i for i, stage in enumerate(order)}
 
 
 def execute(
@@ -57,14 +66,16 @@ def execute(
     env: dict[str, str] | None = None,
     resources: Callable[[str], dict[str, float] | None] = lambda stage: None,
     force: bool = False,
+    cost: Mapping[str, float] | None = None,
 ) -> RunReport:
-    """Run the stages ``todo`` (upstream first) on ``client``'s workers."""
+    """Run the stages ``todo`` (upstream first) on ``client``'s workers; ``cost``: each stage's
+    expected seconds (:mod:`.history`), which decides the order among ready stages."""
     from distributed import Event, wait
 
     listener = listener or Listener()
     report, planned = RunReport(), set(todo)
     upstream = {s: graph.upstream.get(s, set()) & planned for s in todo}
-    priority = _priorities(graph, todo)
+    priority = priorities(graph, todo, cost)
     waiting, succeeded = list(todo), set[str]()
     running: dict[Any, str] = {}
     cancel = Event(f"cnnscope-cancel-{uuid.uuid4().hex}", client=client)

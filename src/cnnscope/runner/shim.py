@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
@@ -30,15 +29,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _keep_niceness(pid: int) -> None:
-    """Give the new session of ``pid`` the shim's niceness. On Linux each session is a scheduler
-    autogroup, weighed against the others by the group's own nice value, not by its processes': a
-    stage in a session of its own would otherwise compete at full weight with the user's shell, and
-    ``nice cnnscope repro`` would lower nothing. Best effort: without autogroups it stays as it is."""
+def _keep_niceness() -> None:
+    """Give the new session the shim's niceness. On Linux each session is a scheduler autogroup,
+    weighed against the others by the group's own nice value, not by its processes': a stage in a
+    session of its own would otherwise compete at full weight with the user's shell, and ``nice
+    cnnscope repro`` would lower nothing. Runs in the child between ``setsid`` and ``exec`` (a
+    ``preexec_fn``), so the stage never runs un-niced; best effort: without autogroups it stays as
+    it is."""
     niceness = os.nice(0)
     if niceness > 0:
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as fh:
+            fh.write(str(niceness))
 
 
 def main(argv: list[str]) -> int:
@@ -71,8 +72,7 @@ def main(argv: list[str]) -> int:
     # reaches the stage), where it would inherit an ignored one (workers ignore SIGINT) as ignored.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children.append(subprocess.Popen(command, start_new_session=True))
-    _keep_niceness(children[0].pid)
+    children.append(subprocess.Popen(command, start_new_session=True, preexec_fn=_keep_niceness))
     code = children[0].wait()
     os._exit(code)  # without waiting for a pending kill timer
 
