@@ -23,20 +23,19 @@ from cnnscope.runner.schedule import priorities
 from cnnscope.runner.task import StageOutcome
 from pipeline import BIN, clean_env, dask_worker, dvc
 
-#: ``dvc dag --dot`` of a project whose train stages live in stages/train/dvc.yaml, as DVC prints it.
-DOT = """strict digraph {
-"prepare";
-"stages/train/dvc.yaml:train@a-0";
-"stages/train/dvc.yaml:train@b-0";
-"compare";
-"report";
-"prepare" -> "stages/train/dvc.yaml:train@a-0";
-"prepare" -> "stages/train/dvc.yaml:train@b-0";
-"stages/train/dvc.yaml:train@a-0" -> "compare";
-"stages/train/dvc.yaml:train@b-0" -> "compare";
-"compare" -> "report";
-}
-"""
+
+def dot(*edges: str) -> str:
+    """``dvc dag --dot``'s output for ``edges`` ("a -> b"), each stage declared once, in order."""
+    pairs = [tuple(edge.split(" -> ")) for edge in edges]
+    stages = list(dict.fromkeys(name for pair in pairs for name in pair))
+    lines = [f'"{s}";' for s in stages] + [f'"{a}" -> "{b}";' for a, b in pairs]
+    return "strict digraph {\n" + "\n".join(lines) + "\n}\n"
+
+
+TRAIN_A, TRAIN_B = "stages/train/dvc.yaml:train@a-0", "stages/train/dvc.yaml:train@b-0"
+#: A project whose train stages live in stages/train/dvc.yaml, as DVC names them.
+DOT = dot(f"prepare -> {TRAIN_A}", f"prepare -> {TRAIN_B}", f"{TRAIN_A} -> compare", f"{TRAIN_B} -> compare",
+          "compare -> report")  # fmt: skip
 
 
 # ---------------------------------------------------------------- the plan
@@ -72,18 +71,7 @@ def test_targets_limit_the_plan_to_what_they_need_and_groups_expand() -> None:
 
 
 #: Two chains of three stages into ``atlas``: ``h`` gates the long ``compare``, ``o`` the short ``e``.
-CHAINS = """strict digraph {
-"o";
-"h";
-"e";
-"compare";
-"atlas";
-"o" -> "e";
-"e" -> "atlas";
-"h" -> "compare";
-"compare" -> "atlas";
-}
-"""
+CHAINS = dot("o -> e", "h -> compare", "e -> atlas", "compare -> atlas")
 
 
 def test_the_longest_chain_of_work_starts_first_and_earlier_wall_times_say_which_that_is() -> None:
@@ -93,7 +81,7 @@ def test_the_longest_chain_of_work_starts_first_and_earlier_wall_times_say_which
     assert unit["o"] > unit["h"] and unit["atlas"] == min(unit.values())
     timed = priorities(graph, todo, history.costs(todo, {"o": 14, "h": 3, "e": 3, "compare": 28, "atlas": 9}))
     assert timed["h"] > timed["o"] and timed["compare"] > timed["e"]
-    chain = parse_dot('"a";\n"b";\n"c";\n"d";\n"a" -> "b";\n"b" -> "c";')  # a longer chain beats a lone stage
+    chain = parse_dot(dot("a -> b", "b -> c") + '"d";')  # a longer chain beats a lone stage
     assert priorities(chain, chain.order(chain.stages), {"a": 1, "b": 1, "c": 1, "d": 2.5})["a"] > 1
 
 
