@@ -24,11 +24,12 @@ from cnnscope.runner.task import StageOutcome
 from pipeline import BIN, clean_env, dask_worker, dvc
 
 
-def dot(*edges: str) -> str:
-    """``dvc dag --dot``'s output for ``edges`` ("a -> b"), each stage declared once, in order."""
-    pairs = [tuple(edge.split(" -> ")) for edge in edges]
-    stages = list(dict.fromkeys(name for pair in pairs for name in pair))
-    lines = [f'"{s}";' for s in stages] + [f'"{a}" -> "{b}";' for a, b in pairs]
+def dot(*items: str) -> str:
+    """``dvc dag --dot``'s output for ``items``: edges ("a -> b") and lone stages ("d"), each stage
+    declared once, in order."""
+    parts = [tuple(item.split(" -> ")) for item in items]
+    stages = list(dict.fromkeys(name for part in parts for name in part))
+    lines = [f'"{s}";' for s in stages] + [f'"{p[0]}" -> "{p[1]}";' for p in parts if len(p) == 2]
     return "strict digraph {\n" + "\n".join(lines) + "\n}\n"
 
 
@@ -81,8 +82,9 @@ def test_the_longest_chain_of_work_starts_first_and_earlier_wall_times_say_which
     assert unit["o"] > unit["h"] and unit["atlas"] == min(unit.values())
     timed = priorities(graph, todo, history.costs(todo, {"o": 14, "h": 3, "e": 3, "compare": 28, "atlas": 9}))
     assert timed["h"] > timed["o"] and timed["compare"] > timed["e"]
-    chain = parse_dot(dot("a -> b", "b -> c") + '"d";')  # a longer chain beats a lone stage
-    assert priorities(chain, chain.order(chain.stages), {"a": 1, "b": 1, "c": 1, "d": 2.5})["a"] > 1
+    chain = parse_dot(dot("a -> b", "b -> c", "d"))  # a chain of 3 s beats a lone stage of 2.5 s, which beats 2 s
+    ranked = priorities(chain, chain.order(chain.stages), {"a": 1, "b": 1, "c": 1, "d": 2.5})
+    assert ranked["a"] > ranked["d"] > ranked["b"] > ranked["c"]
 
 
 def test_stage_history_fills_in_by_kind_and_survives_a_bad_file(tmp_path: Path) -> None:

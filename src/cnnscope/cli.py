@@ -40,11 +40,13 @@ def _repo_root() -> Path:
 def check_commands(root: Path, graph: StageGraph, stages: list[str]) -> None:
     """Every planned stage has a command, and a ``python <script>`` command's script exists: a typo
     is reported before any stage runs, not after an hour of upstream work."""
+    from cnnscope.runner.dag import read_stages
+
     read: dict[str, dict] = {}
     for stage in stages:
         file, name = graph.dvcfile(stage), stage.rsplit(":", 1)[-1].split("@", 1)[0]
         if file not in read:
-            read[file] = (yaml.safe_load((root / file).read_text()) or {}).get("stages", {})
+            read[file] = read_stages(root / file)
         spec = read[file].get(name, {})
         cmd, wdir = spec.get("cmd"), (root / file).parent / spec.get("wdir", ".")
         if not cmd:

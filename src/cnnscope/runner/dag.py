@@ -25,11 +25,16 @@ def pipeline_files(root: Path) -> list[Path]:
     return [root / "dvc.yaml", *sorted((root / STAGE_FOLDERS).glob("*/dvc.yaml"))]
 
 
+def read_stages(path: Path) -> dict[str, dict]:
+    """The stages (or matrix groups) of one ``dvc.yaml`` as written, before DVC interpolates them."""
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+
+
 def stage_definitions(root: Path) -> dict[str, dict]:
-    """Each stage (or matrix group) as written in its ``dvc.yaml``, before DVC interpolates it."""
+    """Each stage (or matrix group) of every ``dvc.yaml`` of the project, as written."""
     definitions: dict[str, dict] = {}
     for path in pipeline_files(root):
-        for name, spec in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).items():
+        for name, spec in read_stages(path).items():
             if name in definitions:
                 raise CnnscopeError(f"stage {name!r} is defined twice ({path.relative_to(root)} and another dvc.yaml)")
             definitions[name] = spec
