@@ -16,28 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from cnnscope import tracking
-from cnnscope.activations.exemplars import load_exemplars
-from cnnscope.atlas import folder_size, write_atlas
-from cnnscope.atlas.collect import (
-    MATCHING_NOTE,
-    MATCHING_TABLE,
-    apply_matching,
-    channel_sources,
-    figure_rows,
-    network_layers,
-    with_trajectories,
-)
-from cnnscope.atlas.site import AtlasError
 from cnnscope.config import Params, to_container
 from cnnscope.errors import run_stage
 from cnnscope.io import read_table, write_json
 from cnnscope.layout import AGAINST_DATA, EXEMPLARS, best_checkpoint, run_dir, stage_metrics
-from cnnscope.models import load_model
 from cnnscope.stage_args import stage_args
-from cnnscope.viz.atlas import oip_beside_exemplars
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,6 +35,25 @@ def main(argv: list[str] | None = None) -> None:
 
 def _atlas(params: Params) -> Path:
     """Write the atlas site and ``metrics/atlas.json``; returns the site's folder."""
+    # torch, pandas, matplotlib: after --help, and in the runner's warm server rather than the
+    # process DVC started
+    import pandas as pd
+
+    from cnnscope.activations.exemplars import load_exemplars
+    from cnnscope.atlas import folder_size, write_atlas
+    from cnnscope.atlas.collect import (
+        MATCHING_NOTE,
+        MATCHING_TABLE,
+        apply_matching,
+        channel_sources,
+        figure_rows,
+        network_layers,
+        with_trajectories,
+    )
+    from cnnscope.atlas.site import AtlasError
+    from cnnscope.models import load_model
+    from cnnscope.viz.atlas import oip_beside_exemplars
+
     records = []
     for variant in params.study.variants:
         for seed in params.study.seeds:

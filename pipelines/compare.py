@@ -16,22 +16,17 @@ and ``index.json`` listing every figure with a caption and every table) and the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnscope import tracking
-from cnnscope.analysis import Roles, StudyResults
-from cnnscope.analysis.class_patterns import check_two_per_class
-from cnnscope.analysis.edge_filters import first_probe_stages
-from cnnscope.analysis.measures import split_reference_heads
-from cnnscope.analysis.study.figures import initial_kernels, kernel_changes
-from cnnscope.analysis.study.stage import full_study, open_histograms, open_networks, open_sets, write_tables
-from cnnscope.analysis.study.summary import flat_metrics, write_layer_profiles
 from cnnscope.config import Params, to_container
-from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
 from cnnscope.layout import HISTOGRAMS_ROOT, MEASURES_ROOT, stage_metrics
 from cnnscope.stage_args import stage_args
-from cnnscope.viz.study import render_compare
+
+if TYPE_CHECKING:
+    from cnnscope.analysis import StudyResults
 
 METRICS = stage_metrics("compare")
 PROFILES = Path("plots/compare")  # `dvc plots diff`: each variant's layer profile, run vs run
@@ -40,6 +35,8 @@ PROFILES = Path("plots/compare")  # `dvc plots diff`: each variant's layer profi
 def _record_run(run: tracking.StageTracking, params: Params, res: StudyResults, out: Path) -> None:
     """This execution as its own MLflow run under the study run, with its settings, figures and
     every variant's summary numbers, so each point of a sweep over ``compare.*`` stays reviewable."""
+    from cnnscope.analysis.study.summary import flat_metrics
+
     config = to_container(params)
     run.record(
         "compare",
@@ -59,6 +56,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _compare(params: Params, run: tracking.StageTracking) -> None:
+    # torch, pandas, matplotlib: after --help, and in the runner's warm server rather than the
+    # process DVC started
+    from cnnscope.analysis import Roles
+    from cnnscope.analysis.class_patterns import check_two_per_class
+    from cnnscope.analysis.edge_filters import first_probe_stages
+    from cnnscope.analysis.measures import split_reference_heads
+    from cnnscope.analysis.study.figures import initial_kernels, kernel_changes
+    from cnnscope.analysis.study.stage import full_study, open_histograms, open_networks, open_sets, write_tables
+    from cnnscope.analysis.study.summary import write_layer_profiles
+    from cnnscope.data.prepared import PreparedData
+    from cnnscope.viz.study import render_compare
+
     cfg = params.compare
     sets, heads = split_reference_heads(open_sets(params.extract.out_dir, params.study.variants, params.study.seeds))
     check_two_per_class(next(iter(sets.values())).group("eval").labels)  # before any work, not after

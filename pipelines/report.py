@@ -9,9 +9,6 @@ from typing import Any
 from cnnscope import tracking
 from cnnscope.config import Params, to_container
 from cnnscope.errors import run_stage
-from cnnscope.report import build_report
-from cnnscope.report.collect import read_json
-from cnnscope.report.index import HEADLINE_FILE, write_index
 from cnnscope.stage_args import stage_args
 
 
@@ -21,6 +18,12 @@ def main(argv: list[str] | None = None) -> None:
         argv,
         extra=lambda p: p.add_argument("--reports", default="reports", help="folder of all studies' reports"),
     )
+    # torch, pandas, matplotlib: after --help, and in the runner's warm server rather than the
+    # process DVC started
+    from cnnscope.report import build_report
+    from cnnscope.report.collect import read_json
+    from cnnscope.report.index import HEADLINE_FILE, write_index
+
     # the store before any work: fail in seconds, not minutes
     with tracking.stage_tracking(params.tracking.experiment, params.tracking.uri) as run:
         out = Path(args.reports) / params.study.name

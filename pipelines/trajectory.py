@@ -13,18 +13,20 @@ from __future__ import annotations
 import time
 
 from cnnscope.config import to_container
-from cnnscope.data.prepared import PreparedData
 from cnnscope.errors import run_stage
 from cnnscope.io import atomic_dir, provenance, write_json
 from cnnscope.layout import TRAJECTORY_TABLE, run_dir
-from cnnscope.models import best_device
-from cnnscope.oip.color import colour_sqrt
 from cnnscope.stage_args import network_args
-from cnnscope.trajectory.run import SavedNetworks, eval_images, run_trajectory
 
 
 def main(argv: list[str] | None = None) -> None:
     params, variant, seed = network_args(__doc__, argv)
+    # torch: after --help, and in the runner's warm server rather than the process DVC started
+    from cnnscope.data.prepared import PreparedData
+    from cnnscope.models import best_device
+    from cnnscope.oip.color import colour_sqrt
+    from cnnscope.trajectory.run import SavedNetworks, eval_images, run_trajectory
+
     start = time.perf_counter()
     data = PreparedData.load(params.data.out_dir)
     models = SavedNetworks(run_dir(params.trainer.models_dir, variant, seed), best_device())

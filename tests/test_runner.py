@@ -484,6 +484,28 @@ def test_the_shim_passes_on_one_sigint_however_often_it_is_told_to_stop(tmp_path
     assert count.read_text() == "1"
 
 
+PROBE = """import sys
+from cnnscope.errors import run_stage
+
+def main():
+    open("probe.txt", "w").write(str("torch" in sys.modules))
+
+if __name__ == "__main__":
+    run_stage(main)
+"""
+
+
+def test_stages_start_from_the_warm_server_unless_cold(project: Path) -> None:
+    """The probe stage never imports torch: it finds it imported only in the worker's warm server."""
+    (project / "probe.py").write_text(PROBE)
+    with (project / "dvc.yaml").open("a") as fh:
+        fh.write("  probe:\n    cmd: python probe.py\n    deps: [probe.py]\n    outs: [probe.txt]\n")
+    assert cnnscope(project, "probe", "-j", "1").returncode == 0
+    assert (project / "probe.txt").read_text() == "True"
+    assert cnnscope(project, "probe", "-j", "1", "--force", "--cold").returncode == 0
+    assert (project / "probe.txt").read_text() == "False"
+
+
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no scheduler autogroups on this kernel")
 def test_a_niced_runner_runs_its_stages_niced(tmp_path: Path) -> None:
     """Each stage runs in a session of its own, which Linux schedules as its own autogroup at nice 0

@@ -83,6 +83,7 @@ def repro(args: argparse.Namespace) -> int:
     from cnnscope.runner.dag import plan, read_state, resolve_targets
     from cnnscope.runner.display import Progress, summary
     from cnnscope.runner.schedule import execute
+    from cnnscope.runner.task import WARM
 
     begin = time.monotonic()
     root = _repo_root()
@@ -99,6 +100,8 @@ def repro(args: argparse.Namespace) -> int:
     # its MLflow settings (where to log) from here, with the recorded thread count.
     forwarded = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     env = {**forwarded, "OMP_NUM_THREADS": _threads(root), "CNNSCOPE_QUIET": "1"}
+    if not args.cold:
+        env[WARM] = "1"
     with open_client(cfg, args.workers, args.scheduler) as client:
         has_gpu = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
 
@@ -149,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
         "-o", "--override", action="append", default=[], help="runner setting, e.g. runner.jobs=8 (repeatable)"
     )
     rp.add_argument("--force", "-f", action="store_true", help="run the stages even if DVC finds them up to date")
+    rp.add_argument(
+        "--cold",
+        action="store_true",
+        help="start each stage in a new Python, as dvc repro does, not from the worker's warm server",
+    )
     rp.set_defaults(func=repro)
     return top
 

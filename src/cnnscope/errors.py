@@ -19,7 +19,9 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
+from cnnscope.handoff import delegate
 from cnnscope.runtime import keep_freed_memory
 
 #: Exit status of a stage stopped by Ctrl-C (128 + SIGINT, what shells report).
@@ -36,13 +38,18 @@ def run_stage(main: Callable[[], object]) -> None:
     Also applies the process-wide CPU allocator setting every stage benefits from
     (:func:`cnnscope.runtime.keep_freed_memory`) and drops known third-party noise from its log
     (:func:`quiet_third_party`). A stage that succeeded in a process of its own ends without the
-    interpreter's teardown (:func:`_exit_now`).
+    interpreter's teardown (:func:`_exit_now`). Under ``cnnscope repro`` that process first offers
+    the stage to its worker's warm server, which runs it with torch already imported
+    (:mod:`cnnscope.handoff`).
     """
+    as_script = _started_as_script(main)
+    if as_script and (code := delegate()) is not None:
+        finish_process(code)
     keep_freed_memory()
     quiet_third_party()
     try:
         main()
-        if _started_as_script(main):
+        if as_script:
             _exit_now()
     except (CnnscopeError, FileNotFoundError) as err:
         print(f"cnnscope: error: {err}", file=sys.stderr)
@@ -77,17 +84,24 @@ def _exit_now() -> None:
     ``atexit`` handlers (MLflow ending a run, temporary folders removed), logging and the standard
     streams are finished first. A non-daemon thread still running gets the ordinary exit, which
     waits for it."""
-    import atexit
-    import os
     import threading
 
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return
+    finish_process(0)
+
+
+def finish_process(code: int) -> NoReturn:
+    """End this process with ``code`` after its ``atexit`` handlers, logging and standard streams,
+    without the interpreter's teardown (:func:`_exit_now` says why)."""
+    import atexit
+    import os
+
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 #: Where Lightning logs its info lines (``rank_zero_info``), the "💡 Tip" adverts among them.

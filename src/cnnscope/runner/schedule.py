@@ -42,15 +42,22 @@ class Listener:
     lost: Callable[[str, str], None] = lambda stage, why: None
 
 
-def priorities(graph: StageGraph, todo: list[str], cost: Mapping[str, float] | None = None) -> dict[str, int]:
-    """A rank per stage, higher first: the longest chain of work (``cost`` seconds, 1 per stage by
-    default) from the stage to the end of the plan, so the critical path starts early; ties go to
-    the stage more planned stages wait on. ``todo`` is upstream first."""
+def chains(graph: StageGraph, todo: list[str], cost: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per stage, the longest chain of work (``cost`` seconds, 1 per stage by default) from the
+    stage to the end of the plan ``todo`` (upstream first); the largest is the critical path."""
     planned, children = set(todo), graph.downstream()
     chain: dict[str, float] = {}
     for stage in reversed(todo):
         after = [chain[c] for c in children.get(stage, ()) if c in planned]
         chain[stage] = (cost[stage] if cost else 1.0) + max(after, default=0.0)
+    return chain
+
+
+def priorities(graph: StageGraph, todo: list[str], cost: Mapping[str, float] | None = None) -> dict[str, int]:
+    """A rank per stage, higher first: the longest chain of work from the stage to the end of the
+    plan (:func:`chains`), so the critical path starts early; ties go to the stage more planned
+    stages wait on. ``todo`` is upstream first."""
+    planned, chain = set(todo), chains(graph, todo, cost)
     waiting = {s: len(graph.descendants([s]) & planned) for s in todo}
     order = sorted(todo, key=lambda s: (-chain[s], -waiting[s]))  # stable: full ties keep dvc.yaml's order
     return {stage: len(order) - i for i, stage in enumerate(order)}

@@ -11,7 +11,6 @@ its locks, and the shim exits with the command's status.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -19,17 +18,13 @@ import sys
 import threading
 from types import FrameType
 
-_PR_SET_PDEATHSIG = 1
+from cnnscope.handoff import die_with_parent
+
 #: Seconds a stage gets to stop after SIGINT before its process group is killed.
 GRACE = 30.0
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _keep_niceness() -> None:
+def keep_niceness() -> None:
     """Give the new session the shim's niceness. On Linux each session is a scheduler autogroup,
     weighed against the others by the group's own nice value, not by its processes': a stage in a
     session of its own would otherwise compete at full weight with the user's shell, and ``nice
@@ -44,7 +39,7 @@ def _keep_niceness() -> None:
 
 def main(argv: list[str]) -> int:
     command = argv[1:] if argv[:1] == ["--"] else argv
-    _die_with_parent()
+    die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:  # the worker died before prctl took effect
         return 130
     children: list[subprocess.Popen[bytes]] = []
@@ -72,7 +67,7 @@ def main(argv: list[str]) -> int:
     # reaches the stage), where it would inherit an ignored one (workers ignore SIGINT) as ignored.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children.append(subprocess.Popen(command, start_new_session=True, preexec_fn=_keep_niceness))
+    children.append(subprocess.Popen(command, start_new_session=True, preexec_fn=keep_niceness))
     code = children[0].wait()
     os._exit(code)  # without waiting for a pending kill timer
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cnnscope import handoff
 
 #: How often a running stage checks whether the run was cancelled (seconds).
 POLL = 0.5
 #: Seconds the scheduler waits for cancelled stages to stop (the shim's grace, and a margin).
 GRACE_AFTER_CANCEL = 40.0
+#: A key of ``run_stage``'s ``env`` that asks for a warm server (:mod:`.warm`) instead of a fresh
+#: Python per stage; not passed on to the stage.
+WARM = "CNNSCOPE_WARM"
+#: This worker process's warm servers, by the environment their stages run with.
+_SERVERS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,36 @@ class StageOutcome:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+def warm_server(env: dict[str, str]) -> str:
+    """The socket of this worker process's warm server for stages run with ``env``
+    (:mod:`.warm`), started on first use; it ends with the worker."""
+    key = json.dumps(env, sort_keys=True)
+    if key not in _SERVERS:
+        from cnnscope.runner.shim import keep_niceness
+
+        folder = tempfile.mkdtemp(prefix="cnnscope-warm-")
+        path = os.path.join(folder, "socket")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cnnscope.runner.warm", path],
+            env={**os.environ, **env},  # what the stages would import torch and the rest with
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal reaches the stages through their clients only
+            preexec_fn=keep_niceness,
+        )
+        atexit.register(_stop_server, server, folder)
+        while not os.path.exists(path) and server.poll() is None:  # it listens at once
+            time.sleep(0.01)
+        _SERVERS[key] = path
+    return _SERVERS[key]
+
+
+def _stop_server(server: subprocess.Popen[bytes], folder: str) -> None:
+    server.terminate()
+    server.wait()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def dvc_command(stage: str, force: bool = False) -> list[str]:
@@ -64,13 +105,14 @@ def run_stage(
     path.parent.mkdir(parents=True, exist_ok=True)
     dvc = dvc_command(target or stage, force)
     command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc]
+    env = dict(env or {})
+    if env.pop(WARM, None):
+        env[handoff.ENV] = warm_server(env)
     start = time.monotonic()
     with path.open("w") as fh:
         fh.write(f"$ {' '.join(dvc)}   # on {worker}\n")
         fh.flush()
-        proc = subprocess.Popen(
-            command, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+        proc = subprocess.Popen(command, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **env})
         while True:
             try:
                 code = proc.wait(POLL)

@@ -1,0 +1,217 @@
+"""Warm stage processes: a worker's stages start from a process that has already imported torch.
+
+Why: every stage is a Python process of its own (DVC runs its command), and before it does any work
+it imports torch, and Lightning, MLflow, pandas where it uses them: 1–4.5 s per stage, more than the
+work of most per-network stages of a small study (benchmarks/README.md, "The work floor"). So each
+runner worker starts one *warm server* (``python -m cnnscope.runner.warm SOCKET``) that imports those
+packages once and then forks a copy of itself for each stage. The stage's command is unchanged: DVC
+still runs ``python pipelines/<stage>.py …`` and records it exactly as before; that process (the
+*client*, :mod:`cnnscope.handoff`, called first thing by :func:`cnnscope.errors.run_stage`) finds the
+server in ``CNNSCOPE_WARM_SOCKET``, hands it its arguments, folder, environment, ``sys.path`` and its stdout and stderr
+(the file descriptors themselves), and waits for the copy to finish, exiting with its status. A
+stage run without the variable (plain ``dvc repro``, a user's shell) never looks for a server.
+
+The copy runs the same script with the same code: the server imports no module of this project
+(the script does, in the copy, from the client's ``sys.path``), so the stage's outputs are the same
+bytes either way; the tests run studies both ways and compare. What the server refuses (another
+Python, CUDA already initialised in it — a forked process cannot use CUDA then), the client runs
+itself, as without a server.
+
+Faults behave as in a process of its own: Ctrl-C (SIGINT or SIGTERM to the client) reaches the
+copy as SIGINT; a client that dies (the shim's group killed) makes the server kill the copy; a copy
+dies with its server (``PR_SET_PDEATHSIG``) and the server with its worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from cnnscope.errors import finish_process
+from cnnscope.handoff import die_with_parent
+
+#: What the server imports before it forks: the heavy packages some stage imports at start.
+#: Neither matplotlib's pyplot (it picks a display backend on import) nor anything of cnnscope.
+PRELOAD = (
+    "torch",
+    "torchvision",
+    "lightning.pytorch",
+    "mlflow",
+    "mlflow.tracking",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "pandas",
+    "scipy.optimize",
+    "scipy.stats",
+    "matplotlib",
+)
+#: Seconds between the server's checks of its copies and of their clients.
+_TICK = 0.05
+
+
+def _refusal(request: dict[str, Any]) -> str | None:
+    if request.get("executable") != sys.executable:
+        return f"another Python ({request.get('executable')}, not {sys.executable})"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "CUDA is initialised in the server; a forked process could not use it"
+    return None
+
+
+def _run_copy(request: dict[str, Any], fds: list[int]) -> NoReturn:
+    """In the forked copy: become the client's stage process, run its script, exit with its status."""
+    import runpy
+    import threading
+    import traceback
+
+    code = 0
+    try:
+        die_with_parent(signal.SIGKILL)
+        os.setpgid(0, 0)  # the client signals the stage and whatever it started as one group
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        for target, fd in zip((1, 2), fds, strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[:] = request["path"]
+        sys.argv[:] = request["argv"]
+        for name in [m for m in sys.modules if m == "cnnscope" or m.startswith("cnnscope.")]:
+            del sys.modules[name]  # the stage imports this project from the client's sys.path, afresh
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        for thread in threading.enumerate():  # what the interpreter's exit would wait for
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+    except SystemExit as done:
+        if isinstance(done.code, int) or done.code is None:
+            code = done.code or 0
+        else:
+            print(done.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # a bug: its traceback, as Python prints it
+        traceback.print_exc()
+        code = 1
+    finish_process(code)
+
+
+class _Server:
+    """The accept loop: one forked copy per client, each client told its copy's exit status."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        import selectors
+
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.copies: dict[int, socket.socket] = {}  # pid → its client's connection
+        self.warm = False
+
+    def run(self) -> NoReturn:
+        while True:
+            for key, _ in self.selector.select(_TICK):
+                if key.fileobj is self.listener:
+                    self.accept()
+                else:  # a client's connection turns readable only when the client is gone
+                    self.client_gone(key.fileobj)  # type: ignore[arg-type]
+            self.reap()
+
+    def accept(self) -> None:
+        import selectors
+
+        conn, _ = self.listener.accept()
+        try:
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+            request = json.loads(message)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        if not self.warm:
+            _preload()
+            self.warm = True
+        refused = _refusal(request) if len(fds) == 2 else "no stdout and stderr passed"
+        if refused:
+            for fd in fds:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                conn.sendall(f"refused {refused}\n".encode())
+            conn.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            for other in (self.listener, conn, *self.copies.values()):
+                other.close()
+            _run_copy(request, fds)
+        for fd in fds:
+            os.close(fd)
+        self.copies[pid] = conn
+        with contextlib.suppress(OSError):
+            conn.sendall(f"pid {pid}\n".encode())
+        self.selector.register(conn, selectors.EVENT_READ)
+
+    def client_gone(self, conn: socket.socket) -> None:
+        """Kill the copy whose client died (its shim's process group was killed)."""
+        self.selector.unregister(conn)
+        for pid, held in self.copies.items():
+            if held is conn:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    def reap(self) -> None:
+        """Tell each finished copy's client its exit status (128 + N for a copy killed by signal N)."""
+        for pid in list(self.copies):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                continue
+            conn = self.copies.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(f"exit {128 - code if code < 0 else code}\n".encode())
+            conn.close()
+
+
+def serve(path: str) -> NoReturn:
+    """Listen on ``path`` and run a forked copy of this process for each stage that connects (side
+    by side: a worker with several threads runs several stages); runs until its worker ends."""
+    die_with_parent(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the copies through their clients
+    signal.signal(signal.SIGTERM, lambda signum, frame: _leave(path))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    _Server(listener).run()
+
+
+def _preload() -> None:
+    """Import :data:`PRELOAD` (once, when the first stage comes: a worker whose stages never hand
+    off spends nothing on it), then freeze the collector's view of what they made: a copy's
+    collections would otherwise walk, and so write to and un-share, every object of the imports."""
+    import gc
+    import importlib
+
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    gc.freeze()
+
+
+def _leave(path: str) -> NoReturn:
+    """End the server (its worker ended): its copies die with it; its socket and folder go."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

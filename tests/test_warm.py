@@ -1,0 +1,146 @@
+"""The runner's warm server (``cnnscope.runner.warm``) and the stage side of it (``cnnscope.handoff``):
+a stage process handed to the server behaves, for DVC and the user, as the stage run by itself —
+same output streams, folder, arguments, environment and exit status, Ctrl-C and a killed client
+included. (That the outputs are the same bytes is checked on whole studies, in test_runner_study.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cnnscope.handoff import ENV
+from cnnscope.runner import warm
+from pipeline import BIN, clean_env
+
+pytestmark = pytest.mark.slow  # Python processes, one of them importing torch
+
+STAGE = """
+import os, sys, time
+from cnnscope.errors import CnnscopeError, run_stage
+
+def main():
+    print("ran", os.getpid(), os.getcwd(), sys.argv[1:], os.environ.get("MARK"), "torch" in sys.modules, flush=True)
+    print("to stderr", file=sys.stderr)
+    if sys.argv[1] == "bad":
+        raise CnnscopeError("bad input: say how to fix it")
+    if sys.argv[1] == "bug":
+        raise RuntimeError("a bug")
+    if sys.argv[1] == "sleep":
+        open(sys.argv[2], "w").close()
+        time.sleep(60)
+
+if __name__ == "__main__":
+    run_stage(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A warm server, as a runner worker starts it."""
+    folder = tmp_path_factory.mktemp("warm")
+    socket = str(folder / "socket")
+    proc = subprocess.Popen([str(BIN / "python"), "-m", "cnnscope.runner.warm", socket], env=clean_env())
+    deadline = time.monotonic() + 60
+    while not os.path.exists(socket):
+        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield socket
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Path:
+    (tmp_path / "stage.py").write_text(STAGE)
+    return tmp_path
+
+
+def run(stage: Path, args: list[str], socket: str | None) -> subprocess.CompletedProcess[str]:
+    env = clean_env() | {"MARK": "m1"} | ({ENV: socket} if socket else {})
+    return subprocess.run(
+        [str(BIN / "python"), "stage.py", *args], cwd=stage, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def fields(done: subprocess.CompletedProcess[str]) -> list[str]:
+    line = next(line for line in done.stdout.splitlines() if line.startswith("ran "))
+    return line.split(" ", 2)[2].rsplit(" ", 2)
+
+
+def test_a_handed_off_stage_is_the_stage_run_by_itself(server: str, stage: Path) -> None:
+    warm_run, cold_run = run(stage, ["ok", "x y"], server), run(stage, ["ok", "x y"], None)
+    assert warm_run.returncode == cold_run.returncode == 0, warm_run.stderr
+    # the same folder, arguments and environment, its streams in the client's, and not the client's
+    # own process: the copy found torch already imported
+    assert fields(warm_run)[:2] == fields(cold_run)[:2] == [f"{stage} ['ok', 'x y']", "m1"]
+    assert (fields(warm_run)[2], fields(cold_run)[2]) == ("True", "False")
+    assert warm_run.stderr.strip() == cold_run.stderr.strip() == "to stderr"
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "said"), [("bad", 2, "cnnscope: error: bad input"), ("bug", 1, "RuntimeError: a bug")]
+)
+def test_a_failing_stage_fails_the_same_way(server: str, stage: Path, mode: str, code: int, said: str) -> None:
+    for socket in (server, None):
+        done = run(stage, [mode], socket)
+        assert done.returncode == code and said in done.stderr, (socket, done.stderr)
+
+
+def test_ctrl_c_reaches_the_copy(server: str, stage: Path, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    env = clean_env() | {ENV: server}
+    client = subprocess.Popen([str(BIN / "python"), "stage.py", "sleep", str(ready)], cwd=stage, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for(ready)
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 130 and "cnnscope: interrupted" in err
+
+
+def test_a_killed_client_takes_its_copy_with_it(server: str, stage: Path, tmp_path: Path) -> None:
+    """The shim kills its stage's process group when the worker dies: the copy must not run on."""
+    ready = tmp_path / "ready"
+    env = clean_env() | {ENV: server}
+    client = subprocess.Popen([str(BIN / "python"), "stage.py", "sleep", str(ready)], cwd=stage, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    _wait_for(ready)
+    time.sleep(0.2)  # the "ran" line is written before the ready file
+    copy = int(client.stdout.readline().split()[1])  # type: ignore[union-attr]
+    client.kill()
+    client.wait()
+    deadline = time.monotonic() + 10
+    while _alive(copy):
+        assert time.monotonic() < deadline, "the copy outlived its client"
+        time.sleep(0.05)
+
+
+def test_no_server_listening_runs_the_stage_itself(stage: Path, tmp_path: Path) -> None:
+    done = run(stage, ["ok"], str(tmp_path / "nothing-here"))
+    assert done.returncode == 0 and fields(done)[2] == "False"
+
+
+def test_the_server_refuses_another_python() -> None:
+    assert warm._refusal({"executable": sys.executable}) is None
+    assert "another Python" in str(warm._refusal({"executable": "/elsewhere/bin/python"}))
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended; its parent reaps it
