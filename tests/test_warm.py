@@ -41,19 +41,33 @@ if __name__ == "__main__":
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A warm server, as a runner worker starts it."""
-    folder = tmp_path_factory.mktemp("warm")
+def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A warm server, as a runner worker starts it, and its socket."""
+    folder.mkdir(exist_ok=True)
     socket = str(folder / "socket")
     proc = subprocess.Popen([str(BIN / "python"), "-m", "cnnscope.runner.warm", socket], env=clean_env())
     deadline = time.monotonic() + 60
     while not os.path.exists(socket):
         assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
+    return proc, socket
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, socket = start_server(tmp_path_factory.mktemp("warm"))
     yield socket
     proc.kill()
     proc.wait()
+
+
+def sleeping_stage(stage: Path, socket: str, ready: Path) -> tuple[subprocess.Popen[str], int]:
+    """A client whose copy sleeps, once the copy has started; and the copy's pid."""
+    client = subprocess.Popen([str(BIN / "python"), "stage.py", "sleep", str(ready)], cwd=stage,
+                              env=clean_env() | {ENV: socket}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    _wait_for(ready)
+    return client, int(client.stdout.readline().split()[1])  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -94,11 +108,7 @@ def test_a_failing_stage_fails_the_same_way(server: str, stage: Path, mode: str,
 
 
 def test_ctrl_c_reaches_the_copy(server: str, stage: Path, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    env = clean_env() | {ENV: server}
-    client = subprocess.Popen([str(BIN / "python"), "stage.py", "sleep", str(ready)], cwd=stage, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait_for(ready)
+    client, _ = sleeping_stage(stage, server, tmp_path / "ready")
     client.send_signal(signal.SIGINT)
     _, err = client.communicate(timeout=30)
     assert client.returncode == 130 and "cnnscope: interrupted" in err
@@ -106,19 +116,35 @@ def test_ctrl_c_reaches_the_copy(server: str, stage: Path, tmp_path: Path) -> No
 
 def test_a_killed_client_takes_its_copy_with_it(server: str, stage: Path, tmp_path: Path) -> None:
     """The shim kills its stage's process group when the worker dies: the copy must not run on."""
-    ready = tmp_path / "ready"
-    env = clean_env() | {ENV: server}
-    client = subprocess.Popen([str(BIN / "python"), "stage.py", "sleep", str(ready)], cwd=stage, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    _wait_for(ready)
-    time.sleep(0.2)  # the "ran" line is written before the ready file
-    copy = int(client.stdout.readline().split()[1])  # type: ignore[union-attr]
+    client, copy = sleeping_stage(stage, server, tmp_path / "ready")
     client.kill()
     client.wait()
+    _wait_until_gone(copy, "the copy outlived its client")
+
+
+def test_a_stopped_server_takes_no_new_stage_and_lets_the_running_one_finish(stage: Path, tmp_path: Path) -> None:
+    proc, socket = start_server(tmp_path / "server")
+    client, copy = sleeping_stage(stage, socket, tmp_path / "ready")
+    proc.terminate()  # what the worker's end does
     deadline = time.monotonic() + 10
-    while _alive(copy):
-        assert time.monotonic() < deadline, "the copy outlived its client"
+    while os.path.exists(socket):
+        assert time.monotonic() < deadline, "the stopped server still takes stages"
         time.sleep(0.05)
+    assert proc.poll() is None and _alive(copy)  # the running stage is not cut short
+    client.send_signal(signal.SIGINT)  # it stops the way the shim stops it
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 130 and "cnnscope: interrupted" in err
+    assert proc.wait(30) == 0
+
+
+def test_a_server_that_dies_mid_stage_fails_the_stage_saying_so(stage: Path, tmp_path: Path) -> None:
+    proc, socket = start_server(tmp_path / "server")
+    client, copy = sleeping_stage(stage, socket, tmp_path / "ready")
+    proc.kill()
+    proc.wait()
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 1 and "warm server ended while it ran this stage" in err
+    _wait_until_gone(copy, "the copy outlived its server")
 
 
 def test_no_server_listening_runs_the_stage_itself(stage: Path, tmp_path: Path) -> None:
@@ -135,6 +161,13 @@ def _wait_for(path: Path) -> None:
     deadline = time.monotonic() + 60
     while not path.exists():
         assert time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.05)
+
+
+def _wait_until_gone(pid: int, why: str) -> None:
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, why
         time.sleep(0.05)
 
 

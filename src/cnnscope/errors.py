@@ -43,11 +43,11 @@ def run_stage(main: Callable[[], object]) -> None:
     (:mod:`cnnscope.handoff`).
     """
     as_script = _started_as_script(main)
-    if as_script and (code := delegate()) is not None:
-        finish_process(code)
-    keep_freed_memory()
-    quiet_third_party()
     try:
+        if as_script and (code := delegate()) is not None:  # Ctrl-C while it connects: caught below
+            finish_process(code)
+        keep_freed_memory()
+        quiet_third_party()
         main()
         if as_script:
             _exit_now()

@@ -63,5 +63,11 @@ def delegate() -> int | None:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    words = reply.readline().split()  # blocks until the copy ends (a forwarded signal resumes the read)
-    return int(words[1]) if words[:1] == ["exit"] else 1
+    try:
+        words = reply.readline().split()  # blocks until the copy ends (a forwarded signal resumes the read)
+    except OSError:
+        words = []
+    if words[:1] != ["exit"]:  # the server ended mid-stage, and the copy with it
+        print("cnnscope: error: the runner's warm server ended while it ran this stage; run it again", file=sys.stderr)
+        return 1
+    return int(words[1])

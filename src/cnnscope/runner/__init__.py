@@ -12,7 +12,9 @@ metrics and plots come out exactly as ``dvc repro`` writes them, through DVC's p
 - :mod:`.cluster` starts or connects to the Dask cluster (local processes, a scheduler address,
   or SLURM/PBS through dask-jobqueue, from ``conf/runner/``);
 - :mod:`.task` is what a worker runs for one stage; :mod:`.shim` keeps the stage's processes
-  tied to the worker, so a killed worker interrupts its stage cleanly;
+  tied to the worker, so a killed worker interrupts its stage cleanly; :mod:`.warm` is the worker's
+  warm server, which runs each stage in a fork of a process that has imported torch already (the
+  stage process DVC starts hands itself over: :mod:`cnnscope.handoff`);
 - :mod:`.schedule` is the loop that submits ready stages and follows them; :mod:`.display` shows
   it live and sums it up.
 """

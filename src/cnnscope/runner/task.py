@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ GRACE_AFTER_CANCEL = 40.0
 WARM = "CNNSCOPE_WARM"
 #: This worker process's warm servers, by the environment their stages run with.
 _SERVERS: dict[str, str] = {}
+_STARTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -46,24 +48,29 @@ def warm_server(env: dict[str, str]) -> str:
     """The socket of this worker process's warm server for stages run with ``env``
     (:mod:`.warm`), started on first use; it ends with the worker."""
     key = json.dumps(env, sort_keys=True)
-    if key not in _SERVERS:
-        from cnnscope.runner.shim import keep_niceness
-
-        folder = tempfile.mkdtemp(prefix="cnnscope-warm-")
-        path = os.path.join(folder, "socket")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cnnscope.runner.warm", path],
-            env={**os.environ, **env},  # what the stages would import torch and the rest with
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the terminal reaches the stages through their clients only
-            preexec_fn=keep_niceness,
-        )
-        atexit.register(_stop_server, server, folder)
-        while not os.path.exists(path) and server.poll() is None:  # it listens at once
-            time.sleep(0.01)
-        _SERVERS[key] = path
+    with _STARTING:  # a worker with several threads starts one server per environment
+        if key not in _SERVERS:
+            _SERVERS[key] = _start_server(env)
     return _SERVERS[key]
+
+
+def _start_server(env: dict[str, str]) -> str:
+    from cnnscope.runner.shim import keep_niceness
+
+    folder = tempfile.mkdtemp(prefix="cnnscope-warm-")
+    path = os.path.join(folder, "socket")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cnnscope.runner.warm", path],
+        env={**os.environ, **env},  # what the stages would import torch and the rest with
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal reaches the stages through their clients only
+        preexec_fn=keep_niceness,
+    )
+    atexit.register(_stop_server, server, folder)
+    while not os.path.exists(path) and server.poll() is None:  # it listens at once
+        time.sleep(0.01)
+    return path
 
 
 def _stop_server(server: subprocess.Popen[bytes], folder: str) -> None:
@@ -97,16 +104,18 @@ def run_stage(
     from distributed import Event, get_worker
 
     try:
-        worker = get_worker().address
+        worker, gpus = get_worker().address, get_worker().state.total_resources.get("GPU", 0)
     except ValueError:  # called outside a worker (tests)
-        worker = "local"
+        worker, gpus = "local", 0
     event = Event(cancel_event) if cancel_event else None
     path = Path(root) / log
     path.parent.mkdir(parents=True, exist_ok=True)
     dvc = dvc_command(target or stage, force)
     command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc]
     env = dict(env or {})
-    if env.pop(WARM, None):
+    # not on a GPU worker: a process forked after CUDA started in its parent cannot use CUDA, and
+    # whether importing the packages starts it cannot be checked here (no GPU)
+    if env.pop(WARM, None) and not gpus:
         env[handoff.ENV] = warm_server(env)
     start = time.monotonic()
     with path.open("w") as fh:

@@ -30,10 +30,12 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any, NoReturn
 
 from cnnscope.errors import finish_process
 from cnnscope.handoff import die_with_parent
+from cnnscope.runner.shim import GRACE
 
 #: What the server imports before it forks: the heavy packages some stage imports at start.
 #: Neither matplotlib's pyplot (it picks a display backend on import) nor anything of cnnscope.
@@ -106,16 +108,18 @@ def _run_copy(request: dict[str, Any], fds: list[int]) -> NoReturn:
 class _Server:
     """The accept loop: one forked copy per client, each client told its copy's exit status."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, path: str) -> None:
         import selectors
 
-        self.listener = listener
+        self.listener, self.path = listener, path
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
         self.copies: dict[int, socket.socket] = {}  # pid → its client's connection
         self.warm = False
+        self.leaving: float | None = None  # when SIGTERM came
 
     def run(self) -> NoReturn:
+        signal.signal(signal.SIGTERM, self.leave)
         while True:
             for key, _ in self.selector.select(_TICK):
                 if key.fileobj is self.listener:
@@ -123,15 +127,37 @@ class _Server:
                 else:  # a client's connection turns readable only when the client is gone
                     self.client_gone(key.fileobj)  # type: ignore[arg-type]
             self.reap()
+            if self.leaving is not None and (not self.copies or time.monotonic() > self.leaving + GRACE):
+                os._exit(0)  # a copy still running dies with the server (PR_SET_PDEATHSIG)
+
+    def leave(self, signum: int, frame: object) -> None:
+        """SIGTERM (the worker ended or stops the server): take no new stage, and end once the running
+        copies have (their clients pass on the interrupt that stops them cleanly), or after
+        :data:`~cnnscope.runner.shim.GRACE`, the time the shim gives a stage."""
+        if self.leaving is None:
+            self.leaving = time.monotonic()
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+                os.rmdir(os.path.dirname(self.path))
 
     def accept(self) -> None:
         import selectors
 
         conn, _ = self.listener.accept()
+        fds: list[int] = []
         try:
-            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 2)
+            while message and not message.endswith(b"\n"):  # a stream: the request may come in parts
+                part = conn.recv(1 << 16)
+                if not part:
+                    break
+                message += part
             request = json.loads(message)
         except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
             conn.close()
             return
         if not self.warm:
@@ -150,6 +176,8 @@ class _Server:
             for other in (self.listener, conn, *self.copies.values()):
                 other.close()
             _run_copy(request, fds)
+        with contextlib.suppress(OSError):  # as the copy does itself: the group exists either way
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         self.copies[pid] = conn
@@ -185,11 +213,10 @@ def serve(path: str) -> NoReturn:
     by side: a worker with several threads runs several stages); runs until its worker ends."""
     die_with_parent(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the copies through their clients
-    signal.signal(signal.SIGTERM, lambda signum, frame: _leave(path))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    _Server(listener).run()
+    _Server(listener, path).run()
 
 
 def _preload() -> None:
@@ -203,14 +230,6 @@ def _preload() -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     gc.freeze()
-
-
-def _leave(path: str) -> NoReturn:
-    """End the server (its worker ended): its copies die with it; its socket and folder go."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-        os.rmdir(os.path.dirname(path))
-    os._exit(0)
 
 
 if __name__ == "__main__":
