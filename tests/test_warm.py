@@ -177,3 +177,20 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended; its parent reaps it
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no scheduler autogroups on this kernel")
+def test_the_server_runs_as_niced_as_its_worker() -> None:
+    """Its copies run in its session: `nice cnnscope repro` must reach that session's group too."""
+    psutil = pytest.importorskip("psutil")
+    code = "import time; from cnnscope.runner.task import warm_server as w; print(w({}), flush=True); time.sleep(60)"
+    worker = subprocess.Popen(["nice", "-n", "7", str(BIN / "python"), "-c", code], env=clean_env(),
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip()
+        (server,) = psutil.Process(worker.pid).children()
+        expected = min(19, os.nice(0) + 7)
+        assert Path(f"/proc/{server.pid}/autogroup").read_text().split()[-1] == str(expected)
+    finally:
+        worker.kill()
+        worker.wait()

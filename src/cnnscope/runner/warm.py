@@ -212,6 +212,8 @@ def serve(path: str) -> NoReturn:
     """Listen on ``path`` and run a forked copy of this process for each stage that connects (side
     by side: a worker with several threads runs several stages); runs until its worker ends."""
     die_with_parent(signal.SIGTERM)
+    if os.getppid() == 1:  # the worker died before prctl took effect
+        sys.exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the copies through their clients
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
