@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,35 @@ def test_the_git_commit_is_dirty_for_code_changes_not_for_what_dvc_repro_writes(
     assert git_commit(tmp_path) == clean and not clean.endswith("-dirty")
     (tmp_path / "src.py").write_text("2")
     assert git_commit(tmp_path) == f"{clean}-dirty"
+
+
+def test_recording_the_commit_takes_no_lock_that_a_git_add_beside_it_could_hit(tmp_path: Path) -> None:
+    """Stages record the commit while other stages are recorded: DVC stages its lock files with
+    ``git add`` (``core.autostage``), which fails when ``.git/index.lock`` is held. A ``git status``
+    that refreshes the index holds it (found by `runner_scaling.py`: ``train@untrained-0`` failed with
+    "index.lock: File exists"); without the optional locks it does not. A file whose stat changed
+    before every check makes each refresh a write."""
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for i in range(200):
+        (tmp_path / f"f{i}.txt").write_text(str(i))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "c"]):
+        subprocess.run(command, cwd=tmp_path, check=True, env={**os.environ, **ident})
+    stop, failed = threading.Event(), []
+
+    def record() -> None:
+        while not stop.is_set():
+            os.utime(tmp_path / "f1.txt")
+            git_commit(tmp_path)
+
+    recorder = threading.Thread(target=record)
+    recorder.start()
+    try:
+        for i in range(150):
+            (tmp_path / "dvc.lock").write_text(str(i))
+            done = subprocess.run(["git", "add", "dvc.lock"], cwd=tmp_path, capture_output=True, text=True)
+            if done.returncode != 0:
+                failed.append(done.stderr.strip())
+    finally:
+        stop.set()
+        recorder.join()
+    assert failed == []

@@ -159,8 +159,9 @@ def git_commit(cwd: str | Path | None = None) -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
+        dirty = subprocess.run(  # no optional locks: a `git status` that refreshes the index holds
+            # .git/index.lock, and a stage running beside another stage's record made DVC's git add fail
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
             cwd=cwd,
             capture_output=True,
             text=True,
