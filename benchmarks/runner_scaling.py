@@ -14,7 +14,7 @@ Two measurements, each printed as one JSON object:
   the default study's own epochs and OIP steps, the stages ``make repro`` runs.
 
     python benchmarks/runner_scaling.py [--noop 24] [--variants benchmark dummy untrained mlp] [--seeds 0 1]
-    python benchmarks/runner_scaling.py --only speedup --study-settings
+    python benchmarks/runner_scaling.py --only speedup --study-settings [--cold]
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def overhead(stages: int, scratch: Path) -> dict[str, float]:
     }
 
 
-def speedup(variants: list[str], seeds: list[int], scratch: Path, study_settings: bool) -> dict[str, object]:
+def speedup(
+    variants: list[str], seeds: list[int], scratch: Path, study_settings: bool, cold: bool
+) -> dict[str, object]:
     base = copy_of_repo(scratch / "base")
     short = [] if study_settings else ["trainer.max_epochs=2", "oip.steps=30"]
     overrides = [f"study.variants=[{','.join(variants)}]", f"study.seeds=[{','.join(map(str, seeds))}]",
@@ -95,10 +97,12 @@ def speedup(variants: list[str], seeds: list[int], scratch: Path, study_settings
     for workers in (1, 2):
         clone = scratch / f"w{workers}"
         shutil.copytree(base, clone, symlinks=True)
-        walls[workers] = run([str(BIN / "cnnscope"), "repro", "-j", str(workers), *targets], clone)
+        flags = ["--cold"] if cold else []
+        walls[workers] = run([str(BIN / "cnnscope"), "repro", "-j", str(workers), *flags, *targets], clone)
     networks = len(variants) * len(seeds)
     return {
         "settings": "the default study's" if study_settings else "cut short (2 epochs, 30 OIP steps)",
+        "stage_processes": "a Python each (--cold)" if cold else "forked from warm servers",
         "networks": networks,
         "stages": networks * len(targets),
         "one_worker_s": round(walls[1], 1),
@@ -114,12 +118,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only", choices=["overhead", "speedup"])
     parser.add_argument("--study-settings", action="store_true", help="the default study's epochs and OIP steps")
+    parser.add_argument("--cold", action="store_true", help="each stage in a Python of its own (cnnscope repro --cold)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "speedup":
             print(json.dumps({"overhead": overhead(args.noop, Path(tmp))}))
         if args.only != "overhead":
-            print(json.dumps({"speedup": speedup(args.variants, args.seeds, Path(tmp), args.study_settings)}))
+            result = speedup(args.variants, args.seeds, Path(tmp), args.study_settings, args.cold)
+            print(json.dumps({"speedup": result}))
 
 
 if __name__ == "__main__":
