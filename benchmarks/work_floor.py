@@ -92,7 +92,6 @@ def main() -> None:
     graph, _ = read_state(folder)
     commands = stage_commands(folder)
     os.chdir(folder)  # stages run from the repository root, as DVC runs them (wdir ../..)
-    sys.path.insert(0, str(folder / "src"))
     started = time.perf_counter()
     order = graph.order(graph.stages)
     inside = {stage: run_in_process(commands[graph.target(stage)]) for stage in order}

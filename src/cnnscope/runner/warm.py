@@ -43,9 +43,7 @@ PRELOAD = (
     "torch",
     "torchvision",
     "lightning.pytorch",
-    "mlflow",
-    "mlflow.tracking",
-    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_store",  # mlflow itself, and the SQL store behind its client
     "pandas",
     "scipy.optimize",
     "scipy.stats",
