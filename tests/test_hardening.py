@@ -276,3 +276,14 @@ def test_a_runner_count_out_of_range_is_refused_before_any_work(override: str, k
     with pytest.raises(CnnscopeError, match=f"{key} is out of range"):
         runner_config("local", [override])
     assert runner_config("local", ["workers=2"])["workers"] == 2
+
+
+@pytest.mark.parametrize("override", ["first_run_seconds.oip=-1", "first_run_seconds.oip=slow"])
+def test_a_first_run_guess_that_is_not_seconds_is_refused(override: str) -> None:
+    from cnnscope.errors import CnnscopeError
+    from cnnscope.runner.cluster import runner_config
+
+    with pytest.raises(CnnscopeError, match=r"first_run_seconds=.* must map stage kinds to seconds"):
+        runner_config("local", [override])
+    for cluster in ("local", "slurm", "pbs"):  # every cluster orders a first run the same way
+        assert runner_config(cluster)["first_run_seconds"]["compare"] > 0

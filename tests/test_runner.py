@@ -82,6 +82,8 @@ def test_the_longest_chain_of_work_starts_first_and_earlier_wall_times_say_which
     assert unit["o"] > unit["h"] and unit["atlas"] == min(unit.values())
     timed = priorities(graph, todo, history.costs(todo, {"o": 14, "h": 3, "e": 3, "compare": 28, "atlas": 9}))
     assert timed["h"] > timed["o"] and timed["compare"] > timed["e"]
+    guessed = priorities(graph, todo, history.costs(todo, {}, {"compare": 28, "o": 14}))  # a fresh clone
+    assert guessed["h"] > guessed["o"]
     chain = parse_dot(dot("a -> b", "b -> c", "d"))  # a chain of 3 s beats a lone stage of 2.5 s, which beats 2 s
     ranked = priorities(chain, chain.order(chain.stages), {"a": 1, "b": 1, "c": 1, "d": 2.5})
     assert ranked["a"] > ranked["d"] > ranked["b"] > ranked["c"]
@@ -99,6 +101,10 @@ def test_stage_history_fills_in_by_kind_and_survives_a_bad_file(tmp_path: Path) 
     assert known == {"train@a-0": 10.0, "train@b-0": 20.0}  # failed stages teach nothing; runs accumulate
     expected = {"train@a-0": 10.0, "train@c-0": 15.0, "oip@a-0": 15.0}  # own time, else its kind's, else all
     assert history.costs(["train@a-0", "train@c-0", "oip@a-0"], known) == expected
+    # a kind never run here takes the config's first-run seconds; history outranks them
+    first_run = {"oip": 9.0, "train": 99.0}  # train has history here: its guess is not used
+    expected = {"train@c-0": 15.0, "oip@a-0": 9.0, "atlas": (10.0 + 20.0 + 9.0) / 3}  # atlas: every known stage
+    assert history.costs(["train@c-0", "oip@a-0", "atlas"], known, first_run) == expected
     (tmp_path / "logs" / history.FILE).write_text("{not json")
     assert history.load(tmp_path, "logs") == {}
 
@@ -343,8 +349,11 @@ def test_a_killed_worker_is_reported_and_its_stage_reruns_cleanly(project: Path)
     runner = start(project, "-j", "2", "b@1", "b@2")
     wait_for(project / "b1.pid")
     stage = int((project / "b1.pid").read_text())
-    shim = next(p for p in psutil.Process(stage).parents() if "cnnscope.runner.shim" in " ".join(p.cmdline()))
-    shim.parent().kill()  # kill -9 of the Dask worker running b@1
+    # the stage's `dvc repro` runs in a copy of the worker's warm server (cold: under the worker's shim);
+    # a copy has its server's command line, so the worker is the parent of the outermost of them
+    started = ("cnnscope.runner.shim", "cnnscope.runner.warm")
+    hosts = [p for p in psutil.Process(stage).parents() if any(m in " ".join(p.cmdline()) for m in started)]
+    hosts[-1].parent().kill()  # kill -9 of the Dask worker running b@1
     _, err = runner.communicate(timeout=120)
     assert runner.returncode == 1
     assert "stage b@1 failed: its worker died mid-stage" in err
@@ -495,15 +504,33 @@ if __name__ == "__main__":
 """
 
 
-def test_stages_start_from_the_warm_server_unless_cold(project: Path) -> None:
-    """The probe stage never imports torch: it finds it imported only in the worker's warm server."""
+#: A stage that runs where DVC started it (no hand-off) and writes whether the DVC above it is a
+#: copy of the warm server (which keeps the server's command line).
+DVC_PROBE = """import os
+
+def ancestors(pid):
+    while pid > 1:
+        yield open(f"/proc/{pid}/cmdline").read().replace("\\0", " ")
+        pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+open("dvc_probe.txt", "w").write(str(any("cnnscope.runner.warm" in c for c in ancestors(os.getppid()))))
+"""
+
+
+def test_stages_and_their_dvc_start_from_the_warm_server_unless_cold(project: Path) -> None:
+    """The probe stage never imports torch: it finds it imported only in the worker's warm server.
+    The other probe finds the `dvc repro` that started it running in a copy of that server."""
     (project / "probe.py").write_text(PROBE)
+    (project / "dvc_probe.py").write_text(DVC_PROBE)
     with (project / "dvc.yaml").open("a") as fh:
         fh.write("  probe:\n    cmd: python probe.py\n    deps: [probe.py]\n    outs: [probe.txt]\n")
-    assert cnnscope(project, "probe", "-j", "1").returncode == 0
+        fh.write("  dvc_probe:\n    cmd: python dvc_probe.py\n    deps: [dvc_probe.py]\n    outs: [dvc_probe.txt]\n")
+    assert cnnscope(project, "probe", "dvc_probe", "-j", "1").returncode == 0
     assert (project / "probe.txt").read_text() == "True"
-    assert cnnscope(project, "probe", "-j", "1", "--force", "--cold").returncode == 0
+    assert (project / "dvc_probe.txt").read_text() == "True"
+    assert cnnscope(project, "probe", "dvc_probe", "-j", "1", "--force", "--cold").returncode == 0
     assert (project / "probe.txt").read_text() == "False"
+    assert (project / "dvc_probe.txt").read_text() == "False"
 
 
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no scheduler autogroups on this kernel")

@@ -45,6 +45,13 @@ def runner_config(name: str, overrides: list[str] | None = None, conf_dir: Path 
             raise CnnscopeError(
                 f"runner.{key}={value!r} is out of range: it must be {allowed} (conf/runner/{name}.yaml)"
             )
+    guesses = runner.get("first_run_seconds") or {}
+    if not isinstance(guesses, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in guesses.values()
+    ):
+        raise CnnscopeError(
+            f"runner.first_run_seconds={guesses!r} must map stage kinds to seconds ≥ 0 (conf/runner/{name}.yaml)"
+        )
     return runner
 
 

@@ -4,8 +4,10 @@ Why: the runner starts the ready stage with the longest chain of work behind it.
 chains tie where their costs differ by far (in the default study ``histograms@`` leads to ``compare``,
 the longest stage, and ``oip@`` to ``exemplars@``: four stages each), and the study ended with
 ``compare``, ``atlas`` and ``report`` running one after another on one core. Seconds from the last
-run break such ties. A stage not run before costs the mean of its kind; with no history at all every
-stage costs 1 (the chain counted in stages). The file lives beside the logs (git-ignored) and only
+run break such ties. A stage not run before costs the mean of its kind; a kind never run here (every
+kind, in a fresh clone) its ``first_run_seconds`` from the runner's config (``conf/runner/*.yaml``:
+typical seconds per kind, so that a first ``make repro`` is ordered like later ones); a kind named
+nowhere costs the mean of all known stages. The file lives beside the logs (git-ignored) and only
 steers the order: what runs, and the bytes it writes, do not depend on it.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from statistics import mean
 
@@ -45,15 +47,25 @@ def record(root: Path, log_dir: str, outcomes: Iterable[StageOutcome]) -> None:
     os.replace(tmp, path)
 
 
-def costs(stages: Iterable[str], durations: dict[str, float]) -> dict[str, float]:
-    """Each stage's expected seconds: its own last run, else its kind's mean, else the mean of all
-    known stages; 1 for every stage when nothing is known."""
+def costs(
+    stages: Iterable[str], durations: dict[str, float], first_run: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Each stage's expected seconds: its own last run, else its kind's mean, else the kind's
+    ``first_run`` seconds, else the mean of all known stages (and of ``first_run``); 1 for every
+    stage when nothing is known."""
     by_kind: dict[str, list[float]] = defaultdict(list)
     for stage, seconds in durations.items():
-        by_kind[stage.split("@", 1)[0]].append(seconds)
-    overall = mean(durations.values()) if durations else 1.0
+        by_kind[_kind(stage)].append(seconds)
+    for name, seconds in (first_run or {}).items():
+        by_kind.setdefault(name, [float(seconds)])
+    known = [s for group in by_kind.values() for s in group]
+    overall = mean(known) if known else 1.0
     out = {}
     for stage in stages:
-        kind = by_kind.get(stage.split("@", 1)[0])
+        kind = by_kind.get(_kind(stage))
         out[stage] = durations[stage] if stage in durations else mean(kind) if kind else overall
     return out
+
+
+def _kind(stage: str) -> str:
+    return stage.split("@", 1)[0]

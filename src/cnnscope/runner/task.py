@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnscope import handoff
 
@@ -42,6 +43,19 @@ class StageOutcome:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+def warm_server_for(env: dict[str, str], gpus: float) -> str | None:
+    """The socket of the warm server for stages run with ``env`` on a worker with ``gpus``; ``None``
+    on a GPU worker: a process forked after CUDA started in its parent cannot use CUDA, and whether
+    importing the packages starts it cannot be checked here (no GPU)."""
+    return None if gpus else warm_server({k: v for k, v in env.items() if k != WARM})
+
+
+def start_warm_server(env: dict[str, str], dask_worker: Any) -> None:
+    """``Client.run(start_warm_server, env)``: start each worker's warm server before its first stage,
+    so that its imports run while the cluster starts instead of delaying that stage."""
+    warm_server_for(env, dask_worker.state.total_resources.get("GPU", 0))
 
 
 def warm_server(env: dict[str, str]) -> str:
@@ -113,10 +127,8 @@ def run_stage(
     dvc = dvc_command(target or stage, force)
     command = [sys.executable, "-m", "cnnscope.runner.shim", "--", *dvc]
     env = dict(env or {})
-    # not on a GPU worker: a process forked after CUDA started in its parent cannot use CUDA, and
-    # whether importing the packages starts it cannot be checked here (no GPU)
-    if env.pop(WARM, None) and not gpus:
-        env[handoff.ENV] = warm_server(env)
+    if env.pop(WARM, None) and (socket := warm_server_for(env, gpus)):
+        env[handoff.ENV] = socket
     start = time.monotonic()
     with path.open("w") as fh:
         fh.write(f"$ {' '.join(dvc)}   # on {worker}\n")

@@ -48,6 +48,14 @@ PRELOAD = (
     "scipy.optimize",
     "scipy.stats",
     "matplotlib",
+    # DVC, for the `dvc repro` the shim hands over for each stage (``dvc.cli`` imports little itself)
+    "dvc.cli",
+    "dvc.commands.repro",
+    "dvc.repo.reproduce",
+    "dvc.repo.index",
+    "dvc.stage.cache",
+    "dvc.dvcfile",
+    "dvc.output",
 )
 #: Seconds between the server's checks of its copies and of their clients.
 _TICK = 0.05
@@ -85,7 +93,10 @@ def _run_copy(request: dict[str, Any], fds: list[int]) -> NoReturn:
         sys.argv[:] = request["argv"]
         for name in [m for m in sys.modules if m == "cnnscope" or m.startswith("cnnscope.")]:
             del sys.modules[name]  # the stage imports this project from the client's sys.path, afresh
-        runpy.run_path(sys.argv[0], run_name="__main__")
+        if request.get("module"):  # `python -m module argv[1:]` (the shim's `dvc repro`)
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(sys.argv[0], run_name="__main__")
         for thread in threading.enumerate():  # what the interpreter's exit would wait for
             if thread is not threading.main_thread() and not thread.daemon:
                 thread.join()
@@ -113,7 +124,6 @@ class _Server:
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
         self.copies: dict[int, socket.socket] = {}  # pid → its client's connection
-        self.warm = False
         self.leaving: float | None = None  # when SIGTERM came
 
     def run(self) -> NoReturn:
@@ -158,9 +168,6 @@ class _Server:
                 os.close(fd)
             conn.close()
             return
-        if not self.warm:
-            _preload()
-            self.warm = True
         refused = _refusal(request) if len(fds) == 2 else "no stdout and stderr passed"
         if refused:
             for fd in fds:
@@ -216,12 +223,12 @@ def serve(path: str) -> NoReturn:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    _preload()  # the stages that come meanwhile wait in the listen queue
     _Server(listener, path).run()
 
 
 def _preload() -> None:
-    """Import :data:`PRELOAD` (once, when the first stage comes: a worker whose stages never hand
-    off spends nothing on it), then freeze the collector's view of what they made: a copy's
+    """Import :data:`PRELOAD`, then freeze the collector's view of what they made: a copy's
     collections would otherwise walk, and so write to and un-share, every object of the imports."""
     import gc
     import importlib
