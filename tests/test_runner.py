@@ -493,11 +493,12 @@ def test_the_shim_passes_on_one_sigint_however_often_it_is_told_to_stop(tmp_path
     assert count.read_text() == "1"
 
 
-PROBE = """import sys
+PROBE = """import os
 from cnnscope.errors import run_stage
 
-def main():
-    open("probe.txt", "w").write(str("torch" in sys.modules))
+def main():  # the stage's process is a copy of the warm server (which keeps the server's command line)
+    parent = open(f"/proc/{os.getppid()}/cmdline").read()
+    open("probe.txt", "w").write(str("cnnscope.runner.warm" in parent))
 
 if __name__ == "__main__":
     run_stage(main)
@@ -518,8 +519,8 @@ open("dvc_probe.txt", "w").write(str(any("cnnscope.runner.warm" in c for c in an
 
 
 def test_stages_and_their_dvc_start_from_the_warm_server_unless_cold(project: Path) -> None:
-    """The probe stage never imports torch: it finds it imported only in the worker's warm server.
-    The other probe finds the `dvc repro` that started it running in a copy of that server."""
+    """The probe stage runs in a copy of the worker's warm server, and the other probe finds the
+    `dvc repro` that started it running in one too; with --cold neither does."""
     (project / "probe.py").write_text(PROBE)
     (project / "dvc_probe.py").write_text(DVC_PROBE)
     with (project / "dvc.yaml").open("a") as fh:

@@ -41,15 +41,20 @@ if __name__ == "__main__":
 """
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A warm server, as a runner worker starts it, and its socket."""
+def start_server(folder: Path, warm: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """A warm server, as a runner worker starts it, and its socket; ``warm``: once it has imported
+    everything it imports (it says "warm"), else as soon as it listens."""
     folder.mkdir(exist_ok=True)
     socket = str(folder / "socket")
-    proc = subprocess.Popen([str(BIN / "python"), "-m", "cnnscope.runner.warm", socket], env=clean_env())
+    proc = subprocess.Popen(
+        [str(BIN / "python"), "-m", "cnnscope.runner.warm", socket], env=clean_env(), stdout=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while not os.path.exists(socket):
         assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
+    if warm:
+        assert proc.stdout is not None and proc.stdout.readline() == b"warm\n"
     return proc, socket
 
 
@@ -145,6 +150,23 @@ def test_a_server_that_dies_mid_stage_fails_the_stage_saying_so(stage: Path, tmp
     _, err = client.communicate(timeout=30)
     assert client.returncode == 1 and "warm server ended while it ran this stage" in err
     _wait_until_gone(copy, "the copy outlived its server")
+
+
+def test_a_stage_that_comes_while_the_server_imports_starts_in_a_copy_at_once(stage: Path, tmp_path: Path) -> None:
+    """The server imports one package at a time between taking stages: the runner's first stages do
+    not wait for all of them (the copy imports what it lacks itself)."""
+    proc, socket = start_server(tmp_path / "server", warm=False)
+    try:
+        env = clean_env() | {ENV: socket}
+        client = subprocess.Popen([str(BIN / "python"), "stage.py", "ok"], cwd=stage, env=env, stdout=subprocess.PIPE,
+                                  text=True)  # fmt: skip
+        out, _ = client.communicate(timeout=120)
+        assert client.returncode == 0
+        assert int(out.split()[1]) != client.pid  # ran in the server's copy, not in the client
+        assert proc.stdout is not None and proc.stdout.readline() == b"warm\n"  # and the server went on
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_no_server_listening_runs_the_stage_itself(stage: Path, tmp_path: Path) -> None:

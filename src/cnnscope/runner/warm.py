@@ -10,6 +10,8 @@ still runs ``python pipelines/<stage>.py …`` and records it exactly as before;
 server in ``CNNSCOPE_WARM_SOCKET``, hands it its arguments, folder, environment, ``sys.path`` and its stdout and stderr
 (the file descriptors themselves), and waits for the copy to finish, exiting with its status. A
 stage run without the variable (plain ``dvc repro``, a user's shell) never looks for a server.
+The ``dvc repro`` around each stage comes the same way, from the runner's shim
+(:mod:`cnnscope.runner.shim`): it runs in a copy too, which keeps the variable for the stage it starts.
 
 The copy runs the same script with the same code: the server imports no module of this project
 (the script does, in the copy, from the client's ``sys.path``), so the stage's outputs are the same
@@ -37,9 +39,18 @@ from cnnscope.errors import finish_process
 from cnnscope.handoff import die_with_parent
 from cnnscope.runner.shim import GRACE
 
-#: What the server imports before it forks: the heavy packages some stage imports at start.
-#: Neither matplotlib's pyplot (it picks a display backend on import) nor anything of cnnscope.
+#: What the server imports, in this order, between taking stages: the heavy packages some stage
+#: imports at start. DVC first: every stage begins with the `dvc repro` the shim hands over (``dvc.cli``
+#: imports little itself). Neither matplotlib's pyplot (it picks a display backend on import) nor
+#: anything of cnnscope.
 PRELOAD = (
+    "dvc.cli",
+    "dvc.commands.repro",
+    "dvc.repo.reproduce",
+    "dvc.repo.index",
+    "dvc.stage.cache",
+    "dvc.dvcfile",
+    "dvc.output",
     "torch",
     "torchvision",
     "lightning.pytorch",
@@ -48,14 +59,6 @@ PRELOAD = (
     "scipy.optimize",
     "scipy.stats",
     "matplotlib",
-    # DVC, for the `dvc repro` the shim hands over for each stage (``dvc.cli`` imports little itself)
-    "dvc.cli",
-    "dvc.commands.repro",
-    "dvc.repo.reproduce",
-    "dvc.repo.index",
-    "dvc.stage.cache",
-    "dvc.dvcfile",
-    "dvc.output",
 )
 #: Seconds between the server's checks of its copies and of their clients.
 _TICK = 0.05
@@ -128,13 +131,16 @@ class _Server:
 
     def run(self) -> NoReturn:
         signal.signal(signal.SIGTERM, self.leave)
+        pending = list(PRELOAD)
         while True:
-            for key, _ in self.selector.select(_TICK):
+            for key, _ in self.selector.select(0 if pending else _TICK):
                 if key.fileobj is self.listener:
                     self.accept()
                 else:  # a client's connection turns readable only when the client is gone
                     self.client_gone(key.fileobj)  # type: ignore[arg-type]
             self.reap()
+            if pending:  # one import at a time: a stage that comes meanwhile starts with what is there
+                _preload(pending.pop(0), last=not pending)
             if self.leaving is not None and (not self.copies or time.monotonic() > self.leaving + GRACE):
                 os._exit(0)  # a copy still running dies with the server (PR_SET_PDEATHSIG)
 
@@ -223,20 +229,21 @@ def serve(path: str) -> NoReturn:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    _preload()  # the stages that come meanwhile wait in the listen queue
     _Server(listener, path).run()
 
 
-def _preload() -> None:
-    """Import :data:`PRELOAD`, then freeze the collector's view of what they made: a copy's
-    collections would otherwise walk, and so write to and un-share, every object of the imports."""
+def _preload(name: str, last: bool) -> None:
+    """Import ``name`` (one of :data:`PRELOAD`); after the last, freeze the collector's view of what
+    the imports made: a copy's collections would otherwise walk, and so write to and un-share, every
+    object of them. A copy forked before that imports what it lacks itself."""
     import gc
     import importlib
 
-    for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    gc.freeze()
+    with contextlib.suppress(ImportError):
+        importlib.import_module(name)
+    if last:
+        gc.freeze()
+        print("warm", flush=True)  # for whoever reads the server's output (the tests); the runner does not
 
 
 if __name__ == "__main__":
