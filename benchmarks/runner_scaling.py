@@ -11,7 +11,10 @@ Two measurements, each printed as one JSON object:
   prepared data. The reference is the 1-worker run; the goal is ≥ 1.7× on 2 cores. By default the
   stages are cut short (2 epochs, 30 OIP steps), so each one's fixed cost (a Python and a DVC process,
   DVC's bookkeeping under its repository lock) weighs as much as its work; ``--study-settings`` keeps
-  the default study's own epochs and OIP steps, the stages ``make repro`` runs.
+  the default study's own epochs and OIP steps, the stages ``make repro`` runs. Beside it, the same
+  stage commands run by hand, without DVC or Dask (from a warm server, as the runner starts them, or a
+  Python each with ``--cold``), one at a time and two at a time: what two cores give these stages at
+  all, so the runner's ratio can be read against it.
 
     python benchmarks/runner_scaling.py [--noop 24] [--variants benchmark dummy untrained mlp] [--seeds 0 1]
     python benchmarks/runner_scaling.py --only speedup --study-settings [--cold]
@@ -99,6 +102,13 @@ def speedup(
         shutil.copytree(base, clone, symlinks=True)
         flags = ["--cold"] if cold else []
         walls[workers] = run([str(BIN / "cnnscope"), "repro", "-j", str(workers), *flags, *targets], clone)
+    commands = [
+        [str(BIN / "python"), f"pipelines/{kind}.py", "--variant", v, "--seed", str(s)]
+        for kind in targets
+        for v in variants
+        for s in seeds
+    ]
+    by_hand = {workers: stage_commands(scratch / "w2", commands, workers, cold) for workers in (1, 2)}
     networks = len(variants) * len(seeds)
     return {
         "settings": "the default study's" if study_settings else "cut short (2 epochs, 30 OIP steps)",
@@ -108,7 +118,43 @@ def speedup(
         "one_worker_s": round(walls[1], 1),
         "two_workers_s": round(walls[2], 1),
         "speedup": round(walls[1] / walls[2], 2),
+        "by_hand_one_at_a_time_s": round(by_hand[1], 1),
+        "by_hand_two_at_a_time_s": round(by_hand[2], 1),
+        "by_hand_ratio": round(by_hand[1] / by_hand[2], 2),
     }
+
+
+def stage_commands(folder: Path, commands: list[list[str]], at_once: int, cold: bool) -> float:
+    """The reference for the speedup: the same stage commands without DVC or Dask, ``at_once`` at a
+    time, each kind after the one before (as their outputs need), from a warm server as the runner's
+    stages start (a Python each with ``cold``). What two cores give these stages at all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cnnscope.handoff import ENV
+
+    env = clean_env() | {"OMP_NUM_THREADS": "1", "CNNSCOPE_QUIET": "1"}
+    server = None
+    if not cold:
+        socket = str(folder / "warm.socket")
+        server = subprocess.Popen([str(BIN / "python"), "-m", "cnnscope.runner.warm", socket], env=env,
+                                  stdout=subprocess.PIPE)  # fmt: skip
+        assert server.stdout is not None and server.stdout.readline() == b"warm\n"
+        env[ENV] = socket
+
+    def one(command: list[str]) -> None:
+        subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
+
+    begin = time.perf_counter()
+    try:
+        kinds = sorted({c[1] for c in commands}, key=[c[1] for c in commands].index)
+        with ThreadPoolExecutor(at_once) as pool:
+            for kind in kinds:
+                list(pool.map(one, [c for c in commands if c[1] == kind]))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    return time.perf_counter() - begin
 
 
 def main() -> None:

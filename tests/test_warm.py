@@ -216,3 +216,24 @@ def test_the_server_runs_as_niced_as_its_worker() -> None:
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_the_shim_hands_over_only_this_pythons_own_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another `dvc` first on PATH (a pipx install, say) runs as itself: the server would run its own."""
+    from cnnscope.runner import shim
+
+    monkeypatch.setenv(ENV, str(tmp_path / "nothing-listens-here"))
+    assert shim._warm_dvc(["python", "-c", "pass"]) is None  # not DVC: never handed over
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "dvc").write_text("#!/bin/sh\n")
+    (other / "dvc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}{os.environ['PATH']}")
+    assert shim._warm_dvc(["dvc", "repro"]) is None
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    calls: list[tuple[list[str], str | None, bool]] = []
+    monkeypatch.setattr(
+        shim.handoff, "start", lambda argv, module=None, pass_on=False: calls.append((argv, module, pass_on))
+    )
+    shim._warm_dvc(["dvc", "repro"])
+    assert calls == [(["dvc", "repro"], "dvc", True)]  # this Python's dvc: to the server, which keeps its address
