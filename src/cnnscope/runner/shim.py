@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 
 from cnnscope import handoff
-from cnnscope.handoff import die_with_parent
 
 #: Seconds a stage gets to stop after SIGINT before its process group is killed.
 GRACE = 30.0
@@ -47,7 +46,7 @@ def keep_niceness() -> None:
 
 def main(argv: list[str]) -> int:
     command = argv[1:] if argv[:1] == ["--"] else argv
-    die_with_parent(signal.SIGTERM)
+    handoff.die_with_parent(signal.SIGTERM)
     if os.getppid() == 1:  # the worker died before prctl took effect
         return 130
     groups: list[int] = []  # the command's process group
