@@ -111,8 +111,8 @@ def repro(args: argparse.Namespace) -> int:
             return {"GPU": 1 / share} if has_gpu and stage.split("@", 1)[0] in gpu_groups else None
 
         workers = sum(client.nthreads().values())
-        if not args.cold:  # no more servers than stages to run
-            client.run(start_warm_server, env, workers=sorted(client.nthreads())[: len(todo)])
+        if not args.cold:  # no more servers than stages to run; one that fails here starts with its first stage
+            client.run(start_warm_server, env, workers=sorted(client.nthreads())[: len(todo)], on_error="ignore")
         print(f"cnnscope repro: {len(todo)} stages on {workers} workers ({client.scheduler.address})", file=sys.stderr)
         cost = history.costs(todo, history.load(root, LOG_DIR), cfg.get("first_run_seconds"))
         with Progress(todo, workers) as progress:
