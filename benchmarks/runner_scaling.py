@@ -102,12 +102,14 @@ def speedup(
         shutil.copytree(base, clone, symlinks=True)
         flags = ["--cold"] if cold else []
         walls[workers] = run([str(BIN / "cnnscope"), "repro", "-j", str(workers), *flags, *targets], clone)
-    commands = [
-        [str(BIN / "python"), f"pipelines/{kind}.py", "--variant", v, "--seed", str(s)]
+    commands = {
+        kind: [
+            [str(BIN / "python"), f"pipelines/{kind}.py", "--variant", v, "--seed", str(s)]
+            for v in variants
+            for s in seeds
+        ]
         for kind in targets
-        for v in variants
-        for s in seeds
-    ]
+    }
     by_hand = {workers: stage_commands(scratch / "w2", commands, workers, cold) for workers in (1, 2)}
     networks = len(variants) * len(seeds)
     return {
@@ -124,7 +126,7 @@ def speedup(
     }
 
 
-def stage_commands(folder: Path, commands: list[list[str]], at_once: int, cold: bool) -> float:
+def stage_commands(folder: Path, commands: dict[str, list[list[str]]], at_once: int, cold: bool) -> float:
     """The reference for the speedup: the same stage commands without DVC or Dask, ``at_once`` at a
     time, each kind after the one before (as their outputs need), from a warm server as the runner's
     stages start (a Python each with ``cold``). What two cores give these stages at all."""
@@ -146,10 +148,9 @@ def stage_commands(folder: Path, commands: list[list[str]], at_once: int, cold: 
 
     begin = time.perf_counter()
     try:
-        kinds = sorted({c[1] for c in commands}, key=[c[1] for c in commands].index)
         with ThreadPoolExecutor(at_once) as pool:
-            for kind in kinds:
-                list(pool.map(one, [c for c in commands if c[1] == kind]))
+            for of_kind in commands.values():  # dict order: each kind after the one before
+                list(pool.map(one, of_kind))
     finally:
         if server is not None:
             server.terminate()

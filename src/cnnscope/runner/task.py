@@ -118,7 +118,8 @@ def run_stage(
     from distributed import Event, get_worker
 
     try:
-        worker, gpus = get_worker().address, get_worker().state.total_resources.get("GPU", 0)
+        me = get_worker()
+        worker, gpus = me.address, me.state.total_resources.get("GPU", 0)
     except ValueError:  # called outside a worker (tests)
         worker, gpus = "local", 0
     event = Event(cancel_event) if cancel_event else None

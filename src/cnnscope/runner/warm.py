@@ -139,8 +139,8 @@ class _Server:
                 else:  # a client's connection turns readable only when the client is gone
                     self.client_gone(key.fileobj)  # type: ignore[arg-type]
             self.reap()
-            if pending:  # one import at a time: a stage that comes meanwhile starts with what is there
-                _preload(pending.pop(0), last=not pending)
+            if pending and self.leaving is None:  # one import at a time: a stage that comes meanwhile
+                _preload(pending.pop(0), last=not pending)  # starts with what is there
             if self.leaving is not None and (not self.copies or time.monotonic() > self.leaving + GRACE):
                 os._exit(0)  # a copy still running dies with the server (PR_SET_PDEATHSIG)
 
