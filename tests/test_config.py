@@ -11,7 +11,7 @@ from typing import Any, get_type_hints
 import pytest
 import yaml
 
-from cnnscope.compose import compose_params
+from cnnscope.compose import compose_params, group_choices
 from cnnscope.config import (
     RENAMED,
     ConfigError,
@@ -20,6 +20,7 @@ from cnnscope.config import (
     Params,
     load_params,
     snapshot_steps,
+    to_container,
     validate,
     variant_model_config,
 )
@@ -320,3 +321,16 @@ def test_checking_a_configuration_leaves_torchs_random_state_alone() -> None:
     torch.manual_seed(7)
     validate(raw)
     assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.parametrize("overrides", [[], *([f"experiment={p}"] for p in group_choices("experiment")), ["data=mnist"]])
+def test_the_plain_form_is_omegaconfs(overrides: list[str]) -> None:
+    """``to_container`` walks the dataclasses itself (every stage calls it several times); what it
+    gives, key order and types included, is what OmegaConf gives, so manifests and MLflow params keep
+    their bytes."""
+    from omegaconf import OmegaConf
+
+    params = validate(compose_params(overrides))
+    for part in (params, params.data, params.oip, params.study):
+        expected = OmegaConf.to_container(OmegaConf.structured(part), enum_to_str=True)
+        assert repr(to_container(part)) == repr(expected)

@@ -237,3 +237,17 @@ def test_the_shim_hands_over_only_this_pythons_own_dvc(tmp_path: Path, monkeypat
     )
     shim._warm_dvc(["dvc", "repro"])
     assert calls == [(["dvc", "repro"], "dvc", True)]  # this Python's dvc: to the server, which keeps its address
+
+
+@pytest.mark.parametrize(("argv", "polls"), [(["dvc", "--wait-for-lock", "repro"], True), (["dvc", "repro"], False)])
+def test_a_dvc_that_waits_for_its_lock_retries_it_sooner(
+    argv: list[str], polls: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DVC retries a taken repository lock every DEFAULT_TIMEOUT / 6 s (0.5 s); in a copy that runs
+    `dvc --wait-for-lock` it retries every LOCK_POLL s. Without the flag DVC gives up after
+    DEFAULT_TIMEOUT, so that run keeps DVC's own timing."""
+    import dvc.lock
+
+    monkeypatch.setattr(dvc.lock, "DEFAULT_TIMEOUT", 3)
+    warm.poll_dvc_lock_often(argv)
+    assert pytest.approx(warm.LOCK_POLL if polls else 0.5) == dvc.lock.DEFAULT_TIMEOUT / 6

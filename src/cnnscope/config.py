@@ -21,7 +21,7 @@ included) depend on the OIP code in ``dvc.yaml``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,5 +326,20 @@ def variant_model_config(params: Params, variant: str) -> ModelConfig:
 
 def to_container(params: Params | DataConfig) -> dict[str, Any]:
     """Plain-dict form of ``params`` or one of its sections (enums as strings), for logging and
-    manifests."""
-    return OmegaConf.to_container(OmegaConf.structured(params), enum_to_str=True)  # type: ignore[return-value]
+    manifests: what ``OmegaConf.to_container(OmegaConf.structured(params), enum_to_str=True)`` gives
+    (tests/test_config.py checks it on every preset), walked directly. Building the structured
+    config only to flatten it again cost tens of milliseconds per call, and every stage makes
+    several (benchmarks/README.md, "Per-stage fixed costs")."""
+    return _plain(params)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -73,7 +73,7 @@ def write_sheet(tiles: np.ndarray, root: Path, file: str) -> Sheet:
     grid = pixels.transpose(0, 2, 1, 3, 4).reshape(rows * height, cols * width, channels)
     image = Image.fromarray(np.ascontiguousarray(grid[..., 0] if channels == 1 else grid))  # L or RGB
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")
     (root / file).parent.mkdir(parents=True, exist_ok=True)
     (root / file).write_bytes(buffer.getvalue())  # inside the atlas's temporary folder
     return Sheet(file, height, width, rows, cols)
