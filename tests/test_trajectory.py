@@ -380,8 +380,15 @@ def test_trajectory_figures_use_a_log_step_axis() -> None:
     ax = fig.axes[0]
     assert ax.get_xscale() == "symlog"
     assert list(ax.lines[0].get_ydata()) == [0.5, 1.5, 10.5]  # the mean over seeds
-    strip = oip_strip(np.zeros((3, 2, 1, 4, 4)), [0, 1, 10], [5, 7], np.array([["1", "2"]] * 3), "t")
-    assert len(strip.axes) == 6 and strip.axes[0].get_ylabel() == "map 5"
+    for channels in (1, 3):  # grey and colour OIPs
+        images = np.arange(3 * 2 * channels * 16, dtype=float).reshape(3, 2, channels, 4, 4)
+        strip = oip_strip(images, [0, 1, 10], [5, 7], np.array([["cat", "dog"]] * 3), "t")
+        texts = [t.get_text() for t in strip.axes[0].texts]
+        assert texts.count("cat") == 3 and texts.count("dog") == 3  # each tile titled with its top class
+        assert {"map 5", "map 7", "0", "10"} <= set(texts)  # rows named by map, columns by step
+        shown = strip.axes[0].images[0].get_array()
+        tiles = shown[shown[..., 3] == 1.0][:, :3]  # the opaque pixels: the 6 tiles, each scaled to [0, 1]
+        assert tiles.shape == (6 * 16, 3) and tiles.min() == 0.0 and tiles.max() == 1.0
 
 
 # ---------------------------------------------------------------- class selectivity of the maps

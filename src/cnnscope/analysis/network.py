@@ -16,6 +16,7 @@ depend on its name.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -265,13 +266,15 @@ def save(measures: NetworkMeasures, directory: str | Path) -> None:
 def write_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     """``arrays`` as one ``.npz`` that :func:`numpy.load` reads. Not :func:`numpy.savez`: it stamps
     each member with the current time, and a fixed stamp keeps the bytes (and the DVC hash) the
-    same on every run. Deflated: per-image histograms are mostly zeros."""
+    same on every run. Deflated at zlib's fastest level: per-image histograms are mostly zeros (a
+    tenth of their size either way), the CKA Gram matrices hardly compress at all, and the default
+    level took 4× as long for 1–20 % smaller files (benchmarks/README.md, "Per-stage fixed costs")."""
     with zipfile.ZipFile(path, "w") as archive:
         for name, array in arrays.items():
             member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            member.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(member, "w") as fh:
-                np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+            archive.writestr(member, buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
 
 
 def load(directory: str | Path) -> NetworkMeasures:

@@ -62,8 +62,10 @@ PRELOAD = (
 )
 #: Seconds between two tries of DVC's repository lock in a copy running ``dvc --wait-for-lock``.
 LOCK_POLL = 0.02
-#: Seconds between the server's checks of its copies and of their clients.
-_TICK = 0.05
+#: Seconds between the server's checks of its copies and of their clients: a copy's exit reaches
+#: its client (and a stage's end its worker) up to this much later, twice per stage (the stage's
+#: copy, then its `dvc repro`'s), so it is short; a check is a `select` and a `waitpid` per copy.
+_TICK = 0.01
 
 
 def _refusal(request: dict[str, Any]) -> str | None:

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from cnnscope.viz.style import variant_colour
 
@@ -86,21 +88,32 @@ def oip_strip(
 ) -> Figure:
     """Rows: the tracked maps; columns: checkpoints. Each tile is the map's OIP at that step
     (linearly scaled), titled with the class of the map's top image at that step.
-    ``images``: ``(steps, maps, C, H, W)``; ``top_classes``: ``(steps, maps)`` class names."""
+    ``images``: ``(steps, maps, C, H, W)``; ``top_classes``: ``(steps, maps)`` class names.
+
+    The tiles are one image on one axes (transparent gaps, a frame per tile), not an axes per
+    tile: a study's strips have hundreds of tiles, and an axes each made them most of the report
+    stage's time (benchmarks/README.md, "Per-stage fixed costs")."""
     n_steps, n_maps = len(steps), len(maps)
-    fig, axes = plt.subplots(n_maps, n_steps, figsize=(0.9 * n_steps + 0.8, 0.95 * n_maps + 0.6), squeeze=False)
+    height, width = plain(images[0, 0]).shape[:2]
+    gap_x, gap_y = max(2, round(0.3 * width)), max(3, round(0.45 * height))  # gap_y: room for the titles
+    pitch_x, pitch_y = width + gap_x, height + gap_y
+    mosaic = np.zeros((n_maps * pitch_y, n_steps * pitch_x - gap_x, 4))
+    frames = []
+    fig, ax = plt.subplots(figsize=(0.9 * n_steps + 0.8, 0.95 * n_maps + 0.6))
     for j in range(n_maps):
+        top = j * pitch_y + gap_y
         for i in range(n_steps):
-            ax = axes[j][i]
-            tile = plain(images[i, j])
-            ax.imshow(tile, cmap=None if tile.ndim == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(str(top_classes[i, j]), fontsize=6, pad=1)
-            if j == n_maps - 1:
-                ax.set_xlabel(f"{steps[i]}", fontsize=6)
-            if i == 0:
-                ax.set_ylabel(f"map {maps[j]}", fontsize=7)
+            left, tile = i * pitch_x, plain(images[i, j])
+            mosaic[top : top + height, left : left + width, :3] = tile if tile.ndim == 3 else tile[..., None]
+            mosaic[top : top + height, left : left + width, 3] = 1.0
+            frames.append(Rectangle((left - 0.5, top - 0.5), width, height))
+            ax.text(left + width / 2, top - 1, str(top_classes[i, j]), fontsize=6, ha="center", va="bottom")
+        ax.text(-2, top + height / 2, f"map {maps[j]}", fontsize=7, rotation=90, ha="right", va="center")
+    for i, step in enumerate(steps):
+        ax.text(i * pitch_x + width / 2, n_maps * pitch_y + 1, f"{step}", fontsize=6, ha="center", va="top")
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="black", linewidth=0.8))
+    ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
