@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -135,13 +136,29 @@ def run_stage(
         fh.write(f"$ {' '.join(dvc)}   # on {worker}\n")
         fh.flush()
         proc = subprocess.Popen(command, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **env})
-        while True:
-            try:
-                code = proc.wait(POLL)
-                break
-            except subprocess.TimeoutExpired:
-                if event is not None and event.is_set():
-                    proc.send_signal(signal.SIGINT)
-                    code = proc.wait()
-                    break
+        code = _wait(proc, event)
     return StageOutcome(stage, code, time.monotonic() - start, log, worker)
+
+
+def _wait(proc: subprocess.Popen[bytes], cancel: Any) -> int:
+    """The exit status of ``proc``; every :data:`POLL` seconds, whether the run was cancelled (then
+    SIGINT, and wait). Where Linux gives a pidfd, the wait wakes the moment the process exits:
+    ``Popen.wait(timeout)`` sleeps up to 50 ms between its checks, which every stage would add to its
+    worker's idle time between stages (benchmarks/README.md, "Per-stage fixed costs")."""
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux ≥ 5.3
+        pidfd = None
+    try:
+        while True:
+            if pidfd is not None:
+                select.select([pidfd], [], [], POLL)
+            try:
+                return proc.wait(0 if pidfd is not None else POLL)
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    proc.send_signal(signal.SIGINT)
+                    return proc.wait()
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
