@@ -11,12 +11,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnscope.atlas.site import FIGURE_FILE
 from cnnscope.config import Params
 from cnnscope.report import collect
+from cnnscope.viz.common import save_figure
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from cnnscope.report.assemble import Report
+
+#: The atlas's overview figure in the report (the same figure as the atlas's ``overview.png``).
+FIGURE = "atlas/oip_beside_exemplars.png"
 
 COLUMNS = [
     "median_normalised_activation",
@@ -47,8 +52,8 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
     report.table(collect.mean_std(runs, [c for c in COLUMNS if c in runs.columns], study.variants))
     if mapless:
         report.add(f"Without exemplars: {', '.join(f'`{v}`' for v in mapless)} (no convolution, so no feature maps).")
-    figure = atlas / FIGURE_FILE
-    if figure.is_file():
+    figure = _overview(params)
+    if figure is not None:
         caption = (
             f"Top maps of the OIP layer by their best image (seed {study.oip_seeds[0]}): each variant's OIP beside "
             'the receptive-field crops of its top exemplars. Above each OIP, "÷top r": its normalised activation '
@@ -56,7 +61,9 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
             'test image), black otherwise; "silent" and "no exemplars": the map is never active on the test '
             "split, so it has no exemplars to show."
         )
-        report.figure(figure, "atlas/oip_beside_exemplars.png", caption)
+        (report.folder / "figures" / FIGURE).parent.mkdir(parents=True, exist_ok=True)
+        save_figure(figure, report.folder / "figures" / FIGURE)
+        report.add(f"![{caption}](figures/{FIGURE})", f"*{caption}*")
     # the atlas is git-ignored (hundreds of MB of images): a path to build, not a link that a clone cannot follow
     link = Path(os.path.relpath((atlas / "index.html").resolve(), out_dir.resolve()))  # README.md → atlas
     report.add(
@@ -64,3 +71,16 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
         "(stage `atlas`, git-ignored: `dvc repro atlas` builds it; open it from disk — in MLflow open "
         "`atlas/overview.html` of the study run)."
     )
+
+
+def _overview(params: Params) -> Figure | None:
+    """The atlas's overview figure, drawn here from what the atlas draws it from (the stages'
+    exemplars, OIPs and the compare stage's matching), so that the report does not wait for the
+    atlas site; None when no network has feature maps (nothing to show)."""
+    from cnnscope.atlas.site import AtlasError
+    from cnnscope.atlas.study import overview_figure, study_records
+
+    try:
+        return overview_figure(params, study_records(params, trajectories=False))
+    except AtlasError:
+        return None
