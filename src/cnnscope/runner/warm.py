@@ -130,7 +130,7 @@ def poll_dvc_lock_often(argv: list[str]) -> None:
     Why: each stage's ``dvc repro`` takes that lock twice (to check the stage, then to record it),
     so two workers' stages queue for it several times a minute, and DVC retries a taken lock after
     ``DEFAULT_TIMEOUT / 6`` seconds (``dvc/lock.py``): up to half a second of a worker doing nothing
-    per wait (benchmarks/README.md, "DVC's lock, retried sooner"). Only that module constant is set,
+    per wait (benchmarks/README.md, "Per-stage fixed costs"). Only that module constant is set,
     and only for a run that waits for the lock anyway (without ``--wait-for-lock`` it would also
     shorten DVC's time before giving up); a DVC without the constant waits as it always did."""
     import importlib
