@@ -15,9 +15,15 @@ Two measurements, each printed as one JSON object:
   stage commands run by hand, without DVC or Dask (from a warm server, as the runner starts them, or a
   Python each with ``--cold``), one at a time and two at a time: what two cores give these stages at
   all, so the runner's ratio can be read against it.
+- ``study``: the same ratio on a whole study's per-network stages (every kind, every network of the
+  checkout's ``params.yaml``), forced with ``cnnscope repro --force -j 1`` and then ``-j 2`` in
+  ``--clone``, a clone where ``make repro`` has run (its outputs are rewritten with the same bytes).
+  Minutes-long runs, so the runner's fixed start (DVC's ``dag`` and ``status``, the cluster, the warm
+  servers' first imports) weighs less than in ``speedup``'s one-minute runs.
 
     python benchmarks/runner_scaling.py [--noop 24] [--variants benchmark dummy untrained mlp] [--seeds 0 1]
     python benchmarks/runner_scaling.py --only speedup --study-settings [--cold]
+    python benchmarks/runner_scaling.py --only study --clone /path/to/a/finished/clone
 """
 
 from __future__ import annotations
@@ -158,15 +164,41 @@ def stage_commands(folder: Path, commands: dict[str, list[list[str]]], at_once: 
     return time.perf_counter() - begin
 
 
+#: The per-network stage kinds of the default study (stages/<kind>/dvc.yaml).
+PER_NETWORK = ["train", "extract", "measures", "histograms", "trajectory", "oip", "exemplars"]
+
+
+def study(clone: Path) -> dict[str, object]:
+    """``cnnscope repro --force`` of every per-network stage in ``clone``, on 1 worker, then on 2."""
+    if not (clone / "logs" / "repro" / "summary.csv").is_file():
+        raise SystemExit(f"{clone}: no finished run there (logs/repro/summary.csv): run `make repro` in it first")
+    walls = {
+        j: run([str(clone / ".venv/bin/cnnscope"), "repro", "--force", "-j", str(j), *PER_NETWORK], clone)
+        for j in (1, 2)
+    }
+    return {
+        "stages": "every per-network stage, forced (with validate and prepare)",
+        "one_worker_s": round(walls[1], 1),
+        "two_workers_s": round(walls[2], 1),
+        "speedup": round(walls[1] / walls[2], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop", type=int, default=24, help="no-op stages of the overhead measurement")
     parser.add_argument("--variants", nargs="+", default=["benchmark", "dummy", "untrained", "mlp"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--only", choices=["overhead", "speedup"])
+    parser.add_argument("--only", choices=["overhead", "speedup", "study"])
+    parser.add_argument("--clone", type=Path, help="--only study: a clone where make repro has run")
     parser.add_argument("--study-settings", action="store_true", help="the default study's epochs and OIP steps")
     parser.add_argument("--cold", action="store_true", help="each stage in a Python of its own (cnnscope repro --cold)")
     args = parser.parse_args()
+    if args.only == "study":
+        if args.clone is None:
+            parser.error("--only study needs --clone: a clone where make repro has run")
+        print(json.dumps({"study": study(args.clone.resolve())}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "speedup":
             print(json.dumps({"overhead": overhead(args.noop, Path(tmp))}))
