@@ -15,6 +15,7 @@ from cnnscope.config import ConfigError
 from cnnscope.layout import BEST_CKPT, EXEMPLARS, INITIAL_CKPT, LAST_CKPT, OIP_TABLE, OIP_TENSORS
 from cnnscope.models import load_model
 from cnnscope.models.steps import checkpoint_schedule, decade_steps, saved_steps, step_file
+from cnnscope.report.assemble import Report
 from conftest import conf_section, exemplar_knobs, synthetic_prepared, synthetic_study, write_params
 from pipeline import run_stage_as_dvc
 
@@ -325,17 +326,6 @@ def pd_concat(*frames: object) -> object:
     return pd.concat(frames, ignore_index=True)  # type: ignore[arg-type]
 
 
-class _Report:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.lines = folder, []  # type: ignore[var-annotated]
-
-    def add(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def table(self, frame: object) -> None:
-        self.lines.append(frame.to_markdown(index=False))  # type: ignore[attr-defined]
-
-
 def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_path: Path) -> None:
     from dataclasses import replace
 
@@ -346,7 +336,7 @@ def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_
     _fake_trajectories(tmp_path)
     raw = compose_params(["study.variants=[benchmark,dummy]", "study.contrasts=[[benchmark,dummy]]"])
     params = validate(raw)
-    report = _Report(tmp_path / "report")
+    report = Report(tmp_path / "report")
     trajectory_section(report, params, tmp_path, chance=0.1)
     text = "\n".join(report.lines)
     assert "at step 20" in text and "**holds**" in text
@@ -358,7 +348,7 @@ def test_report_trajectory_section_draws_figures_and_joins_the_claims_table(tmp_
     )
     claims = findings.claims_frame(tmp_path / "none", inputs)
     assert len(claims) == 1 and "step 20" in claims["measure"].iloc[0]
-    empty = _Report(tmp_path / "empty")
+    empty = Report(tmp_path / "empty")
     trajectory_section(empty, replace(params, trajectory=replace(params.trajectory, out_dir="nowhere")), tmp_path, 0.1)
     assert any("No trajectories" in line for line in empty.lines)
 
@@ -461,7 +451,7 @@ def test_report_selectivity_section_reads_the_exemplars_of_every_network(tmp_pat
     labels = data.labels[last.image_ids[0]]
     row = maps[(maps["variant"] == "untrained") & (maps["seed"] == 2) & (maps["layer"] == "relu3")].iloc[0]
     assert row["dominant"] == int(torch.bincount(labels, minlength=10).argmax())
-    report = _Report(tmp_path)
+    report = Report(tmp_path)
     selectivity_section(report, params, tmp_path)
     text = "\n".join(report.lines)
     assert "`relu3` — benchmark:" in text and "benchmark − dummy:" in text and "benchmark − untrained:" in text

@@ -69,9 +69,15 @@ class Report:
         return found
 
     def figure(self, source: Path, name: str, caption: str) -> None:
+        """A stage's figure file, copied to ``figures/<name>`` and shown with ``caption``."""
         target = self.folder / "figures" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+        self.add(f"![{caption}](figures/{name})", f"*{caption}*")
+
+    def drawn(self, fig: Any, name: str, caption: str) -> None:
+        """A figure drawn here, saved as ``figures/<name>`` and shown with ``caption``."""
+        save_figure(fig, self.folder / "figures" / name)
         self.add(f"![{caption}](figures/{name})", f"*{caption}*")
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from cnnscope.config import Params
 from cnnscope.report import collect
-from cnnscope.viz.common import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,9 +60,7 @@ def atlas_section(report: Report, params: Params, root: Path, out_dir: Path) -> 
             'test image), black otherwise; "silent" and "no exemplars": the map is never active on the test '
             "split, so it has no exemplars to show."
         )
-        (report.folder / "figures" / FIGURE).parent.mkdir(parents=True, exist_ok=True)
-        save_figure(figure, report.folder / "figures" / FIGURE)
-        report.add(f"![{caption}](figures/{FIGURE})", f"*{caption}*")
+        report.drawn(figure, FIGURE, caption)
     # the atlas is git-ignored (hundreds of MB of images): a path to build, not a link that a clone cannot follow
     link = Path(os.path.relpath((atlas / "index.html").resolve(), out_dir.resolve()))  # README.md → atlas
     report.add(

@@ -18,7 +18,6 @@ from cnnscope.analysis.claims import matched_step_claims
 from cnnscope.config import Params
 from cnnscope.layout import OIP_TABLE
 from cnnscope.trajectory.collect import read_oips, read_trajectories
-from cnnscope.viz import save_figure
 from cnnscope.viz.trajectory import accuracy_curve, measure_grid, oip_strip
 
 #: The columns of the trajectory rows behind the matched-step claim (shipped in ``tables/``).
@@ -31,6 +30,8 @@ class _Report(Protocol):
     def add(self, *lines: str) -> None: ...
 
     def table(self, frame: pd.DataFrame) -> None: ...
+
+    def drawn(self, fig: Any, name: str, caption: str) -> None: ...
 
 
 def _layers(table: pd.DataFrame) -> list[str]:
@@ -56,11 +57,6 @@ def matched_claims(params: Params, root: Path) -> pd.DataFrame:
     """The matched-step rows of claim (a) for the study's contrasts (empty without trajectories)."""
     rows, layer = matched_evidence(params, root)
     return matched_step_claims(rows, params.study.contrasts, layer, params.compare.confidence, params.compare.sesoi)
-
-
-def _figure(report: _Report, fig: Any, name: str, caption: str) -> None:
-    save_figure(fig, report.folder / "figures" / "trajectory" / name)
-    report.add(f"![{caption}](figures/trajectory/{name})", f"*{caption}*")
 
 
 def _final_table(table: pd.DataFrame, variants: list[str], deepest: str | None) -> pd.DataFrame:
@@ -99,10 +95,12 @@ def trajectory_section(report: _Report, params: Params, root: Path, chance: floa
         return
     layers = _layers(table)
     report.table(_final_table(table, list(study.variants), layers[-1] if layers else None))
-    _figure(report, accuracy_curve(table, study.variants, chance), "accuracy.png", "Test accuracy over training.")
+    report.drawn(
+        accuracy_curve(table, study.variants, chance), "trajectory/accuracy.png", "Test accuracy over training."
+    )
     if layers:
         caption = "Each measure of each map layer against gradient steps (log axis), per variant with the seed band."
-        _figure(report, measure_grid(table, study.variants, layers), "measures.png", caption)
+        report.drawn(measure_grid(table, study.variants, layers), "trajectory/measures.png", caption)
     matched = matched_claims(params, root)
     for _, row in matched.iterrows():
         n = int(row["n_seeds"])
@@ -133,4 +131,4 @@ def _strips(report: _Report, params: Params, root: Path, folder: Path) -> None:
             f"OIP over training, `{variant}` seed {seed}: the {len(maps)} most active maps of `{record['layer']}` "
             "at the end, each row one map from the same noise at every checkpoint (columns: gradient step)."
         )
-        _figure(report, oip_strip(images, steps, maps, classes, title), f"oip_strip_{variant}.png", caption)
+        report.drawn(oip_strip(images, steps, maps, classes, title), f"trajectory/oip_strip_{variant}.png", caption)
