@@ -23,6 +23,7 @@ from cnnscope.oip import (
     OIPResult,
     OIPSettings,
     cross_map_similarity,
+    generate,
     generate_node_oips,
     generate_oips,
     map_table,
@@ -171,6 +172,49 @@ def test_batched_equals_one_map_at_a_time() -> None:
         single = generate_oips(model, "relu3", [m], FAST, snapshots=[0, 8])
         torch.testing.assert_close(single.images[0], batch.images[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(single.history[:, 0], batch.history[:, i], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("settings", "exact"),
+    [
+        (FAST, True),
+        (replace(FAST, jitter=2, scale=0.1, rotate=10.0, anneal=True), True),  # per-step draws shared by the passes
+        (replace(FAST, parameterization="fourier", init_scale=0.5), False),  # FFTs of a batch: rounding
+        (replace(FAST, suppress="fourier", fourier_damping=0.2), False),
+    ],
+    ids=["pixel", "transforms", "fourier", "fourier-damping"],
+)
+def test_ascent_in_cpu_passes_gives_the_one_batch_numbers(
+    settings: OIPSettings, exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU batch split into cache-sized passes: the same images, objectives, snapshots and dead
+    flags as the whole batch in one pass, maps and nodes alike — bit for bit with the pixel recipe;
+    to float rounding where the ascent takes FFTs (pocketfft vectorises across a batch)."""
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> None:
+        if exact or not a.is_floating_point():
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    model = random_model(synthetic_prepared(n_per_class=2))
+    whole = generate_oips(model, "relu2", [0, 3, 7, 9, 12], settings, snapshots=[0, 4, 8])
+    nodes_whole = generate_node_oips(model, 3, "relu3", settings)
+    per_image = 32 * 26 * 26 * 4  # conv1 of mnist_cnn: the largest activation of the ascent
+    monkeypatch.setattr(generate, "CPU_PASS_BYTES", 3 * per_image)  # 20 candidates → 7 passes
+    net = ascent_net(model, "relu2")
+    start = torch.zeros(20, 1, 28, 28)
+    passes = generate.pass_rows(net, start)
+    assert [(p.start, p.stop) for p in passes] == [(0, 3), (3, 6), (6, 9), (9, 11), (11, 14), (14, 17), (17, 20)]
+    split = generate_oips(model, "relu2", [0, 3, 7, 9, 12], settings, snapshots=[0, 4, 8])
+    nodes_split = generate_node_oips(model, 3, "relu3", settings)
+    for name in ("images", "history", "grad_seen", "mean_image_activation", "baseline_activation"):
+        same(getattr(split, name), getattr(whole, name))
+    for step in (0, 4, 8):
+        same(split.snapshots[step], whole.snapshots[step])
+    for name in ("images", "activation", "wavelength", "dead"):
+        same(getattr(nodes_split, name), getattr(nodes_whole, name))
+    assert generate.pass_rows(net, start.to("meta")) == [slice(0, 20)]  # off the CPU: one pass
 
 
 @pytest.mark.parametrize("layer", ["pool1", "relu3"])

@@ -56,6 +56,18 @@ class AscentTrace:
     #: Whether element ``b`` ever had a non-zero gradient (False at every step: a dead start).
     grad_seen: torch.Tensor
 
+    @staticmethod
+    def concatenate(traces: Sequence[AscentTrace]) -> AscentTrace:
+        """The trace of a batch run as consecutive passes: ``traces`` in batch order, joined."""
+        if len(traces) == 1:
+            return traces[0]
+        return AscentTrace(
+            images=torch.cat([t.images for t in traces]),
+            history=torch.cat([t.history for t in traces], dim=1),
+            snapshots={s: torch.cat([t.snapshots[s] for t in traces]) for s in traces[0].snapshots},
+            grad_seen=torch.cat([t.grad_seen for t in traces]),
+        )
+
 
 def pool_before_relu(net: nn.Sequential) -> nn.Sequential:
     """``net`` with every ReLU that directly precedes a max-pool moved behind it.

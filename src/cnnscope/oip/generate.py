@@ -3,11 +3,14 @@
 The batch dimension is ``map × restart × wavelength`` (or ``node × restart × wavelength``): one forward
 and one backward pass per step serve all candidates, and the pass stops at the target layer
 (``model.truncated``). On a CPU that turns a per-step-overhead-bound loop into arithmetic-bound
-work; on a GPU it is what fills the device at all.
+work; on a GPU it is what fills the device at all. On a CPU the batch runs as a few consecutive
+passes of a cache-sized share of the candidates each (:func:`pass_rows`), with the same results.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -16,10 +19,10 @@ import torch
 from torch import nn
 
 from cnnscope.models import LayeredCNN
-from cnnscope.oip.ascent import AscentTrace, Objective, Parameterization, ascend, frozen, pool_before_relu
+from cnnscope.oip.ascent import AscentTrace, Parameterization, ascend, frozen, pool_before_relu
 from cnnscope.oip.color import ValidImage
 from cnnscope.oip.errors import OIPError
-from cnnscope.oip.objectives import MapMean, Node
+from cnnscope.oip.objectives import MapMean, Node, TargetObjective
 from cnnscope.oip.param import NOISE_KINDS, initial_noise, standardize
 from cnnscope.oip.spectral import FourierImage
 from cnnscope.oip.transforms import SUPPRESSIONS, Jitter, RandomAffine, Transform, compose, suppression
@@ -27,6 +30,10 @@ from cnnscope.progress import interactive, track
 
 if TYPE_CHECKING:  # the type only: the OIP code runs without the config (and omegaconf)
     from cnnscope.config import OIPConfig
+
+#: Bytes of a CPU ascent pass's largest activation (:func:`pass_rows`): the first block's maps of a
+#: pass, with their gradients and pooling indices, then stay within a few MB of cache per worker.
+CPU_PASS_BYTES = 4 << 20
 
 #: How an ascent's variables map to the image: ``pixel`` (the seed article's recipe: the pixels,
 #: blurred and re-standardised after each step) or ``fourier`` (:mod:`cnnscope.oip.spectral`).
@@ -243,12 +250,17 @@ def _ascend_targets(
     model: LayeredCNN,
     layer: str,
     n_targets: int,
-    objective: Objective,
+    objective: TargetObjective,
     settings: OIPSettings,
     snapshots: Sequence[int],
 ) -> tuple[torch.Tensor, AscentTrace]:
     """One ascent of ``n_targets × restarts × wavelengths`` candidates (target-major), every target
-    starting from the same noise images. Returns the noise ``(K, W, C, H, W)`` and the trace."""
+    starting from the same noise images, run as :func:`pass_rows` passes. Returns the noise
+    ``(K, W, C, H, W)`` and the trace.
+
+    Each pass starts its own jitter and zoom generators from the same seed: they draw one shift per
+    step for the whole batch, whatever its size, so a pass sees the shifts the whole batch would, and
+    the passes together give the one-batch trace."""
     device = next(model.buffers()).device
     restarts, wavelengths = [int(s) for s in settings.restarts], [int(w) for w in settings.wavelengths]
     noise = initial_noise(restarts, wavelengths, model.in_channels, model.image_size, settings.noise)
@@ -256,21 +268,52 @@ def _ascend_targets(
     if settings.parameterization != "pixel":
         start = start * settings.init_scale
     net = ascent_net(model, layer)
-    with frozen(net), track(f"oip {layer} ({len(start)} candidates)", settings.steps, "mean objective") as advance:
-        trace = ascend(
-            net,
-            start,
-            objective,
-            settings.steps,
-            settings.step_size,
-            suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
-            _transforms(settings, restarts[0]),
-            snapshots,
-            _parameterization(model, settings),
-            settings.anneal,
-            advance if interactive() else None,
-        )
-    return noise, trace
+    with frozen(net):
+        passes = pass_rows(net, start)
+        traces = []
+        label = f"oip {layer} ({len(start)} candidates)"
+        with track(label, settings.steps * len(passes), "mean objective") as advance:
+            for rows in passes:
+                traces.append(
+                    ascend(
+                        net,
+                        start[rows],
+                        objective.rows(rows),
+                        settings.steps,
+                        settings.step_size,
+                        suppression(settings.suppress, settings.blur_sigma, settings.fourier_damping),
+                        _transforms(settings, restarts[0]),
+                        snapshots,
+                        _parameterization(model, settings),
+                        settings.anneal,
+                        advance if interactive() else None,
+                    )
+                )
+    return noise, AscentTrace.concatenate(traces)
+
+
+def pass_rows(net: nn.Module, start: torch.Tensor) -> list[slice]:
+    """The candidates of ``start`` split into consecutive passes of near-equal size: one pass on a GPU
+    (which needs the whole batch to fill it); on a CPU, as many candidates per pass as keep the pass's
+    largest activation (one image's, times the pass) within :data:`CPU_PASS_BYTES`. A step writes and reads
+    the first block's maps several times (the convolution, the max-pool, their gradients): while they
+    fit in the processor's cache, that traffic stays off main memory, which two stages side by side
+    share (benchmarks/README.md, "OIP passes"). Candidates do not interact (eval
+    mode, one objective and one gradient normalisation each): the pixel recipe's numbers come out the
+    same bit for bit, the FFT-based ones (``fourier`` parameterisation or damping) to float rounding,
+    as pocketfft vectorises across a batch (tested). The split depends only on the network and this
+    constant, so a run is as byte-stable as before."""
+    total = len(start)
+    if start.device.type != "cpu" or total == 0:
+        return [slice(0, total)]
+    largest, x = 0, start[:1]
+    with torch.no_grad():
+        for module in net.children():
+            x = module(x)
+            largest = max(largest, x.numel() * x.element_size())
+    count = math.ceil(total / max(1, CPU_PASS_BYTES // max(1, largest)))
+    bounds = [round(i * total / count) for i in range(count + 1)]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _transforms(settings: OIPSettings, seed: int) -> Transform | None:

@@ -24,6 +24,10 @@ class MapMean:
         picked = activations[rows, self.channels]
         return picked.flatten(1).mean(dim=1) if picked.dim() > 1 else picked
 
+    def rows(self, rows: slice) -> MapMean:
+        """The objective of batch elements ``rows`` only (one pass of a batch run in several)."""
+        return MapMean(self.channels[rows])
+
 
 @dataclass(frozen=True)
 class Node:
@@ -36,3 +40,11 @@ class Node:
     def __call__(self, activations: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(activations.shape[0], device=activations.device)
         return activations[rows, self.channels, self.ys, self.xs]
+
+    def rows(self, rows: slice) -> Node:
+        """The objective of batch elements ``rows`` only (one pass of a batch run in several)."""
+        return Node(self.channels[rows], self.ys[rows], self.xs[rows])
+
+
+#: An objective with one target per batch element, which a batch run in passes can split.
+TargetObjective = MapMean | Node
