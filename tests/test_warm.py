@@ -35,6 +35,8 @@ def main():
     if sys.argv[1] == "sleep":
         open(sys.argv[2], "w").close()
         time.sleep(60)
+    if sys.argv[1] == "exit":
+        sys.exit(int(sys.argv[2]))
 
 if __name__ == "__main__":
     run_stage(main)
@@ -112,6 +114,14 @@ def test_a_failing_stage_fails_the_same_way(server: str, stage: Path, mode: str,
         assert done.returncode == code and said in done.stderr, (socket, done.stderr)
 
 
+@pytest.mark.parametrize("code", [0, 3, 256, -1])
+def test_the_exit_status_the_copy_reports_is_the_process_status(server: str, stage: Path, code: int) -> None:
+    """A finishing copy writes its status to the server, which tells the client before the copy's
+    process is gone: the status is the one the kernel gives a process exiting with that code."""
+    warm_run, cold_run = run(stage, ["exit", str(code)], server), run(stage, ["exit", str(code)], None)
+    assert warm_run.returncode == cold_run.returncode == code & 0xFF, warm_run.stderr
+
+
 def test_ctrl_c_reaches_the_copy(server: str, stage: Path, tmp_path: Path) -> None:
     client, _ = sleeping_stage(stage, server, tmp_path / "ready")
     client.send_signal(signal.SIGINT)
@@ -165,6 +175,52 @@ def test_a_stage_that_comes_while_the_server_imports_starts_in_a_copy_at_once(st
         assert int(out.split()[1]) != client.pid  # ran in the server's copy, not in the client
         assert proc.stdout is not None and proc.stdout.readline() == b"warm\n"  # and the server went on
     finally:
+        proc.kill()
+        proc.wait()
+
+
+#: Imported first by the server of the test below: returns once a client waits to be accepted.
+GATE = """
+import os, select, socket
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError:
+        continue
+    try:
+        if s.getsockname() == os.environ["GATE_SOCKET"]:
+            select.select([s], [], [], 60)
+    finally:
+        s.detach()
+"""
+#: Imported next: holds the server's loop until the test lets it go.
+BLOCKING = """
+import os, time
+while not os.path.exists("go-on"):
+    time.sleep(0.02)
+"""
+
+
+def test_a_stage_that_ends_while_the_server_imports_is_told_at_once(stage: Path, tmp_path: Path) -> None:
+    """An import holds the server's loop (torch's, Lightning's: seconds), and a worker's first stages
+    end while it runs: the server reaps them mid-import, so their clients need not wait for it. Here
+    the stage is taken between two imports, and the second lasts until the test ends it."""
+    (tmp_path / "gate.py").write_text(GATE)
+    (tmp_path / "blocking.py").write_text(BLOCKING)
+    socket = str(tmp_path / "socket")
+    serve = f"from cnnscope.runner import warm; warm.PRELOAD = ('gate', 'blocking'); warm.serve({socket!r})"
+    env = clean_env() | {"PYTHONPATH": str(tmp_path), "GATE_SOCKET": socket}
+    proc = subprocess.Popen([str(BIN / "python"), "-c", serve], cwd=tmp_path, env=env, stdout=subprocess.PIPE)
+    try:
+        _wait_for(Path(socket))
+        client = subprocess.Popen([str(BIN / "python"), "stage.py", "ok"], cwd=stage, env=clean_env() | {ENV: socket},
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        out, _ = client.communicate(timeout=60)
+        assert client.returncode == 0
+        assert int(out.split()[1]) != client.pid  # ran in the server's copy
+        assert proc.poll() is None  # the server still imports
+    finally:
+        (tmp_path / "go-on").touch()
         proc.kill()
         proc.wait()
 

@@ -91,9 +91,11 @@ def _exit_now() -> None:
     finish_process(0)
 
 
-def finish_process(code: int) -> NoReturn:
+def finish_process(code: int, last: Callable[[int], object] | None = None) -> NoReturn:
     """End this process with ``code`` after its ``atexit`` handlers, logging and standard streams,
-    without the interpreter's teardown (:func:`_exit_now` says why)."""
+    without the interpreter's teardown (:func:`_exit_now` says why). ``last`` gets the exit status
+    the process will have, once all of that is done and just before the kernel takes the process
+    down (a warm copy tells its server: :mod:`cnnscope.runner.warm`)."""
     import atexit
     import os
 
@@ -101,6 +103,8 @@ def finish_process(code: int) -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    if last is not None:
+        last(code & 0xFF)  # what the kernel keeps of the status
     os._exit(code)
 
 

@@ -62,9 +62,9 @@ PRELOAD = (
 )
 #: Seconds between two tries of DVC's repository lock in a copy running ``dvc --wait-for-lock``.
 LOCK_POLL = 0.02
-#: Seconds between the server's checks of its copies and of their clients: a copy's exit reaches
-#: its client (and a stage's end its worker) up to this much later, twice per stage (the stage's
-#: copy, then its `dvc repro`'s), so it is short; a check is a `select` and a `waitpid` per copy.
+#: Seconds between the server's checks for copies gone without reporting their status (killed, or
+#: crashed): such a copy's end reaches its client up to this much later. A copy that finishes writes
+#: its status to the server, which passes it on at once (:meth:`_Server.copy_done`).
 _TICK = 0.01
 
 
@@ -77,8 +77,9 @@ def _refusal(request: dict[str, Any]) -> str | None:
     return None
 
 
-def _run_copy(request: dict[str, Any], fds: list[int]) -> NoReturn:
-    """In the forked copy: become the client's stage process, run its script, exit with its status."""
+def _run_copy(request: dict[str, Any], fds: list[int], status_fd: int) -> NoReturn:
+    """In the forked copy: become the client's stage process, run its script, exit with its status,
+    which it writes to ``status_fd`` first (the server passes it on without waiting for the exit)."""
     import runpy
     import threading
     import traceback
@@ -120,7 +121,7 @@ def _run_copy(request: dict[str, Any], fds: list[int]) -> NoReturn:
     except BaseException:  # a bug: its traceback, as Python prints it
         traceback.print_exc()
         code = 1
-    finish_process(code)
+    finish_process(code, lambda status: os.write(status_fd, f"{status}\n".encode()))
 
 
 def poll_dvc_lock_often(argv: list[str]) -> None:
@@ -151,7 +152,8 @@ class _Server:
         self.listener, self.path = listener, path
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ)
-        self.copies: dict[int, socket.socket] = {}  # pid → its client's connection
+        self.copies: dict[int, socket.socket | None] = {}  # pid → its client's connection, None once told
+        self.done: dict[int, int] = {}  # pid → the pipe its copy writes its exit status to
         self.leaving: float | None = None  # when SIGTERM came
 
     def run(self) -> NoReturn:
@@ -161,13 +163,25 @@ class _Server:
             for key, _ in self.selector.select(0 if pending else _TICK):
                 if key.fileobj is self.listener:
                     self.accept()
+                elif key.data is not None:  # a copy's status pipe (the data is its pid)
+                    self.copy_done(key.data)
                 else:  # a client's connection turns readable only when the client is gone
                     self.client_gone(key.fileobj)  # type: ignore[arg-type]
             self.reap()
             if pending and self.leaving is None:  # one import at a time: a stage that comes meanwhile
-                _preload(pending.pop(0), last=not pending)  # starts with what is there
+                self.preload(pending.pop(0), last=not pending)  # starts with what is there
             if self.leaving is not None and (not self.copies or time.monotonic() > self.leaving + GRACE):
                 os._exit(0)  # a copy still running dies with the server (PR_SET_PDEATHSIG)
+
+    def preload(self, name: str, last: bool) -> None:
+        """:func:`_preload`, reaping the copies that end meanwhile. An import (torch's, Lightning's)
+        holds the loop for a second or more, and a worker's first stages end while its server still
+        imports: without this their clients, and the stages after them, waited for the import."""
+        previous = signal.signal(signal.SIGCHLD, lambda signum, frame: self.reap())
+        try:
+            _preload(name, last)
+        finally:
+            signal.signal(signal.SIGCHLD, previous)
 
     def leave(self, signum: int, frame: object) -> None:
         """SIGTERM (the worker ended or stops the server): take no new stage, and end once the running
@@ -207,19 +221,39 @@ class _Server:
                 conn.sendall(f"refused {refused}\n".encode())
             conn.close()
             return
+        status_read, status_write = os.pipe()
         pid = os.fork()
         if pid == 0:
-            for other in (self.listener, conn, *self.copies.values()):
+            for other in (self.listener, conn, *filter(None, self.copies.values())):
                 other.close()
-            _run_copy(request, fds)
+            for fd in (status_read, *self.done.values()):
+                os.close(fd)
+            _run_copy(request, fds, status_write)
         with contextlib.suppress(OSError):  # as the copy does itself: the group exists either way
             os.setpgid(pid, pid)
-        for fd in fds:
+        for fd in (*fds, status_write):
             os.close(fd)
-        self.copies[pid] = conn
+        self.copies[pid], self.done[pid] = conn, status_read
         with contextlib.suppress(OSError):
             conn.sendall(f"pid {pid}\n".encode())
         self.selector.register(conn, selectors.EVENT_READ)
+        self.selector.register(status_read, selectors.EVENT_READ, data=pid)
+
+    def copy_done(self, pid: int) -> None:
+        """The copy ``pid`` wrote its exit status, its last act before the kernel tears the process
+        down (tens of ms for a copy of a server holding torch): tell its client now. Nothing came
+        (it was killed, or crashed): :meth:`reap` tells the client once the process is gone."""
+        fd = self.done.pop(pid)
+        self.selector.unregister(fd)
+        try:
+            said = os.read(fd, 64).split()
+        except OSError:
+            said = []
+        os.close(fd)
+        conn = self.copies.get(pid)
+        if said and conn is not None:
+            self.copies[pid] = None  # told: neither the client's leaving nor the reap concerns it now
+            self._tell(conn, int(said[0]))
 
     def client_gone(self, conn: socket.socket) -> None:
         """Kill the copy whose client died (its shim's process group was killed)."""
@@ -230,18 +264,27 @@ class _Server:
                     os.killpg(pid, signal.SIGKILL)
 
     def reap(self) -> None:
-        """Tell each finished copy's client its exit status (128 + N for a copy killed by signal N)."""
+        """Collect each finished copy; tell its client its exit status unless the copy did (128 + N
+        for a copy killed by signal N)."""
         for pid in list(self.copies):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == 0:
                 continue
             conn = self.copies.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(conn)
-            with contextlib.suppress(OSError):
-                conn.sendall(f"exit {128 - code if code < 0 else code}\n".encode())
-            conn.close()
+            if pid in self.done:  # it ended without a word
+                fd = self.done.pop(pid)
+                self.selector.unregister(fd)
+                os.close(fd)
+            if conn is not None:
+                code = os.waitstatus_to_exitcode(status)
+                self._tell(conn, 128 - code if code < 0 else code)
+
+    def _tell(self, conn: socket.socket, code: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn)
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {code}\n".encode())
+        conn.close()
 
 
 def serve(path: str) -> NoReturn:
