@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cnnscope.models import build_model, load_model, save_checkpoint
-from cnnscope.models.networks import EDGE_KERNELS
+from cnnscope.models.networks import EDGE_KERNELS, MaxPool2d
 from conftest import knobs
 
 
@@ -137,3 +137,49 @@ def test_mlp_is_a_plain_perceptron_on_the_pixels() -> None:
     assert model.conv_layers == [] and not any(isinstance(m, nn.Conv2d) for m in model.modules())
     assert _shapes(model, torch.zeros(2, 1, 28, 28))["fc1"] == (64,)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def _tied(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """ReLU'd values on a coarse grid: many windows hold their maximum twice (zeros and positives)."""
+    torch.manual_seed(seed)
+    return torch.relu(torch.randn(*shape)).mul(4).round().div(4)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "unbatched"])
+def test_max_pool_gives_torchs_values_indices_and_layout(layout: str) -> None:
+    """The networks' pooling (channels-last inside, for speed) returns what ``nn.MaxPool2d`` returns,
+    in the layout it was given, traced or not."""
+    x = _tied((6, 8, 10, 12))
+    x = {"nchw": x, "channels_last": x.contiguous(memory_format=torch.channels_last), "unbatched": x[0]}[layout]
+    ours, theirs = MaxPool2d(2), nn.MaxPool2d(2)
+    got, expected = ours(x), theirs(x)
+    assert torch.equal(got, expected) and got.stride() == expected.stride()
+    assert torch.equal(torch.fx.symbolic_trace(nn.Sequential(ours))(x), expected)
+
+
+def test_max_pool_gradients_and_a_training_run_are_torchs_bit_for_bit() -> None:
+    """Backward through the pooling routes each window's gradient to the same (first) maximum as
+    ``nn.MaxPool2d``, so training with either gives the same weights, bit for bit."""
+    x = _tied((6, 8, 10, 12))
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    grad = torch.randn(6, 8, 5, 6)
+    MaxPool2d(2)(ours).backward(grad)
+    nn.MaxPool2d(2)(theirs).backward(grad)
+    assert torch.equal(ours.grad, theirs.grad)
+
+    def train(plain_pooling: bool) -> dict[str, torch.Tensor]:
+        model = _build("mnist_cnn")
+        if plain_pooling:
+            for name, module in model.named_children():
+                if isinstance(module, MaxPool2d):
+                    setattr(model, name, nn.MaxPool2d(2))
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+        images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+        for _ in range(5):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(images), labels).backward()
+            optimiser.step()
+        return model.state_dict()
+
+    ours_weights, plain_weights = train(False), train(True)
+    assert all(torch.equal(ours_weights[k], plain_weights[k]) for k in plain_weights)
