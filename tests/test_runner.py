@@ -18,7 +18,7 @@ import yaml
 from cnnscope.errors import CnnscopeError
 from cnnscope.runner import history
 from cnnscope.runner.cluster import jobqueue_cluster, local_workers, runner_config, worker_specs
-from cnnscope.runner.dag import parse_dot, plan, resolve_targets
+from cnnscope.runner.dag import outputs_missing, parse_dot, plan, resolve_targets
 from cnnscope.runner.schedule import priorities
 from cnnscope.runner.task import StageOutcome
 from pipeline import BIN, clean_env, dask_worker, dvc
@@ -283,6 +283,7 @@ def no_leftovers(repo: Path) -> None:
 
 @pytest.mark.slow
 def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
+    assert outputs_missing(project)  # never run: the local workers start while DVC reads the state
     done = cnnscope(project, "-j", "2")
     assert done.returncode == 1, done.stderr
     assert "stage bad failed: cnnscope: error: this stage always fails (whole log: logs/repro/bad.log)" in done.stderr
@@ -298,8 +299,11 @@ def test_a_failing_stage_stops_its_descendants_only(project: Path) -> None:
     repair(project)
     assert cnnscope(project, "-j", "2").returncode == 0
     assert dvc(project, "status").strip() == "Data and pipelines are up to date."
+    assert not outputs_missing(project)  # a re-run starts no worker before DVC says there is work
     again = cnnscope(project)
     assert again.returncode == 0 and "Everything is up to date" in again.stdout
+    (project / "b2.txt").unlink()
+    assert outputs_missing(project)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ cnnscope repro --cluster slurm -o runner.jobs=8 -o runner.cluster.queue=gpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
@@ -16,8 +17,9 @@ import signal
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -80,7 +82,7 @@ def _threads(root: Path) -> str:
 def repro(args: argparse.Namespace) -> int:
     from cnnscope.runner import history
     from cnnscope.runner.cluster import open_client, runner_config
-    from cnnscope.runner.dag import plan, read_state, resolve_targets
+    from cnnscope.runner.dag import outputs_missing, plan, read_state, resolve_targets
     from cnnscope.runner.display import Progress, summary
     from cnnscope.runner.schedule import execute
     from cnnscope.runner.task import WARM, start_warm_server
@@ -88,13 +90,6 @@ def repro(args: argparse.Namespace) -> int:
     begin = time.monotonic()
     root = _repo_root()
     cfg = runner_config(args.cluster, args.override)
-    graph, changed = read_state(root)
-    targets = resolve_targets(graph, args.targets) if args.targets else None
-    todo = plan(graph, changed, targets, force=args.force)
-    if not todo:
-        print("Everything is up to date: no stage to run.")
-        return 0
-    check_commands(root, graph, todo)
     gpu_groups, share = set(cfg["gpu_stages"]), cfg["gpu_share"]
     # Workers of a cluster started elsewhere do not share this shell's environment: the stages get
     # its MLflow settings (where to log) from here, with the recorded thread count.
@@ -104,15 +99,35 @@ def repro(args: argparse.Namespace) -> int:
     env = {**forwarded, "OMP_NUM_THREADS": _threads(root), "CNNSCOPE_QUIET": "1", "DVC_NO_ANALYTICS": "1"}
     if not args.cold:
         env[WARM] = "1"
-    with open_client(cfg, args.workers, args.scheduler) as client:
+
+    def warm_up(client: Any, count: int | None) -> None:
+        if not args.cold:  # no more servers than stages to run; one that fails here starts with its first stage
+            client.run(start_warm_server, env, workers=sorted(client.nthreads())[:count], on_error="ignore")
+
+    with contextlib.ExitStack() as stack:
+        state = stack.enter_context(ThreadPoolExecutor(1)).submit(read_state, root)
+        client = None
+        if cfg["kind"] == "local" and not args.scheduler and outputs_missing(root):
+            # Work for certain (a fresh clone, a new study): the local workers and their warm servers
+            # start while DVC reads the state (seconds), not after it. Never a cluster's jobs.
+            client = stack.enter_context(open_client(cfg, args.workers, None))
+            warm_up(client, None)
+        graph, changed = state.result()
+        targets = resolve_targets(graph, args.targets) if args.targets else None
+        todo = plan(graph, changed, targets, force=args.force)
+        if not todo:
+            print("Everything is up to date: no stage to run.")
+            return 0
+        check_commands(root, graph, todo)
+        if client is None:
+            client = stack.enter_context(open_client(cfg, args.workers, args.scheduler))
+            warm_up(client, len(todo))
         has_gpu = any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
 
         def resources(stage: str) -> dict[str, float] | None:
             return {"GPU": 1 / share} if has_gpu and stage.split("@", 1)[0] in gpu_groups else None
 
         workers = sum(client.nthreads().values())
-        if not args.cold:  # no more servers than stages to run; one that fails here starts with its first stage
-            client.run(start_warm_server, env, workers=sorted(client.nthreads())[: len(todo)], on_error="ignore")
         print(f"cnnscope repro: {len(todo)} stages on {workers} workers ({client.scheduler.address})", file=sys.stderr)
         cost = history.costs(todo, history.load(root, LOG_DIR), cfg.get("first_run_seconds"))
         with Progress(todo, workers) as progress:

@@ -173,6 +173,22 @@ def read_state(root: Path) -> tuple[StageGraph, set[str]]:
     return graph, {name[address] for address in changed if address in name}
 
 
+def outputs_missing(root: Path) -> bool:
+    """Whether the project has a ``dvc.yaml`` without a ``dvc.lock``, or an output its lock files
+    record is absent (a fresh clone, a new study, a deleted folder): read without DVC, a cheap sign
+    that a run has stages to execute. Only a hint for starting the workers early: what runs is still
+    what ``dvc status`` says."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the lock files are large; C when there
+    for pipeline in pipeline_files(root):
+        lock = pipeline.with_suffix(".lock")
+        if not lock.exists():
+            return True
+        for stage in (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages", {}).values():
+            if any(not (root / out["path"]).exists() for out in stage.get("outs", [])):
+                return True
+    return False
+
+
 def plan(graph: StageGraph, changed: set[str], targets: set[str] | None = None, force: bool = False) -> list[str]:
     """What ``dvc repro [targets]`` would consider running, upstream first: every changed stage and
     every stage downstream of one (DVC checks those again once their upstream has run), within the
