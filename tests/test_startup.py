@@ -28,9 +28,11 @@ from conftest import REPO_ROOT, random_model
 HEAVY = ("torch", "torchvision", "lightning", "mlflow", "matplotlib", "sklearn", "pandas", "scipy")
 
 
-def heavy_after(code: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None) -> list[str]:
-    """The packages of :data:`HEAVY` that a fresh interpreter has imported after running ``code``."""
-    report = f"import json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def heavy_after(
+    code: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None, packages: tuple[str, ...] = HEAVY
+) -> list[str]:
+    """The ``packages`` (default :data:`HEAVY`) that a fresh interpreter has imported after running ``code``."""
+    report = f"import json, sys\nprint(json.dumps([m for m in {packages!r} if m in sys.modules]))"
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\n{report}"],
         cwd=cwd,
@@ -68,6 +70,16 @@ def test_a_stage_help_imports_no_heavy_package(stage: str) -> None:
     """Nor does a stage script before its ``main`` runs: under ``cnnscope repro`` that is where the
     process DVC started hands the stage to the worker's warm server (README "Scaling out")."""
     assert heavy_after(run_script(REPO_ROOT / "pipelines" / f"{stage}.py", "--help")) == []
+
+
+@pytest.mark.parametrize("stage", sorted(p.stem for p in (REPO_ROOT / "pipelines").glob("*.py")))
+def test_a_stage_script_hands_off_before_numpy_or_the_configuration_library(stage: str) -> None:
+    """What a stage script imports at its top runs in the process DVC starts, before ``run_stage``
+    hands the stage to a warm server, once per stage: not even NumPy, OmegaConf or PyYAML are among it
+    (the warm server has them; benchmarks/README.md, "Max-pool layout and OIP passes")."""
+    script = REPO_ROOT / "pipelines" / f"{stage}.py"
+    code = f"import runpy\nrunpy.run_path({str(script)!r}, run_name='the stage process')"  # not __main__
+    assert heavy_after(code, packages=(*HEAVY, "numpy", "omegaconf", "yaml")) == []
 
 
 @pytest.mark.parametrize("stage", ["oip", "exemplars"])

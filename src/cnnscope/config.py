@@ -26,10 +26,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
 from cnnscope.config_analysis import (  # the analysis stages' sections, imported from here too
     AtlasConfig,
     CompareConfig,
@@ -246,9 +242,12 @@ class Params:
     runtime: RuntimeConfig
 
 
-def validate(raw: dict[str, Any] | DictConfig) -> Params:
-    """Merge ``raw`` (a whole ``params.yaml``) onto the schema; raise :class:`ConfigError` naming
-    the offending key."""
+def validate(raw: Mapping[str, Any]) -> Params:
+    """Merge ``raw`` (a whole ``params.yaml``, or its ``DictConfig``) onto the schema; raise
+    :class:`ConfigError` naming the offending key."""
+    from omegaconf import OmegaConf  # here: a stage process imports this module before it hands off (handoff)
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
     check_renamed(_dotted_keys(raw))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Params), raw)
@@ -276,13 +275,13 @@ def check_renamed(keys: Iterable[str]) -> None:
                 raise ConfigError(f"{before} was renamed to {after}: write {after}{key[len(before) :]} instead")
 
 
-def _dotted_keys(tree: Mapping[str, Any] | DictConfig, prefix: str = "") -> list[str]:
-    """Every key path of a nested mapping, dotted (``oip.restarts``)."""
+def _dotted_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every key path of a nested mapping (a ``DictConfig`` is one), dotted (``oip.restarts``)."""
     keys = []
     for key, value in tree.items():
         path = f"{prefix}{key!s}"
         keys.append(path)
-        if isinstance(value, Mapping | DictConfig):
+        if isinstance(value, Mapping):
             keys += _dotted_keys(value, f"{path}.")
     return keys
 
@@ -300,6 +299,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found: run stages from the repository root (dvc repro does)")
+    import yaml
+
     with path.open() as fh:
         raw = yaml.safe_load(fh) or {}
     params = validate(raw)
@@ -319,6 +320,8 @@ def check_variant(study: StudyConfig, variant: str) -> None:
 
 def variant_model_config(params: Params, variant: str) -> ModelConfig:
     """The model configuration of ``variant``: the study's ``model`` with the variant's overrides."""
+    from omegaconf import OmegaConf
+
     check_variant(params.study, variant)
     merged = OmegaConf.merge(OmegaConf.structured(params.model), params.study.variant_specs[variant].model)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]

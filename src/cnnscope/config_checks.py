@@ -10,8 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf.errors import OmegaConfBaseException
-
 from cnnscope.config import (
     ConfigError,
     ModelConfig,
@@ -181,6 +179,8 @@ def _ranges(params: Params) -> list[tuple[str, Any, bool, str]]:
         ("data.train_size", d.train_size, d.train_size is None or d.train_size >= 1, "≥ 1 or null"),
         *_stage_ranges(params),
     ]
+    from omegaconf.errors import OmegaConfBaseException
+
     models = [("model", params.model)]
     for name in [v for v in params.study.variants if v in params.study.variant_specs]:  # others: check_semantics
         try:

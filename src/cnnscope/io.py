@@ -15,12 +15,11 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-
-import numpy as np
 
 from cnnscope.layout import MANIFEST
 
@@ -81,7 +80,8 @@ def read_table(path: str | Path) -> pd.DataFrame | None:
 
 
 def _finite(obj: Any) -> Any:
-    if isinstance(obj, np.generic):  # numpy scalars → Python numbers
+    numpy = sys.modules.get("numpy")  # not imported here: a stage hands off before its imports run
+    if numpy is not None and isinstance(obj, numpy.generic):  # numpy scalars → Python numbers
         obj = obj.item()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None

@@ -51,6 +51,7 @@ PRELOAD = (
     "dvc.stage.cache",
     "dvc.dvcfile",
     "dvc.output",
+    "omegaconf",  # every stage's configuration (the stage process hands off before importing it)
     "torch",
     "torchvision",
     "lightning.pytorch",
