@@ -42,9 +42,9 @@ import torch
 
 from cnnscope.activations import ImageGroup, extract_activations, resolve_layers
 from cnnscope.activations.store import NpyStreamWriter
-from cnnscope.compose import model_knobs
-from cnnscope.models import LayeredCNN, build_model
+from cnnscope.models import LayeredCNN
 from cnnscope.runtime import keep_freed_memory
+from networks import mnist_cnn
 
 MNIST_TEST = Path(__file__).resolve().parents[2] / "shared/data/MNIST/raw/t10k-images-idx3-ubyte.gz"
 
@@ -65,17 +65,8 @@ def load_images(n: int) -> torch.Tensor:
 
 
 def make_model(images: torch.Tensor) -> LayeredCNN:
-    torch.manual_seed(0)
     x = images.float() / 255
-    return build_model(
-        "mnist_cnn",
-        in_channels=1,
-        num_classes=10,
-        image_size=28,
-        mean=[x.mean().item()],
-        std=[x.std().item()],
-        **model_knobs("mnist_cnn"),
-    ).eval()
+    return mnist_cnn(mean=x.mean().item(), std=x.std().item()).eval()
 
 
 @torch.no_grad()

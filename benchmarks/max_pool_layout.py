@@ -24,10 +24,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnnscope.compose import model_knobs
-from cnnscope.models import LayeredCNN, build_model
+from cnnscope.models import LayeredCNN
 from cnnscope.models.networks import MaxPool2d
 from cnnscope.runtime import keep_freed_memory
+from networks import mnist_cnn
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,10 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def network(plain_pooling: bool) -> LayeredCNN:
-    torch.manual_seed(0)
-    model = build_model(
-        "mnist_cnn", in_channels=1, num_classes=10, image_size=28, mean=[0.13], std=[0.31], **model_knobs("mnist_cnn")
-    )
+    model = mnist_cnn(mean=0.13, std=0.31)
     if plain_pooling:
         for name, module in model.named_children():
             if isinstance(module, MaxPool2d):

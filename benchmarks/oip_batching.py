@@ -29,14 +29,13 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnscope.compose import model_knobs
-from cnnscope.models import LayeredCNN, build_model
 from cnnscope.oip.ascent import ascend, frozen
 from cnnscope.oip.generate import ascent_net, default_layer, layer_shape
 from cnnscope.oip.objectives import MapMean
 from cnnscope.oip.param import initial_noise
 from cnnscope.oip.transforms import suppression
 from cnnscope.runtime import keep_freed_memory
+from networks import mnist_cnn
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,16 +90,7 @@ def main() -> None:
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model: LayeredCNN = build_model(
-        "mnist_cnn",
-        in_channels=1,
-        num_classes=10,
-        image_size=28,
-        mean=[0.1307],
-        std=[0.3081],
-        **model_knobs("mnist_cnn"),
-    ).to(device)
+    model = mnist_cnn().to(device)
     layer = args.layer or default_layer(model)
     n_maps = layer_shape(model, layer)[0]
     seeds = list(range(args.restarts))

@@ -43,27 +43,17 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     """One copy: both sides, alternating, at one thread."""
     import torch
 
-    from cnnscope.compose import model_knobs
     from cnnscope.config import load_params
-    from cnnscope.models import build_model
     from cnnscope.oip import generate
     from cnnscope.runtime import keep_freed_memory
+    from networks import mnist_cnn
 
     keep_freed_memory()
     torch.set_num_threads(1)
     cfg = load_params(args.params).oip
     settings = generate.OIPSettings.from_config(cfg)
     settings = replace(settings, steps=args.steps or settings.steps)
-    torch.manual_seed(0)
-    model = build_model(
-        "mnist_cnn",
-        in_channels=1,
-        num_classes=10,
-        image_size=28,
-        mean=[0.1307],
-        std=[0.3081],
-        **model_knobs("mnist_cnn"),
-    )
+    model = mnist_cnn()
     shipped = generate.CPU_PASS_BYTES
 
     def run(budget: int) -> tuple[float, generate.OIPResult]:
