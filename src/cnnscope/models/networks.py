@@ -38,12 +38,13 @@ class MaxPool2d(nn.MaxPool2d):
     Why: PyTorch's CPU max-pool forward over NCHW is an order of magnitude slower than over
     channels-last, while its backward is faster over NCHW (a training step of the default network
     spent more time in its two poolings than in its three convolutions; benchmarks/README.md,
-    "Max-pool layout"). So the forward pass pools in channels-last and hands back NCHW, and the
-    backward pass scatters the gradient with the NCHW kernel, through the same argmax indices.
-    Values, indices (ties included) and gradients are the same either way: a maximum is exact, each
-    window keeps its first maximum in both kernels, and windows of 2 with stride 2 do not overlap
-    (tested, and a whole training run gives the same weights bit for bit). Every other layer sees
-    the layout it saw before. A batch already in channels-last (the OIP ascent's) is pooled as it is.
+    "Max-pool layout and OIP passes"). So the forward pass pools in channels-last and hands back
+    NCHW, and the backward pass is the NCHW kernel ``nn.MaxPool2d`` itself uses, given the same argmax
+    indices. Values, indices (ties included) and gradients are the same either way: a maximum is
+    exact and each window keeps its first maximum in both forward kernels (tested, and a whole
+    training run gives the same weights bit for bit). Every other layer sees
+    the layout it saw before. A batch already in channels-last (the OIP ascent's), or on a GPU, is
+    pooled as it is.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +58,8 @@ def max_pool(x: torch.Tensor, *args: Any) -> torch.Tensor:
     mode). One call for ``torch.fx`` (wrapped below), so that graph tracing, torchvision's
     ``create_feature_extractor`` among it, records it as one operation and does not try to trace
     its branches on the batch's layout."""
-    if x.dim() != 4 or x.is_contiguous(memory_format=torch.channels_last):
-        return torch.ops.aten.max_pool2d(x, *args)
+    if x.device.type != "cpu" or x.dim() != 4 or x.is_contiguous(memory_format=torch.channels_last):
+        return torch.ops.aten.max_pool2d(x, *args)  # a GPU's own kernels need no detour
     if torch.is_grad_enabled() and x.requires_grad:
         return _PoolInChannelsLast.apply(x, args)
     return torch.ops.aten.max_pool2d(x.contiguous(memory_format=torch.channels_last), *args).contiguous()
