@@ -58,7 +58,7 @@ def test_benchmark_without_the_shared_data_says_so(name: str, args: list[str], t
     """Run from a copy whose ``../shared/data`` does not exist: one error line, no traceback."""
     folder = tmp_path / "clone" / "benchmarks"
     folder.mkdir(parents=True)
-    for script in SCRIPTS:
+    for script in (REPO_ROOT / "benchmarks").glob("*.py"):  # the scripts and the modules they share
         shutil.copy(script, folder)
     done = _run([str(folder / f"{name}.py"), *args], tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
