@@ -125,9 +125,7 @@ def speedup(
         "stage_processes": "a Python each (--cold)" if cold else "forked from warm servers",
         "networks": networks,
         "stages": networks * len(targets),
-        "one_worker_s": round(walls[1], 1),
-        "two_workers_s": round(walls[2], 1),
-        "speedup": round(walls[1] / walls[2], 2),
+        **compared(walls[1], walls[2]),
         "by_hand_one_at_a_time_s": round(by_hand[1], 1),
         "by_hand_two_at_a_time_s": round(by_hand[2], 1),
         "by_hand_ratio": round(by_hand[1] / by_hand[2], 2),
@@ -180,14 +178,19 @@ def study(clone: Path) -> dict[str, object]:
         spans[j] = per_network_span(clone)
     return {
         "stages": "every per-network stage, forced (with validate and prepare)",
-        "one_worker_s": round(walls[1], 1),
-        "two_workers_s": round(walls[2], 1),
-        "speedup": round(walls[1] / walls[2], 2),
+        **compared(walls[1], walls[2]),
         # the per-network stages alone: from the first one's start to the last one's end, without the
         # runner's start (DVC's dag and status, the cluster), validate and prepare, which run alone
-        "per_network_one_worker_s": round(spans[1], 1),
-        "per_network_two_workers_s": round(spans[2], 1),
-        "per_network_speedup": round(spans[1] / spans[2], 2),
+        **compared(spans[1], spans[2], "per_network_"),
+    }
+
+
+def compared(one: float, two: float, prefix: str = "") -> dict[str, float]:
+    """Seconds on one worker and on two, and their ratio, as the JSON reports them."""
+    return {
+        f"{prefix}one_worker_s": round(one, 1),
+        f"{prefix}two_workers_s": round(two, 1),
+        f"{prefix}speedup": round(one / two, 2),
     }
 
 
